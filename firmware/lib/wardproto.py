@@ -219,9 +219,65 @@ def key_from_hex(text):
 
 # --- bodies ---
 
+def _utf8_ok(b):
+    """Strict UTF-8 (Unicode 3-7 well-formed sequences), as CPython's decoder checks it.
+    MicroPython's decode() accepts overlong forms, surrogates and code points above U+10FFFF,
+    so both interpreters check here first and agree on every byte string."""
+    i = 0
+    n = len(b)
+    while i < n:
+        c = b[i]
+        if c < 0x80:
+            i += 1
+            continue
+        if 0xC2 <= c <= 0xDF:
+            need = 1
+            lo = 0x80
+            hi = 0xBF
+        elif 0xE0 <= c <= 0xEF:
+            need = 2
+            lo = 0xA0 if c == 0xE0 else 0x80
+            hi = 0x9F if c == 0xED else 0xBF
+        elif 0xF0 <= c <= 0xF4:
+            need = 3
+            lo = 0x90 if c == 0xF0 else 0x80
+            hi = 0x8F if c == 0xF4 else 0xBF
+        else:
+            return False
+        if i + need >= n:
+            return False
+        c = b[i + 1]
+        if c < lo or c > hi:
+            return False
+        for j in range(i + 2, i + need + 1):
+            if b[j] & 0xC0 != 0x80:
+                return False
+        i += need + 1
+    return True
+
+
+def _uint(value, limit, field):
+    # MicroPython's struct.pack silently truncates out-of-range values, and there a bool is not
+    # an int: check the range here so both interpreters refuse the same values.
+    if value is True or value is False:
+        value = int(value)
+    if not isinstance(value, int) or value < 0 or value > limit:
+        raise ProtocolError(E_MALFORMED, "field %s has a bad value" % field)
+    return value
+
+
+def _raw(value, field):
+    # bytearray += str works on MicroPython and bytes(8) is 8 zero bytes: take only bytes-like values.
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise ProtocolError(E_MALFORMED, "field %s must be bytes" % field)
+    return bytes(value)
+
+
 def _text(value, field):
     if isinstance(value, str):
         value = value.encode()
+    elif not _utf8_ok(value):
+        raise ProtocolError(E_MALFORMED, "field %s is not UTF-8" % field)
     if len(value) > 255:
         raise ProtocolError(E_MALFORMED, "field %s longer than 255 bytes" % field)
     return value
@@ -238,21 +294,23 @@ def encode_body(mtype, fields):
         value = fields[name]
         try:
             if kind == "B":
-                out += struct.pack(">B", value)
+                out += struct.pack(">B", _uint(value, 0xFF, name))
             elif kind == "H":
-                out += struct.pack(">H", value)
+                out += struct.pack(">H", _uint(value, 0xFFFF, name))
             elif kind == "I":
-                out += struct.pack(">I", value)
+                out += struct.pack(">I", _uint(value, 0xFFFFFFFF, name))
             elif kind == "s":
                 value = _text(value, name)
                 out.append(len(value))
                 out += value
             elif kind == "b":
+                value = _raw(value, name)
                 if len(value) > MAX_BODY:
                     raise ProtocolError(E_MALFORMED, "field %s too long" % name)
                 out += struct.pack(">H", len(value))
                 out += value
             else:  # "n"
+                value = _raw(value, name)
                 if len(value) != NONCE_LEN:
                     raise ProtocolError(E_MALFORMED, "field %s must be %d bytes" % (name, NONCE_LEN))
                 out += value
@@ -300,6 +358,8 @@ def decode_body(mtype, body):
         elif kind == "I":
             value = struct.unpack(">I", raw)[0]
         elif kind == "s":
+            if not _utf8_ok(raw):
+                raise ProtocolError(E_MALFORMED, "field %s is not UTF-8" % name)
             try:
                 value = bytes(raw).decode()
             except UnicodeError:
@@ -369,15 +429,21 @@ def peek_header(frame):
     return mtype, frame[4], seq
 
 
-def decode_frame(mac, frame, from_host):
-    """Verify and decode a complete frame; returns the message dict with 'type' and 'seq'.
-    from_host is the direction the receiver expects."""
+def _verify(mac, frame, from_host):
+    # shape, direction and tag of a complete frame: (type, seq, offset of the tag)
     mtype, flags, seq = peek_header(frame)
     if bool(flags & FLAG_FROM_HOST) != bool(from_host):
         raise ProtocolError(E_AUTH, "frame sent in the wrong direction")
     end = len(frame) - TAG_LEN
     if not equal(mac.digest(frame[:end]), frame[end:]):
         raise ProtocolError(E_AUTH, "authentication tag does not match (wrong key or altered frame)")
+    return mtype, seq, end
+
+
+def decode_frame(mac, frame, from_host):
+    """Verify and decode a complete frame; returns the message dict with 'type' and 'seq'.
+    from_host is the direction the receiver expects."""
+    mtype, seq, end = _verify(mac, frame, from_host)
     msg = decode_body(mtype, frame[HEADER_LEN:end])
     msg["seq"] = seq
     return msg
@@ -461,17 +527,23 @@ class Session:
     def encode(self, mtype, fields):
         if self._mac is None:
             raise ProtocolError(E_SEQUENCE, "session not established")
-        self.tx_seq = (self.tx_seq + 1) & 0xFFFFFFFF
-        return encode_frame(self._mac, mtype, self.tx_seq, fields, self.is_host)
+        seq = (self.tx_seq + 1) & 0xFFFFFFFF
+        frame = encode_frame(self._mac, mtype, seq, fields, self.is_host)
+        self.tx_seq = seq   # only once the frame exists: a refused message spends no number
+        return frame
 
     def decode(self, frame):
         if self._mac is None:
             raise ProtocolError(E_SEQUENCE, "session not established")
-        msg = decode_frame(self._mac, frame, not self.is_host)
+        mtype, seq, end = _verify(self._mac, frame, not self.is_host)
         expected = (self.rx_seq + 1) & 0xFFFFFFFF
-        if msg["seq"] != expected:
-            raise ProtocolError(E_SEQUENCE, "sequence %d where %d was expected (replayed or reordered)" % (msg["seq"], expected))
+        if seq != expected:
+            raise ProtocolError(E_SEQUENCE, "sequence %d where %d was expected (replayed or reordered)" % (seq, expected))
+        # authentic and in order: the sequence moves on even if the body is then refused
+        # (E_MALFORMED), so the peer's next frame is still accepted
         self.rx_seq = expected
+        msg = decode_body(mtype, frame[HEADER_LEN:end])
+        msg["seq"] = seq
         return msg
 
 
