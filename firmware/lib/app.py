@@ -1,0 +1,109 @@
+# Wiring: config, state, outputs, inputs, the call state machine, the link, the supervisor.
+from micropython import const
+import gc
+import asyncio
+import board
+
+import config
+import flash
+from version import VERSION
+from log import log
+from clock import Clock
+from outbox import Outbox
+from lamps import Lamps
+from buzzer import Buzzer
+from inputs import Inputs
+from calls import Calls
+from supervisor import Supervisor
+
+WDT_MS = const(10000)
+LOW_MEM = const(8192)
+MEM_LOG_MS = const(10000)
+
+
+def _nosend(mtype, fields):
+    pass
+
+
+class App:
+    def __init__(self):
+        log("boot", "wardcall bed terminal firmware %s on board %s" % (VERSION, board.NAME))
+        self.cfg, err = config.load()
+        self.debug = bool(self.cfg and self.cfg.get("debug"))
+        self.clock = Clock()
+        self.boot = flash.next_boot()
+        self.outbox = Outbox(self.boot)
+        self.lamps = Lamps()
+        self.buzzer = Buzzer()
+        self.calls = Calls(self.boot, self.outbox, self.lamps, self.buzzer, self.clock, _nosend)
+        self.link = None
+        if err:
+            log("config", "NOT CONFIGURED: %s" % err)
+            log("config", "running locally only (lamps, buzzer); deploy a valid config.json "
+                "(wardcall provision) and reset")
+            self.calls.configured = False
+        self.calls.refresh()
+        self.inputs = Inputs(self.calls.on_input)
+        sup = self.sup = Supervisor()
+        sup.add("inputs", self.inputs.run, 2000)
+        sup.add("lamps", self.lamps.run, 2000)
+        sup.add("buzzer", self.buzzer.run, 5000)
+        if self.cfg:
+            from commands import Commands
+            from link import Link
+            commands = Commands(self.lamps, self.buzzer, self.calls, None)
+            self.link = Link(self.cfg, self.calls, self.outbox, self.clock, commands)
+            commands.on_config = self.link.reconfigure
+            self.calls.send = self.link.send
+            sup.add("link", self.link.run, 60000)
+        sup.on_restart = self._restarted
+        sup.every(self._tick)
+        self._flash_fault = False
+        self._low_mem = False
+        self._mem_peak = 0
+        self._mem_logged = self.clock.uptime_ms()
+        gc.collect()
+        log("boot", "ready (boot %d, heap used %d, free %d)" % (self.boot, gc.mem_alloc(), gc.mem_free()))
+
+    def _restarted(self, name):
+        self.calls.device_problem("task %s restarted" % name)
+
+    def _tick(self):
+        up = self.clock.uptime_ms()
+        self.calls.refresh()        # offline alarm timing
+        if not self.outbox.ok and not self._flash_fault:
+            self._flash_fault = True
+            self.calls.device_problem("flash write failed")
+        elif self.outbox.ok:
+            self._flash_fault = False
+        if gc.mem_free() < LOW_MEM:
+            gc.collect()
+            if gc.mem_free() < LOW_MEM and not self._low_mem:
+                self._low_mem = True
+                self.calls.device_problem("low memory: %d bytes free" % gc.mem_free())
+        if self.debug:
+            gc.collect()
+            used = gc.mem_alloc()
+            if used > self._mem_peak:
+                self._mem_peak = used
+            if up - self._mem_logged >= MEM_LOG_MS:
+                self._mem_logged = up
+                self.log_mem()
+
+    def log_mem(self):
+        log("mem", "used %d peak %d free %d" % (gc.mem_alloc(), self._mem_peak, gc.mem_free()))
+
+    async def main(self):
+        await self.sup.run(WDT_MS)
+
+
+app = None
+
+
+def run():
+    global app
+    try:
+        app = App()
+        asyncio.run(app.main())
+    finally:
+        asyncio.new_event_loop()

@@ -1,0 +1,106 @@
+# Buzzer: IEC 60601-1-8 style bursts on a PWM output. High priority: 10 pulses (3 + 2, pause,
+# 3 + 2) repeated every few seconds; medium: 3 pulses; low: 1 pulse. Three uses, most important
+# first: the lamp test (steady tone), a chime asked for by the host (one burst), and the local
+# alarm while the host is unreachable (bursts repeated until cleared).
+from micropython import const
+import time
+import asyncio
+from machine import Pin, PWM
+import board
+from wardproto import ALARM_HIGH, ALARM_MEDIUM, ALARM_LOW
+
+DUTY_ON = const(32768)
+STEP_MS = const(50)
+
+# per priority (index = ALARM_*): burst as on/off durations, tone in Hz, burst repeat in ms
+BURSTS = (
+    (),
+    (200, 0),                                                  # low: 1 pulse
+    (150, 150, 150, 150, 150, 0),                              # medium: 3 pulses
+    (100, 100, 100, 100, 100, 300, 100, 100, 100, 600,          # high: 3 + 2, pause,
+     100, 100, 100, 100, 100, 300, 100, 100, 100, 0),          # 3 + 2
+)
+FREQ = (0, 440, 660, 880)
+REPEAT_MS = (0, 15000, 3000, 3000)
+TEST_FREQ = const(1000)
+
+
+class Buzzer:
+    def __init__(self):
+        self._pwm = PWM(Pin(board.BUZZER), freq=FREQ[ALARM_LOW], duty_u16=0)
+        self.on = 0
+        self._alarm = 0          # priority of the repeating local alarm, 0 = none
+        self._chime = 0          # priority of one pending chime burst
+        self._test_until = None  # ticks when the lamp-test tone ends
+        self._gen = 0            # bumped by silence(): stops a burst in progress
+        self._next_alarm = time.ticks_ms()
+        self.bursts = 0          # bursts played (diagnostics, tests)
+
+    def alarm(self, prio):
+        if prio != self._alarm:
+            if prio > self._alarm:
+                self._next_alarm = time.ticks_ms()    # a more urgent call sounds at once
+            self._alarm = prio
+
+    def chime(self, prio):
+        if ALARM_LOW <= prio <= ALARM_HIGH:
+            self._chime = prio
+
+    def silence(self):
+        self._chime = 0
+        self._gen += 1
+
+    def test(self, ms):
+        self._test_until = time.ticks_add(time.ticks_ms(), ms)
+
+    def _tone(self, freq):
+        if freq:
+            self._pwm.freq(freq)
+            self._pwm.duty_u16(DUTY_ON)
+            self.on = 1
+        else:
+            self._pwm.duty_u16(0)
+            self.on = 0
+
+    async def _sleep(self, ms, alive):
+        # in short steps, so that silence() and a lamp test are not kept waiting
+        while ms > 0:
+            d = ms if ms < STEP_MS else STEP_MS
+            await asyncio.sleep_ms(d)
+            alive()
+            ms -= d
+
+    async def _burst(self, prio, alive, gen):
+        self.bursts += 1
+        on = True
+        for d in BURSTS[prio]:
+            if gen != self._gen or self._test_until is not None:
+                break
+            self._tone(FREQ[prio] if on else 0)
+            await self._sleep(d, alive)
+            on = not on
+        self._tone(0)
+
+    async def run(self, alive):
+        while True:
+            alive()
+            now = time.ticks_ms()
+            if self._test_until is not None:
+                if time.ticks_diff(self._test_until, now) > 0:
+                    if not self.on:
+                        self._tone(TEST_FREQ)
+                    await asyncio.sleep_ms(STEP_MS)
+                    continue
+                self._test_until = None
+                self._tone(0)
+            if self._chime:
+                prio = self._chime
+                self._chime = 0
+                await self._burst(prio, alive, self._gen)
+                continue
+            if self._alarm and time.ticks_diff(now, self._next_alarm) >= 0:
+                prio = self._alarm
+                self._next_alarm = time.ticks_add(now, REPEAT_MS[prio])
+                await self._burst(prio, alive, self._gen)
+                continue
+            await asyncio.sleep_ms(STEP_MS)

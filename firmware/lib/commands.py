@@ -1,0 +1,59 @@
+# Host commands (COMMAND → RESULT). They arrive on the authenticated session only, so they are
+# authenticated like everything else. handle() returns (ok, detail, after) where after is None,
+# "reboot" (reset once the RESULT is sent) or "reconnect" (new settings take effect).
+import json
+from wardproto import (CMD_IDENTIFY, CMD_LAMP_TEST, CMD_REBOOT, CMD_CONFIG, CMD_CHIME, CMD_SILENCE,
+                       ALARM_LOW, ALARM_HIGH)
+
+import config
+import lamps as L
+from log import log
+
+IDENTIFY_MS = 10000
+LAMP_TEST_MS = 2000
+
+
+class Commands:
+    def __init__(self, lamps, buzzer, calls, on_config):
+        self.lamps = lamps
+        self.buzzer = buzzer
+        self.calls = calls
+        self.on_config = on_config     # on_config(new config dict)
+
+    def handle(self, cmd, arg):
+        if cmd == CMD_IDENTIFY:
+            log("cmd", "identify")
+            self.lamps.override(L.IDENTIFY, IDENTIFY_MS)
+            return 1, "identify", None
+        if cmd == CMD_LAMP_TEST:
+            log("cmd", "lamp test")
+            self.lamps.override(L.STEADY, LAMP_TEST_MS)
+            self.buzzer.test(LAMP_TEST_MS)
+            return 1, "lamp test", None
+        if cmd == CMD_REBOOT:
+            log("cmd", "reboot")
+            return 1, "rebooting", "reboot"
+        if cmd == CMD_CONFIG:
+            try:
+                changes = json.loads(bytes(arg).decode())
+            except (ValueError, UnicodeError) as e:
+                return 0, "config change is not JSON: %r" % (e,), None
+            cfg, err = config.update(changes)
+            if err:
+                log("cmd", "config change refused: %s" % err)
+                return 0, err, None
+            log("cmd", "config changed: %s" % ",".join(sorted(changes)))
+            self.on_config(cfg)
+            return 1, "config written", "reconnect"
+        if cmd == CMD_CHIME:
+            if len(arg) != 1 or not ALARM_LOW <= arg[0] <= ALARM_HIGH:
+                return 0, "chime needs one byte, an alarm priority 1-3", None
+            if not self.calls.presence:
+                return 0, "no staff present", None
+            self.buzzer.chime(arg[0])
+            return 1, "chime", None
+        if cmd == CMD_SILENCE:
+            self.buzzer.silence()
+            return 1, "silenced", None
+        log("cmd", "unsupported command %d" % cmd)
+        return 0, "unsupported command %d" % cmd, None

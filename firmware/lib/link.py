@@ -1,0 +1,283 @@
+# The link to the host: Wi-Fi, then the host (config or UDP discovery), then one TCP session
+# (wardproto.Session): HELLO/WELCOME, heartbeats both ways, the outbox sent in order after every
+# WELCOME and resent until CALL_ACK, a dead link detected within 3 heartbeat intervals, and
+# reconnection with exponential backoff plus jitter (0.5 s doubling to 30 s, + up to half).
+from micropython import const
+import time
+import asyncio
+import machine
+import board
+import wardproto as P
+
+from backoff import Backoff, sleep_alive
+from discovery import find_host
+from log import log, exc
+from outbox import F_TYPE, F_CALL, F_ARG, F_SENT
+from version import VERSION
+from wifi import Wifi
+
+CONNECT_MS = const(5000)
+HANDSHAKE_MS = const(5000)
+IO_MS = const(5000)
+RESEND_MS = const(3000)
+DEFAULT_HB_MS = const(1000)
+MIN_HB_MS = const(100)
+TX_MAX = const(16)
+REDISCOVER_AFTER = const(3)
+
+
+def clip(text, limit=200):
+    """text cut to at most limit bytes of UTF-8 (protocol text fields hold 255)."""
+    b = text.encode()
+    if len(b) <= limit:
+        return text
+    return "".join([c for c in text[:limit] if ord(c) < 128])
+
+
+class Link:
+    def __init__(self, cfg, calls, outbox, clock, commands):
+        self.cfg = cfg
+        self.calls = calls
+        self.outbox = outbox
+        self.clock = clock
+        self.commands = commands
+        self.key = P.key_from_hex(cfg["key"])
+        self.mac = P.Hmac(self.key)
+        self.wifi = Wifi(cfg["wifi"]["ssid"], cfg["wifi"].get("password", ""))
+        self.caps = P.CAP_CORD | P.CAP_BUZZER | P.CAP_CODE | (P.CAP_DOME if board.DOME >= 0 else 0)
+        self.online = False
+        self.hb_ms = DEFAULT_HB_MS
+        self.sessions = 0
+        self._tx = []
+        self._ev = asyncio.Event()
+        self._up = False
+        self._last_rx = 0
+        self._after = None
+        self._host = None
+        self._backoff = Backoff(500, 30000)
+        calls.wake = self.wake
+
+    # --- for the rest of the firmware ---
+    def wake(self):
+        self._ev.set()
+
+    def send(self, mtype, fields):
+        """Send a message on the live session; dropped when offline (heartbeats resync state)."""
+        if not self._up:
+            return
+        if len(self._tx) >= TX_MAX:
+            log("link", "send queue full: dropping %s" % P.TYPE_NAMES[self._tx[0][0]])
+            self._tx.pop(0)
+        self._tx.append((mtype, fields))
+        self._ev.set()
+
+    def reconfigure(self, cfg):
+        self.cfg = cfg
+        self._host = None
+        self.wifi.configure(cfg["wifi"]["ssid"], cfg["wifi"].get("password", ""))
+
+    def _set_online(self, on):
+        self.online = on
+        self.calls.set_online(on)
+
+    # --- the task ---
+    async def run(self, alive):
+        failures = 0
+        while True:
+            alive()
+            await self.wifi.connect(alive)
+            if self.cfg["host"]:
+                self._host = (self.cfg["host"], self.cfg["port"])
+            elif self._host is None or failures >= REDISCOVER_AFTER:
+                self._host = await find_host(self.wifi, self.cfg["device_id"], self.mac,
+                                             self.cfg["discovery_port"], alive)
+                failures = 0
+                if self._host is None:
+                    continue
+            established = await self._session(self._host[0], self._host[1], alive)
+            if established:
+                self._backoff.reset()
+                failures = 0
+            else:
+                failures += 1
+            if self._after == "reboot":
+                log("link", "rebooting as the host asked")
+                await asyncio.sleep_ms(200)
+                machine.reset()
+            if self._after == "reconnect":
+                self._after = None
+                continue
+            wait = self._backoff.next()
+            log("link", "reconnecting in %d ms" % wait)
+            await sleep_alive(wait, alive)
+
+    async def _session(self, host, port, alive):
+        log("link", "connecting to %s:%d" % (host, port))
+        try:
+            reader, writer = await asyncio.wait_for_ms(asyncio.open_connection(host, port), CONNECT_MS)
+        except (OSError, asyncio.TimeoutError) as e:
+            log("link", "cannot connect: %r" % (e,))
+            return False
+        try:
+            return await self._run_session(reader, writer, alive)
+        finally:
+            self._up = False
+            self._set_online(False)
+            self._tx.clear()
+            try:
+                writer.close()
+                await asyncio.wait_for_ms(writer.wait_closed(), 1000)
+            except (OSError, asyncio.TimeoutError):
+                pass
+
+    async def _write(self, writer, frame):
+        writer.write(frame)
+        await asyncio.wait_for_ms(writer.drain(), IO_MS)
+
+    async def _run_session(self, reader, writer, alive):
+        sess = P.Session(self.key, False)
+        cfg = self.cfg
+        try:
+            await self._write(writer, sess.hello(cfg["device_id"], VERSION, board.NAME, self.caps))
+            frame = await asyncio.wait_for_ms(P.read_frame(reader), HANDSHAKE_MS)
+            msg = sess.accept_welcome(frame)
+        except (OSError, EOFError, asyncio.TimeoutError) as e:
+            log("link", "no WELCOME from the host: %r" % (e,))
+            return False
+        except P.ProtocolError as e:
+            log("link", "bad WELCOME dropped: %s" % e)
+            return False
+        hb = msg["hb_ms"]
+        self.hb_ms = hb if hb >= MIN_HB_MS else DEFAULT_HB_MS
+        self.clock.sync(msg["time"])
+        self.sessions += 1
+        self._tx.clear()
+        self._up = True
+        self._last_rx = time.ticks_ms()
+        self.outbox.unsend()
+        self._set_online(True)
+        log("link", "online (heartbeat %d ms, %d event(s) to send)" % (self.hb_ms, len(self.outbox)))
+        task = asyncio.create_task(self._reader(reader, sess))
+        try:
+            await self._sender(writer, sess, alive)
+        finally:
+            task.cancel()
+        return True
+
+    # --- receiving ---
+    async def _reader(self, reader, sess):
+        dead_ms = 3 * self.hb_ms
+        try:
+            while self._up:
+                try:
+                    frame = await asyncio.wait_for_ms(P.read_frame(reader), dead_ms)
+                except asyncio.TimeoutError:
+                    log("link", "no frame from the host for %d ms: link dead" % dead_ms)
+                    break
+                except P.ProtocolError as e:
+                    log("link", "garbage from the host (%s): closing" % e)
+                    break
+                except (OSError, EOFError) as e:
+                    log("link", "connection lost: %r" % (e,))
+                    break
+                self._last_rx = time.ticks_ms()
+                try:
+                    msg = sess.decode(frame)
+                except P.ProtocolError as e:
+                    if e.code == P.E_AUTH or e.code == P.E_SEQUENCE:
+                        log("link", "frame from the host refused (%s): closing" % e)
+                        break
+                    log("link", "malformed frame from the host dropped: %s" % e)
+                    continue
+                try:
+                    self._dispatch(msg)
+                except Exception as e:  # noqa: BLE001 - one bad message must not end the session
+                    exc("link", "handling %s failed" % P.TYPE_NAMES.get(msg["type"], "?"), e)
+        finally:
+            self._up = False
+            self._ev.set()
+
+    def _dispatch(self, msg):
+        t = msg["type"]
+        if t == P.HEARTBEAT:
+            return
+        if t == P.CALL_ACK:
+            if self.outbox.ack(msg["call"], msg["of"]):
+                log("link", "host stored %s %d" % (P.TYPE_NAMES.get(msg["of"], "?"), msg["call"]))
+            self._ev.set()
+        elif t == P.CALL_STATE:
+            self.calls.on_state(msg["call"], msg["state"], msg["by"])
+        elif t == P.COMMAND:
+            ok, detail, after = self.commands.handle(msg["cmd"], msg["arg"])
+            self.send(P.RESULT, {"cmd_id": msg["cmd_id"], "ok": ok, "detail": clip(detail)})
+            if after:
+                self._after = after
+        elif t == P.ERROR:
+            log("link", "host reports error %d: %s" % (msg["code"], msg["detail"]))
+        else:
+            log("link", "unexpected %s from the host dropped" % P.TYPE_NAMES.get(t, "?"))
+
+    # --- sending ---
+    def _heartbeat(self, sess):
+        presence, cord, device = self.calls.status()
+        status = (P.HB_PRESENCE if presence else 0) | (P.HB_CORD_FAULT if cord else 0) \
+            | (P.HB_DEVICE_FAULT if device else 0)
+        n = len(self.outbox)
+        return sess.encode(P.HEARTBEAT, {"status": status, "pending": n if n < 255 else 255,
+                                         "uptime": self.clock.uptime_ms() // 1000})
+
+    def _event(self, sess, ev):
+        age = self.outbox.age_ms(ev, self.clock)
+        if ev[F_TYPE] == P.CALL:
+            return sess.encode(P.CALL, {"call": ev[F_CALL], "kind": ev[F_ARG], "priority": ev[F_ARG],
+                                        "age_ms": age})
+        return sess.encode(P.CANCEL, {"call": ev[F_CALL], "reason": ev[F_ARG], "age_ms": age})
+
+    async def _sender(self, writer, sess, alive):
+        hb = self.hb_ms
+        next_hb = time.ticks_ms()
+        try:
+            while self._up:
+                self._ev.clear()
+                now = time.ticks_ms()
+                if time.ticks_diff(now, self._last_rx) >= 3 * hb:
+                    log("link", "no frame from the host for %d ms: link dead" % (3 * hb))
+                    break
+                if not self.wifi.connected():
+                    log("link", "Wi-Fi lost")
+                    break
+                while self._tx:
+                    mtype, fields = self._tx.pop(0)
+                    await self._write(writer, sess.encode(mtype, fields))
+                wait = hb
+                for ev in list(self.outbox.items):
+                    sent = ev[F_SENT]
+                    if sent is None or time.ticks_diff(now, sent) >= RESEND_MS:
+                        if sent is not None:
+                            log("link", "resending unacknowledged event %d" % ev[F_CALL])
+                        ev[F_SENT] = now
+                        await self._write(writer, self._event(sess, ev))
+                        sent = now
+                    left = RESEND_MS - time.ticks_diff(now, sent)
+                    if left < wait:
+                        wait = left
+                if self._after is not None and not self._tx:
+                    break
+                if time.ticks_diff(now, next_hb) >= 0:
+                    await self._write(writer, self._heartbeat(sess))
+                    next_hb = time.ticks_add(now, hb)
+                alive()
+                left = time.ticks_diff(next_hb, time.ticks_ms())
+                if left < wait:
+                    wait = left
+                if wait > 0:
+                    try:
+                        await asyncio.wait_for_ms(self._ev.wait(), wait)
+                    except asyncio.TimeoutError:
+                        pass
+        except (OSError, asyncio.TimeoutError) as e:
+            log("link", "send failed: %r" % (e,))
+        except P.ProtocolError as e:
+            log("link", "cannot encode a message: %s" % e)
+        finally:
+            self._up = False

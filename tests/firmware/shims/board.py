@@ -1,0 +1,19 @@
+# Pin map: the emulated board. Same pin numbers as the ESP32 DevKitC, so that the firmware sees
+# an ESP32-like board; the emulator's control channel names inputs and outputs by these names.
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+NAME = "emulator"
+CALL = const(32)
+PRESENCE = const(33)
+ASSIST = const(25)
+CODE = const(26)
+CORD_PULL = const(27)
+CORD_LOOP = const(14)
+LAMP_REASSURE = const(19)
+LAMP_PRESENCE = const(21)
+BUZZER = const(22)
+DOME = const(23)

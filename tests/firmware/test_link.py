@@ -1,0 +1,281 @@
+"""The application against a scripted CPython host (fakehost.py) over real TCP/UDP on loopback:
+delivery, acknowledgement, resend, offline queueing, reconnection, garbage, dead link, discovery,
+commands, reboot survival. The same behaviours against the real host and the emulator are in
+test_e2e.py."""
+import json
+import time
+
+import pytest
+
+from tests.firmware import mprun
+from tests.firmware.fakehost import FakeHost, P
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def host():
+    h = FakeHost("bed-101-1", mprun.KEY, hb_ms=300).start()
+    yield h
+    h.stop()
+
+
+def flash_for(tmp_path, fake, **extra):
+    mprun.write_config(tmp_path, mprun.config(port=fake.port, discovery_port=fake.udp_port, **extra))
+    return tmp_path
+
+
+def kinds(msgs):
+    return [(m["type"], m.get("kind", m.get("reason"))) for m in msgs if m["type"] in (P.CALL, P.CANCEL)]
+
+
+def test_cancel_rules_and_call_types(tmp_path, host):
+    out = mprun.run_scenario(r"""
+import calls as C
+async def settle(app):
+    await until(lambda: len(app.outbox) == 0, 3000, "outbox delivered")
+async def scenario(app):
+    await until(lambda: app.link.online, 5000, "online")
+    await press(board.CALL); await until(lambda: app.calls.active[C.S_PATIENT], 300, "patient")
+    await press(board.PRESENCE); await until(lambda: app.calls.presence, 300, "presence on")
+    check(app.calls.active[C.S_PATIENT] is None, "presence clears a patient call")
+    await press(board.CALL); await until(lambda: app.calls.active[C.S_ASSIST], 300, "assist")
+    check(app.calls.active[C.S_PATIENT] is None, "call with presence on is staff assist (VDE 0834)")
+    await press(board.PRESENCE); await until(lambda: not app.calls.presence, 300, "presence off")
+    check(app.calls.active[C.S_ASSIST] is None, "presence press clears staff assist")
+    set_input(board.CORD_PULL, True); await until(lambda: app.calls.active[C.S_BATH], 300, "bath")
+    await press(board.PRESENCE); await until(lambda: app.calls.presence, 300, "presence on 2")
+    check(app.calls.active[C.S_BATH] is not None, "bathroom call stays while the cord is pulled")
+    set_input(board.CORD_PULL, False); await asyncio.sleep_ms(100)
+    check(app.calls.active[C.S_BATH] is not None, "cord back at rest alone does not clear")
+    await press(board.PRESENCE); await until(lambda: app.calls.active[C.S_BATH] is None, 300, "bath cleared")
+    await press(board.CODE); await until(lambda: app.calls.active[C.S_CODE], 300, "code")
+    await press(board.PRESENCE); await asyncio.sleep_ms(100)
+    check(app.calls.active[C.S_CODE] is not None, "presence does not clear code blue")
+    await press(board.CODE, 500); await asyncio.sleep_ms(100)
+    check(app.calls.active[C.S_CODE] is not None, "a short press does not clear code blue")
+    set_input(board.CODE, True)
+    await until(lambda: app.calls.active[C.S_CODE] is None, 2600, "code cleared by a 2 s hold")
+    set_input(board.CODE, False)
+    set_input(board.CORD_LOOP, False)
+    await until(lambda: app.calls.active[C.S_CORD], 300, "cord fault call")
+    check(app.calls.cord_fault, "cord fault flagged")
+    await press(board.PRESENCE); await asyncio.sleep_ms(100)
+    check(app.calls.active[C.S_CORD] is not None, "cord fault call stays while unplugged")
+    set_input(board.CORD_LOOP, True); await until(lambda: not app.calls.cord_fault, 300, "plugged")
+    await press(board.PRESENCE); await until(lambda: app.calls.active[C.S_CORD] is None, 300, "cord call cleared")
+    await press(board.ASSIST); await until(lambda: app.calls.active[C.S_ASSIST], 300, "assist button")
+    await settle(app)
+""", flash_for(tmp_path, host), 30000)
+    mprun.assert_passed(out)
+    got = kinds(host.messages())
+    assert got == [
+        (P.CALL, P.PATIENT), (P.CANCEL, P.CANCEL_PRESENCE),
+        (P.CALL, P.STAFF_ASSIST), (P.CANCEL, P.CANCEL_PRESENCE),
+        (P.CALL, P.BATHROOM), (P.CANCEL, P.CANCEL_ORIGIN),
+        (P.CALL, P.CODE_BLUE), (P.CANCEL, P.CANCEL_ORIGIN),
+        (P.CALL, P.TECHNICAL), (P.CANCEL, P.CANCEL_ORIGIN),
+        (P.CALL, P.STAFF_ASSIST)], got
+    pres = [m["on"] for m in host.messages(P.PRESENCE)]
+    assert pres == [1, 0, 1, 0, 1, 0, 1], pres
+    faults = [(m["code"], m["active"]) for m in host.messages(P.FAULT)]
+    assert faults == [(P.FAULT_CORD, 1), (P.FAULT_CORD, 0)], faults
+    ids = [m["call"] for m in host.messages(P.CALL)]
+    assert len(set(ids)) == len(ids)
+    for m in host.messages(P.CALL):
+        assert m["priority"] == m["kind"]
+
+
+def test_lamp_lights_before_network_and_changes_on_acknowledge(tmp_path, host):
+    def on_msg(h, m):
+        if m["type"] == P.CALL:
+            h.send(P.CALL_STATE, {"call": m["call"], "state": P.ST_ACKNOWLEDGED, "by": "nurse A"})
+    host.on_message = on_msg
+    out = mprun.run_scenario(r"""
+import lamps as L
+async def scenario(app):
+    await until(lambda: app.link.online, 5000, "online")
+    sent = app.link.sessions
+    set_input(board.CALL, True)
+    await until(lambda: app.calls.active[3] is not None, 200, "call placed")
+    # the lamp was switched in the same step as the call was placed (before any network I/O)
+    check(machine.pins[board.LAMP_REASSURE] == 1, "reassurance lamp on at once")
+    check(app.lamps.pattern(L.REASSURE) == (1000, 0), "normal call: steady")
+    set_input(board.CALL, False)
+    await until(lambda: app.lamps.pattern(L.REASSURE) is L.ACKNOWLEDGED, 2000, "acknowledged pattern")
+    await until(lambda: len(app.outbox) == 0, 2000, "CALL_ACK")
+""", flash_for(tmp_path, host))
+    mprun.assert_passed(out)
+    assert "call 65537 acknowledged by nurse A" in out
+    assert len(host.messages(P.CALL)) == 1
+
+
+def test_unacknowledged_event_is_resent_with_the_same_id(tmp_path, host):
+    host.ack = False
+    # the host starts acknowledging once it has seen the resend
+    def on_msg(h, m):
+        if m["type"] == P.CALL and len(h.messages(P.CALL)) >= 2:
+            h.ack = True
+    host.on_message = on_msg
+    out = mprun.run_scenario(r"""
+async def scenario(app):
+    await until(lambda: app.link.online, 5000, "online")
+    await press(board.ASSIST)
+    await until(lambda: len(app.outbox) == 0, 8000, "acknowledged after resend")
+""", flash_for(tmp_path, host), 30000)
+    mprun.assert_passed(out)
+    calls = host.messages(P.CALL)
+    assert len(calls) >= 2 and len({m["call"] for m in calls}) == 1, calls
+    assert "resending unacknowledged event" in out
+
+
+def test_calls_while_wifi_is_down_arrive_in_order_after_reconnection(tmp_path, host):
+    out = mprun.run_scenario(r"""
+import network, lamps as L
+async def scenario(app):
+    await until(lambda: app.link.online, 5000, "online")
+    n0 = app.link.sessions
+    network.state["up"] = False
+    await until(lambda: not app.link.online, 2000, "offline")
+    await until(lambda: app.lamps.pattern(L.REASSURE) is L.OFFLINE, 200, "offline pattern")
+    await press(board.CALL)
+    check(app.lamps.pattern(L.REASSURE) == (1000, 0), "call shown locally while offline")
+    set_input(board.CORD_PULL, True)
+    await asyncio.sleep_ms(3600)
+    check(len(machine.PWM_LOG) > 0, "buzzer sounds in the room while the host is unreachable")
+    check(len(app.outbox) == 2, "both calls wait in the outbox")
+    network.state["up"] = True
+    await until(lambda: app.link.online, 8000, "back online")
+    await until(lambda: len(app.outbox) == 0, 3000, "delivered")
+    await asyncio.sleep_ms(300)
+    check(app.buzzer._alarm == 0, "local alarm stops once online")
+""", flash_for(tmp_path, host), 30000)
+    mprun.assert_passed(out)
+    calls = host.messages(P.CALL)
+    assert [m["kind"] for m in calls] == [P.BATHROOM, P.PATIENT][::-1], calls
+    assert all(m["age_ms"] >= 3000 for m in calls), calls
+    assert host.hellos == 2
+
+
+def test_garbage_and_malformed_frames_from_the_host_are_survived(tmp_path, host):
+    def on_msg(h, m):
+        if m["type"] == P.PRESENCE and m["on"] == 1:
+            h.send_malformed_state()       # authentic, in sequence, invalid body: dropped
+            h.send(P.HEARTBEAT, {"status": 0, "pending": 0, "uptime": 0})
+        if m["type"] == P.PRESENCE and m["on"] == 0:
+            h.send_raw(b"\x00\x05garbage-garbage-garbage")   # bad length: stream untrusted
+    host.on_message = on_msg
+    out = mprun.run_scenario(r"""
+async def scenario(app):
+    await until(lambda: app.link.online, 5000, "online")
+    await press(board.PRESENCE)
+    await asyncio.sleep_ms(500)
+    check(app.link.sessions == 1 and app.link.online, "malformed body dropped, session kept")
+    await press(board.PRESENCE)
+    await until(lambda: app.link.sessions == 2 and app.link.online, 5000, "reconnected after garbage")
+    await press(board.CALL)
+    await until(lambda: len(app.outbox) == 0, 3000, "call still delivered")
+""", flash_for(tmp_path, host), 30000)
+    mprun.assert_passed(out)
+    assert "malformed frame from the host dropped" in out
+    assert "garbage from the host" in out
+    assert len(host.messages(P.CALL)) == 1
+
+
+def test_dead_link_is_detected_within_three_heartbeats(tmp_path, host):
+    stamp = {}
+
+    def on_msg(h, m):
+        if m["type"] == P.PRESENCE:
+            h.silent = True
+            h.ack = False
+            stamp["t"] = time.monotonic()
+    host.on_message = on_msg
+    out = mprun.run_scenario(r"""
+async def scenario(app):
+    await until(lambda: app.link.online, 5000, "online")
+    t0 = time.ticks_ms()
+    await press(board.PRESENCE, 60)
+    await until(lambda: not app.link.online, 3000, "dead link detected")
+    print("DETECTED_MS", time.ticks_diff(time.ticks_ms(), t0))
+""", flash_for(tmp_path, host), 30000)
+    mprun.assert_passed(out)
+    ms = int(out.split("DETECTED_MS ")[1].split()[0])
+    assert ms <= 3 * 300 + 300 + 150, out     # 3 heartbeat intervals after the last frame
+
+
+def test_host_found_by_udp_discovery(tmp_path, host):
+    out = mprun.run_scenario(r"""
+async def scenario(app):
+    await until(lambda: app.link.online, 8000, "online via discovery")
+""", flash_for(tmp_path, host, host=None))
+    mprun.assert_passed(out)
+    assert host.discovers >= 1 and host.hellos == 1
+    assert "discovery: host at 127.0.0.1:%d" % host.port in out
+
+
+def test_host_commands(tmp_path, host):
+    proc = mprun.start_scenario(r"""
+import json, lamps as L
+async def scenario(app):
+    await until(lambda: app.link.online, 5000, "online")
+    await until(lambda: app.lamps._ovr is L.IDENTIFY, 3000, "identify blinks every lamp")
+    await until(lambda: app.buzzer.on == 1 and app.lamps._ovr is L.STEADY, 3000, "lamp test")
+    await until(lambda: app.lamps._ovr is None, 3000, "lamp test over")
+    await press(board.PRESENCE)
+    await until(lambda: app.buzzer.bursts >= 1, 3000, "chime while staff present")
+    await until(lambda: app.link.sessions == 2, 5000, "reconnected with the new config")
+    check(json.load(open("config.json"))["room"] == "102", "config written")
+    await asyncio.sleep_ms(10000)    # the reboot below ends the program
+""", flash_for(tmp_path, host), 40000)
+    n = [0]
+
+    def command(cmd, arg=b"", ok=1):
+        n[0] += 1
+        host.send(P.COMMAND, {"cmd_id": n[0], "cmd": cmd, "arg": arg})
+        res = host.wait_for(lambda: [m for m in host.messages(P.RESULT) if m["cmd_id"] == n[0]],
+                            10, "RESULT %d" % n[0])
+        assert res[0]["ok"] == ok, res
+
+    host.wait_for(lambda: host.connected(), 10, "session")
+    command(P.CMD_IDENTIFY)
+    command(P.CMD_LAMP_TEST)
+    command(P.CMD_CHIME, bytes([P.ALARM_HIGH]), ok=0)           # no staff present: refused
+    host.wait_for(lambda: host.messages(P.PRESENCE), 10, "presence")
+    command(P.CMD_CHIME, bytes([P.ALARM_HIGH]))
+    command(99, ok=0)
+    command(P.CMD_CONFIG, b'{"key": "00"}', ok=0)               # identity is not changeable
+    command(P.CMD_CONFIG, b'{"room": "102"}')
+    host.wait_for(lambda: host.hellos == 2 and host.connected(), 10, "new session")
+    command(P.CMD_REBOOT)
+    out = mprun.finish(proc)
+    assert "rebooting as the host asked" in out and out.rstrip().endswith("MACHINE RESET"), out
+    assert "CHECK config written" in out and "Traceback" not in out, out
+
+
+def test_a_call_survives_a_reboot_before_its_acknowledgement(tmp_path, host):
+    host.ack = False
+    flash = flash_for(tmp_path, host)
+    out1 = mprun.run_scenario(r"""
+async def scenario(app):
+    await until(lambda: app.link.online, 5000, "online")
+    await press(board.CALL)
+    await asyncio.sleep_ms(300)
+    # power is cut here: the process ends without any shutdown
+""", flash)
+    mprun.assert_passed(out1)
+    first = host.messages(P.CALL)
+    assert len(first) == 1
+    host.ack = True
+    out2 = mprun.run_scenario(r"""
+import lamps as L
+async def scenario(app):
+    check(app.calls.active[3] is not None, "the open call is restored from flash")
+    check(app.lamps.pattern(L.REASSURE) == (1000, 0), "its lamp shows at once after the reboot")
+    await until(lambda: app.link.online, 5000, "online")
+    await until(lambda: len(app.outbox) == 0, 3000, "delivered and acknowledged")
+""", flash)
+    mprun.assert_passed(out2)
+    calls = host.messages(P.CALL)
+    assert len(calls) == 2 and calls[0]["call"] == calls[1]["call"], calls
+    assert "1 undelivered event(s) from before the restart" in out2
