@@ -1,0 +1,51 @@
+"""The bridge to the host's configuration and provisioning code (wardcall.config, wardcall.secrets,
+wardcall.provision). Deploy never reads the ward TOML or the secrets file itself.
+"""
+from .errors import DeployError
+
+
+def load_ward(path):
+    from wardcall.config import ConfigError, load_config
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        raise DeployError("ward configuration: %s" % e, code="config",
+                          fix="fix the ward TOML (%s)" % path)
+
+
+def host_url(ward):
+    """The host's HTTP API as seen from this machine (a wildcard bind means loopback)."""
+    host = ward.network.api_host
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = "[%s]" % host
+    return "http://%s:%d" % (host, ward.network.api_port)
+
+
+def not_provisioned(ward, device, why):
+    known = sorted(ward.terminals)
+    return DeployError(
+        "device %s is not provisioned in %s: %s" % (device, ward.path, why),
+        code="not-provisioned",
+        fix="provision it first: wardcall provision --config %s --device %s ...%s"
+        % (ward.path, device, ("  (known devices: %s)" % ", ".join(known[:8]) +
+                               (" ..." if len(known) > 8 else "")) if known else ""),
+    )
+
+
+def device_config(ward, device, wifi_ssid="", wifi_password="", host=None):
+    """The device's config.json as `wardcall provision` writes it: wardcall.provision.board_config
+    with the key from the secrets file (wardcall.secrets.load_keys)."""
+    from wardcall.config import ConfigError
+    from wardcall.provision import board_config
+    from wardcall.secrets import load_keys
+    if device not in ward.terminals:
+        raise not_provisioned(ward, device, "no [terminals.%s] in the ward configuration" % device)
+    try:
+        keys = load_keys(ward.secrets)
+    except ConfigError as e:
+        raise DeployError("device keys: %s" % e, code="config", fix="fix %s" % e.path)
+    if device not in keys:
+        raise not_provisioned(ward, device, "no key for it in %s" % ward.secrets)
+    return board_config(ward, device, keys[device].hex(), wifi_ssid, wifi_password, host)

@@ -1,0 +1,58 @@
+"""End to end: 10 emulated boards (boards/emulator) with blank flash, the real `wardcall serve`
+(tests/fixtures/host.py), and `wardcall fleet deploy` running the real mpremote against all of
+them at once; then every terminal must be online at the host."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+fixtures_host = pytest.importorskip("tests.fixtures.host")
+fixtures_boards = pytest.importorskip("tests.fixtures.boards")
+make_ward = fixtures_host.make_ward
+ward_server_factory = fixtures_host.ward_server_factory
+
+from wardcall.deploy.online import fetch_state, terminal_status  # noqa: E402
+
+N = 10
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_fleet_deploy_ten_boards_then_online(tmp_path, make_ward, ward_server_factory):
+    ward = make_ward(terminals=N)
+    server = ward_server_factory(ward)
+    fleet = fixtures_boards.Fleet.start(tmp_path / "fleet")
+    try:
+        boards = [fleet.add_board("b%d" % i, flash_dir=tmp_path / "flash" / ("b%d" % i))
+                  for i in range(N)]
+        plan = tmp_path / "plan.csv"
+        lines = ["port,device,board"]
+        for b, dev in zip(boards, ward.devices):
+            lines.append("%s,%s,emulator" % (b.repl_url, dev["device_id"]))
+        plan.write_text("\n".join(lines) + "\n")
+        env = dict(os.environ, WARDCALL_HOST_PASSWORD=fixtures_host.NURSE[1])
+        argv = [sys.executable, "-m", "wardcall.deploy.cli", "fleet", "deploy",
+                "--config", str(ward.config_path), "--plan", str(plan), "--workers", str(N),
+                "--wifi-ssid", "ward-test", "--wifi-password", "not-a-secret",
+                "--terminal-host", "127.0.0.1", "--host-user", fixtures_host.NURSE[0],
+                "--online-timeout", "120", "--timeout", "240"]
+        started = time.monotonic()
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=560, env=env)
+        took = time.monotonic() - started
+        print(proc.stdout)
+        print(proc.stderr[-3000:])
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "%d of %d boards deployed, 0 failed" % (N, N) in proc.stdout
+        state = fetch_state(server.api_url, user=fixtures_host.NURSE[0], password=fixtures_host.NURSE[1])
+        for dev in ward.devices:
+            assert terminal_status(state, dev["device_id"]) is True, dev["device_id"]
+        print("fleet deploy of %d boards: %.1f s" % (N, took))
+
+        # a second fleet deploy copies nothing and all come back online
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=560, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.stdout.count("up to date") >= N
+    finally:
+        fleet.stop()
