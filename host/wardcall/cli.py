@@ -1,0 +1,185 @@
+"""The `wardcall` command: serve, provision, report, log, status, passwd, check."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .config import ConfigError, load_config
+from .storage import StorageError, open_readonly
+
+
+def _config(args: argparse.Namespace):
+    return load_config(Path(args.config))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    config = _config(args)
+    from .secrets import load_keys
+    load_keys(config.secrets)        # a bad keys file is a config error, reported before anything starts
+    asyncio.run(serve(config, Path(args.ready_file) if args.ready_file else None))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .secrets import load_keys
+    config = _config(args)
+    keys = load_keys(config.secrets)
+    missing = sorted(set(config.terminals) - set(keys))
+    print(f"{config.path}: ward {config.ward}: {len(config.rooms)} room(s), {len(config.terminals)} terminal(s), {len(config.users)} user(s)")
+    if missing:
+        print(f"warning: no key in {config.secrets} for: {', '.join(missing)}")
+    return 0
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    from .provision import ProvisionError, provision
+    try:
+        board = provision(Path(args.config), args.device, args.room, args.bed, Path(args.out),
+                          wifi_ssid=args.wifi_ssid, wifi_password=args.wifi_password, host=args.host, rekey=args.rekey)
+    except ProvisionError as exc:
+        print(f"wardcall provision: {exc}", file=sys.stderr)
+        return 2
+    print(f"terminal {board['device_id']} (room {board['room']}, bed {board['bed']}) provisioned; board config in {Path(args.out) / 'config.json'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import as_csv, as_table, load_calls, parse_since, summarise
+    config = _config(args)
+    try:
+        since = parse_since(args.since) if args.since else None
+        until = parse_since(args.until) if args.until else None
+    except ValueError as exc:
+        print(f"wardcall report: {exc}", file=sys.stderr)
+        return 2
+    conn = open_readonly(config.database)
+    rows = summarise(config, load_calls(conn, since, until))
+    sys.stdout.write(as_csv(rows) if args.csv else as_table(rows))
+    return 0
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    from .views import format_event, recent_events
+    config = _config(args)
+    conn = open_readonly(config.database)
+    last_id = 0
+    for row in recent_events(conn, last=args.lines):
+        print(format_event(row))
+        last_id = row["id"]
+    while args.follow:
+        sys.stdout.flush()
+        time.sleep(0.5)
+        for row in recent_events(conn, after_id=last_id):
+            print(format_event(row))
+            last_id = row["id"]
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .views import server_running, status_text
+    config = _config(args)
+    conn = open_readonly(config.database)
+    while True:
+        text = status_text(config, conn, server_running(config))
+        if not args.watch:
+            sys.stdout.write(text)
+            return 0
+        sys.stdout.write("\x1b[H\x1b[2J" + text)
+        sys.stdout.flush()
+        time.sleep(args.watch)
+
+
+def cmd_passwd(args: argparse.Namespace) -> int:
+    from .passwords import hash_password
+    if args.stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("wardcall passwd: the passwords differ", file=sys.stderr)
+            return 2
+    if len(password) < 8:
+        print("wardcall passwd: use at least 8 characters", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wardcall", description="wardcall nurse call: the nurse-station host")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", required=True, help="the ward TOML file")
+        return p
+
+    p = with_config(sub.add_parser("serve", help="run the host server"))
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--ready-file", help="write the listening ports here as JSON once ready")
+    p.set_defaults(func=cmd_serve)
+
+    p = with_config(sub.add_parser("check", help="check the configuration and keys"))
+    p.set_defaults(func=cmd_check)
+
+    p = with_config(sub.add_parser("provision", help="add a terminal, make its key and its config.json"))
+    p.add_argument("--device", required=True)
+    p.add_argument("--room", required=True)
+    p.add_argument("--bed", default="")
+    p.add_argument("--wifi-ssid", default="")
+    p.add_argument("--wifi-password", default="")
+    p.add_argument("--host", default=None, help="host address for the board (default: find it by UDP discovery)")
+    p.add_argument("--rekey", action="store_true", help="give an already provisioned terminal a new key")
+    p.add_argument("--out", required=True, help="directory for config.json")
+    p.set_defaults(func=cmd_provision)
+
+    p = with_config(sub.add_parser("report", help="response times per call type, room and shift"))
+    p.add_argument("--csv", action="store_true")
+    p.add_argument("--since", help="e.g. 7d, 12h, 2025-11-01, 2025-11-01T06:00")
+    p.add_argument("--until")
+    p.set_defaults(func=cmd_report)
+
+    p = with_config(sub.add_parser("log", help="the record's latest events"))
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-n", "--lines", type=int, default=50)
+    p.set_defaults(func=cmd_log)
+
+    p = with_config(sub.add_parser("status", help="the ward now: open calls and terminals"))
+    p.add_argument("--watch", type=float, nargs="?", const=1.0, default=None, metavar="SECONDS")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("passwd", help="hash a console user's password for the ward TOML")
+    p.add_argument("--stdin", action="store_true", help="read the password from standard input")
+    p.set_defaults(func=cmd_passwd)
+
+    try:   # flash, deploy, fleet deploy, monitor: the deploy tools' own subcommands
+        from .deploy.cli import register as register_deploy
+    except ImportError:
+        pass
+    else:
+        register_deploy(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, StorageError) as exc:
+        print(f"wardcall {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

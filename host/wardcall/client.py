@@ -1,0 +1,194 @@
+"""A client of the console API (api.py): log in, read the state, follow the event stream, send
+commands. Used by the tests and tools; the web console speaks the same HTTP from a browser."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any, Callable
+
+import aiohttp
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class WardApi:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.user: str | None = None
+
+    async def __aenter__(self) -> "WardApi":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        async with self.http.request(method, self.base_url + path, json=body) as reply:
+            try:
+                data = await reply.json(content_type=None)
+            except (json.JSONDecodeError, aiohttp.ContentTypeError):
+                data = {"error": await reply.text()}
+            if reply.status >= 400:
+                raise ApiError(reply.status, data.get("error", "") if isinstance(data, dict) else str(data))
+            return data
+
+    async def login(self, user: str, password: str) -> dict[str, Any]:
+        reply = await self._call("POST", "/api/login", {"user": user, "password": password})
+        self.user = user
+        return reply
+
+    async def state(self) -> dict[str, Any]:
+        return await self._call("GET", "/api/state")
+
+    async def acknowledge(self, call_id: int) -> dict[str, Any]:
+        return (await self._call("POST", f"/api/calls/{call_id}/acknowledge"))["call"]
+
+    async def silence(self, seconds: float) -> dict[str, Any]:
+        return (await self._call("POST", "/api/silence", {"seconds": seconds}))["sound"]
+
+    async def command(self, device: str, command: str) -> int:
+        return (await self._call("POST", f"/api/terminals/{device}/command", {"command": command}))["cmd_id"]
+
+    def events(self) -> "EventStream":
+        return EventStream(self)
+
+
+class EventStream:
+    """The SSE stream, applied to a live copy of the ward state (`state`), plus every event in
+    order (`events`). `async with api.events() as stream:` starts it after the snapshot."""
+
+    def __init__(self, api: WardApi) -> None:
+        self.api = api
+        self.state: dict[str, Any] = {}
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._response: aiohttp.ClientResponse | None = None
+        self.ended = False
+
+    async def __aenter__(self) -> "EventStream":
+        self._response = await self.api.http.get(self.api.base_url + "/api/events", timeout=aiohttp.ClientTimeout(total=None, sock_read=None))
+        if self._response.status != 200:
+            text = await self._response.text()
+            self._response.release()
+            raise ApiError(self._response.status, text)
+        self._task = asyncio.create_task(self._read())
+        await self.wait_for(lambda s: bool(s), timeout=5)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._response is not None:
+            self._response.close()
+
+    async def _read(self) -> None:
+        assert self._response is not None
+        name, data = "message", []
+        try:
+            async for raw in self._response.content:
+                line = raw.decode().rstrip("\r\n")
+                if not line:
+                    if data:
+                        self._apply(name, json.loads("\n".join(data)))
+                    name, data = "message", []
+                elif line.startswith(":"):
+                    continue
+                elif line.startswith("event:"):
+                    name = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].lstrip())
+        finally:
+            self.ended = True
+            self._signal()
+
+    def _signal(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _apply(self, name: str, payload: dict[str, Any]) -> None:
+        self.events.append((name, payload))
+        state = self.state
+        if name == "snapshot":
+            self.state = payload
+        elif name == "call":
+            call = payload["call"]
+            calls = [c for c in state.get("calls", []) if c["id"] != call["id"]]
+            if call["state"] != "cleared":
+                calls.append(call)
+            state["calls"] = sorted(calls, key=lambda c: (c["priority"], c["placed_at"], c["id"]))
+        elif name == "terminal":
+            t = payload["terminal"]
+            state["terminals"] = [t if x["device"] == t["device"] else x for x in state.get("terminals", [])]
+        elif name == "room":
+            r = payload["room"]
+            state["rooms"] = [r if x["id"] == r["id"] else x for x in state.get("rooms", [])]
+        elif name == "alarm":
+            alarm = payload["alarm"]
+            alarms = [a for a in state.get("alarms", []) if a["id"] != alarm["id"]]
+            if payload["active"]:
+                alarms.append(alarm)
+            state["alarms"] = alarms
+        elif name == "sound":
+            state["sound"] = payload["sound"]
+        if "seq" in payload:
+            self.state["seq"] = payload["seq"]
+        self._signal()
+
+    async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict[str, Any]:
+        """Wait until the live state satisfies predicate; returns the state."""
+        return await self._wait(lambda: predicate(self.state) and self.state, timeout)
+
+    async def wait_event(self, predicate: Callable[[str, dict[str, Any]], bool], timeout: float = 5.0, start: int = 0) -> dict[str, Any]:
+        """Wait for an event (name, payload) from index `start` on; returns its payload."""
+        def found() -> dict[str, Any] | None:
+            for name, payload in self.events[start:]:
+                if predicate(name, payload):
+                    return payload
+            return None
+        return await self._wait(found, timeout)
+
+    async def _wait(self, check: Callable[[], Any], timeout: float) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            result = check()
+            if result:
+                return result
+            if self.ended:
+                raise ConnectionError("the event stream ended")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"the ward did not reach the expected state within {timeout:g} s")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+
+def find_call(state: dict[str, Any], device: str, call_id: int) -> dict[str, Any] | None:
+    for call in state.get("calls", []):
+        if call["device"] == device and call["call_id"] == call_id:
+            return call
+    return None
+
+
+def find_terminal(state: dict[str, Any], device: str) -> dict[str, Any] | None:
+    for terminal in state.get("terminals", []):
+        if terminal["device"] == device:
+            return terminal
+    return None
+
+
+def alarms_of(state: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [a for a in state.get("alarms", []) if a["kind"] == kind]

@@ -1,0 +1,312 @@
+"""The ward configuration: one TOML file (ward, rooms, beds, terminals, timers, console users).
+
+Every problem is reported as ConfigError naming the file, the place in it and what is wrong,
+so a nurse-call host never starts on a half-understood configuration.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .protocol import KIND_BY_NAME, wardproto
+
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
+USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+# Defaults: a patient call unanswered for a minute is escalated; emergencies much sooner.
+DEFAULT_ACK_TIMEOUT_S = {"code_blue": 10.0, "staff_assist": 15.0, "bathroom": 30.0, "patient": 60.0, "technical": 120.0}
+DEFAULT_ATTEND_TIMEOUT_S = 180.0
+DEFAULT_BROADCAST = ("code_blue", "staff_assist")
+DEFAULT_SHIFTS = {"early": "06:00", "late": "14:00", "night": "22:00"}
+
+
+class ConfigError(Exception):
+    """A configuration problem: file, place and what is wrong."""
+
+    def __init__(self, path: Path | str, place: str, problem: str) -> None:
+        self.path = str(path)
+        self.place = place
+        self.problem = problem
+        where = f"{self.path}: {place}: " if place else f"{self.path}: "
+        super().__init__(where + problem)
+
+
+@dataclass(frozen=True)
+class Room:
+    id: str
+    name: str
+    beds: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TerminalConfig:
+    device: str
+    room: str
+    bed: str
+
+
+@dataclass(frozen=True)
+class User:
+    login: str
+    name: str
+    password_hash: str
+
+
+@dataclass(frozen=True)
+class Network:
+    terminal_host: str = "0.0.0.0"
+    terminal_port: int = 7300
+    discovery_host: str = "0.0.0.0"
+    discovery_port: int = 7301
+    announce_host: str = ""       # "" = the local address the DISCOVER arrived on
+    api_host: str = "127.0.0.1"
+    api_port: int = 7380
+
+
+@dataclass(frozen=True)
+class Timing:
+    heartbeat_ms: int = 1000
+    no_console_grace_s: float = 10.0        # alerts standing this long with no console → alarm
+    attempt_alarm_s: float = 600.0          # "device trying to connect" stays this long after the last try
+    handshake_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Escalation:
+    ack_timeout_s: dict[int, float]          # by call kind number
+    attend_timeout_s: float = DEFAULT_ATTEND_TIMEOUT_S
+    broadcast_kinds: frozenset[int] = frozenset()
+
+
+@dataclass
+class WardConfig:
+    path: Path
+    ward: str
+    database: Path
+    secrets: Path
+    network: Network
+    timing: Timing
+    escalation: Escalation
+    shifts: list[tuple[str, int]]            # (name, start minute of the day), sorted
+    rooms: dict[str, Room] = field(default_factory=dict)
+    terminals: dict[str, TerminalConfig] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
+
+    @property
+    def heartbeat_s(self) -> float:
+        return self.timing.heartbeat_ms / 1000.0
+
+    @property
+    def offline_after_s(self) -> float:
+        """Silence after which a terminal counts as offline: three heartbeat intervals."""
+        return 3 * self.heartbeat_s
+
+    def shift_of(self, minute_of_day: int) -> str:
+        current = self.shifts[-1][0]   # before the first start, the last shift of the day runs on
+        for name, start in self.shifts:
+            if minute_of_day >= start:
+                current = name
+        return current
+
+
+class _Reader:
+    """Typed access to one TOML table, with errors that say where."""
+
+    def __init__(self, path: Path, place: str, table: Any) -> None:
+        self.path = path
+        self.place = place
+        if not isinstance(table, dict):
+            raise ConfigError(path, place, f"must be a table, not {type(table).__name__}")
+        self.table = table
+        self.used: set[str] = set()
+
+    def error(self, key: str | None, problem: str) -> ConfigError:
+        return ConfigError(self.path, f"{self.place} {key}" if key else self.place, problem)
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False) -> Any:
+        self.used.add(key)
+        if key not in self.table:
+            if required:
+                raise self.error(key, "is missing")
+            return default
+        value = self.table[key]
+        if kind in (int, float) or kind == (int, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+                raise self.error(key, f"must be a number{' (whole)' if kind is int else ''}, not {value!r}")
+        elif not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise self.error(key, f"must be {names.replace('str', 'a string').replace('list', 'a list').replace('dict', 'a table')}, not {value!r}")
+        return value
+
+    def port(self, key: str, default: int) -> int:
+        value = self.get(key, int, default)
+        if not 0 <= value <= 65535:
+            raise self.error(key, f"port {value} is outside 0-65535")
+        return value
+
+    def positive(self, key: str, default: float) -> float:
+        value = float(self.get(key, (int, float), default))
+        if value <= 0:
+            raise self.error(key, f"must be more than 0, not {value:g}")
+        return value
+
+    def sub(self, key: str, required: bool = False) -> "_Reader":
+        self.used.add(key)
+        if key not in self.table:
+            if required:
+                raise self.error(None, f"needs a [{self._join(key)}] table")
+            return _Reader(self.path, f"[{self._join(key)}]", {})
+        return _Reader(self.path, f"[{self._join(key)}]", self.table[key])
+
+    def _join(self, key: str) -> str:
+        base = self.place.strip("[]")
+        quoted = key if re.match(r"^[A-Za-z0-9_-]+$", key) else f'"{key}"'
+        return f"{base}.{quoted}" if base else quoted
+
+    def finish(self) -> None:
+        extra = sorted(set(self.table) - self.used)
+        if extra:
+            raise self.error(None, f"unknown key {extra[0]!r} (known here: {', '.join(sorted(self.used)) or 'none'})")
+
+
+def _clock_minutes(path: Path, place: str, text: Any) -> int:
+    match = re.match(r"^(\d{1,2}):(\d{2})$", text) if isinstance(text, str) else None
+    if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        raise ConfigError(path, place, f"must be a time of day like \"06:00\", not {text!r}")
+    return int(match[1]) * 60 + int(match[2])
+
+
+def load_config(path: str | Path) -> WardConfig:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read the file: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, f"byte {exc.start}", "the file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message ends with "(at line L, column C)": that is the place
+        text = str(exc)
+        match = re.search(r"\(at (line \d+, column \d+|end of document)\)$", text)
+        place = match[1] if match else ""
+        problem = text[: match.start()].strip() if match else text
+        raise ConfigError(path, place, f"not valid TOML: {problem}") from None
+    return parse_config(path, data)
+
+
+def parse_config(path: Path, data: dict[str, Any]) -> WardConfig:
+    base = path.parent
+    top = _Reader(path, "", data)
+
+    ward = top.sub("ward", required=True)
+    ward_name = ward.get("name", str, required=True)
+    database = base / ward.get("database", str, "ward.db")
+    secrets = base / ward.get("secrets", str, path.stem + ".secrets.json")
+    ward.finish()
+
+    net = top.sub("network")
+    network = Network(
+        terminal_host=net.get("terminal_host", str, Network.terminal_host),
+        terminal_port=net.port("terminal_port", Network.terminal_port),
+        discovery_host=net.get("discovery_host", str, Network.discovery_host),
+        discovery_port=net.port("discovery_port", Network.discovery_port),
+        announce_host=net.get("announce_host", str, Network.announce_host),
+        api_host=net.get("api_host", str, Network.api_host),
+        api_port=net.port("api_port", Network.api_port),
+    )
+    net.finish()
+
+    tim = top.sub("timing")
+    heartbeat_ms = tim.get("heartbeat_ms", int, Timing.heartbeat_ms)
+    if not 50 <= heartbeat_ms <= 60000:
+        raise tim.error("heartbeat_ms", f"must be between 50 and 60000, not {heartbeat_ms}")
+    timing = Timing(
+        heartbeat_ms=heartbeat_ms,
+        no_console_grace_s=tim.positive("no_console_grace_s", Timing.no_console_grace_s),
+        attempt_alarm_s=tim.positive("attempt_alarm_s", Timing.attempt_alarm_s),
+        handshake_timeout_s=tim.positive("handshake_timeout_s", Timing.handshake_timeout_s),
+    )
+    tim.finish()
+
+    esc = top.sub("escalation")
+    ack = esc.sub("ack_timeout_s")
+    ack_timeout = {}
+    for name, default in DEFAULT_ACK_TIMEOUT_S.items():
+        ack_timeout[KIND_BY_NAME[name]] = ack.positive(name, default)
+    ack.finish()
+    broadcast_names = esc.get("broadcast_kinds", list, list(DEFAULT_BROADCAST))
+    for name in broadcast_names:
+        if name not in KIND_BY_NAME:
+            raise esc.error("broadcast_kinds", f"unknown call kind {name!r} (kinds: {', '.join(KIND_BY_NAME)})")
+    escalation = Escalation(
+        ack_timeout_s=ack_timeout,
+        attend_timeout_s=esc.positive("attend_timeout_s", DEFAULT_ATTEND_TIMEOUT_S),
+        broadcast_kinds=frozenset(KIND_BY_NAME[n] for n in broadcast_names),
+    )
+    esc.finish()
+
+    sh = top.sub("shifts")
+    shift_table = sh.table or DEFAULT_SHIFTS
+    shifts = sorted(((name, _clock_minutes(path, f"[shifts] {name}", text)) for name, text in shift_table.items()), key=lambda s: s[1])
+    sh.used.update(sh.table)
+    if len({start for _, start in shifts}) != len(shifts):
+        raise sh.error(None, "two shifts start at the same time")
+
+    rooms_r = top.sub("rooms")
+    rooms: dict[str, Room] = {}
+    for room_id in rooms_r.table:
+        if not NAME_RE.match(room_id):
+            raise rooms_r.error(None, f"room id {room_id!r} may use letters, digits, space, '.', '_' and '-' only")
+        r = rooms_r.sub(room_id)
+        beds = r.get("beds", list, [])
+        if not all(isinstance(b, str) and NAME_RE.match(b) for b in beds):
+            raise r.error("beds", f"must be a list of bed names (strings), not {beds!r}")
+        rooms[room_id] = Room(room_id, r.get("name", str, f"Room {room_id}"), tuple(beds))
+        r.finish()
+
+    term_r = top.sub("terminals")
+    terminals: dict[str, TerminalConfig] = {}
+    for device in term_r.table:
+        if not DEVICE_ID_RE.match(device):
+            raise term_r.error(None, f"device id {device!r} may use letters, digits, '.', '_' and '-' only (at most 64)")
+        t = term_r.sub(device)
+        room = t.get("room", str, required=True)
+        bed = t.get("bed", str, "")
+        if room not in rooms:
+            raise t.error("room", f"room {room!r} is not defined under [rooms] (defined: {', '.join(rooms) or 'none'})")
+        if bed and rooms[room].beds and bed not in rooms[room].beds:
+            raise t.error("bed", f"bed {bed!r} is not one of room {room}'s beds ({', '.join(rooms[room].beds)})")
+        terminals[device] = TerminalConfig(device, room, bed)
+        t.finish()
+
+    users_r = top.sub("users")
+    users: dict[str, User] = {}
+    for login in users_r.table:
+        if not USER_RE.match(login):
+            raise users_r.error(None, f"user name {login!r} may use letters, digits, '.', '_', '@' and '-' only")
+        u = users_r.sub(login)
+        hashed = u.get("password", str, required=True)
+        if not hashed.startswith("scrypt$"):
+            raise u.error("password", "must be a hash made by `wardcall passwd` (starts with \"scrypt$\"), never the password itself")
+        users[login] = User(login, u.get("name", str, login), hashed)
+        u.finish()
+
+    top.finish()
+    return WardConfig(path=path, ward=ward_name, database=database, secrets=secrets, network=network,
+                      timing=timing, escalation=escalation, shifts=shifts, rooms=rooms,
+                      terminals=terminals, users=users)
+
+
+def toml_key(key: str) -> str:
+    """A key as TOML needs it written: bare if it can be, quoted otherwise."""
+    return key if re.match(r"^[A-Za-z0-9_-]+$", key) else '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def toml_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,82 @@
+"""`wardcall provision`: a new terminal in the ward TOML, its key in the secrets file, and the
+config.json that deploy puts on the board."""
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .config import DEVICE_ID_RE, ConfigError, WardConfig, load_config, parse_config, toml_key, toml_string
+from .secrets import load_keys, new_key, save_key, write_private
+
+
+class ProvisionError(Exception):
+    pass
+
+
+def board_config(config: WardConfig, device: str, key_hex: str, wifi_ssid: str, wifi_password: str,
+                 host: str | None) -> dict[str, Any]:
+    terminal = config.terminals[device]
+    return {
+        "device_id": device,
+        "key": key_hex,
+        "ward": config.ward,
+        "room": terminal.room,
+        "bed": terminal.bed,
+        "wifi": {"ssid": wifi_ssid, "password": wifi_password},
+        "host": host,            # None: the terminal finds the host by UDP discovery
+        "port": config.network.terminal_port,
+        "discovery_port": config.network.discovery_port,
+    }
+
+
+def _append_terminal(path: Path, device: str, room: str, bed: str) -> None:
+    """Append the terminal's table to the TOML text, so comments and layout stay as they are;
+    the new text is parsed and checked before it replaces the file."""
+    text = path.read_text("utf-8")
+    block = f"\n[terminals.{toml_key(device)}]\nroom = {toml_string(room)}\nbed = {toml_string(bed)}\n"
+    new_text = text + ("" if text.endswith("\n") or not text else "\n") + block
+    try:
+        parse_config(path, tomllib.loads(new_text))
+    except tomllib.TOMLDecodeError as exc:
+        raise ProvisionError(f"{path}: adding [terminals.{device}] would make the file invalid TOML ({exc}); "
+                             "is [terminals] written as an inline table? add the terminal by hand") from None
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(new_text, "utf-8")
+    os.chmod(tmp, path.stat().st_mode & 0o7777)
+    os.replace(tmp, path)
+
+
+def provision(config_path: Path, device: str, room: str, bed: str, out_dir: Path,
+              wifi_ssid: str = "", wifi_password: str = "", host: str | None = None, rekey: bool = False) -> dict[str, Any]:
+    config = load_config(config_path)
+    if not DEVICE_ID_RE.match(device):
+        raise ProvisionError(f"device id {device!r} may use letters, digits, '.', '_' and '-' only (at most 64)")
+    existing = config.terminals.get(device)
+    if existing is not None and not rekey:
+        raise ProvisionError(f"{config_path}: terminal {device} is already provisioned (room {existing.room}, bed {existing.bed}); "
+                             "use --rekey to give it a new key")
+    if existing is not None and (existing.room, existing.bed) != (room, bed):
+        raise ProvisionError(f"{config_path}: terminal {device} is in room {existing.room}, bed {existing.bed}; "
+                             "change its place in the file, not with --rekey")
+    if room not in config.rooms:
+        raise ProvisionError(f"{config_path}: room {room!r} is not defined under [rooms] (defined: {', '.join(config.rooms) or 'none'})")
+    beds = config.rooms[room].beds
+    if bed and beds and bed not in beds:
+        raise ProvisionError(f"{config_path}: bed {bed!r} is not one of room {room}'s beds ({', '.join(beds)})")
+    load_keys(config.secrets)        # refuse early if the keys file is unreadable or too open
+    key_hex = new_key()
+    # the key first: a key without a terminal entry is harmless, a terminal without a key is refused
+    save_key(config.secrets, device, key_hex)
+    if existing is None:
+        _append_terminal(config_path, device, room, bed)
+    config = load_config(config_path)
+    board = board_config(config, device, key_hex, wifi_ssid, wifi_password, host)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_private(out_dir / "config.json", json.dumps(board, indent=2) + "\n")
+    return board
+
+
+__all__ = ["provision", "board_config", "ProvisionError", "ConfigError"]

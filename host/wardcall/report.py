@@ -1,0 +1,141 @@
+"""`wardcall report`: response times (to acknowledge, to attend, to clear) per call type, room
+and shift, from the calls in the record. Every time is measured from when the call was placed."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+import sqlite3
+import statistics
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable
+
+from .config import WardConfig
+from .protocol import KIND_NAMES
+
+METRICS = (("acknowledge", "acknowledged_at"), ("attend", "attended_at"), ("clear", "cleared_at"))
+
+
+@dataclass
+class Stats:
+    n: int
+    mean: float | None
+    median: float | None
+    max: float | None
+
+    @classmethod
+    def of(cls, values: list[float]) -> "Stats":
+        if not values:
+            return cls(0, None, None, None)
+        return cls(len(values), statistics.fmean(values), statistics.median(values), max(values))
+
+
+@dataclass
+class ReportRow:
+    group_by: str        # "kind", "room" or "shift"
+    group: str
+    calls: int
+    times: dict[str, Stats]   # by metric name
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """A start time: relative ("90m", "12h", "7d") or a local date/time ("2025-11-01", "2025-11-01T06:00")."""
+    now = time.time() if now is None else now
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
+    if match:
+        return now - float(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise ValueError(f"--since {text!r}: give a date like 2025-11-01, a time like 2025-11-01T06:00, or an age like 12h or 7d") from None
+
+
+def shift_of(config: WardConfig, wall: float) -> str:
+    local = time.localtime(wall)
+    return config.shift_of(local.tm_hour * 60 + local.tm_min)
+
+
+def load_calls(conn: sqlite3.Connection, since: float | None = None, until: float | None = None) -> list[sqlite3.Row]:
+    query = "SELECT * FROM calls WHERE 1=1"
+    args: list[float] = []
+    if since is not None:
+        query += " AND placed_at >= ?"
+        args.append(since)
+    if until is not None:
+        query += " AND placed_at < ?"
+        args.append(until)
+    return list(conn.execute(query + " ORDER BY placed_at, id", args))
+
+
+def summarise(config: WardConfig, calls: Iterable[sqlite3.Row]) -> list[ReportRow]:
+    groups: dict[tuple[str, str], list[sqlite3.Row]] = {}
+    for call in calls:
+        kind = KIND_NAMES.get(call["kind"], str(call["kind"]))
+        for group_by, group in (("kind", kind), ("room", call["room"]), ("shift", shift_of(config, call["placed_at"]))):
+            groups.setdefault((group_by, group), []).append(call)
+    kind_rank = {name: number for number, name in KIND_NAMES.items()}
+    shift_rank = {name: i for i, (name, _) in enumerate(config.shifts)}
+    by_order = {"kind": 0, "room": 1, "shift": 2}
+
+    def order(key: tuple[str, str]) -> tuple:
+        group_by, group = key
+        rank = kind_rank.get(group, 99) if group_by == "kind" else shift_rank.get(group, 99) if group_by == "shift" else 0
+        return (by_order[group_by], rank, group)
+
+    rows = []
+    for key in sorted(groups, key=order):
+        members = groups[key]
+        times = {}
+        for metric, column in METRICS:
+            times[metric] = Stats.of([c[column] - c["placed_at"] for c in members if c[column] is not None])
+        rows.append(ReportRow(key[0], key[1], len(members), times))
+    return rows
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def as_table(rows: list[ReportRow]) -> str:
+    header = ["", "calls"]
+    for metric, _ in METRICS:
+        header += [f"{metric} n", "mean s", "median s", "max s"]
+    out = []
+    for group_by in ("kind", "room", "shift"):
+        section = [r for r in rows if r.group_by == group_by]
+        if not section:
+            continue
+        lines = [[f"by {group_by}"] + header[1:]]
+        for r in section:
+            line = [r.group, str(r.calls)]
+            for metric, _ in METRICS:
+                s = r.times[metric]
+                line += [str(s.n), _fmt(s.mean), _fmt(s.median), _fmt(s.max)]
+            lines.append(line)
+        widths = [max(len(l[i]) for l in lines) for i in range(len(header))]
+        for i, line in enumerate(lines):
+            out.append("  ".join(cell.ljust(widths[j]) if j == 0 else cell.rjust(widths[j]) for j, cell in enumerate(line)))
+            if i == 0:
+                out.append("  ".join("-" * w for w in widths))
+        out.append("")
+    if not out:
+        return "no calls in this period\n"
+    return "\n".join(out)
+
+
+CSV_COLUMNS = ["group_by", "group", "calls"] + [f"{m}_{s}" for m, _ in METRICS for s in ("n", "mean_s", "median_s", "max_s")]
+
+
+def as_csv(rows: list[ReportRow]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in rows:
+        line: list[object] = [r.group_by, r.group, r.calls]
+        for metric, _ in METRICS:
+            s = r.times[metric]
+            line += [s.n] + ["" if v is None else f"{v:.3f}" for v in (s.mean, s.median, s.max)]
+        writer.writerow(line)
+    return buffer.getvalue()

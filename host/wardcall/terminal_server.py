@@ -1,0 +1,233 @@
+"""TCP sessions with the bed terminals (docs/SESSION.md): handshake, heartbeats, calls.
+
+One TerminalSession per connection. Bad input never escapes a session: it is logged, recorded,
+answered with ERROR where the session can go on, and otherwise the connection is closed.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from .hub import WardHub
+from .protocol import ProtocolError, wardproto
+
+log = logging.getLogger("wardcall.terminals")
+
+MAX_WRITE_BUFFER = 256 * 1024     # a peer that stops reading is cut off rather than buffered forever
+
+
+def _address(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
+
+
+class TerminalSession:
+    def __init__(self, hub: WardHub, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.hub = hub
+        self.reader = reader
+        self.writer = writer
+        self.address = _address(writer)
+        self.device: str | None = None
+        self.session: Any = None
+        self.closed_because: str | None = None
+        self._heartbeat_task: asyncio.Task | None = None
+
+    # ----- TerminalLink -----
+
+    def send(self, mtype: int, fields: dict[str, Any]) -> None:
+        if self.closed_because is not None or self.writer.is_closing():
+            return
+        self.writer.write(self.session.encode(mtype, fields))
+        if self.writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            self.close("terminal does not read what it is sent")
+
+    def close(self, reason: str) -> None:
+        if self.closed_because is None:
+            self.closed_because = reason
+        if not self.writer.is_closing():
+            self.writer.close()
+
+    # ----- the session -----
+
+    async def run(self) -> None:
+        try:
+            if await self._handshake():
+                await self._serve()
+        except (ConnectionError, EOFError, asyncio.IncompleteReadError):
+            self.closed_because = self.closed_because or "connection closed by the terminal"
+        except asyncio.CancelledError:
+            self.closed_because = self.closed_because or "server stopping"
+            raise
+        except Exception:  # a bug in one session must not take the server down
+            log.exception("session with %s (%s) failed", self.device or "?", self.address)
+            self.closed_because = self.closed_because or "internal error"
+        finally:
+            if self._heartbeat_task is not None:
+                self._heartbeat_task.cancel()
+            self.close(self.closed_because or "session ended")
+            if self.device is not None and self.hub.detach(self.device, self):
+                try:
+                    await self.hub.apply(self.hub.ward.terminal_disconnected(self.device, self.closed_because or ""))
+                except Exception:
+                    log.exception("recording the disconnection of %s failed", self.device)
+
+    async def _reject(self, device: str | None, problem: str) -> None:
+        log.warning("terminal %s (%s): %s", device or "?", self.address, problem)
+        await self.hub.apply(self.hub.ward.protocol_problem(device, self.address, problem, closed=True))
+        self.close(problem)
+
+    async def _handshake(self) -> bool:
+        hub = self.hub
+        try:
+            frame = await asyncio.wait_for(wardproto.read_frame(self.reader), hub.config.timing.handshake_timeout_s)
+        except asyncio.TimeoutError:
+            self.close("no HELLO in time")
+            return False
+        except ProtocolError as exc:
+            await self._reject(None, f"before HELLO: {exc.message}")
+            return False
+        try:
+            device = wardproto.peek_device(frame)
+        except ProtocolError as exc:
+            await self._reject(None, f"first frame is not a valid HELLO: {exc.message}")
+            return False
+        key = hub.keys.get(device)
+        if device not in hub.config.terminals or key is None:
+            reason = "unknown device" if device not in hub.config.terminals else "device has no key on this host"
+            log.warning("refused %r from %s: %s", device, self.address, reason)
+            await hub.apply(hub.ward.auth_refused(device, self.address, reason))
+            self.close(reason)
+            return False
+        session = wardproto.Session(key, True)
+        try:
+            hello = session.accept_hello(frame)
+        except ProtocolError as exc:
+            reason = "wrong key" if exc.code == wardproto.E_AUTH else exc.message
+            log.warning("refused %r from %s: %s (%s)", device, self.address, reason, exc.message)
+            await hub.apply(hub.ward.auth_refused(device, self.address, reason))
+            self.close(reason)
+            return False
+        self.session = session
+        self.device = device
+        self.writer.write(session.welcome(int(hub.clock.wall()), hub.config.timing.heartbeat_ms, 0))
+        hub.attach(device, self)
+        log.info("terminal %s connected from %s (firmware %s, board %s)", device, self.address, hello["firmware"], hello["board"])
+        await hub.apply(hub.ward.terminal_connected(device, hello["firmware"], hello["board"], hello["caps"], self.address))
+        self._heartbeat_task = asyncio.create_task(self._heartbeats(), name=f"heartbeat {device}")
+        return True
+
+    async def _heartbeats(self) -> None:
+        started = time.monotonic()
+        interval = self.hub.config.heartbeat_s
+        try:
+            while self.closed_because is None:
+                self.send(wardproto.HEARTBEAT, {"status": 0, "pending": 0, "uptime": int(time.monotonic() - started)})
+                try:
+                    await asyncio.wait_for(self.writer.drain(), self.hub.config.offline_after_s)
+                except asyncio.TimeoutError:
+                    self.close("terminal stopped reading")
+                    return
+                await asyncio.sleep(interval)
+        except (ConnectionError, RuntimeError):
+            self.close("connection lost while sending")
+
+    async def _serve(self) -> None:
+        hub = self.hub
+        device = self.device
+        assert device is not None
+        dead_after = hub.config.offline_after_s
+        while self.closed_because is None:
+            try:
+                frame = await asyncio.wait_for(wardproto.read_frame(self.reader), dead_after)
+            except asyncio.TimeoutError:
+                self.close(f"nothing received for {dead_after:g} s (dead link)")
+                return
+            except ProtocolError as exc:
+                await self._reject(device, exc.message)
+                return
+            seq_before = self.session.rx_seq
+            try:
+                msg = self.session.decode(frame)
+            except ProtocolError as exc:
+                # wardproto moves the sequence on only for an authentic frame in order whose body
+                # it then refused: that session can go on, any other failure cannot
+                if exc.code == wardproto.E_MALFORMED and self.session.rx_seq != seq_before:
+                    # authentic but its content is wrong: say so and carry on
+                    log.warning("terminal %s: rejected a frame: %s", device, exc.message)
+                    await hub.apply(hub.ward.protocol_problem(device, self.address, exc.message, closed=False))
+                    self.send(wardproto.ERROR, {"code": exc.code, "detail": exc.message[:255]})
+                    continue
+                await self._reject(device, exc.message)
+                return
+            await hub.apply(hub.ward.frame_received(device))
+            await self._dispatch(device, msg)
+
+    async def _dispatch(self, device: str, msg: dict[str, Any]) -> None:
+        hub = self.hub
+        ward = hub.ward
+        mtype = msg["type"]
+        if mtype == wardproto.HEARTBEAT:
+            await hub.apply(ward.heartbeat(device, msg["status"], msg["pending"], msg["uptime"]))
+        elif mtype == wardproto.CALL:
+            await hub.terminal_call(device, msg["call"], msg["kind"], msg["age_ms"])
+            # only now, with the call committed, may the terminal drop it from its outbox
+            self.send(wardproto.CALL_ACK, {"call": msg["call"], "of": wardproto.CALL})
+        elif mtype == wardproto.CANCEL:
+            await hub.terminal_cancel(device, msg["call"], msg["reason"], msg["age_ms"])
+            self.send(wardproto.CALL_ACK, {"call": msg["call"], "of": wardproto.CANCEL})
+        elif mtype == wardproto.PRESENCE:
+            await hub.apply(ward.presence(device, bool(msg["on"]), msg["staff"]))
+        elif mtype == wardproto.FAULT:
+            await hub.apply(ward.fault(device, msg["code"], bool(msg["active"]), msg["detail"]))
+        elif mtype == wardproto.RESULT:
+            await hub.apply(ward.command_result(device, msg["cmd_id"], bool(msg["ok"]), msg["detail"]))
+        elif mtype == wardproto.ERROR:
+            log.warning("terminal %s reports error %d: %s", device, msg["code"], msg["detail"])
+            await hub.apply(ward.protocol_problem(device, self.address, f"terminal reports error {msg['code']}: {msg['detail']}", closed=False))
+        else:
+            name = wardproto.TYPE_NAMES.get(mtype, str(mtype))
+            await hub.apply(ward.protocol_problem(device, self.address, f"unexpected {name} in a session", closed=False))
+            self.send(wardproto.ERROR, {"code": wardproto.E_UNSUPPORTED, "detail": f"{name} is not expected here"})
+
+
+class TerminalServer:
+    def __init__(self, hub: WardHub) -> None:
+        self.hub = hub
+        self.server: asyncio.Server | None = None
+        self.sessions: set[TerminalSession] = set()
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(self, host: str, port: int) -> int:
+        # a deep backlog: a whole ward reconnects at once after a network or host outage
+        self.server = await asyncio.start_server(self._accept, host, port, limit=wardproto.MAX_FRAME * 4, backlog=4096)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = TerminalSession(self.hub, reader, writer)
+        self.sessions.add(session)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await session.run()
+        finally:
+            self.sessions.discard(session)
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for session in list(self.sessions):
+            session.close("server stopping")
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2)
+        if self.server is not None:
+            try:
+                await asyncio.wait_for(self.server.wait_closed(), 2)
+            except asyncio.TimeoutError:
+                pass

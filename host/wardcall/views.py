@@ -1,0 +1,75 @@
+"""Text views of the record for `wardcall log` and `wardcall status` (read-only, while the
+server writes)."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import urllib.request
+from typing import Any
+
+from .config import WardConfig
+from .protocol import KIND_NAMES
+
+
+def clock_text(wall: float | None) -> str:
+    if wall is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall)) + f".{int(wall % 1 * 1000):03d}"
+
+
+def format_event(row: sqlite3.Row) -> str:
+    data: dict[str, Any] = json.loads(row["data"])
+    parts = [clock_text(row["wall"]), f"{row['kind']:<22}"]
+    if row["device"]:
+        parts.append(row["device"])
+    if row["call"] is not None:
+        parts.append(f"call #{row['call']}")
+    if row["user"]:
+        parts.append(f"by {row['user']}")
+    details = " ".join(f"{k}={v}" for k, v in data.items() if v not in (None, ""))
+    if details:
+        parts.append(details)
+    return "  ".join(parts)
+
+
+def recent_events(conn: sqlite3.Connection, after_id: int = 0, last: int | None = None) -> list[sqlite3.Row]:
+    if last is not None:
+        rows = list(conn.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (last,)))
+        return rows[::-1]
+    return list(conn.execute("SELECT * FROM events WHERE id > ? ORDER BY id", (after_id,)))
+
+
+def server_running(config: WardConfig) -> bool:
+    host = config.network.api_host if config.network.api_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    try:
+        with urllib.request.urlopen(f"http://{host}:{config.network.api_port}/api/health", timeout=1) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+def status_text(config: WardConfig, conn: sqlite3.Connection, running: bool) -> str:
+    now = time.time()
+    out = [f"ward {config.ward}    {clock_text(now)}    server {'running' if running else 'NOT RUNNING (last known state)'}", ""]
+    calls = list(conn.execute("SELECT * FROM calls WHERE state != 'cleared' ORDER BY kind, placed_at, id"))
+    out.append(f"open calls: {len(calls)}")
+    for c in calls:
+        age = now - c["placed_at"]
+        extra = []
+        if c["acknowledged_by"]:
+            extra.append(f"ack by {c['acknowledged_by']}")
+        if c["escalation"]:
+            extra.append(f"escalation {c['escalation']}")
+        if c["realerts"]:
+            extra.append(f"re-alerted {c['realerts']}x")
+        out.append(f"  #{c['id']:<5} {KIND_NAMES.get(c['kind'], '?'):<13} room {c['room']:<6} bed {c['bed'] or '-':<4} "
+                   f"{c['state']:<13} {int(age // 60):3d} min {int(age % 60):02d} s  {'  '.join(extra)}")
+    terminals = {row["device"]: row for row in conn.execute("SELECT * FROM terminals")}
+    out += ["", "terminals:"]
+    for device, t in sorted(config.terminals.items(), key=lambda kv: (kv[1].room, kv[1].bed, kv[0])):
+        row = terminals.get(device)
+        status = row["status"] if row else "unknown"
+        presence = "  staff present" if row and row["presence"] else ""
+        out.append(f"  {device:<16} room {t.room:<6} bed {t.bed or '-':<4} {status:<8} last seen {clock_text(row['last_seen'] if row else None)}{presence}")
+    return "\n".join(out) + "\n"
