@@ -6,4 +6,4 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # so that tests import boards.emulator and tests.fixtures
 
-pytest_plugins = []
+pytest_plugins = ["tests.fixtures.host", "tests.fixtures.boards", "tests.fixtures.ward"]

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 from .config import ConfigError, load_config
+from .demo import register as register_demo
+from .deploy.cli import register as register_deploy
 from .storage import StorageError, open_readonly
 
 
@@ -159,12 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stdin", action="store_true", help="read the password from standard input")
     p.set_defaults(func=cmd_passwd)
 
-    try:   # flash, deploy, fleet deploy, monitor: the deploy tools' own subcommands
-        from .deploy.cli import register as register_deploy
-    except ImportError:
-        pass
-    else:
-        register_deploy(sub)
+    register_deploy(sub)        # flash, deploy, fleet deploy, monitor
+    register_demo(sub)          # demo: a whole ward on this machine (`make run`)
     return parser
 
 

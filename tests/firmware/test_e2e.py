@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.ward"]
 pytestmark = pytest.mark.timeout(120)
 
 
