@@ -1,0 +1,99 @@
+"""machine shim and control channel: inputs, IRQs, outputs with timestamps, PWM, cord."""
+import pytest
+
+POLL = """
+import machine, time, board
+from machine import Pin
+call = Pin(board.CALL, Pin.IN, Pin.PULL_UP)
+cord = Pin(board.CORD_LOOP, Pin.IN, Pin.PULL_UP)
+pull = Pin(board.CORD_PULL, Pin.IN, Pin.PULL_UP)
+lamp = Pin(board.LAMP_REASSURE, Pin.OUT, value=0)
+edges = []
+call.irq(lambda p: edges.append(p.value()), Pin.IRQ_FALLING | Pin.IRQ_RISING)
+print("ready cord", cord.value(), pull.value())
+last = (1, 0, 1)
+for i in range(3000):
+    now = (call.value(), cord.value(), pull.value())
+    if now != last:
+        print("inputs", now, "irq", edges)
+        last = now
+    lamp.value(0 if now[0] else 1)
+    time.sleep_ms(10)
+"""
+
+
+@pytest.mark.timeout(30)
+def test_press_is_seen_and_drives_an_output(make_board):
+    b = make_board("pins", {"main.py": POLL})
+    b.wait_console("ready cord 0 1", 10)
+    m = b.console_mark()
+    b.press("call")
+    b.wait_console("inputs (0, 0, 1) irq [0]", 5, since=m)
+    b.wait_output("lamp_reassure", 1, 2)
+    b.release("call")
+    b.wait_output("lamp_reassure", 0, 2)
+    b.wait_console("irq [0, 1]", 5, since=m)
+    h = b.history("lamp_reassure")
+    assert [v for _, v in h] == [0, 1, 0]
+    assert all(t2 >= t1 for (t1, _), (t2, _) in zip(h, h[1:]))
+
+
+@pytest.mark.timeout(30)
+def test_cord_states(make_board):
+    b = make_board("cord", {"main.py": POLL})
+    b.wait_console("ready cord 0 1", 10)
+    m = b.console_mark()
+    b.cord("pulled")
+    b.wait_console("inputs (1, 0, 0)", 5, since=m)
+    b.cord("unplugged")
+    b.wait_console("inputs (1, 1, 1)", 5, since=m)
+    b.cord("ok")
+    b.wait_console("inputs (1, 0, 1)", 5, since=m)
+    assert b.inputs()["cord_loop"] is True
+
+
+@pytest.mark.timeout(30)
+def test_tap_is_timed_by_the_supervisor(make_board):
+    b = make_board("tap", {"main.py": POLL})
+    b.wait_console("ready", 10)
+    b.tap("call", ms=200)
+    b.wait_output("lamp_reassure", 0, 2)
+    h = b.history("lamp_reassure")
+    ons = [t for t, v in h if v == 1]
+    offs = [t for t, v in h if v == 0 and ons and t > ons[0]]
+    assert ons and offs
+    assert 0.15 < offs[0] - ons[0] < 0.35
+
+
+BLINK = """
+import asyncio, board
+from machine import Pin, PWM
+lamp = Pin(board.LAMP_PRESENCE, Pin.OUT, value=0)
+async def blink():
+    for i in range(6):
+        lamp.on()
+        await asyncio.sleep_ms(300)
+        lamp.off()
+        await asyncio.sleep_ms(300)
+    bz = PWM(Pin(board.BUZZER), freq=2000, duty_u16=32768)
+    await asyncio.sleep_ms(100)
+    bz.deinit()
+    print("blinked")
+asyncio.run(blink())
+"""
+
+
+@pytest.mark.timeout(30)
+def test_blink_pattern_timestamps_and_pwm(make_board):
+    b = make_board("blink", {"main.py": BLINK})
+    b.wait_console("blinked", 15)
+    h = b.history("lamp_presence")
+    vals = [v for _, v in h]
+    assert vals[:13] == [0] + [1, 0] * 6
+    times = [t for t, _ in h[1:13]]
+    for t1, t2 in zip(times, times[1:]):
+        assert 0.28 < t2 - t1 < 0.40, times
+    bz = b.history("buzzer", detail=True)
+    assert [(v, f) for _, v, f in bz][:2] == [(32768, 2000), (0, 0)]
+    assert 0.09 < bz[1][0] - bz[0][0] < 0.2
+    assert b.output("buzzer") == 0

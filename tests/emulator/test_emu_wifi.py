@@ -1,0 +1,197 @@
+"""network + socket shims and the radio proxy: a Wi-Fi cut stalls TCP silently; restoring resumes."""
+import socket
+import threading
+import time
+
+import pytest
+
+WIFI = """
+import network, time
+w = network.WLAN(network.STA_IF)
+w.active(True)
+w.connect("ward", "secret")
+for i in range(500):
+    if w.isconnected():
+        break
+    time.sleep_ms(10)
+print("wifi", w.isconnected(), w.ifconfig())
+"""
+
+CLIENT = WIFI + """
+import asyncio, socket
+PORT = %d
+async def session():
+    ai = socket.getaddrinfo("127.0.0.1", PORT)[0][-1]
+    r, wr = await asyncio.open_connection("127.0.0.1", PORT)
+    print("connected")
+    n = 0
+    while True:
+        n += 1
+        wr.write(b"ping %%d\\n" %% n)
+        await wr.drain()
+        try:
+            line = await asyncio.wait_for(r.readline(), 1)
+        except asyncio.TimeoutError:
+            print("timeout", n)
+            wr.close()
+            return
+        if not line:
+            print("eof")
+            return
+        print("rx", line.decode().strip())
+        await asyncio.sleep_ms(100)
+async def main():
+    for attempt in range(100):
+        try:
+            await session()
+        except OSError as e:
+            print("oserror", e)
+        while not w.isconnected():
+            await asyncio.sleep_ms(50)
+        print("reconnect", attempt)
+asyncio.run(main())
+"""
+
+
+class Echo:
+    """A loopback TCP echo server that records what happens to its connections."""
+
+    def __init__(self):
+        self.srv = socket.create_server(("127.0.0.1", 0))
+        self.port = self.srv.getsockname()[1]
+        self.events = []
+        self.lines = 0
+        self.lock = threading.Lock()
+        self.threads = []
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+
+    def _accept(self):
+        self.srv.settimeout(0.5)
+        while self.srv.fileno() != -1:
+            try:
+                c, _ = self.srv.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.events.append("accept")
+            t = threading.Thread(target=self._serve, args=(c,), daemon=True)
+            t.start()
+
+    def _serve(self, c):
+        c.settimeout(30)
+        try:
+            while True:
+                d = c.recv(4096)
+                if not d:
+                    self.events.append("eof")
+                    return
+                with self.lock:
+                    self.lines += d.count(b"\n")
+                c.sendall(d)
+        except ConnectionResetError:
+            self.events.append("reset")
+        except OSError as e:
+            self.events.append(f"error {e}")
+        finally:
+            c.close()
+
+    def close(self):
+        self.srv.close()
+
+
+@pytest.fixture
+def echo():
+    e = Echo()
+    yield e
+    e.close()
+
+
+@pytest.mark.timeout(60)
+def test_wifi_cut_stalls_and_restore_resumes(make_board, echo):
+    b = make_board("wifi", {"main.py": CLIENT % echo.port})
+    b.wait_console("wifi True ('127.0.0.1', '255.0.0.0', '127.0.0.1', '127.0.0.1')", 10)
+    b.wait_console("rx ping 3", 10)
+    assert b.state()["connections"] == 1
+    m = b.console_mark()
+    b.wifi(False)
+    b.wait_console("timeout", 5, since=m)
+    before = echo.lines
+    # the host side sees nothing at all: no more data and no FIN/RST
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:  # watch the server for a second
+        assert echo.lines == before and echo.events == ["accept"]
+        time.sleep(0.05)
+    assert b.state()["net_up"] is False
+    b.wifi(True)
+    b.wait_console("reconnect", 10, since=m)
+    m2 = b.console_mark()
+    b.wait_console("rx ping 3", 10, since=m2)
+    assert echo.events.count("accept") == 2
+    assert echo.lines > before
+
+
+UDP = WIFI + """
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setblocking(False)
+dst = socket.getaddrinfo("127.0.0.1", %d)[0][-1]
+for i in range(400):
+    s.sendto(b"u%%d" %% i, dst)
+    time.sleep_ms(10)
+print("sent all")
+"""
+
+
+@pytest.mark.timeout(30)
+def test_udp_is_dropped_while_the_link_is_down(make_board):
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(5)
+    try:
+        b = make_board("udp", {"main.py": UDP % rx.getsockname()[1]})
+        rx.recv(100)  # the first datagram arrived
+        b.wifi(False)
+        t_cut = time.monotonic()
+        rx.settimeout(0.3)
+        got_late = []
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # a second of silence expected (after in-flight ones)
+            try:
+                d = rx.recv(100)
+                if time.monotonic() - t_cut > 0.1:
+                    got_late.append(d)
+            except socket.timeout:
+                pass
+        assert got_late == []
+        b.wifi(True)
+        rx.settimeout(5)
+        assert rx.recv(100).startswith(b"u")
+    finally:
+        rx.close()
+
+
+@pytest.mark.timeout(30)
+def test_connect_without_link_fails_and_wrong_ssid(make_board):
+    main = """
+import network, socket, time, errno
+w = network.WLAN(network.STA_IF)
+w.active(True)
+try:
+    s = socket.socket()
+    s.connect(socket.getaddrinfo("127.0.0.1", 9)[0][-1])
+except OSError as e:
+    print("connect", e.errno == errno.EHOSTUNREACH)
+w.connect("other", "x")
+for i in range(100):
+    if w.status() != network.STAT_CONNECTING:
+        break
+    time.sleep_ms(10)
+print("status", w.status())
+print("mac", len(w.config("mac")))
+"""
+    b = make_board("nolink", {"main.py": main}, ssid="ward", key="secret")
+    out = b.wait_console("mac 6", 10)
+    assert "connect True" in out
+    assert "status 201" in out
