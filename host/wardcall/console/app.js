@@ -1,0 +1,507 @@
+// The wardcall nurse console: a client of the host's API (docs/HOST.md). State comes from the
+// SSE stream (/api/events: a snapshot, then changes); actions are POSTs. No build step.
+import { h, fill, setText, elapsed, clockTime, duration } from "./dom.js";
+import { Sounder, LEVELS } from "./sound.js";
+import { callsOverTime, responseHistogram, KIND_ORDER, KIND_LABEL } from "./charts.js";
+
+const $ = (id) => document.getElementById(id);
+
+// Lamp patterns as in firmware/lib/wardproto.py KINDS (dome light): [on ms, off ms]; off 0 = steady
+const PATTERN_OF_KIND = { code_blue: "emergency", staff_assist: "high", bathroom: "high", patient: "normal", technical: "normal" };
+const PATTERN_MS = { normal: [1000, 0], high: [1000, 1000], emergency: [300, 300] };
+const STATE_TEXT = { placed: "Waiting", acknowledged: "Seen — coming", attended: "Staff in the room", escalated: "Waiting" };
+const SILENCE_S = 120;
+const HEALTH_EVERY_MS = 3000;
+const HEALTH_TIMEOUT_MS = 2500;
+
+const state = {
+  ward: "", seq: 0, offset: 0,          // offset: host clock − this PC's clock (s)
+  calls: new Map(), terminals: new Map(), rooms: new Map(), alarms: new Map(),
+  sound: { audible: false, silenced_until: null, silenced_by: null },
+  layout: null,                         // rooms with all their beds (/api/layout), if the host has it
+  user: null,
+};
+const link = { es: null, connected: false, lostSince: null, attempts: 0, retry: null, health: null, healthFails: 0 };
+const sounder = new Sounder();
+window.wardcall = { state, link, sounder };   // for the curious (and the tests)
+
+const now = () => Date.now() / 1000 + state.offset;
+
+// ---------------------------------------------------------------- connection
+
+async function api(method, path, body) {
+  const res = await fetch(path, {
+    method, credentials: "same-origin",
+    headers: body === undefined ? {} : { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = null;
+  try { data = await res.json(); } catch { /* not JSON */ }
+  if (!res.ok) {
+    const err = new Error((data && data.error) || `${res.status} ${res.statusText}`);
+    err.status = res.status;
+    throw err;
+  }
+  return data;
+}
+
+function connect() {
+  clearTimeout(link.retry);
+  if (link.es) link.es.close();
+  const es = new EventSource("/api/events");
+  link.es = es;
+  es.addEventListener("snapshot", (e) => { if (es === link.es) onSnapshot(JSON.parse(e.data)); });
+  for (const name of ["call", "terminal", "room", "alarm", "sound", "log"]) {
+    es.addEventListener(name, (e) => { if (es === link.es) onChange(name, JSON.parse(e.data)); });
+  }
+  es.onerror = () => { if (es === link.es) lost("the event stream ended"); };
+}
+
+function lost(why) {
+  if (link.es) { link.es.close(); link.es = null; }
+  if (link.connected || link.lostSince === null) {
+    link.connected = false;
+    link.lostSince = Date.now() / 1000;
+    link.attempts = 0;
+    console.warn("wardcall: connection lost:", why);
+  }
+  showLink();
+  update();
+  clearTimeout(link.retry);
+  link.retry = setTimeout(reconnect, Math.min(5000, 500 + link.attempts * 500));
+}
+
+async function reconnect() {
+  link.attempts += 1;
+  showLink();
+  try {
+    await api("GET", "/api/health");
+  } catch {
+    if (link.lostSince === null) link.lostSince = Date.now() / 1000;
+    showLink();
+    link.retry = setTimeout(reconnect, Math.min(5000, 500 + link.attempts * 500));
+    return;
+  }
+  let me;
+  try {
+    me = await whoAmI();                  // is the session still good?
+  } catch (err) {
+    if (err.status === 401) {
+      showLogin(state.user && state.user.user ? "The host does not know this session any more — please log in again." : "");
+      return;
+    }
+    link.retry = setTimeout(reconnect, 1000);
+    return;
+  }
+  if (!state.user || !state.user.user) await started(me);
+  else connect();                         // its snapshot brings everything up to date
+}
+
+/** The logged-in user ({user, name}); 401 when the session is not (or no longer) valid. */
+async function whoAmI() {
+  try {
+    return await api("GET", "/api/me");
+  } catch (err) {
+    if (err.status !== 404) throw err;
+    await api("GET", "/api/state");        // a host without the console routes: the session is good
+    return { user: "?", name: "" };
+  }
+}
+
+/** A dead host does not always end the TCP stream: ask /api/health every few seconds. */
+async function healthCheck() {
+  if (!link.connected) return;
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), HEALTH_TIMEOUT_MS);
+  try {
+    const res = await fetch("/api/health", { signal: ctl.signal, cache: "no-store" });
+    if (!res.ok) throw new Error(String(res.status));
+    link.healthFails = 0;
+  } catch {
+    link.healthFails += 1;
+    if (link.healthFails >= 2) lost("the host does not answer");
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function onSnapshot(snap) {
+  state.seq = snap.seq;
+  state.ward = snap.ward;
+  state.offset = snap.time - Date.now() / 1000;
+  state.calls = new Map(snap.calls.map((c) => [c.id, c]));
+  state.terminals = new Map(snap.terminals.map((t) => [t.device, t]));
+  state.rooms = new Map(snap.rooms.map((r) => [r.id, r]));
+  state.alarms = new Map(snap.alarms.map((a) => [a.id, a]));
+  state.sound = snap.sound;
+  const wasLost = link.lostSince !== null;
+  link.connected = true;
+  link.lostSince = null;
+  link.healthFails = 0;
+  showLink();
+  if (wasLost) toast("Connection to the host restored — the board is up to date.");
+  update();
+}
+
+function onChange(name, data) {
+  if (typeof data.seq === "number") state.seq = data.seq;
+  if (typeof data.time === "number") state.offset = data.time - Date.now() / 1000;
+  switch (name) {
+    case "call":
+      if (data.call.state === "cleared") state.calls.delete(data.call.id);
+      else state.calls.set(data.call.id, data.call);
+      break;
+    case "terminal": state.terminals.set(data.terminal.device, data.terminal); break;
+    case "room": state.rooms.set(data.room.id, data.room); break;
+    case "alarm":
+      if (data.active) state.alarms.set(data.alarm.id, data.alarm);
+      else state.alarms.delete(data.alarm.id);
+      break;
+    case "sound": state.sound = data.sound; break;
+    case "log": activity(data); return;
+  }
+  update();
+}
+
+// ---------------------------------------------------------------- rendering
+
+function sortedCalls() {
+  return [...state.calls.values()].sort((a, b) => a.priority - b.priority || a.placed_at - b.placed_at || a.id - b.id);
+}
+
+function roomName(id) {
+  const room = state.rooms.get(id) || (state.layout && state.layout.rooms.find((r) => r.id === id));
+  return room ? room.name : `Room ${id}`;
+}
+
+/** Start every blinking element in phase with the page clock, so all lamps blink together. */
+function syncBlink(el, pattern) {
+  const [on, off] = PATTERN_MS[pattern];
+  if (off) el.style.animationDelay = `-${Math.round(performance.now() % (on + off))}ms`;
+}
+
+function callCard(call) {
+  const el = h("li", { className: "call", dataset: { id: call.id } },
+    h("div", { className: "lamp", "aria-hidden": "true" }),
+    h("div", { className: "what" },
+      h("div", { className: "kind" }),
+      h("div", { className: "where" }),
+      h("div", { className: "status" })),
+    h("div", { className: "side" },
+      h("div", { className: "elapsed", title: "time since the call was placed" }),
+      h("button", { type: "button", className: "btn btn-ack", onclick: () => acknowledge(call.id, el) }, "Acknowledge"),
+      h("div", { className: "clear-note" }, "clear at the bedside")));
+  return el;
+}
+
+function updateCard(el, call) {
+  const pattern = PATTERN_OF_KIND[call.kind_name] || "normal";
+  const changed = el.dataset.pattern !== pattern || el.dataset.state !== call.state;
+  Object.assign(el.dataset, { kind: call.kind_name, state: call.state, priority: call.alarm_priority, pattern,
+    device: call.device, terminal: call.terminal_status });
+  if (changed) for (const sel of [el, el.querySelector(".lamp")]) syncBlink(sel, pattern);
+  // emergencies (high priority) are announced ward-wide at once: escalation 1 is their normal start
+  const escalated = call.escalation - (call.alarm_priority === "high" ? 1 : 0);
+  setText(el.querySelector(".kind"), (KIND_LABEL[call.kind_name] || call.kind_name) + (escalated > 0 ? `  ·  escalated ×${escalated}` : "") +
+    (call.realerts ? `  ·  again ×${call.realerts}` : ""));
+  setText(el.querySelector(".where"), `${roomName(call.room)} · Bed ${call.bed}`);
+  let status = STATE_TEXT[call.state] || call.state;
+  if (call.state === "acknowledged" && call.acknowledged_by) status += ` (${call.acknowledged_by}, ${clockTime(call.acknowledged_at)})`;
+  if (call.state === "attended" && call.attended_by) status += ` (${call.attended_by})`;
+  if (call.terminal_status && call.terminal_status !== "online") status += ` · terminal ${call.terminal_status}`;
+  setText(el.querySelector(".status"), status);
+  el.querySelector(".btn-ack").hidden = call.state !== "placed";
+  el.setAttribute("aria-label", `${KIND_LABEL[call.kind_name] || call.kind_name} call, ${roomName(call.room)} bed ${call.bed}, ${status}`);
+}
+
+function renderCalls() {
+  const list = $("calls");
+  const existing = new Map([...list.children].map((el) => [Number(el.dataset.id), el]));
+  const calls = sortedCalls();
+  calls.forEach((call, i) => {
+    let el = existing.get(call.id);
+    if (!el) el = callCard(call);
+    existing.delete(call.id);
+    updateCard(el, call);
+    if (list.children[i] !== el) list.insertBefore(el, list.children[i] || null);
+  });
+  for (const el of existing.values()) el.remove();
+  $("no-calls").hidden = calls.length > 0;
+  document.body.dataset.top = calls.length ? calls[0].kind_name : "none";
+  tick();
+}
+
+function terminalFor(room, bed) {
+  return [...state.terminals.values()].find((t) => t.room === room && t.bed === bed);
+}
+
+function renderMap() {
+  const rooms = state.layout ? state.layout.rooms.map((r) => ({ ...r, ...(state.rooms.get(r.id) || {}) }))
+    : [...state.rooms.values()].map((r) => ({ ...r, beds: [] }));
+  // beds that have a terminal but are not in the layout (or no layout): add them
+  for (const t of state.terminals.values()) {
+    let room = rooms.find((r) => r.id === t.room);
+    if (!room) rooms.push(room = { id: t.room, name: `Room ${t.room}`, beds: [], presence: false });
+    if (!room.beds.includes(t.bed)) room.beds.push(t.bed);
+  }
+  const calls = sortedCalls();
+  fill($("rooms"), rooms.map((room) => {
+    const presence = !!room.presence;
+    return h("div", { className: "room", dataset: { room: room.id, presence: String(presence) } },
+      h("div", { className: "room-head" },
+        h("span", { className: "room-name" }, room.name || `Room ${room.id}`),
+        presence ? h("span", { className: "staff", title: (room.staff || []).join(", ") }, "● Staff present") : null),
+      h("div", { className: "beds" }, room.beds.map((bed) => {
+        const t = terminalFor(room.id, bed);
+        const call = calls.find((c) => c.room === room.id && c.bed === bed);
+        const status = t ? t.status : "none";
+        const pattern = call ? (PATTERN_OF_KIND[call.kind_name] || "normal") : "";
+        const el = h("div", {
+          className: "bed", title: t ? `${t.device} · ${t.status}${t.firmware ? " · " + t.firmware : ""}` : "no terminal",
+          dataset: { bed, status, device: t ? t.device : "", call: call ? call.kind_name : "", state: call ? call.state : "", pattern },
+        },
+        h("span", { className: "bed-name" }, `Bed ${bed}`),
+        h("span", { className: "bed-status" }, statusText(t)));
+        if (pattern) syncBlink(el, pattern);
+        return el;
+      })));
+  }));
+  // devices trying to connect: untrusted ids, shown as text only
+  const attempts = [...state.alarms.values()].filter((a) => a.kind === "device_trying_to_connect");
+  fill($("unknown-devices"), attempts.length ? h("h3", {}, "Unknown devices") : null,
+    attempts.map((a) => h("div", { className: "unknown", dataset: { status: "unknown" } },
+      h("span", { className: "device-id" }, a.claimed_device || a.device || "?"),
+      h("span", {}, ` ${a.reason || ""}${a.address ? " · " + a.address : ""} · ×${a.count}`))));
+}
+
+function statusText(t) {
+  if (!t) return "no terminal";
+  if (t.status === "fault") return `fault${t.faults && t.faults.length ? ": " + t.faults.join(", ") : ""}`;
+  return t.status;
+}
+
+function renderAlarms() {
+  const alarms = [...state.alarms.values()].sort((a, b) => a.since - b.since);
+  fill($("alarms"), alarms.map((a) => h("li", { className: "alarm", dataset: { kind: a.kind, id: a.id } },
+    h("span", { className: "alarm-icon", "aria-hidden": "true" }, "⚠"),
+    h("span", { className: "alarm-text" }, alarmText(a)),
+    h("span", { className: "alarm-since" }, `since ${clockTime(a.since)}${a.count > 1 ? ` · ×${a.count}` : ""}`))));
+}
+
+function alarmText(a) {
+  if (a.kind === "device_trying_to_connect") {
+    return `Device trying to connect: "${a.claimed_device || a.device || "?"}"${a.address ? ` from ${a.address}` : ""}${a.reason ? ` (${a.reason})` : ""}`;
+  }
+  return a.text || a.kind;
+}
+
+// ---------------------------------------------------------------- sound
+
+function wantedSound() {
+  // nothing is known while the link is down: a low technical tone says so
+  if (!link.connected) return link.lostSince !== null && state.user ? "low" : null;
+  const waiting = [...state.calls.values()].filter((c) => c.state === "placed");
+  const levels = waiting.map((c) => c.alarm_priority);
+  // an emergency (high priority, not yet acknowledged) overrides silence
+  if (levels.includes("high")) return "high";
+  if (!state.sound.audible) return null;
+  if (state.alarms.size && ![...state.alarms.values()].every((a) => a.kind === "device_trying_to_connect")) levels.push("low");
+  return LEVELS.filter((l) => levels.includes(l)).pop() || (state.sound.audible ? "low" : null);
+}
+
+function renderSound() {
+  const level = wantedSound();
+  sounder.set(level);
+  document.body.dataset.sound = level || "off";
+  const silenced = state.sound.silenced_until && state.sound.silenced_until > now();
+  document.body.dataset.silenced = String(!!silenced);
+  let text = level ? `Sound: ${level} priority` : "Quiet";
+  if (silenced) text = (level === "high" ? "Emergency sounds despite silence · " : "Silenced ") +
+    `until ${clockTime(state.sound.silenced_until)}${state.sound.silenced_by ? ` (${state.sound.silenced_by})` : ""}`;
+  setText($("sound-status"), text);
+  $("audio-unlock").hidden = !(state.user && sounder.blocked);
+}
+
+// ---------------------------------------------------------------- the rest of the page
+
+function showLink() {
+  const isLost = link.lostSince !== null && state.user !== null;
+  $("lost").hidden = !isLost;
+  document.body.dataset.connection = link.connected ? "live" : isLost ? "lost" : "starting";
+  if (isLost) setText($("lost-detail"), `since ${clockTime(link.lostSince, true)} — reconnecting${link.attempts ? ` (attempt ${link.attempts})` : ""}…`);
+}
+
+function update() {
+  setText($("ward-name"), state.ward || "wardcall");
+  document.title = `${state.calls.size ? `(${state.calls.size}) ` : ""}${state.ward || "wardcall"} — nurse console`;
+  renderCalls();
+  renderMap();
+  renderAlarms();
+  renderSound();
+}
+
+/** Once a second: elapsed times and the clock, without touching anything else. */
+function tick() {
+  const t = now();
+  for (const el of $("calls").children) {
+    const call = state.calls.get(Number(el.dataset.id));
+    if (call) setText(el.querySelector(".elapsed"), elapsed(t - call.placed_at));
+  }
+  setText($("clock"), clockTime(t, true));
+}
+
+let toastTimer = null;
+function toast(text, error = false) {
+  const el = $("toast");
+  setText(el, text);
+  el.dataset.error = String(error);
+  el.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { el.hidden = true; }, 6000);
+}
+
+function activity(entry) {
+  const what = { console_login: "logged in", console_logout: "logged out", silence: `silenced sound for ${entry.seconds} s`,
+    command_sent: `sent ${entry.command || "a command"} to ${entry.device || "a terminal"}` }[entry.kind] || entry.kind;
+  setText($("activity"), `${clockTime(entry.wall)} · ${entry.user || "host"} ${what}`);
+}
+
+async function acknowledge(id, el) {
+  const button = el.querySelector(".btn-ack");
+  button.disabled = true;
+  try {
+    const { call } = await api("POST", `/api/calls/${id}/acknowledge`);
+    if (call) { state.calls.set(call.id, call); update(); }
+  } catch (err) {
+    if (err.status === 401) showLogin("Please log in again.");
+    else toast(`Could not acknowledge: ${err.message}`, true);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function silence() {
+  try {
+    const { sound } = await api("POST", "/api/silence", { seconds: SILENCE_S });
+    state.sound = sound;
+    renderSound();
+  } catch (err) {
+    toast(`Could not silence: ${err.message}`, true);
+  }
+}
+
+// ---------------------------------------------------------------- login
+
+function showLogin(message = "") {
+  state.user = null;
+  if (link.es) { link.es.close(); link.es = null; }
+  clearTimeout(link.retry);
+  link.connected = false;
+  link.lostSince = null;
+  showLink();
+  sounder.set(null);
+  setText($("login-error"), message);
+  $("login-screen").hidden = false;
+  document.body.dataset.connection = "login";
+  $("login-user").focus();
+}
+
+async function started(user) {
+  state.user = user;
+  link.attempts = 0;
+  setText($("user-name"), user.name || user.user);
+  $("login-screen").hidden = true;
+  sounder.unlock();
+  try { state.layout = await api("GET", "/api/layout"); } catch { state.layout = null; }
+  connect();
+}
+
+async function onLogin(ev) {
+  ev.preventDefault();
+  sounder.unlock();                        // a click: the browser now allows sound
+  setText($("login-error"), "");
+  try {
+    const user = await api("POST", "/api/login", { user: $("login-user").value, password: $("login-password").value });
+    $("login-password").value = "";
+    await started(user);
+  } catch (err) {
+    setText($("login-error"), err.status === 401 ? "Unknown user or wrong password." : `Cannot log in: ${err.message}`);
+    $("login-password").select();
+  }
+}
+
+async function logout() {
+  try { await api("POST", "/api/logout"); } catch { /* already gone */ }
+  showLogin("Logged out.");
+}
+
+// ---------------------------------------------------------------- history
+
+async function loadHistory() {
+  const since = $("period").value;
+  $("csv").href = `/api/report.csv?since=${encodeURIComponent(since)}`;
+  setText($("history-status"), "loading…");
+  let rep;
+  try {
+    rep = await api("GET", `/api/report?since=${encodeURIComponent(since)}`);
+  } catch (err) {
+    setText($("history-status"), err.status === 404 ? "This host does not offer history (console routes not installed)." : `Cannot load: ${err.message}`);
+    return;
+  }
+  setText($("history-status"), `${rep.total} calls ${clockTime(rep.since)} – ${clockTime(rep.until)}`);
+  fill($("chart-calls"), callsOverTime(rep.calls, rep.since, rep.until));
+  fill($("chart-response"), responseHistogram(rep.calls));
+  const rows = (by) => rep.summary.filter((r) => r.group_by === by);
+  reportTable($("table-rooms"), "Room", rows("room").map((r) => ({ ...r, label: roomName(r.group) })));
+  reportTable($("table-kinds"), "Call type", rows("kind").sort((a, b) => KIND_ORDER.indexOf(a.group) - KIND_ORDER.indexOf(b.group))
+    .map((r) => ({ ...r, label: KIND_LABEL[r.group] || r.group })));
+}
+
+function reportTable(table, first, rows) {
+  const head = [first, "Calls", "Acknowledged: median", "max", "Staff in room: median", "max", "Cleared: median"];
+  fill(table,
+    h("thead", {}, h("tr", {}, head.map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, rows.length ? rows.map((r) => h("tr", {},
+      h("th", { scope: "row" }, r.label), h("td", {}, r.calls),
+      h("td", {}, duration(r.times.acknowledge.median)), h("td", {}, duration(r.times.acknowledge.max)),
+      h("td", {}, duration(r.times.attend.median)), h("td", {}, duration(r.times.attend.max)),
+      h("td", {}, duration(r.times.clear.median))))
+      : h("tr", {}, h("td", { colspan: head.length }, "No calls in this period"))));
+}
+
+function showView(name) {
+  document.body.dataset.view = name;
+  $("view-board").hidden = name !== "board";
+  $("view-history").hidden = name !== "history";
+  $("tab-board").setAttribute("aria-pressed", String(name === "board"));
+  $("tab-history").setAttribute("aria-pressed", String(name === "history"));
+  if (name === "history") loadHistory();
+}
+
+// ---------------------------------------------------------------- start
+
+async function main() {
+  $("login").addEventListener("submit", onLogin);
+  $("logout").addEventListener("click", logout);
+  $("silence").addEventListener("click", silence);
+  $("silence").textContent = `Silence ${SILENCE_S / 60} min`;
+  $("tab-board").addEventListener("click", () => showView("board"));
+  $("tab-history").addEventListener("click", () => showView("history"));
+  $("period").addEventListener("change", loadHistory);
+  $("history-refresh").addEventListener("click", loadHistory);
+  $("audio-unlock-btn").addEventListener("click", () => sounder.unlock());
+  // any touch of the page lets the browser play sound
+  for (const ev of ["pointerdown", "keydown"]) document.addEventListener(ev, () => sounder.unlock(), { capture: true });
+  sounder.onchange = () => { if (state.user) $("audio-unlock").hidden = !sounder.blocked; };
+  setInterval(tick, 1000);
+  setInterval(() => { if (state.user && link.connected) renderSound(); }, 5000);   // a silence runs out
+  link.health = setInterval(healthCheck, HEALTH_EVERY_MS);
+  try {
+    const health = await api("GET", "/api/health");
+    setText($("login-ward"), health.ward);
+  } catch { /* reconnect() keeps trying */ }
+  state.user = { user: "", name: "" };     // not known yet: a session cookie may still be good
+  reconnect();
+}
+
+main();
