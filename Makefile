@@ -5,9 +5,16 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum host/pyproject.toml | cut -d' ' -f1)
 BEDS   ?= 6
 
-.PHONY: setup run test bench deploy fleet-deploy monitor clean
+.PHONY: setup browser run test bench deploy fleet-deploy monitor clean
 
 setup: $(STAMP)
+
+# The console tests drive Debian's Chromium (Playwright cannot download browsers here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; }
 
 $(STAMP): host/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +25,8 @@ $(STAMP): host/pyproject.toml
 run: setup
 	$(BIN)/wardcall demo --beds $(BEDS)
 
-test: setup
-	$(BIN)/pytest
+test: setup browser
+	$(BIN)/pytest -n 2
 
 bench: setup
 	$(BIN)/python bench/run_all.py
