@@ -263,7 +263,7 @@ def test_garbage_from_the_host_is_survived(make_terminals, make_ward, garbage):
 
 
 def test_not_configured_shows_its_pattern_without_a_crash_loop(fleet, tmp_path):
-    from tests.fixtures.ward import firmware_files
+    from wardcall.demo import firmware_files
     b = fleet.add_board("blank", flash_dir=tmp_path / "blank", files=firmware_files(None))
     b.wait_console("NOT CONFIGURED", 10)
     t0 = time.monotonic()
@@ -279,7 +279,7 @@ def test_not_configured_shows_its_pattern_without_a_crash_loop(fleet, tmp_path):
 
 
 def test_maintenance_mode_skips_the_application(fleet, tmp_path):
-    from tests.fixtures.ward import firmware_files
+    from wardcall.demo import firmware_files
     files = firmware_files(None)
     files["maintenance"] = ""
     b = fleet.add_board("maint", flash_dir=tmp_path / "maint", files=files)
