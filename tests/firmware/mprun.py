@@ -9,6 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 LIB = ROOT / "firmware" / "lib"
 SHIMS = Path(__file__).resolve().parent / "shims"
+BOARD = ROOT / "boards" / "emulator"       # its board.py: the same pin map as on the emulator
 DRIVE = Path(__file__).resolve().parent / "mp_drive.py"
 MICROPYTHON = Path(sys.executable).parent / "micropython"
 if not MICROPYTHON.exists():
@@ -18,7 +19,7 @@ KEY = "5a" * 32
 
 
 def env():
-    return dict(os.environ, MICROPYPATH=".frozen:%s:%s" % (SHIMS, LIB))
+    return dict(os.environ, MICROPYPATH=".frozen:%s:%s:%s" % (SHIMS, LIB, BOARD))
 
 
 def config(port=7300, discovery_port=7301, host="127.0.0.1", device_id="bed-101-1", **extra):
