@@ -58,6 +58,10 @@ class App:
             sup.add("link", self.link.run, 60000)
         sup.on_restart = self._restarted
         sup.every(self._tick)
+        import otaboot
+        if otaboot.in_trial():         # a new firmware on trial: confirm it once online
+            from ota import Trial
+            sup.every(Trial(self.link).tick)
         self._flash_fault = False
         self._low_mem = False
         self._mem_peak = 0

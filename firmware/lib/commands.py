@@ -3,7 +3,7 @@
 # "reboot" (reset once the RESULT is sent) or "reconnect" (new settings take effect).
 import json
 from wardproto import (CMD_IDENTIFY, CMD_LAMP_TEST, CMD_REBOOT, CMD_CONFIG, CMD_CHIME, CMD_SILENCE,
-                       ALARM_LOW, ALARM_HIGH)
+                       ALARM_LOW, ALARM_HIGH, CMD_OTA_BEGIN, CMD_OTA_STATUS)
 
 import config
 import lamps as L
@@ -19,6 +19,7 @@ class Commands:
         self.buzzer = buzzer
         self.calls = calls
         self.on_config = on_config     # on_config(new config dict)
+        self.ota = None                # ota.Receiver, loaded by the first OTA command
 
     def handle(self, cmd, arg):
         if cmd == CMD_IDENTIFY:
@@ -55,5 +56,10 @@ class Commands:
         if cmd == CMD_SILENCE:
             self.buzzer.silence()
             return 1, "silenced", None
+        if CMD_OTA_BEGIN <= cmd <= CMD_OTA_STATUS:
+            if self.ota is None:
+                from ota import Receiver
+                self.ota = Receiver(self.calls.outbox)
+            return self.ota.handle(cmd, arg)
         log("cmd", "unsupported command %d" % cmd)
         return 0, "unsupported command %d" % cmd, None

@@ -44,7 +44,7 @@ class Link:
         self.key = P.key_from_hex(cfg["key"])
         self.mac = P.Hmac(self.key)
         self.wifi = Wifi(cfg["wifi"]["ssid"], cfg["wifi"].get("password", ""))
-        self.caps = P.CAP_CORD | P.CAP_BUZZER | P.CAP_CODE | (P.CAP_DOME if board.DOME >= 0 else 0)
+        self.caps = P.CAP_CORD | P.CAP_BUZZER | P.CAP_CODE | P.CAP_OTA | (P.CAP_DOME if board.DOME >= 0 else 0)
         self.online = False
         self.hb_ms = DEFAULT_HB_MS
         self.sessions = 0

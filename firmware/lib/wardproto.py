@@ -94,6 +94,14 @@ CMD_REBOOT = const(3)
 CMD_CONFIG = const(4)        # arg: JSON object with the config keys to change
 CMD_CHIME = const(5)         # arg: one byte, the alarm priority of a call in another room
 CMD_SILENCE = const(6)       # stop a chime in progress
+# Over-the-air update (docs/PROTOCOL.md, "Over-the-air update"); every one answered by RESULT
+CMD_OTA_BEGIN = const(16)    # arg: JSON {"v": version, "n": files, "size": total bytes, "id": package id, "trial_s": s}
+CMD_OTA_FILE = const(17)     # arg: JSON [index, path, size, sha256 hex]
+CMD_OTA_CHUNK = const(18)    # arg: file index (u16) + offset (u32), big-endian, then the data
+CMD_OTA_COMMIT = const(19)   # arg: empty; all files received and verified: swap at the next boot
+CMD_OTA_ABORT = const(20)    # arg: empty; forget the staged files
+CMD_OTA_STATUS = const(21)   # arg: empty; RESULT detail: JSON of the update state
+OTA_CHUNK_MAX = const(970)   # data bytes in one CMD_OTA_CHUNK (MAX_BODY - 7 - 6)
 
 # ERROR codes
 E_MALFORMED = const(1)

@@ -49,6 +49,8 @@ class WardHub:
         self.subscribers: set[Subscriber] = set()
         self.seq = 0                                  # console change number
         self._cmd_ids = itertools.count(1)
+        # cmd_id -> (device, future of (ok, detail)): RESULTs awaited in code (ota.py), not recorded
+        self.result_waiters: dict[int, tuple[str, asyncio.Future]] = {}
 
     # ----- effects -----
 
@@ -141,6 +143,19 @@ class WardHub:
         await self.record("command_sent", device, user=user, cmd_id=cmd_id, cmd=cmd, arg=arg.hex())
         link.send(wardproto.COMMAND, {"cmd_id": cmd_id, "cmd": cmd, "arg": arg})
         return cmd_id
+
+    def next_cmd_id(self) -> int:
+        return next(self._cmd_ids)
+
+    def take_result(self, device: str, msg: dict[str, Any]) -> bool:
+        """Hand a RESULT to the code awaiting it (True), or leave it to be recorded (False)."""
+        waiter = self.result_waiters.get(msg["cmd_id"])
+        if waiter is None or waiter[0] != device:
+            return False
+        del self.result_waiters[msg["cmd_id"]]
+        if not waiter[1].done():
+            waiter[1].set_result((bool(msg["ok"]), msg["detail"]))
+        return True
 
     # ----- terminals -----
 
