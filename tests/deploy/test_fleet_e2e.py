@@ -13,7 +13,7 @@ fixtures_boards = pytest.importorskip("tests.fixtures.boards")
 make_ward = fixtures_host.make_ward
 ward_server_factory = fixtures_host.ward_server_factory
 
-from wardcall.deploy.online import fetch_state, terminal_status  # noqa: E402
+from wardcall.deploy.online import wait_online  # noqa: E402
 
 N = 10
 
@@ -45,9 +45,11 @@ def test_fleet_deploy_ten_boards_then_online(tmp_path, make_ward, ward_server_fa
         print(proc.stderr[-3000:])
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "%d of %d boards deployed, 0 failed" % (N, N) in proc.stdout
-        state = fetch_state(server.api_url, user=fixtures_host.NURSE[0], password=fixtures_host.NURSE[1])
+        # online now, or again within seconds: with heartbeat_ms=200 a board starved of CPU (2 cores,
+        # other suites running) can miss 3 heartbeats and show offline for a moment (seen once)
         for dev in ward.devices:
-            assert terminal_status(state, dev["device_id"]) is True, dev["device_id"]
+            assert wait_online(server.api_url, dev["device_id"], timeout=20, interval=0.2,
+                               user=fixtures_host.NURSE[0], password=fixtures_host.NURSE[1])
         print("fleet deploy of %d boards: %.1f s" % (N, took))
 
         # a second fleet deploy copies nothing and all come back online

@@ -76,7 +76,20 @@ def sha256_file(path):
 
 
 def _compile(src, rel_name, out):
+    """mpy-cross src -> out, unless out was already compiled from the same source bytes.
+
+    The build folder is per (tree, board, mpy-cross version); a sidecar `.<name>.src` next to each
+    output holds the sha256 of the source and its recorded name, so a second deploy (or every
+    board of a fleet deploy) reuses the output instead of running mpy-cross ~20 times again."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb") as f:
+        key = hashlib.sha256(rel_name.encode() + b"\0" + f.read()).hexdigest()
+    stamp = out.with_name(".%s.src" % out.name)
+    try:
+        if out.is_file() and stamp.read_text() == key:
+            return
+    except OSError:
+        pass
     # -s fixes the source name recorded in the .mpy, so the output does not depend on where the
     # checkout is and identical sources give identical bytes (that is what change detection uses).
     tmp = out.with_name(".%s.%d.%d.tmp" % (out.name, os.getpid(), threading.get_ident()))
@@ -84,6 +97,9 @@ def _compile(src, rel_name, out):
                           capture_output=True, text=True, timeout=60)
     if proc.returncode == 0:
         os.replace(tmp, out)  # atomic: parallel deploys may read the previous copy meanwhile
+        stmp = stamp.with_name(tmp.name + ".src")
+        stmp.write_text(key)
+        os.replace(stmp, stamp)
     if proc.returncode != 0:
         raise DeployError(
             "mpy-cross failed on %s:\n%s" % (src, (proc.stderr or proc.stdout).strip()),

@@ -7,8 +7,9 @@ Steps (each failure is a DeployError naming the port and the fix):
  3. checks: supported MicroPython, .mpy version that mpy-cross emits, enough free flash
  4. stage: compile firmware/lib and boards/<board>/board.py with mpy-cross (boot.py, main.py as .py)
  5. if anything differs: create the maintenance flag and reset (the app and its watchdog stay
-    off), then in one mpremote run: mkdir, remove stale twins (x.py next to x.mpy), `fs cp` each
-    changed file, re-hash; then remove the flag and reset. If nothing differs: just reset.
+    off), then in one mpremote run: mkdir, remove stale twins (x.py next to x.mpy), write each
+    changed file (base64, up to 3 KiB per `exec`; board.write_scripts), re-hash; then remove the
+    flag and reset. If nothing differs: just reset.
  6. wait until the host's /api/state lists the device online (bounded)
 """
 import hashlib
@@ -19,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import build
-from .board import Board, chain, prepare_script
+from .board import Board, chain, parse_probe, prepare_script, probe_script, write_scripts
 from .errors import DeployError
 from .online import wait_online
 
@@ -145,12 +146,17 @@ def deploy(port, device, device_config, *, board=None, compile=True, host_url=No
 
     b = Board(port, timeout=timeout, log=lambda m: log("[%s %s]   %s" % (device, port, m)))
     flag_on = "open(%r, 'w').close()" % maintenance_flag
-    flag_off = "import os\ntry:\n os.remove(%r)\nexcept OSError:\n pass" % maintenance_flag
+    # with the flag, an over-the-air update's state goes (docs/DEPLOY.md section 10): a deploy over
+    # USB wins, a boot after it must not roll back to files the OTA update had set aside
+    flag_off = ("import os\nfor p in (%r, '/.ota/state.json'):\n try:\n  os.remove(p)\n except OSError:\n  pass"
+                % maintenance_flag)
 
     # 2. maintenance mode first: a running app has a watchdog that would reset the board under
     #    mpremote (measured on the emulator: TG0WDT_SYS_RESET during the probe). Short step, retried.
     step("maintenance mode on, reset")
-    b.run(chain(["exec", flag_on], ["reset"]), retries=3)
+    # a missing port or nothing listening fails at once; busy or a silent REPL may pass (the
+    # previous program still closing the port, the app being interrupted), so those are retried
+    b.run(chain(["exec", flag_on], ["reset"]), retries=3, retry_on=("busy", "no-repl"))
     try:
         return _deploy_in_maintenance(b, result, step, port, device, config_bytes, board, compile,
                                       host_url, online_timeout, expect_mpy, min_free, min_version,
@@ -226,14 +232,22 @@ def _deploy_in_maintenance(b, result, step, port, device, config_bytes, board, c
                     "re-flash the board (`wardcall flash`), then deploy again" % port)
             step("%d to copy, %d unchanged, %d to remove" % (len(copy), same, len(remove)))
 
-            # 5b. one mpremote run: folders, twins out, files in, hashes back
-            cmds = [["exec", prepare_script(build.remote_dirs(copy), remove)]]
-            for remote in copy:
-                cmds.append(["fs", "cp", files[remote]["path"], ":" + remote])
+            # 5b. one mpremote run (more only past ~96 KB of scripts): folders, twins out, files
+            #     in (base64 `exec`s, see board.write_scripts), hashes back
+            batches = write_scripts([(r, files[r]["path"]) for r in copy]) or [[]]
+            batches[0].insert(0, prepare_script(build.remote_dirs(copy), remove))
+            batches[-1].append(probe_script(sorted(set(list(files) + remove)), maintenance_flag))
             step("copying " + (", ".join(copy)))
             result.copy_started = True
-            b.run(chain(*cmds), retries=5, timeout=max(timeout, 30 + 5 * len(copy)))
-            after = b.probe(sorted(set(list(files) + remove)), maintenance_flag)
+            for scripts in batches:
+                out = b.run(chain(*(["exec", sc] for sc in scripts)), retries=5,
+                            timeout=max(timeout, 30 + sum(map(len, scripts)) // 2000))
+            after = parse_probe(out)
+            if after is None:
+                raise DeployError(
+                    "board on %s did not answer the check after the copy (got %r)"
+                    % (port, out[-200:]), code="verify", port=port,
+                    fix="the board stays in maintenance mode; run the deploy again")
             bad = [r for r in files if after["hashes"].get(r) != files[r]["sha256"]]
             left = [r for r in remove if after["hashes"].get(r) is not None]
             if bad or left:
