@@ -9,7 +9,6 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.console.conftest import login
-from tests.fixtures.ward import fleet, make_terminals  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 

@@ -8,7 +8,7 @@ import pytest
 
 from tests.firmware import mprun
 from tests.firmware.fakehost import FakeHost, P
-from tests.fixtures.ward import firmware_files
+from wardcall.demo import firmware_files
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
