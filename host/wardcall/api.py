@@ -205,6 +205,6 @@ def make_app(hub: WardHub) -> web.Application:
         app.router.add_static("/console/", CONSOLE_DIR)
     from .console_routes import add_console_routes
     add_console_routes(app)     # history, reports, layout, sessions kept across host restarts
-    from .ota import add_ota_routes
+    from .ota.routes import add_ota_routes
     add_ota_routes(app)         # /api/ota/updates: over-the-air firmware updates
     return app

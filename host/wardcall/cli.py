@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_deploy(sub)        # flash, deploy, fleet deploy, monitor
     register_demo(sub)          # demo: a whole ward on this machine (`make run`)
-    from .ota import register as register_update
+    from .ota.cli import register as register_update
     register_update(sub)        # update: over-the-air firmware update of online terminals
     return parser
 

@@ -49,7 +49,7 @@ class WardHub:
         self.subscribers: set[Subscriber] = set()
         self.seq = 0                                  # console change number
         self._cmd_ids = itertools.count(1)
-        # cmd_id -> (device, future of (ok, detail)): RESULTs awaited in code (ota.py), not recorded
+        # cmd_id -> (device, future of (ok, detail)): RESULTs awaited in code (ota/transfer.py), not recorded
         self.result_waiters: dict[int, tuple[str, asyncio.Future]] = {}
 
     # ----- effects -----

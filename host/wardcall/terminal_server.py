@@ -185,7 +185,7 @@ class TerminalSession:
             await hub.apply(ward.fault(device, msg["code"], bool(msg["active"]), msg["detail"]))
         elif mtype == wardproto.RESULT:
             if hub.take_result(device, msg):
-                return          # awaited by an update in progress (ota.py): not recorded one by one
+                return          # awaited by an update in progress (ota/transfer.py): not recorded one by one
             await hub.apply(ward.command_result(device, msg["cmd_id"], bool(msg["ok"]), msg["detail"]))
         elif mtype == wardproto.ERROR:
             log.warning("terminal %s reports error %d: %s", device, msg["code"], msg["detail"])

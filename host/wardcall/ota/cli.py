@@ -1,0 +1,99 @@
+"""`wardcall update`: build the package here, have the running server update the terminals,
+follow the job and print the outcome (docs/DEPLOY.md, "Over-the-air updates")."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .client import UpdateClient
+from .errors import OtaError
+from .jobs import DEFAULT_TRIAL_S
+from .package import Package, build_package
+
+STATE_WORDS = {"ok": "ok", "rolled_back": "ROLLED BACK", "failed": "FAILED", "skipped": "skipped"}
+
+
+def format_table(job: dict[str, Any]) -> str:
+    rows = [("device", "result", "from", "now", "detail")]
+    for d in job["devices"]:
+        rows.append((d["device"], STATE_WORDS.get(d["state"], d["state"]), d["from"] or "?",
+                     d["version"] or "?", d["detail"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def run_update(url: str, user: str | None, password: str | None, package: Package, devices: list[str] | None,
+               trial_s: int = DEFAULT_TRIAL_S, parallel: int = 4, keep_going: bool = False, force: bool = False,
+               timeout: float = 900, out: Any = None, poll_s: float = 0.5) -> dict[str, Any]:
+    """Start the update at the server and follow it, printing progress lines; returns the job."""
+    out = out or sys.stdout
+    client = UpdateClient(url, user, password)
+    client.login()
+    job = client.start(package, devices, trial_s, parallel, keep_going, force)
+    print(f"update {job['job']}: firmware {package.version} ({len(package.files)} file(s), {package.size} bytes) "
+          f"to {', '.join(d['device'] for d in job['devices'])}", file=out)
+    seen: dict[str, tuple[str, str, int]] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        for d in job["devices"]:
+            pct = 100 * d["sent"] // d["total"] if d["total"] else 0
+            # a line per change of state or detail, and per quarter sent
+            key = (d["state"], d["detail"], pct // 25 if d["state"] == "sending" else 0)
+            if seen.get(d["device"]) != key:
+                seen[d["device"]] = key
+                progress = f" {pct}%" if d["state"] == "sending" else ""
+                print(f"  {d['device']}: {d['state']}{progress} {d['detail']}".rstrip(), file=out)
+                out.flush()
+        if job["done"]:
+            break
+        if time.monotonic() > deadline:
+            raise OtaError(f"update {job['job']} still running after {timeout:g} s (see GET /api/ota/updates/{job['job']})")
+        time.sleep(poll_s)
+        job = client.job(job["job"])
+    if job.get("stopped"):
+        print(f"update {job['job']}: {job['stopped']} (use --keep-going to go on after a failure)", file=out)
+    print(format_table(job), end="", file=out)
+    return job
+
+
+def cmd_update(args: Any) -> int:
+    from ..config import load_config
+    from ..deploy.provisioning import host_url
+    try:
+        ward = load_config(Path(args.config))
+        if not args.all and not args.device:
+            raise OtaError("name the terminals with --device ID (repeatable) or pass --all")
+        package = build_package(args.firmware, compile=args.mpy)
+        devices = None if args.all else args.device
+        job = run_update(args.host_url or host_url(ward), args.host_user, os.environ.get("WARDCALL_HOST_PASSWORD"),
+                         package, devices, trial_s=args.trial_s, parallel=args.parallel,
+                         keep_going=args.keep_going, force=args.force, timeout=args.timeout)
+    except OtaError as exc:
+        print(f"wardcall update: {exc}", file=sys.stderr)
+        return 2
+    return 0 if all(d["state"] in ("ok", "skipped") for d in job["devices"]) else 1
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("update", help="update the firmware of online terminals over the air")
+    p.add_argument("--config", required=True, help="the ward TOML file")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--device", action="append", help="a terminal to update (repeatable)")
+    who.add_argument("--all", action="store_true", help="every terminal online now")
+    p.add_argument("--firmware", default=None, help="firmware folder (default: this checkout's firmware/)")
+    p.add_argument("--mpy", action="store_true",
+                   help="ship lib/*.mpy compiled by mpy-cross (only if the boards' MicroPython takes this .mpy version)")
+    p.add_argument("--trial-s", type=int, default=DEFAULT_TRIAL_S,
+                   help="the new firmware must reach the host within this many seconds or it rolls back (5-600)")
+    p.add_argument("--parallel", type=int, default=4, help="terminals updated at the same time")
+    p.add_argument("--keep-going", action="store_true", help="go on after a terminal fails or rolls back")
+    p.add_argument("--force", action="store_true", help="also terminals that already run this version")
+    p.add_argument("--timeout", type=float, default=1800.0, help="give up following the job after this many seconds")
+    p.add_argument("--host-url", default=None, help="the host's API (default: from the ward TOML)")
+    p.add_argument("--host-user", default=os.environ.get("WARDCALL_HOST_USER"),
+                   help="console user (password in $WARDCALL_HOST_PASSWORD)")
+    p.set_defaults(func=cmd_update)

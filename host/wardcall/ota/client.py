@@ -1,0 +1,52 @@
+"""UpdateClient: the server's update API over HTTP, as `wardcall update` uses it."""
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from .errors import OtaError
+from .package import Package
+
+
+class UpdateClient:
+    """Logged in as a console user; urllib, no event loop."""
+
+    def __init__(self, url: str, user: str | None, password: str | None) -> None:
+        self.url = url.rstrip("/")
+        self.user, self.password = user, password
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def _request(self, method: str, path: str, body: Any = None, timeout: float = 30) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
+        try:
+            with self.opener.open(req, timeout=timeout) as reply:
+                return json.loads(reply.read().decode())
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read().decode()).get("error", "")
+            except (ValueError, AttributeError):
+                message = ""
+            raise OtaError(f"{method} {path}: HTTP {exc.code} {message}".strip()) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise OtaError(f"the host at {self.url} is not reachable ({getattr(exc, 'reason', exc)}); "
+                           "is `wardcall serve` running?") from None
+
+    def login(self) -> None:
+        if not self.user or self.password is None:
+            raise OtaError("the update runs through the host's API: pass --host-user USER (or set "
+                           "$WARDCALL_HOST_USER) and set $WARDCALL_HOST_PASSWORD")
+        self._request("POST", "/api/login", {"user": self.user, "password": self.password})
+
+    def start(self, package: Package, devices: list[str] | None, trial_s: int, parallel: int,
+              keep_going: bool, force: bool) -> dict[str, Any]:
+        return self._request("POST", "/api/ota/updates", {
+            "package": package.to_json(), "devices": devices, "trial_s": trial_s, "parallel": parallel,
+            "keep_going": keep_going, "force": force}, timeout=120)
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/api/ota/updates/{job_id}")

@@ -1,0 +1,73 @@
+"""ConsoleRules: the consoles' side of the ward — how many are connected, silence and whether
+they should sound, and the "no black hole" alarm when alerts stand with nobody watching.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .effects import Effects
+from .model import PLACED, Alarm
+from .state import WardState
+
+
+class ConsoleRules(WardState):
+
+    def set_consoles(self, count: int) -> Effects:
+        fx = Effects()
+        self.consoles = count
+        if count > 0:
+            self._no_console_since = None
+            self._clear_alarm(fx, "no_console", "a console is connected")
+        return fx
+
+    # ----- sound -----
+
+    def silence(self, seconds: float, user: str) -> Effects:
+        fx = Effects()
+        now = self.clock.wall()
+        self.silenced_at = now
+        self.silenced_until = now + seconds
+        self.silenced_by = user
+        self._silence_deadline = self.clock.mono() + seconds
+        fx.sound = True
+        self._record(fx, "silence", None, user=user, seconds=seconds)
+        return fx
+
+    def audible(self) -> bool:
+        """Should the consoles sound? Yes while an alert stands that arrived or came back after
+        the last silence (or the silence ran out). Silence never hides anything visually."""
+        alerts = [c.alerted_at for c in self.calls.values() if c.state == PLACED]
+        alerts += [a.last for a in self.alarms.values() if a.kind in ("terminal_offline", "no_console")]
+        if not alerts:
+            return False
+        if self.silenced_at is None or self._silence_deadline is None:
+            return True
+        return max(alerts) > self.silenced_at
+
+    def sound_view(self) -> dict[str, Any]:
+        return {"audible": self.audible(), "silenced_until": self.silenced_until, "silenced_by": self.silenced_by}
+
+    def _end_silence(self, fx: Effects, now: float) -> None:
+        if self._silence_deadline is not None and self._silence_deadline <= now:
+            self._silence_deadline = None
+            self.silenced_at = self.silenced_until = self.silenced_by = None
+            fx.sound = True
+
+    # ----- no black hole -----
+
+    def _check_black_hole(self, fx: Effects, now: float) -> None:
+        """No black hole: alerts standing with no console connected are an alarm of their own."""
+        unseen = [c for c in self.calls.values() if c.state == PLACED] or \
+            [a for a in self.alarms.values() if a.kind == "terminal_offline"]
+        if self.consoles > 0 or not unseen:
+            self._no_console_since = None
+            if not unseen:
+                self._clear_alarm(fx, "no_console", "no alert stands")
+            return
+        if self._no_console_since is None:
+            self._no_console_since = now
+        if "no_console" not in self.alarms and now - self._no_console_since >= self.config.timing.no_console_grace_s:
+            wall = self.clock.wall()
+            self._raise_alarm(fx, Alarm("no_console", "no_console",
+                                        f"no console connected while {len(unseen)} alert(s) stand", since=wall, last=wall))
+            fx.sound = True

@@ -1,0 +1,96 @@
+"""WardState: the ward's live state and what every rule needs — recording, telling a terminal
+where its call stands, raising and clearing alarms, finding calls and staff.
+
+The rules (calls.py, terminals.py, consoles.py) build on it; machine.py puts them together.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..clock import Clock
+from ..config import WardConfig
+from ..protocol import KIND_NAMES, wardproto
+from .effects import Effects, Message, Record
+from .model import Alarm, Call, Terminal
+
+
+class WardState:
+    def __init__(self, config: WardConfig, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        self.terminals: dict[str, Terminal] = {
+            t.device: Terminal(t.device, t.room, t.bed) for t in config.terminals.values()}
+        self.calls: dict[tuple[str, int], Call] = {}     # open calls only
+        self.alarms: dict[str, Alarm] = {}
+        self.present: set[str] = set()                   # devices with presence on
+        self.next_call_id = 1
+        self.consoles = 0
+        self._no_console_since: float | None = None     # mono
+        self.silenced_at: float | None = None           # wall
+        self.silenced_until: float | None = None        # wall
+        self.silenced_by: str | None = None
+        self._silence_deadline: float | None = None     # mono
+
+    # ----- effects every rule produces -----
+
+    def _record(self, fx: Effects, kind: str, device: str | None = None, call: Call | None = None,
+                user: str | None = None, **data: Any) -> None:
+        if call is not None:
+            data.setdefault("call_id", call.call_id)
+            data.setdefault("kind", KIND_NAMES[call.kind])
+            data.setdefault("room", call.room)
+            data.setdefault("state", call.state)
+        fx.records.append(Record(kind, self.clock.wall(), self.clock.mono(), device or (call.device if call else None),
+                                 call.id if call else None, user, data))
+
+    def _call_state(self, fx: Effects, call: Call, state: int, by: str) -> None:
+        fx.messages.append(Message(call.device, wardproto.CALL_STATE, {"call": call.call_id, "state": state, "by": by[:255]}))
+
+    # ----- alarms -----
+
+    def _raise_alarm(self, fx: Effects, alarm: Alarm) -> Alarm:
+        existing = self.alarms.get(alarm.id)
+        if existing is not None:
+            existing.count += 1
+            existing.last = alarm.last
+            existing.expires = alarm.expires
+            existing.text = alarm.text
+            existing.data.update(alarm.data)
+            fx.alarms[existing.id] = (existing, True)
+            return existing
+        self.alarms[alarm.id] = alarm
+        fx.alarms[alarm.id] = (alarm, True)
+        self._record(fx, "alarm_raised", alarm.device, alarm=alarm.kind, alarm_id=alarm.id, text=alarm.text)
+        return alarm
+
+    def _clear_alarm(self, fx: Effects, alarm_id: str, why: str) -> None:
+        alarm = self.alarms.pop(alarm_id, None)
+        if alarm is not None:
+            fx.alarms[alarm_id] = (alarm, False)
+            self._record(fx, "alarm_cleared", alarm.device, alarm=alarm.kind, alarm_id=alarm.id, text=alarm.text,
+                         why=why, lasted_s=round(self.clock.wall() - alarm.since, 3))
+
+    def _expire_alarms(self, fx: Effects, now: float) -> None:
+        for alarm in list(self.alarms.values()):
+            if alarm.expires is not None and alarm.expires <= now:
+                self._clear_alarm(fx, alarm.id, "no further attempts")
+
+    def database_alarm(self, text: str) -> Effects:
+        fx = Effects()
+        wall = self.clock.wall()
+        self._raise_alarm(fx, Alarm("database", "database", text, since=wall, last=wall))
+        return fx
+
+    # ----- lookups -----
+
+    def open_calls_of(self, device: str) -> list[Call]:
+        return [c for c in self.calls.values() if c.device == device]
+
+    def call_by_id(self, call_id: int) -> Call | None:
+        for call in self.calls.values():
+            if call.id == call_id:
+                return call
+        return None
+
+    def room_staff(self, room: str) -> list[str]:
+        return sorted(t.device for t in self.terminals.values() if t.room == room and t.presence)

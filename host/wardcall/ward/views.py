@@ -1,0 +1,46 @@
+"""WardViews: calls, terminals and rooms in the JSON form the consoles get (docs/HOST.md, State)."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..protocol import KIND_NAMES, alarm_priority, wardproto
+from .model import FAULT_NAMES, Call, Terminal
+from .state import WardState
+
+
+class WardViews(WardState):
+
+    def call_view(self, call: Call) -> dict[str, Any]:
+        terminal = self.terminals.get(call.device)
+        return {
+            "id": call.id, "device": call.device, "call_id": call.call_id, "kind": call.kind,
+            "kind_name": KIND_NAMES[call.kind], "priority": call.kind,
+            "alarm_priority": ("low", "medium", "high")[alarm_priority(call.kind) - 1],
+            "room": call.room, "bed": call.bed, "state": call.state,
+            "placed_at": call.placed_at, "received_at": call.received_at, "alerted_at": call.alerted_at,
+            "acknowledged_at": call.acknowledged_at, "acknowledged_by": call.acknowledged_by,
+            "attended_at": call.attended_at, "attended_by": call.attended_by,
+            "cleared_at": call.cleared_at, "cleared_reason": call.cleared_reason,
+            "escalation": call.escalation, "realerts": call.realerts,
+            "terminal_status": terminal.status if terminal else "unknown",
+        }
+
+    def terminal_view(self, terminal: Terminal) -> dict[str, Any]:
+        return {
+            "device": terminal.device, "room": terminal.room, "bed": terminal.bed, "status": terminal.status,
+            "connected": terminal.connected, "presence": terminal.presence,
+            "last_heartbeat": terminal.last_heartbeat, "last_seen": terminal.last_seen,
+            "faults": sorted(FAULT_NAMES.get(f, str(f)) for f in terminal.faults),
+            "cord_fault": bool(terminal.status_bits & wardproto.HB_CORD_FAULT or wardproto.FAULT_CORD in terminal.faults),
+            "pending": terminal.pending, "uptime": terminal.uptime,
+            "firmware": terminal.firmware, "board": terminal.board, "address": terminal.address,
+        }
+
+    def room_view(self, room_id: str) -> dict[str, Any]:
+        room = self.config.rooms[room_id]
+        staff = self.room_staff(room_id)
+        return {"id": room_id, "name": room.name, "presence": bool(staff), "staff": staff}
+
+    def ordered_calls(self) -> list[Call]:
+        """Priority first (code blue … technical), then oldest first."""
+        return sorted(self.calls.values(), key=lambda c: (c.kind, c.placed_at, c.id))
