@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .deploy.paths import FIRMWARE, REPO
+from .deploy.build import stage
+from .deploy.paths import REPO
 from .passwords import hash_password
 from .provision import provision
 
@@ -35,12 +36,14 @@ commands (type at this prompt; DEVICE is e.g. bed-101-1, or its number in the li
 """
 
 
-def firmware_files(cfg: dict[str, Any] | None) -> dict[str, Any]:
-    """A terminal's flash image for the emulator: boot.py, main.py, lib/*.py and its config.json
-    (the emulator adds its own board.py as lib/board.py)."""
-    files: dict[str, Any] = {"boot.py": FIRMWARE / "boot.py", "main.py": FIRMWARE / "main.py"}
-    for path in sorted((FIRMWARE / "lib").glob("*.py")):
-        files["lib/" + path.name] = path
+def firmware_files(cfg: dict[str, Any] | None, compiled: bool = True) -> dict[str, Any]:
+    """A terminal's flash image for the emulator, staged exactly as `wardcall deploy` stages it
+    for a real board (lib/*.mpy from mpy-cross, boot.py and main.py as source) plus its
+    config.json. The emulator installs its own lib/board.py, so the staged board module is left
+    out. compiled=False gives the sources instead (as `wardcall deploy --no-compile`)."""
+    staged = stage("emulator", compile=compiled)
+    files: dict[str, Any] = {remote.lstrip("/"): local for remote, local in staged.items()
+                             if remote not in ("/lib/board.mpy", "/lib/board.py")}
     if cfg is not None:
         files["config.json"] = json.dumps(cfg)
     return files

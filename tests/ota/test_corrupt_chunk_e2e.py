@@ -3,6 +3,7 @@ sends bytes not matching the declared SHA-256: refused, and the running firmware
 import hashlib
 import json
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,13 @@ from wardcall.demo import firmware_files
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
+FIRMWARE_LIB = Path(__file__).resolve().parents[2] / "firmware" / "lib"
+
+
+def lib_files(board):
+    """Every file in the board's lib/ (the deployed firmware is .mpy; an update ships .py)."""
+    return {p.name: p.read_bytes() for p in (board.flash_dir / "lib").iterdir() if p.is_file()}
+
 
 def test_corrupted_chunk_is_refused_without_touching_the_running_firmware(fleet, tmp_path):
     host = FakeHost("bed-101-1", mprun.KEY, hb_ms=300).start()
@@ -20,8 +28,8 @@ def test_corrupted_chunk_is_refused_without_touching_the_running_firmware(fleet,
         board = fleet.add_board("bed-101-1", flash_dir=tmp_path / "flash", files=firmware_files(cfg))
         host.wait_for(lambda: host.connected() and host.messages(P.HEARTBEAT), 20, "the board online")
         starts = board.state()["starts"]
-        before = {p.name: p.read_bytes() for p in (board.flash_dir / "lib").glob("*.py")}
-        data = (board.flash_dir / "lib" / "app.py").read_bytes().replace(b"gc", b"GC", 1)
+        before = lib_files(board)
+        data = (FIRMWARE_LIB / "app.py").read_bytes().replace(b"gc", b"GC", 1)
         sha = hashlib.sha256(data).hexdigest()
         corrupt = bytearray(data)
         corrupt[len(data) // 2] ^= 0x20
@@ -50,7 +58,7 @@ def test_corrupted_chunk_is_refused_without_touching_the_running_firmware(fleet,
         status = json.loads(command(P.CMD_OTA_STATUS, b"")["detail"])
         assert status["s"] == "idle" and status["run"] == "0.1.0"
         # nothing changed, no reboot, still online
-        assert {p.name: p.read_bytes() for p in (board.flash_dir / "lib").glob("*.py")} == before
+        assert lib_files(board) == before
         assert not (board.flash_dir / ".ota" / "state.json").exists()
         assert board.state()["starts"] == starts
         n = len(host.messages(P.HEARTBEAT))
