@@ -1,0 +1,107 @@
+"""One emulated board: its parts and the state its shims and the control channel see.
+
+  process  board_process.BoardProcess  the interpreter on a pty; resets and power
+  repl     repl.Repl                   console, REPL TCP port, user pty, Ctrl-C
+  gpio     gpio.Gpio                   input contacts, outputs and their history
+  wifi     wifi.WifiStation            radio link and ESP32 station
+  wdt      watchdog.Watchdog           the supervisor's copy of machine.WDT
+  conns    radio.ProxyConn             the board's TCP connections through the radio proxy
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from .board_process import BoardProcess
+from .gpio import Gpio
+from .notifier import Notifier
+from .repl import Repl
+from .watchdog import Watchdog
+from .wifi import WifiStation
+
+if TYPE_CHECKING:
+    from .radio import ProxyConn
+    from .shim_channel import Addr
+    from .supervisor import Supervisor
+
+
+class Board:
+    def __init__(self, sup: Supervisor, name: str, flash: str | Path, heapsize: str,
+                 wrap_s: int, wifi: bool, cord: str, connect_ms: int, ssid: str | None,
+                 key: str | None, uid: str | None = None) -> None:
+        self.sup = sup
+        self.name = name
+        self.flash = Path(flash).resolve()
+        self.heapsize = heapsize
+        self.wrap_s = int(wrap_s)
+        self.uid = uid or hashlib.sha256(name.encode()).hexdigest()[:12]
+        self.changed = Notifier()  # anything an op may wait for changed
+        self.fault: dict[str, float] = {"delay_ms": 0, "udp_loss": 0.0}
+        self.conns: set[ProxyConn] = set()
+        # booting / running (a program) / repl / resetting / off
+        self.phase = "off"
+        # from the current interpreter's shims
+        self.shim_addr: Optional[Addr] = None
+        self.runner_running = False  # the runner runs boot.py/main.py: Ctrl-C = SIGINT
+        self.mem: Optional[dict[str, Any]] = None
+        self.gpio = Gpio(cord, self.push, self.changed.notify)
+        self.wifi = WifiStation(wifi, connect_ms, ssid, key, self.push_net)
+        self.wdt = Watchdog(name, lambda: self.process.request_reset("wdt", 0))
+        self.repl = Repl(self)
+        self.process = BoardProcess(self)
+
+    # -- state pushed to the shim
+    def net_up(self) -> bool:
+        return self.wifi.net_up()
+
+    def net_state(self) -> dict[str, Any]:
+        return {
+            "k": "net",
+            "sta": self.wifi.status,
+            "active": self.wifi.active,
+            "net": self.net_up(),
+            "loss": self.fault.get("udp_loss", 0.0),
+            "ssid": self.wifi.shown_ssid(),
+        }
+
+    def full_state(self) -> dict[str, Any]:
+        m = self.net_state()
+        m["k"] = "st"
+        m["in"] = {str(p): c for p, c in self.gpio.closed.items()}
+        return m
+
+    def push(self, msg: dict[str, Any]) -> None:
+        self.sup.shim.send(self, msg)
+
+    def push_net(self) -> None:
+        """The network state or the faults changed: tell the shim and the proxy."""
+        self.push(self.net_state())
+        for c in list(self.conns):
+            c.net_changed()
+        self.changed.notify()
+
+    # -- reporting
+    def info(self) -> dict[str, Any]:
+        p = self.process
+        return {
+            "name": self.name,
+            "flash": str(self.flash),
+            "repl_port": self.repl.port,
+            "pty": self.repl.pty_path,
+            "pid": p.proc.pid if p.proc else None,
+            "alive": p.proc is not None,
+            "powered": p.powered,
+            "phase": self.phase,
+            "raw_repl": self.repl.raw,
+            "reset_cause": p.cause,
+            "starts": p.starts,
+            "exit_status": p.exit_status,
+            "link": self.wifi.link,
+            "sta": self.wifi.status,
+            "net_up": self.net_up(),
+            "wdt_ms": self.wdt.ms,
+            "heapsize": self.heapsize,
+            "connections": len(self.conns),
+            "console_end": self.repl.console_base + len(self.repl.console),
+        }
