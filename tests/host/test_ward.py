@@ -217,6 +217,16 @@ def test_silence_keeps_the_alert_visible_and_a_new_call_sounds_again(ward, clock
     assert ward.audible()
 
 
+def test_an_emergency_overrides_silence_until_acknowledged(ward, clock):
+    _, blue = ward.place_call("a1", 1, wp.CODE_BLUE, 0)
+    ward.place_call("b1", 2, wp.PATIENT, 0)
+    ward.silence(60, "alice")
+    assert ward.audible()                    # silenced, but a code blue waits
+    ward.acknowledge(blue.id, "alice")
+    assert not ward.audible()                # the silence holds for the patient call
+    assert len(ward.snapshot()["calls"]) == 2
+
+
 def test_refused_device_is_shown_as_trying_to_connect(ward, clock):
     ward.auth_refused("intruder", "10.0.0.9:5555", "unknown device")
     fx = ward.auth_refused("intruder", "10.0.0.9:5556", "unknown device")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..protocol import alarm_priority, wardproto
 from .effects import Effects
 from .model import PLACED, Alarm
 from .state import WardState
@@ -35,8 +36,13 @@ class ConsoleRules(WardState):
 
     def audible(self) -> bool:
         """Should the consoles sound? Yes while an alert stands that arrived or came back after
-        the last silence (or the silence ran out). Silence never hides anything visually."""
-        alerts = [c.alerted_at for c in self.calls.values() if c.state == PLACED]
+        the last silence (or the silence ran out), and always while an emergency (a high-priority
+        call: code blue, staff assist) waits for acknowledgement — it overrides silence.
+        Silence never hides anything visually."""
+        waiting = [c for c in self.calls.values() if c.state == PLACED]
+        if any(alarm_priority(c.kind) == wardproto.ALARM_HIGH for c in waiting):
+            return True
+        alerts = [c.alerted_at for c in waiting]
         alerts += [a.last for a in self.alarms.values() if a.kind in ("terminal_offline", "no_console")]
         if not alerts:
             return False
