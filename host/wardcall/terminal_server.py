@@ -35,6 +35,7 @@ class TerminalSession:
         self.session: Any = None
         self.closed_because: str | None = None
         self._heartbeat_task: asyncio.Task | None = None
+        self._hello: dict[str, Any] | None = None    # until the first authentic session frame
 
     # ----- TerminalLink -----
 
@@ -113,12 +114,21 @@ class TerminalSession:
             return False
         self.session = session
         self.device = device
+        self._hello = hello
         self.writer.write(session.welcome(int(hub.clock.wall()), hub.config.timing.heartbeat_ms, 0))
-        hub.attach(device, self)
-        log.info("terminal %s connected from %s (firmware %s, board %s)", device, self.address, hello["firmware"], hello["board"])
-        await hub.apply(hub.ward.terminal_connected(device, hello["firmware"], hello["board"], hello["caps"], self.address))
+        # A HELLO proves nothing by itself: anyone can replay one. The session takes the
+        # terminal's place (and displaces an older one) only once it sends an authentic frame
+        # under the new session key (_adopt); until then it is just a connection.
         self._heartbeat_task = asyncio.create_task(self._heartbeats(), name=f"heartbeat {device}")
         return True
+
+    async def _adopt(self, device: str) -> None:
+        """The first authentic session frame arrived: this is the terminal now."""
+        hello, self._hello = self._hello, None
+        assert hello is not None
+        self.hub.attach(device, self)
+        log.info("terminal %s connected from %s (firmware %s, board %s)", device, self.address, hello["firmware"], hello["board"])
+        await self.hub.apply(self.hub.ward.terminal_connected(device, hello["firmware"], hello["board"], hello["caps"], self.address))
 
     async def _heartbeats(self) -> None:
         started = time.monotonic()
@@ -157,12 +167,16 @@ class TerminalSession:
                 # it then refused: that session can go on, any other failure cannot
                 if exc.code == wardproto.E_MALFORMED and self.session.rx_seq != seq_before:
                     # authentic but its content is wrong: say so and carry on
+                    if self._hello is not None:
+                        await self._adopt(device)
                     log.warning("terminal %s: rejected a frame: %s", device, exc.message)
                     await hub.apply(hub.ward.protocol_problem(device, self.address, exc.message, closed=False))
                     self.send(wardproto.ERROR, {"code": exc.code, "detail": exc.message[:255]})
                     continue
                 await self._reject(device, exc.message)
                 return
+            if self._hello is not None:
+                await self._adopt(device)
             await hub.apply(hub.ward.frame_received(device))
             await self._dispatch(device, msg)
 

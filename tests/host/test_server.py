@@ -154,6 +154,7 @@ async def test_supervision_raises_and_clears_terminal_offline(ward_server, ward_
         assert find_call(state, term.device, call_id)["terminal_status"] == "offline"
         await asyncio.wait_for(term.closed.wait(), 5)    # the host also dropped the dead link
 
+        term.resume_heartbeats()                          # the terminal comes back and speaks
         await term.connect()
         state = await console.wait_for(lambda s: not alarms_of(s, "terminal_offline"))
         assert find_terminal(state, term.device)["status"] == "online"
@@ -214,6 +215,33 @@ async def test_wrong_key_is_refused_and_shown(ward_server, ward_api):
     refused = db_rows(ward, "SELECT * FROM events WHERE kind = 'auth_refused'")
     assert len(refused) == 1 and json.loads(refused[0]["data"])["reason"] == "wrong key"
     await good.place_call(wp.PATIENT)                                 # the server carries on
+    await good.close()
+
+
+async def test_replayed_hello_does_not_displace_the_terminal(ward_server, ward_api):
+    """Someone on the network who captured a terminal's HELLO replays it: the host answers, but
+    the replayer cannot speak the session key, so the real terminal keeps its session."""
+    ward = ward_server.ward
+    good = await connected(ward, 0)
+    device = good.device
+    captured = wp.Session(good.key, False).hello(device, "simterm-1", "emulator", 0)   # a HELLO seen on the air
+    reader, writer = await asyncio.open_connection(ward_server.host, ward_server.terminal_port)
+    try:
+        writer.write(captured)
+        welcome = await asyncio.wait_for(wp.read_frame(reader), 5)
+        assert welcome[3] == wp.WELCOME                       # answered, as to any HELLO
+        writer.write(captured)                                 # and the replayer can only replay
+        await writer.drain()
+        # the host drops the replayer (its second "HELLO" is no frame of the new session):
+        # read() returns only at the end of the stream
+        await asyncio.wait_for(reader.read(), 5)
+        assert reader.at_eof()
+    finally:
+        writer.close()
+    call_id = await good.place_call(wp.PATIENT)               # the real session was never closed
+    assert not good.closed.is_set()
+    state = await ward_api.state()
+    assert find_terminal(state, device)["status"] == "online" and find_call(state, device, call_id) is not None
     await good.close()
 
 
