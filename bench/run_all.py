@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""`make bench`: every benchmark at sizes that finish in a few minutes on 2 cores, then one table
+of the figures against the targets. Full sizes: run the scripts themselves (see docs/BENCHMARKS.md).
+
+    python bench/run_all.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import machine, pct  # noqa: E402
+
+
+def run(argv: list[str], timeout: float) -> tuple[int, str]:
+    print(f"\n$ {' '.join(argv)}", flush=True)
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run([sys.executable, *argv], cwd=HERE.parent, capture_output=True, text=True, timeout=timeout)
+        out, rc = p.stdout + p.stderr, p.returncode
+    except subprocess.TimeoutExpired as exc:
+        out, rc = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or ""), -1
+        out += f"\n(timed out after {timeout:.0f} s)"
+    print(out.rstrip())
+    print(f"(exit {rc}, {time.monotonic() - t0:.0f} s)", flush=True)
+    return rc, out
+
+
+def fmt(v, unit="ms"):
+    return "—" if v is None or v != v else f"{v:.1f} {unit}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    ap.add_argument("--full", action="store_true",
+                    help="the issue's sizes: 200 emulated boards (needs ~20 cores: an emulated board with the real firmware idles at ~10 %% of a core)")
+    args = ap.parse_args()
+    q = args.quick
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-all-") as tmp:
+        fj, cj = Path(tmp) / "fleet.json", Path(tmp) / "cap.json"
+        # on 2 cores 50 boards is the most the emulator can keep online (see docs/BENCHMARKS.md)
+        sizes, storm, pending = ("1,10", "10", "5") if q else ("1,50,200", "200", "50") if args.full else ("1,20,50", "50", "20")
+        run(["bench/bench_fleet.py", "--sizes", sizes, "--samples", "10" if q else "40",
+             "--storm", storm, "--pending", pending, "--json", str(fj)], 1800 if args.full else 900)
+        run(["bench/bench_capacity.py", "--steps", "200,500" if q else "500,1000,2000,5000",
+             "--window", "5" if q else "10", "--probes", "10" if q else "30", "--json", str(cj)], 1200)
+        run(["bench/bench_firmware_memory.py"], 600)
+        fleet = json.loads(fj.read_text()) if fj.exists() else {"latency": [], "storm": None}
+        cap = json.loads(cj.read_text()) if cj.exists() else []
+    for r in fleet["latency"]:
+        lamp = r["lamp"]
+        target = "≤ 20 ms p99 (200 boards)" if r["boards"] == 200 else ""
+        rows.append((f"call latency, {r['boards']} emulated boards (lamp → console)", f"p50 {fmt(pct(lamp, 50))}, p99 {fmt(pct(lamp, 99))}, max {fmt(max(lamp) if lamp else None)}", target,
+                     ("met" if pct(lamp, 99) <= 20 else "NOT met") if target else ""))
+        pr = r["press"]
+        rows.append((f"call latency, {r['boards']} emulated boards (press → console)", f"p50 {fmt(pct(pr, 50))}, p99 {fmt(pct(pr, 99))}, max {fmt(max(pr) if pr else None)}", "(includes 30 ms debounce)", ""))
+    s = fleet.get("storm")
+    if s:
+        rows.append((f"reconnect storm, {s['boards']} boards, {s['pending']} pending calls",
+                     f"all back {s['all_back_s']:.1f} s, calls {s['all_calls_s']:.1f} s, missing {len(s['missing'])}, dup {s['duplicates']}",
+                     "≤ 10 s", "met" if s["all_calls_s"] <= 10 and not s["missing"] and not s["duplicates"] else "NOT met"))
+    for r in cap:
+        target = "1 core, p99 ≤ 50 ms" if r["terminals"] == 5000 else ""
+        ok = r["host_cpu_pct"] <= 100 and pct(r["sse"], 99) <= 50 and r["online_at_end"] == r["terminals"]
+        rows.append((f"host capacity, {r['terminals']} simulated terminals @1 Hz",
+                     f"host CPU {r['host_cpu_pct']:.0f} %, online {r['online_at_end']}, CALL→console p99 {fmt(pct(r['sse'], 99))}",
+                     target, ("met" if ok else "NOT met") if target else ""))
+    print("\n" + "=" * 100)
+    print(f"machine: {machine()}")
+    w = max(len(r[0]) for r in rows) if rows else 10
+    print(f"{'benchmark':<{w}}  {'measured':<62}  {'target':<26}  result")
+    for name, measured, target, res in rows:
+        print(f"{name:<{w}}  {measured:<62}  {target:<26}  {res}")
+    print("firmware memory: see the bench_firmware_memory.py output above (heap after gc.collect() per stage)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
