@@ -1,21 +1,9 @@
 """Fault-injection tests: the real host (`wardcall serve`), emulated boards running the real
-firmware, simulated terminals, and a fault-injecting TCP relay (faultproxy.py).
+firmware, simulated terminals, and a fault-injecting TCP relay (faultproxy.py). The host, board
+and ward fixtures come from tests/fixtures (registered in tests/conftest.py)."""
+import pytest
 
-The fixtures come from tests/fixtures (until tests/conftest.py lists the plugin, they are imported
-here, as tests/deploy/conftest.py does)."""
-import sys
-from pathlib import Path
-
-_ROOT = Path(__file__).resolve().parents[2]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-import pytest  # noqa: E402
-
-from tests.fixtures.boards import fleet  # noqa: E402,F401
-from tests.fixtures.host import make_ward, ward_server, ward_server_factory  # noqa: E402,F401
-from tests.fixtures.ward import make_terminals  # noqa: E402,F401
-from tests.faults.faultproxy import FaultProxy  # noqa: E402
+from tests.faults.faultproxy import FaultProxy
 
 
 @pytest.fixture
