@@ -1,5 +1,7 @@
 # The call state machine and the cancel rules (docs/SESSION.md, "Presence and cancel").
-# One slot per source of a call; a slot holds at most one open call: [call id, state].
+# One slot per source of a call; a slot holds at most one open call:
+# [call id, state, boot, ticks, unix s or 0] - when it was placed, as an outbox event has it, so
+# the CALL re-announced after every WELCOME carries a best-effort age_ms (docs/SESSION.md, Calls).
 # Placing a call lights the lamps first, then writes the outbox (flash), then wakes the link.
 from micropython import const
 import time
@@ -11,7 +13,7 @@ import inputs as I
 import lamps as L
 from flash import read_json, write_json, next_boot
 from log import log
-from outbox import F_TYPE, F_CALL, F_ARG, F_SLOT
+from outbox import F_TYPE, F_CALL, F_ARG, F_SLOT, F_BOOT, F_TICKS, F_UNIX
 
 PATH = "calls.json"
 
@@ -25,6 +27,12 @@ S_DEVICE = const(5)    # technical: the terminal's own fault
 SLOTS = const(6)
 SLOT_KIND = (CODE_BLUE, STAFF_ASSIST, BATHROOM, PATIENT, TECHNICAL, TECHNICAL)
 SLOT_NAMES = ("code_blue", "staff_assist", "bathroom", "patient", "cord_fault", "device_fault")
+# an open call: [call id, state, boot, ticks, unix]
+A_CALL = const(0)
+A_STATE = const(1)
+A_BOOT = const(2)
+A_TICKS = const(3)
+A_UNIX = const(4)
 # slots a presence press clears (bathroom and cord only when the cord is back at rest)
 PRESENCE_CLEARS = (S_ASSIST, S_PATIENT, S_DEVICE)
 OFFLINE_ALARM_MS = const(3000)   # offline this long with a call waiting: the buzzer sounds
@@ -59,8 +67,12 @@ class Calls:
             st = {}
         self.presence = st.get("p") is True
         for c in st.get("c", ()):
-            if isinstance(c, list) and len(c) == 3 and 0 <= c[0] < SLOTS:
-                self.active[c[0]] = [c[1], c[2]]
+            # [slot, call, state, boot, ticks, unix]; [slot, call, state] from an older firmware
+            if isinstance(c, list) and (len(c) == 6 or len(c) == 3) and 0 <= c[0] < SLOTS:
+                if len(c) == 6:
+                    self.active[c[0]] = [c[1], c[2], c[3], c[4], c[5]]
+                else:
+                    self.active[c[0]] = [c[1], c[2], 0, 0, 0]   # placed at an unknown time
         # reconcile with the outbox (a power cut between the two writes)
         for ev in self.outbox.items:
             slot = ev[F_SLOT]
@@ -68,7 +80,7 @@ class Calls:
                 continue
             cur = self.active[slot]
             if ev[F_TYPE] == CALL and cur is None and not self._cancel_pending(ev[F_CALL]):
-                self.active[slot] = [ev[F_CALL], 0]
+                self.active[slot] = [ev[F_CALL], 0, ev[F_BOOT], ev[F_TICKS], ev[F_UNIX]]
             elif ev[F_TYPE] == CANCEL and cur is not None and cur[0] == ev[F_CALL]:
                 self.active[slot] = None
         for s in range(SLOTS):
@@ -86,7 +98,7 @@ class Calls:
         for s in range(SLOTS):
             a = self.active[s]
             if a is not None:
-                c.append([s, a[0], a[1]])
+                c.append([s, a[0], a[1], a[2], a[3], a[4]])
         try:
             write_json(self.path, {"p": self.presence, "c": c})
         except OSError as e:
@@ -104,11 +116,12 @@ class Calls:
         if self.active[slot] is not None:
             return None             # already calling: the lamp already shows it
         call = self._new_id()
-        self.active[slot] = [call, 0]
+        unix = self.clock.unix()
+        self.active[slot] = [call, 0, self.outbox.boot, time.ticks_ms(), unix]
         self.refresh()              # the lamp lights now, before flash or network
         kind = SLOT_KIND[slot]
         log("calls", "%s call %d placed" % (SLOT_NAMES[slot], call))
-        self.outbox.add(CALL, call, kind, slot, self.clock.unix())
+        self.outbox.add(CALL, call, kind, slot, unix)
         self._save()
         if self.wake:
             self.wake()
@@ -192,6 +205,19 @@ class Calls:
         self.refresh()
 
     # --- the host ---
+    def reannounce(self):
+        """After every WELCOME: CALL events (RAM only, same id, kind and placement time) for the
+        calls open here whose CALL is no longer waiting in the outbox - the host acknowledged it
+        once, but may have lost its record since. Most urgent first; the link sends them before
+        the outbox's stored events, so a CANCEL never goes before its CALL."""
+        again = []
+        for s in range(SLOTS):
+            a = self.active[s]
+            if a is not None and not self.outbox.waiting(CALL, a[A_CALL]):
+                again.append([CALL, a[A_CALL], SLOT_KIND[s], s, a[A_BOOT], a[A_TICKS], a[A_UNIX], None])
+                log("calls", "%s call %d still open: announced again" % (SLOT_NAMES[s], a[A_CALL]))
+        return again
+
     def on_state(self, call, state, by):
         for s in range(SLOTS):
             a = self.active[s]

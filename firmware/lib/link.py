@@ -1,7 +1,9 @@
 # The link to the host: Wi-Fi, then the host (config or UDP discovery), then one TCP session
 # (wardproto.Session): HELLO/WELCOME, heartbeats both ways, the outbox sent in order after every
-# WELCOME and resent until CALL_ACK, a dead link detected within 3 heartbeat intervals, and
-# reconnection with exponential backoff plus jitter (0.5 s doubling to 30 s, + up to half).
+# WELCOME and resent until CALL_ACK (preceded by the calls still open here, announced again the
+# same way, so a host that lost its record learns them again), a dead link detected within 3
+# heartbeat intervals, and reconnection with exponential backoff plus jitter (0.5 s doubling to
+# 30 s, + up to half).
 from micropython import const
 import time
 import asyncio
@@ -154,9 +156,10 @@ class Link:
         self._tx.clear()
         self._up = True
         self._last_rx = time.ticks_ms()
-        self.outbox.unsend()
+        self.outbox.unsend(self.calls.reannounce())
         self._set_online(True)
-        log("link", "online (heartbeat %d ms, %d event(s) to send)" % (self.hb_ms, len(self.outbox)))
+        log("link", "online (heartbeat %d ms, %d event(s) to send, %d open call(s) to announce again)"
+            % (self.hb_ms, len(self.outbox), len(self.outbox.again)))
         task = asyncio.create_task(self._reader(reader, sess))
         try:
             await self._sender(writer, sess, alive)
@@ -233,6 +236,24 @@ class Link:
                                         "age_ms": age})
         return sess.encode(P.CANCEL, {"call": ev[F_CALL], "reason": ev[F_ARG], "age_ms": age})
 
+    async def _due(self, writer, sess, events, now, wait):
+        """Send every event not sent yet this session or unacknowledged for RESEND_MS; returns
+        min(wait, ms until the next resend is due)."""
+        if not events:
+            return wait
+        for ev in list(events):     # a copy: CALL_ACK may remove events while we write
+            sent = ev[F_SENT]
+            if sent is None or time.ticks_diff(now, sent) >= RESEND_MS:
+                if sent is not None:
+                    log("link", "resending unacknowledged event %d" % ev[F_CALL])
+                ev[F_SENT] = now
+                await self._write(writer, self._event(sess, ev))
+                sent = now
+            left = RESEND_MS - time.ticks_diff(now, sent)
+            if left < wait:
+                wait = left
+        return wait
+
     async def _sender(self, writer, sess, alive):
         hb = self.hb_ms
         next_hb = time.ticks_ms()
@@ -249,18 +270,10 @@ class Link:
                 while self._tx:
                     mtype, fields = self._tx.pop(0)
                     await self._write(writer, sess.encode(mtype, fields))
-                wait = hb
-                for ev in list(self.outbox.items):
-                    sent = ev[F_SENT]
-                    if sent is None or time.ticks_diff(now, sent) >= RESEND_MS:
-                        if sent is not None:
-                            log("link", "resending unacknowledged event %d" % ev[F_CALL])
-                        ev[F_SENT] = now
-                        await self._write(writer, self._event(sess, ev))
-                        sent = now
-                    left = RESEND_MS - time.ticks_diff(now, sent)
-                    if left < wait:
-                        wait = left
+                # the open calls announced again first, then the stored events in order: a
+                # CANCEL is stored after its CALL, so it never goes before it
+                wait = await self._due(writer, sess, self.outbox.again, now, hb)
+                wait = await self._due(writer, sess, self.outbox.items, now, wait)
                 if self._after is not None and not self._tx:
                     break
                 if time.ticks_diff(now, next_hb) >= 0:

@@ -2,6 +2,9 @@
 # Every change rewrites one small file atomically (temporary file, then rename), so a power cut
 # leaves the old or the new list. Bounded: at MAX_EVENTS the oldest call that is already
 # cancelled (its CALL and CANCEL both still pending) is dropped from the log to make room.
+# After every WELCOME the calls still open here whose CALL the host already acknowledged are
+# queued again in RAM only (`again`, ahead of the stored events; never written to flash), so a
+# host that lost its record learns them again (docs/SESSION.md, Calls).
 from micropython import const
 import time
 from wardproto import CALL, CANCEL
@@ -40,6 +43,7 @@ class Outbox:
         self.path = path
         self.ok = True      # False after a flash write failed (a device fault)
         self.items = []
+        self.again = []     # RAM only: re-announced CALLs of open calls, sent before items
         for ev in read_json(path, []):
             if _valid(ev):
                 ev.append(None)
@@ -83,6 +87,10 @@ class Outbox:
         return self._save()
 
     def ack(self, call, of):
+        for ev in self.again:
+            if ev[F_CALL] == call and ev[F_TYPE] == of:
+                self.again.remove(ev)
+                return True
         for ev in self.items:
             if ev[F_CALL] == call and ev[F_TYPE] == of:
                 self.items.remove(ev)
@@ -90,9 +98,21 @@ class Outbox:
                 return True
         return False
 
-    def unsend(self):
-        """A new session: every event is due again."""
+    def waiting(self, mtype, call):
+        """True if an event of this type for this call is stored, not yet acknowledged."""
         for ev in self.items:
+            if ev[F_CALL] == call and ev[F_TYPE] == mtype:
+                return True
+        return False
+
+    def unsend(self, again=()):
+        """A new session: every stored event is due again, and `again` (events built like
+        add()'s, for calls still open here whose CALL was acknowledged before) is queued in RAM,
+        in front of them, replacing the previous session's."""
+        for ev in self.items:
+            ev[F_SENT] = None
+        self.again = list(again)
+        for ev in self.again:
             ev[F_SENT] = None
 
     def age_ms(self, ev, clock):
