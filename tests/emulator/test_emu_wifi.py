@@ -1,7 +1,9 @@
 """network + socket shims and the radio proxy: a Wi-Fi cut stalls TCP silently; restoring resumes."""
+import os
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -195,3 +197,50 @@ print("mac", len(w.config("mac")))
     out = b.wait_console("mac 6", 10)
     assert "connect True" in out
     assert "status 201" in out
+
+
+IDLE_READER = WIFI + """
+import asyncio, select, socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(socket.getaddrinfo("127.0.0.1", 0)[0][-1])
+p = select.poll()
+p.register(s, select.POLLIN)
+t0 = time.ticks_ms()
+r = p.poll(200)
+print("poll", r, time.ticks_diff(time.ticks_ms(), t0) >= 190)
+p.unregister(s)
+s.close()
+async def main():
+    r, wr = await asyncio.open_connection("127.0.0.1", %d)
+    print("waiting")
+    try:
+        await asyncio.wait_for_ms(r.read(1), 3000)
+    except asyncio.TimeoutError:
+        print("read timed out")
+asyncio.run(main())
+"""
+
+
+@pytest.mark.timeout(30)
+def test_waiting_on_a_socket_sleeps(make_board):
+    """select.poll and asyncio wait on a shim socket's real descriptor: nothing ready → no wake-up
+    (the native poll read a garbage descriptor from the Python subclass and spun at 100 % CPU)."""
+    srv = socket.create_server(("127.0.0.1", 0))   # accepts (backlog) and never sends
+    try:
+        b = make_board("idle-reader", {"main.py": IDLE_READER % srv.getsockname()[1]})
+        b.wait_console("poll [] True", 10)
+        b.wait_console("waiting", 10)
+        stat = Path(f"/proc/{b.state()['pid']}/stat")
+        hz = os.sysconf("SC_CLK_TCK")
+
+        def cpu():
+            f = stat.read_text().rsplit(")", 1)[1].split()
+            return (int(f[11]) + int(f[12])) / hz
+
+        c0, t0 = cpu(), time.monotonic()
+        time.sleep(1.5)
+        used = (cpu() - c0) / (time.monotonic() - t0)
+        assert used < 0.2, f"a board waiting on a socket used {used:.0%} of a core"
+        b.wait_console("read timed out", 5)
+    finally:
+        srv.close()

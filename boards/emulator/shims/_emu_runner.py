@@ -10,9 +10,9 @@ import sys
 import _emu
 
 _emu.use_python_asyncio()
-import machine, network, socket, time  # noqa: E401  (the shims; the flash hides their folder)
+import machine, network, select, socket, time  # noqa: E401  (the shims; the flash hides their folder)
 
-del machine, network, socket, time
+del machine, network, select, socket, time
 import os as _wc_os
 import vfs as _wc_vfs
 
