@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from wardcall.client import sse_messages  # noqa: E402
 from wardcall.passwords import hash_password  # noqa: E402
 
 NURSE = ("nurse", "bench password")
@@ -174,25 +175,18 @@ class Console:
                 try:
                     async with http.get(self.api_url + "/api/events", timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as r:
                         self.ready.set()
-                        name = None
-                        buf = b""
-                        # lines by hand: a large ward's snapshot is one data line over aiohttp's
-                        # readline limit (512 KiB)
-                        async for chunk in r.content.iter_any():
-                            buf += chunk
-                            *lines, buf = buf.split(b"\n")
-                            for raw in lines:
-                                if raw.startswith(b"event: "):
-                                    name = raw[7:].strip()
-                                elif raw.startswith(b"data: ") and name in (b"call", b"snapshot"):
-                                    self._record(name, json.loads(raw[6:]))
+                        # the client's reader: a large ward's snapshot is one data line over
+                        # aiohttp's readline limit (512 KiB)
+                        async for name, data in sse_messages(r.content):
+                            if name in ("call", "snapshot"):
+                                self._record(name, json.loads(data))
                 except (aiohttp.ClientError, ConnectionError):
                     pass
                 await asyncio.sleep(0.2)
 
-    def _record(self, name: bytes, data: dict) -> None:
+    def _record(self, name: str, data: dict) -> None:
         now = time.monotonic()
-        calls = [data["call"]] if name == b"call" else data.get("calls", [])
+        calls = [data["call"]] if name == "call" else data.get("calls", [])
         with self.cond:
             for call in calls:
                 self.arrivals.setdefault((call["device"], call["call_id"]), now)

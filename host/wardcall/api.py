@@ -19,6 +19,7 @@ from aiohttp import web
 from .hub import WardHub
 from .passwords import verify_password
 from .protocol import wardproto
+from .storage import StorageError
 from .ward import WardError
 
 log = logging.getLogger("wardcall.api")
@@ -64,6 +65,9 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
         return await handler(request)
     except WardError as exc:
         return _error(exc.status, exc.message)
+    except StorageError as exc:
+        # not stored, so not done (logged and alarmed by the hub): the user may try again
+        return _error(503, str(exc))
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -126,7 +130,10 @@ async def events(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
-    await response.prepare(request)
+    try:
+        await response.prepare(request)
+    except (ConnectionError, asyncio.CancelledError):
+        return response          # the client left before the stream began: nothing to end
     sub, snapshot = await hub.subscribe(_user(request))
     try:
         await response.write(b"retry: 2000\n\n" + _sse("snapshot", snapshot))
@@ -141,7 +148,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             if item is None:
                 break
             await response.write(_sse(*item))
-    except (ConnectionResetError, asyncio.CancelledError):
+    except (ConnectionError, asyncio.CancelledError):
         pass
     finally:
         await asyncio.shield(hub.unsubscribe(sub))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 import aiohttp
 
@@ -96,20 +96,9 @@ class EventStream:
 
     async def _read(self) -> None:
         assert self._response is not None
-        name, data = "message", []
         try:
-            async for raw in self._response.content:
-                line = raw.decode().rstrip("\r\n")
-                if not line:
-                    if data:
-                        self._apply(name, json.loads("\n".join(data)))
-                    name, data = "message", []
-                elif line.startswith(":"):
-                    continue
-                elif line.startswith("event:"):
-                    name = line[6:].strip()
-                elif line.startswith("data:"):
-                    data.append(line[5:].lstrip())
+            async for name, data in sse_messages(self._response.content):
+                self._apply(name, json.loads(data))
         finally:
             self.ended = True
             self._signal()
@@ -174,6 +163,51 @@ class EventStream:
                 raise TimeoutError(f"the ward did not reach the expected state within {timeout:g} s")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
+
+
+async def sse_lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The lines of a stream, without their ending (LF, CRLF or CR), however long: read in
+    chunks and split here, because aiohttp's own line reader stops at 512 KiB — less than a
+    large ward's snapshot (one data line, from about 2,000 terminals)."""
+    parts: list[bytes] = []          # the line being read, in pieces (no copying per chunk)
+    async for chunk in content.iter_any():
+        if b"\n" not in chunk and b"\r" not in chunk:
+            parts.append(chunk)
+            continue
+        parts.append(chunk)
+        buf = b"".join(parts)
+        if buf.endswith(b"\r"):
+            parts = [buf]            # a CR may be the first half of a CRLF: wait for the rest
+            continue
+        if b"\r" in buf:
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *lines, rest = buf.split(b"\n")
+        parts = [rest] if rest else []
+        for line in lines:
+            yield line
+    rest = b"".join(parts)
+    if rest:
+        for line in rest.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
+            yield line
+
+
+async def sse_messages(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str, str]]:
+    """Server-Sent Events as (event name, data), data lines joined with newlines; comments
+    (keepalives) and fields other than `event` and `data` are skipped."""
+    name, data = "message", []
+    async for raw in sse_lines(content):
+        line = raw.decode()
+        if not line:
+            if data:
+                yield name, "\n".join(data)
+            name, data = "message", []
+        elif line.startswith(":"):
+            continue
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(" ") else value)
 
 
 def find_call(state: dict[str, Any], device: str, call_id: int) -> dict[str, Any] | None:

@@ -1,20 +1,29 @@
 """The hub joins the ward state machine to the world: it stores every batch of effects, and only
 after the commit sends frames to terminals and publishes changes to the consoles.
 
+When the record cannot be written (disk full, I/O error) the real error is logged and the
+`database` alarm goes straight to the consoles (it needs no disk); what a sender is acknowledged
+for only once stored (a terminal's CALL or CANCEL, a console's acknowledge or silence) is taken
+back out of the live ward and StorageError tells the caller not to acknowledge it. The first
+write that succeeds again clears the alarm.
+
 Terminal sessions (terminal_server.py), the API (api.py) and the timers all go through it.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
-from typing import Any, Protocol
+from collections import Counter
+from typing import Any, AsyncIterator, Protocol
 
 from .clock import Clock
 from .config import WardConfig
 from .protocol import wardproto
-from .storage import AsyncWriter
-from .ward import Effects, Ward
+from .storage import AsyncWriter, StorageError
+from .ward import CLEARED, Effects, Record, Ward
+from .ward.state import RECORD_ALARM
 
 log = logging.getLogger("wardcall.hub")
 
@@ -51,15 +60,75 @@ class WardHub:
         self._cmd_ids = itertools.count(1)
         # cmd_id -> (device, future of (ok, detail)): RESULTs awaited in code (ota/transfer.py), not recorded
         self.result_waiters: dict[int, tuple[str, asyncio.Future]] = {}
+        # (device, call id) -> [lock, users]: one CALL/CANCEL of a call at a time (a resend on a
+        # new session waits until the first is stored or taken back)
+        self._call_locks: dict[tuple[str, int], list[Any]] = {}
+        self._unwritten: list[Record] = []     # the record-alarm's own lines, written when it can be
+        self._recovering = False
+        self._background: set[asyncio.Future] = set()
 
     # ----- effects -----
 
     async def apply(self, fx: Effects) -> None:
-        """Store, then tell terminals, then tell consoles. Raises if the store fails: the caller
-        must then not acknowledge anything to the terminal."""
+        """Store, then tell terminals, then tell consoles.
+
+        If the store fails, the error is logged and the `database` alarm published. An input with
+        `undo` (a terminal's CALL or CANCEL, a console's acknowledge or silence) is then taken
+        back, nothing of it is sent or published, and StorageError is raised: the caller must not
+        acknowledge it (the terminal resends it; the console is told). Other changes stand — the
+        live ward has moved on (a call escalated, a terminal went offline) — so they are still
+        sent and published; only the record misses them."""
         if not fx:
             return
-        await self.writer.commit(fx)
+        try:
+            await self.writer.commit(fx)
+        except Exception as exc:
+            problem = str(exc) or type(exc).__name__
+            withdrawn = bool(fx.undo)
+            if withdrawn:
+                fx.revert()
+            self._not_stored(fx, problem, withdrawn)
+            if withdrawn:
+                raise StorageError(f"the record cannot be written: {problem}") from exc
+            self._deliver(fx)
+            return
+        self._deliver(fx)
+        if RECORD_ALARM in self.ward.alarms:
+            await self._record_writable()
+
+    def _not_stored(self, fx: Effects, problem: str, withdrawn: bool = False) -> None:
+        kinds = Counter(r.kind for r in fx.records)
+        log.error("the record cannot be written: %s; not stored: %s%s", problem,
+                  ", ".join(f"{kind} x{n}" if n > 1 else kind for kind, n in kinds.items()) or "nothing",
+                  " (taken back: not acknowledged, so it is sent again)" if withdrawn else "")
+        alarm = self.ward.record_unwritable(problem)
+        if alarm:
+            self._unwritten += alarm.records
+            self._deliver(alarm)
+
+    async def _record_writable(self) -> None:
+        """A write succeeded while the record alarm stands: write the alarm's lines, clear it."""
+        if self._recovering:
+            return
+        self._recovering = True
+        try:
+            fx = self.ward.record_writable()
+            held, self._unwritten = self._unwritten, []
+            try:
+                await self.writer.commit(Effects(records=held + fx.records))
+            except Exception as exc:
+                self._unwritten = held + self._unwritten
+                self._not_stored(fx, str(exc) or type(exc).__name__)     # raises it again
+                return
+            if RECORD_ALARM in self.ward.alarms:
+                fx.alarms.pop(RECORD_ALARM, None)   # failed again meanwhile: the consoles keep it
+            log.warning("the record is written again")
+            self._deliver(fx)
+        finally:
+            self._recovering = False
+
+    def _deliver(self, fx: Effects) -> None:
+        """Send the frames to the terminals, then publish the changes to the consoles."""
         for message in fx.messages:
             link = self.links.get(message.device)
             if link is None:
@@ -116,8 +185,16 @@ class WardHub:
         sub = Subscriber(user)
         self.subscribers.add(sub)
         snapshot = {"seq": self.seq, **self.ward.snapshot()}
-        await self.apply(self.ward.set_consoles(len(self.subscribers)))
-        await self.record("console_connected", user=user, consoles=len(self.subscribers))
+        try:
+            await self.apply(self.ward.set_consoles(len(self.subscribers)))
+            await self.record("console_connected", user=user, consoles=len(self.subscribers))
+        except BaseException:
+            # gone before it was connected (cancelled): not a console — the count must not lie,
+            # or the "no console" alarm would stay quiet
+            task = asyncio.ensure_future(self.unsubscribe(sub))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            raise
         return sub, snapshot
 
     async def unsubscribe(self, sub: Subscriber) -> None:
@@ -173,27 +250,56 @@ class WardHub:
             return True
         return False
 
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, device: str, call_id: int) -> AsyncIterator[None]:
+        """A CALL or CANCEL of one call is handled after the one before it is stored or taken
+        back (two sessions of a terminal, the old one still waiting for the disk)."""
+        key = (device, call_id)
+        entry = self._call_locks.setdefault(key, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._call_locks[key]
+
+    async def _stored_call(self, device: str, call_id: int) -> dict[str, Any] | None:
+        """A call not open on the board: its row in the record, if any. A row still open there is
+        put back on the board first (its CALL was taken back after a failed write while another
+        change of it was stored), so the call is neither lost nor left open for ever."""
+        stored = await self.writer.find_call(device, call_id)
+        if stored is not None and stored["state"] != CLEARED and not self.ward.is_open(device, call_id):
+            log.warning("call %s/%d is open in the record but was not on the board: put back", device, call_id)
+            await self.apply(self.ward.reinstate_call(stored))
+        return stored
+
     async def terminal_call(self, device: str, call_id: int, kind: int, age_ms: int) -> None:
+        """Raises StorageError if the call could not be stored: then it must not be acknowledged."""
         ward = self.ward
-        if not ward.is_open(device, call_id):
-            stored = await self.writer.find_call(device, call_id)
-            if stored is not None:
-                # a retransmission of a call that is already cleared: acknowledged again, no change
-                await self.apply(ward.repeated_cleared_call(device, call_id, "CALL"))
-                return
-        fx, _ = ward.place_call(device, call_id, kind, age_ms)
-        await self.apply(fx)
+        async with self._one_at_a_time(device, call_id):
+            if not ward.is_open(device, call_id):
+                stored = await self._stored_call(device, call_id)
+                if stored is not None and not ward.is_open(device, call_id):
+                    # a retransmission of a call that is already cleared: acknowledged again, no change
+                    await self.apply(ward.repeated_cleared_call(device, call_id, "CALL"))
+                    return
+            fx, _ = ward.place_call(device, call_id, kind, age_ms)
+            await self.apply(fx)
 
     async def terminal_cancel(self, device: str, call_id: int, reason: int, age_ms: int) -> None:
+        """Raises StorageError if the cancel could not be stored: then it must not be acknowledged."""
         ward = self.ward
-        if not ward.is_open(device, call_id):
-            stored = await self.writer.find_call(device, call_id)
-            if stored is not None and stored["state"] == "cleared":
-                fx = ward.repeated_cleared_call(device, call_id, "CANCEL")
-                ward._call_state(fx, _StoredCall(device, call_id), wardproto.ST_CLEARED, "")
-                await self.apply(fx)
-                return
-        await self.apply(ward.cancel_call(device, call_id, reason, age_ms))
+        async with self._one_at_a_time(device, call_id):
+            if not ward.is_open(device, call_id):
+                stored = await self._stored_call(device, call_id)
+                if stored is not None and stored["state"] == CLEARED:
+                    fx = ward.repeated_cleared_call(device, call_id, "CANCEL")
+                    ward._call_state(fx, _StoredCall(device, call_id), wardproto.ST_CLEARED, "")
+                    await self.apply(fx)
+                    return
+            await self.apply(ward.cancel_call(device, call_id, reason, age_ms))
 
     async def tick(self) -> None:
         await self.apply(self.ward.tick())

@@ -156,10 +156,11 @@ class Storage:
         self.conn.close()
 
     def commit(self, records: Iterable[Record], calls: Iterable[dict[str, Any]], terminals: Iterable[dict[str, Any]]) -> None:
-        """Store one batch of effects in one transaction."""
+        """Store one batch of effects in one transaction; StorageError (with SQLite's own reason,
+        e.g. "database or disk is full") if it cannot be written — then nothing of it is stored."""
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("BEGIN IMMEDIATE")
             conn.executemany(
                 "INSERT INTO events (wall, mono, run, kind, device, call, user, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(r.wall, r.mono, self.run, r.kind, r.device, r.call, r.user, json.dumps(r.data, separators=(",", ":")))
@@ -177,15 +178,27 @@ class Storage:
                 f"INSERT INTO terminals ({tcols}) VALUES ({tmarks}) ON CONFLICT (device) DO UPDATE SET {tupdates}",
                 [tuple(row[c] for c in TERMINAL_COLUMNS) for row in terminals])
             conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            # SQLite rolls a transaction back by itself after some failures (a full disk, an I/O
+            # error at COMMIT): a ROLLBACK then would only hide the real error behind "cannot
+            # rollback - no transaction is active"
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error as rollback_exc:
+                    exc.add_note(f"and the rollback failed too: {rollback_exc}")
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                raise StorageError(f"{exc} ({self.path})") from exc
             raise
 
     def commit_effects(self, fx: Effects) -> None:
         self.commit(fx.records, [c.row() for c in fx.calls.values()], [t.row() for t in fx.terminals.values()])
 
     def find_call(self, device: str, call_id: int) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT * FROM calls WHERE device = ? AND call_id = ?", (device, call_id)).fetchone()
+        try:
+            row = self.conn.execute("SELECT * FROM calls WHERE device = ? AND call_id = ?", (device, call_id)).fetchone()
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read the record: {exc} ({self.path})") from exc
         return dict(row) if row else None
 
     def open_calls(self) -> list[dict[str, Any]]:
@@ -239,12 +252,15 @@ class AsyncWriter:
                         try:
                             await self.run(self.storage.commit, records, calls, terminals)
                         except Exception as exc:
-                            done.set_exception(exc)
+                            if not done.done():     # its caller may have gone (cancelled)
+                                done.set_exception(exc)
                         else:
-                            done.set_result(None)
+                            if not done.done():
+                                done.set_result(None)
                     continue
                 for *_, done in group:
-                    done.set_result(None)
+                    if not done.done():
+                        done.set_result(None)
         finally:
             self._draining = False
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from .hub import WardHub
 from .protocol import ProtocolError, wardproto
+from .storage import StorageError
 
 log = logging.getLogger("wardcall.terminals")
 
@@ -187,11 +188,17 @@ class TerminalSession:
         if mtype == wardproto.HEARTBEAT:
             await hub.apply(ward.heartbeat(device, msg["status"], msg["pending"], msg["uptime"]))
         elif mtype == wardproto.CALL:
-            await hub.terminal_call(device, msg["call"], msg["kind"], msg["age_ms"])
+            try:
+                await hub.terminal_call(device, msg["call"], msg["kind"], msg["age_ms"])
+            except StorageError:
+                return      # not stored (logged, alarmed): no CALL_ACK, the terminal keeps it and resends
             # only now, with the call committed, may the terminal drop it from its outbox
             self.send(wardproto.CALL_ACK, {"call": msg["call"], "of": wardproto.CALL})
         elif mtype == wardproto.CANCEL:
-            await hub.terminal_cancel(device, msg["call"], msg["reason"], msg["age_ms"])
+            try:
+                await hub.terminal_cancel(device, msg["call"], msg["reason"], msg["age_ms"])
+            except StorageError:
+                return      # as for a CALL: the terminal resends the CANCEL
             self.send(wardproto.CALL_ACK, {"call": msg["call"], "of": wardproto.CANCEL})
         elif mtype == wardproto.PRESENCE:
             await hub.apply(ward.presence(device, bool(msg["on"]), msg["staff"]))

@@ -11,6 +11,9 @@ from .model import ACKNOWLEDGED, ATTENDED, CALL_COLUMNS, CANCEL_REASONS, CLEARED
 from .state import WardState
 
 
+_ACK_FIELDS = ("state", "acknowledged_at", "last_acknowledged_at", "acknowledged_by", "deadline")
+
+
 class CallRules(WardState):
 
     # ----- from the terminals -----
@@ -37,9 +40,31 @@ class CallRules(WardState):
         call.deadline = self.clock.mono() + self._ack_timeout(call)
         self.calls[call.key] = call
         fx.calls[call.id] = call
+        fx.undo.append(lambda placed=call.row(): self._withdraw_call(call, placed))
         self._record(fx, "call_placed", call=call, age_ms=age_ms, bed=call.bed, escalation=call.escalation)
         self._announce(fx, call)
         return fx, call
+
+    def _withdraw_call(self, call: Call, placed: dict[str, Any]) -> None:
+        """Undo place_call: its CALL could not be stored, so the call is not on the board (the
+        terminal, not acknowledged, sends it again)."""
+        if self.calls.get(call.key) is call:
+            del self.calls[call.key]
+            # its number is given to the next call — unless something else changed (and so may
+            # have stored) the call meanwhile: a number in the record is never used twice
+            if call.row() == placed and self.next_call_id == call.id + 1:
+                self.next_call_id = call.id
+
+    def reinstate_call(self, row: dict[str, Any]) -> Effects:
+        """A call open in the record but not on the board (its CALL was taken back after a write
+        failed while another change of it was stored): it comes back, as after a restart."""
+        fx = Effects()
+        self._restore_calls(fx, [row], self.clock.wall(), self.clock.mono())
+        call = self.calls.get((row["device"], row["call_id"]))
+        if call is not None:
+            fx.calls[call.id] = call
+            self.next_call_id = max(self.next_call_id, call.id + 1)
+        return fx
 
     def repeated_cleared_call(self, device: str, call_id: int, of: str) -> Effects:
         fx = Effects()
@@ -52,6 +77,8 @@ class CallRules(WardState):
         if call is None:
             self._record(fx, "cancel_unknown_call", device, call_id=call_id, reason=CANCEL_REASONS.get(reason, str(reason)))
             return fx
+        fx.undo.append(lambda before=(call.state, call.cleared_at, call.cleared_reason, call.deadline):
+                       self._reopen_call(call, *before))
         now = self.clock.wall()
         call.state = CLEARED
         call.cleared_at = max(call.placed_at, now - min(age_ms, 86_400_000) / 1000.0)
@@ -63,6 +90,13 @@ class CallRules(WardState):
         self._call_state(fx, call, wardproto.ST_CLEARED, "")
         fx.sound = True
         return fx
+
+    def _reopen_call(self, call: Call, state: str, cleared_at: float | None, cleared_reason: str | None,
+                     deadline: float | None) -> None:
+        """Undo cancel_call: its CANCEL could not be stored, so the call stands (the terminal
+        sends the CANCEL again)."""
+        call.state, call.cleared_at, call.cleared_reason, call.deadline = state, cleared_at, cleared_reason, deadline
+        self.calls.setdefault(call.key, call)
 
     def presence(self, device: str, on: bool, staff: str, resync: bool = False) -> Effects:
         """A nurse in a room (PRESENCE, or the heartbeat's presence bit) attends its calls."""
@@ -108,6 +142,7 @@ class CallRules(WardState):
             # acknowledging twice is harmless; the record says who tried
             self._record(fx, "call_acknowledge_ignored", call=call, user=user, why=f"call is already {call.state}")
             return fx, call
+        fx.undo.append(lambda before={k: getattr(call, k) for k in _ACK_FIELDS}: call.__dict__.update(before))
         now = self.clock.wall()
         call.state = ACKNOWLEDGED
         if call.acknowledged_at is None:

@@ -25,6 +25,11 @@ class ConsoleRules(WardState):
 
     def silence(self, seconds: float, user: str) -> Effects:
         fx = Effects()
+        before = (self.silenced_at, self.silenced_until, self.silenced_by, self._silence_deadline)
+
+        def undo() -> None:
+            self.silenced_at, self.silenced_until, self.silenced_by, self._silence_deadline = before
+        fx.undo.append(undo)
         now = self.clock.wall()
         self.silenced_at = now
         self.silenced_until = now + seconds
@@ -43,7 +48,7 @@ class ConsoleRules(WardState):
         if any(alarm_priority(c.kind) == wardproto.ALARM_HIGH for c in waiting):
             return True
         alerts = [c.alerted_at for c in waiting]
-        alerts += [a.last for a in self.alarms.values() if a.kind in ("terminal_offline", "no_console")]
+        alerts += [a.last for a in self.alarms.values() if a.kind in ("terminal_offline", "no_console", "database")]
         if not alerts:
             return False
         if self.silenced_at is None or self._silence_deadline is None:

@@ -2,11 +2,16 @@
 
 Every method of Ward returns one; hub.py stores it, then sends its messages, then publishes
 its changes, which is what makes "stored before acknowledged" hold.
+
+An input that the sender is told about only once it is stored (a terminal's CALL and CANCEL, a
+console's acknowledge and silence) also leaves `undo`: how to take its change back out of the live
+state. If the record cannot be written the hub runs it, so the ward never claims what is not
+stored, and the sender, told nothing, tries again (the terminal resends from its outbox).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .model import Alarm, Call, Terminal
 
@@ -40,6 +45,7 @@ class Effects:
     alarms: dict[str, tuple[Alarm, bool]] = field(default_factory=dict)   # id -> (alarm, active)
     rooms: set[str] = field(default_factory=set)        # presence changed
     sound: bool = False                                  # silence or audibility changed
+    undo: list[Callable[[], None]] = field(default_factory=list)   # run in reverse if not stored
 
     def __bool__(self) -> bool:
         return bool(self.records or self.messages or self.calls or self.terminals or self.alarms
@@ -53,4 +59,11 @@ class Effects:
         self.alarms.update(other.alarms)
         self.rooms |= other.rooms
         self.sound = self.sound or other.sound
+        self.undo += other.undo
         return self
+
+    def revert(self) -> None:
+        """Take this input's changes back out of the live state (it could not be stored)."""
+        for step in reversed(self.undo):
+            step()
+        self.undo.clear()

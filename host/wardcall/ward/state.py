@@ -14,6 +14,9 @@ from .effects import Effects, Message, Record
 from .model import Alarm, Call, Terminal
 
 
+RECORD_ALARM = "database_write"     # alarm id (kind "database") while the record cannot be written
+
+
 class WardState:
     def __init__(self, config: WardConfig, clock: Clock) -> None:
         self.config = config
@@ -79,6 +82,25 @@ class WardState:
         fx = Effects()
         wall = self.clock.wall()
         self._raise_alarm(fx, Alarm("database", "database", text, since=wall, last=wall))
+        return fx
+
+    def record_unwritable(self, problem: str) -> Effects:
+        """The record cannot be written (disk full, I/O error): an alarm that sounds. The hub
+        publishes it without storing it first — it could not."""
+        fx = Effects()
+        if RECORD_ALARM not in self.alarms:
+            wall = self.clock.wall()
+            self._raise_alarm(fx, Alarm(RECORD_ALARM, "database", f"the record cannot be written: {problem}",
+                                        since=wall, last=wall))
+            fx.sound = True
+        return fx
+
+    def record_writable(self) -> Effects:
+        """The record is written again: the alarm clears."""
+        fx = Effects()
+        if RECORD_ALARM in self.alarms:
+            self._clear_alarm(fx, RECORD_ALARM, "the record is written again")
+            fx.sound = True
         return fx
 
     # ----- lookups -----
