@@ -11,15 +11,10 @@
 # (native objects, integer descriptors) goes to the builtin poll unchanged.
 # Not allocating while idle: ipoll() returns the builtin iterator when no shim socket is
 # registered and an empty tuple when nothing is ready.
-import sys
+import _emu
 
-_p = sys.path
-sys.path = []
-import select as _real
-import socket as _rsocket  # the builtin
-
-sys.path = _p
-del _p
+_real = _emu.rselect  # the builtins
+_rsocket = _emu.rsocket
 
 for _n in dir(_real):
     if _n[0].isupper():

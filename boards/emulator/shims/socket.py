@@ -7,16 +7,10 @@
 # - socket.socket subclasses the native socket, so select.poll and asyncio streams keep working.
 # - getaddrinfo keeps the unix port's raw addresses; connect/bind/sendto also take (host, port)
 #   tuples as on the ESP32, and recvfrom/accept return (ip, port) tuples as on the ESP32.
-import sys
 import errno
 import _emu
 
-_p = sys.path
-sys.path = []
-import socket as _real
-
-sys.path = _p
-del _p
+_real = _emu.rsocket  # the builtin
 
 for _n in dir(_real):
     if _n[0].isupper():
