@@ -2,8 +2,8 @@
 
 Runs the real application (firmware/lib) under the MicroPython unix port with the firmware
 test doubles (tests/firmware/shims) against a scripted host (tests/firmware/fakehost.py), at
-the emulator's ESP32-equivalent heap (-X heapsize=112wK: 112 KiB scaled to the 64-bit word
-size), and prints gc.mem_alloc()/gc.mem_free() after a gc.collect() at each stage: boot,
+an ESP32-sized heap (-X heapsize=112wK: 112 KiB scaled to the 64-bit word size; the emulator's
+boards get 120wK, which includes its shims), and prints gc.mem_alloc()/gc.mem_free() after a gc.collect() at each stage: boot,
 online, call placed, CALL_ACK, acknowledged at the console, cancelled by presence, plus
 micropython.mem_peak() (the unix build's high-water mark of allocated bytes, garbage included).
 Then it finds the smallest heap that still completes the cycle.
@@ -62,7 +62,7 @@ def run(heap):
 
 def main():
     out = run("112wK")
-    print("heap 112wK (the emulator's default, ~112 KiB on a 32-bit ESP32):")
+    print("heap 112wK (ESP32-sized: ~112 KiB on a 32-bit ESP32):")
     for line in out.splitlines():
         if line.startswith("MEM") or "SCENARIO" in line:
             print("  " + line)
