@@ -13,6 +13,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware" / "lib")
 import wardproto as P  # noqa: E402
 
 
+def stop_loop(loop):
+    """Stop an event loop running in another thread, closing every connection it serves first
+    (cancelled while the loop still runs), so nothing is left for the garbage collector."""
+    async def shutdown():
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    try:
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(5)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+
+
 class FakeHost:
     def __init__(self, device_id, key, hb_ms=300, ack=True):
         self.device_id = device_id
@@ -43,7 +57,7 @@ class FakeHost:
 
     def stop(self):
         if self._loop:
-            self._loop.call_soon_threadsafe(self._loop.stop)
+            stop_loop(self._loop)
         if self._thread:
             self._thread.join(5)
 

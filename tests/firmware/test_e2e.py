@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from tests.firmware.fakehost import stop_loop
+
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -228,15 +230,7 @@ class GarbageProxy:
         self.loop.call_soon_threadsafe(lambda: self.writers[-1].write(data))
 
     def stop(self):
-        async def shutdown():
-            # close every relayed connection while the loop still runs, so nothing is left
-            # to be closed by the garbage collector after the loop is gone
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        stop_loop(self.loop)
 
 
 @pytest.mark.parametrize("garbage", [b"\x00\x05short", b"\x00\x30" + bytes(range(48))])
