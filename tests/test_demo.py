@@ -27,6 +27,8 @@ async def test_demo_ward_takes_a_call_end_to_end(tmp_path):
                 state = await console.wait_for(lambda s: any(c["device"] == "bed-101-2" for c in s["calls"]), timeout=10)
                 call = next(c for c in state["calls"] if c["device"] == "bed-101-2")
                 assert (call["kind_name"], call["room"], call["bed"]) == ("patient", "101", "2")
+                # a patient call not yet acknowledged: the reassurance lamp is steady on
+                assert "lamp_reassure on" in await asyncio.to_thread(demo.command, "lamps 2")
                 before = await asyncio.to_thread(demo.boards["bed-101-2"].history, "lamp_reassure")
                 await api.acknowledge(call["id"])
                 await console.wait_for(lambda s: next(c for c in s["calls"] if c["id"] == call["id"])["state"] == "acknowledged")

@@ -185,8 +185,14 @@ class Demo:
             board.power_cycle()
             return f"{board.name}: power-cycled"
         if verb == "lamps":
-            return f"{board.name}: " + ", ".join(f"{k}={v}" for k, v in sorted(board.outputs().items()))
+            return f"{board.name}: " + ", ".join(f"{name} {_level(out)}" for name, out in sorted(board.outputs().items()))
         return f"unknown command {line!r}; type help"
+
+
+def _level(output: Any) -> str:
+    """An output as a person reads it: on/off (a PWM buzzer sounds when its duty is not 0)."""
+    value = output.get("value") if isinstance(output, dict) else output
+    return "on" if value else "off"
 
 
 def run(args: argparse.Namespace) -> int:
