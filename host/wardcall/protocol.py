@@ -6,14 +6,13 @@ registered as the module ``wardproto``; nothing here re-implements a byte of it.
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 from types import ModuleType
 
-# host/wardcall/protocol.py -> repository root is two levels above the package directory
-REPO_ROOT = Path(__file__).resolve().parents[2]
-WARDPROTO_PATH = Path(os.environ.get("WARDCALL_WARDPROTO", REPO_ROOT / "firmware" / "lib" / "wardproto.py"))
+from .paths import FIRMWARE
+
+WARDPROTO_PATH = FIRMWARE / "lib" / "wardproto.py"
 
 
 def _load() -> ModuleType:

@@ -1,11 +1,5 @@
-"""Where the repository's firmware and board files are (overridable for tests)."""
-import os
-from pathlib import Path
-
-REPO = Path(os.environ.get("WARDCALL_ROOT") or Path(__file__).resolve().parents[3])
-BOARDS = REPO / "boards"
-FIRMWARE = REPO / "firmware"
-BUILD = REPO / "build" / "deploy"
+"""The checkout's firmware and board folders (wardcall.paths) and the boards deploy knows."""
+from ..paths import BOARDS, BUILD, FIRMWARE, REPO  # noqa: F401  (deploy modules use paths.X)
 
 # Boards that exist as real hardware (boards/<name>/flash.json) and the emulated one.
 REAL_BOARDS = ("esp32", "esp32c3", "esp32s3")
