@@ -26,7 +26,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SUPERVISOR = HERE / "supervisor.py"
-DEFAULT_HEAPSIZE = "120wK"  # see docs/EMULATOR.md, "Heap calibration"
 
 
 class EmulatorError(RuntimeError):
@@ -195,20 +194,22 @@ class Fleet:
         return resp.get("result")
 
     # -- boards
-    def add_board(self, name, flash_dir=None, *, files=None, heapsize=DEFAULT_HEAPSIZE,
+    def add_board(self, name, flash_dir=None, *, files=None, heapsize=None,
                   wrap_s=20, wifi=True, cord="ok", connect_ms=100, ssid=None, key=None,
                   boot=True):
         """Add a board and power it on.
 
         flash_dir: the board's flash folder (default workdir/<name>); files: written into it
         first with make_flash (lib/board.py is always installed). heapsize: MicroPython -X
-        heapsize (e.g. "120wK"). wrap_s: ticks_ms()/ticks_us() start this many seconds before
-        their 2**30 wrap. wifi: radio link initially up. cord: "ok" | "pulled" | "unplugged".
+        heapsize (e.g. "80wK"; None: the supervisor's ESP32-like default, docs/EMULATOR.md).
+        wrap_s: ticks_ms()/ticks_us() start this many seconds before their 2**30 wrap.
+        wifi: radio link initially up. cord: "ok" | "pulled" | "unplugged".
         connect_ms: time a WLAN.connect() takes. ssid/key: if given, only these are accepted.
         """
         flash_dir = Path(flash_dir) if flash_dir else self.workdir / name
         make_flash(flash_dir, files)
-        info = self.request("add_board", name=name, flash=str(flash_dir), heapsize=heapsize,
+        sized = {} if heapsize is None else {"heapsize": heapsize}
+        info = self.request("add_board", name=name, flash=str(flash_dir), **sized,
                             wrap_s=wrap_s, wifi=wifi, cord=cord, connect_ms=connect_ms,
                             ssid=ssid, key=key, boot=boot)
         b = Board(self, name, flash_dir, info)
