@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Console, Server, cpu_seconds, machine, raise_nofile, summary, write_ward  # noqa: E402
 
 from wardcall.protocol import wardproto as wp  # noqa: E402
-from wardcall.simterm import SimTerminal  # noqa: E402
+from tests.support.simterm import SimTerminal  # noqa: E402
 
 
 async def probe(dev: dict, port: int, console: Console, n: int, gap: float) -> tuple[list[float], list[float]]:

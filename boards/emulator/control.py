@@ -19,11 +19,11 @@ from .emulated_board import Board
 from .gpio import Output, pin_name, pin_number
 
 if TYPE_CHECKING:
-    from .supervisor import Supervisor
+    from .fleet_server import FleetServer
 
 
 class ControlChannel:
-    def __init__(self, sup: Supervisor) -> None:
+    def __init__(self, sup: FleetServer) -> None:
         self.sup = sup
 
     async def start(self, port: int = 0) -> asyncio.Server:

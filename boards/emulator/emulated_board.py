@@ -23,11 +23,11 @@ from .wifi import WifiStation
 if TYPE_CHECKING:
     from .radio import ProxyConn
     from .shim_channel import Addr
-    from .supervisor import Supervisor
+    from .fleet_server import FleetServer
 
 
 class Board:
-    def __init__(self, sup: Supervisor, name: str, flash: str | Path, heapsize: str,
+    def __init__(self, sup: FleetServer, name: str, flash: str | Path, heapsize: str,
                  wrap_s: int, wifi: bool, cord: str, connect_ms: int, ssid: str | None,
                  key: str | None, uid: str | None = None) -> None:
         self.sup = sup

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SUPERVISOR = HERE / "supervisor.py"
+SUPERVISOR = HERE / "fleet_server.py"
 
 
 class EmulatorError(RuntimeError):

@@ -6,7 +6,7 @@ Shim -> supervisor: short text datagrams (cheap to build on the board):
   F / W ms       watchdog feed / start      R kind arg   reset request
   N {json}       Wi-Fi station command      r 0/1        runner started/stopped running a program
   M free alloc   heap report
-Supervisor -> shim: JSON objects (input edges, Wi-Fi/net state, requests, acks).
+Fleet server -> shim: JSON objects (input edges, Wi-Fi/net state, requests, acks).
 """
 from __future__ import annotations
 

@@ -24,14 +24,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     config = _config(args)
-    from .secrets import load_keys
+    from .devicekeys import load_keys
     load_keys(config.secrets)        # a bad keys file is a config error, reported before anything starts
     asyncio.run(serve(config, Path(args.ready_file) if args.ready_file else None))
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .secrets import load_keys
+    from .devicekeys import load_keys
     config = _config(args)
     keys = load_keys(config.secrets)
     missing = sorted(set(config.terminals) - set(keys))
@@ -69,7 +69,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    from .views import format_event, recent_events
+    from .record_text import format_event, recent_events
     config = _config(args)
     conn = open_readonly(config.database)
     last_id = 0
@@ -86,7 +86,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .views import server_running, status_text
+    from .record_text import server_running, status_text
     config = _config(args)
     conn = open_readonly(config.database)
     while True:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .deploy.build import stage
-from .paths import REPO
+from .checkout import REPO
 from .passwords import hash_password
 from .provision import provision
 

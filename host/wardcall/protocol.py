@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from .paths import FIRMWARE
+from .checkout import FIRMWARE
 
 WARDPROTO_PATH = FIRMWARE / "lib" / "wardproto.py"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import DEVICE_ID_RE, ConfigError, WardConfig, load_config, parse_config, toml_key, toml_string
-from .secrets import load_keys, new_key, save_key, write_private
+from .devicekeys import load_keys, new_key, save_key, write_private
 
 
 class ProvisionError(Exception):

@@ -16,7 +16,7 @@ from .clock import SystemClock
 from .config import WardConfig
 from .discovery import start_discovery
 from .hub import WardHub, end_streams
-from .secrets import load_keys
+from .devicekeys import load_keys
 from .storage import AsyncWriter, open_storage
 from .terminal_server import TerminalServer
 

@@ -1,5 +1,5 @@
 """The nurse console in a real headless Chromium against the real host (`wardcall serve`) and
-simulated terminals (wardcall.simterm, the real protocol)."""
+simulated terminals (tests/support/simterm.py, the real protocol)."""
 from __future__ import annotations
 
 import csv
@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from tests.console.conftest import login, sim_terminal
 from tests.fixtures.host import NURSE
 from wardcall.protocol import wardproto
-from wardcall.simterm import Refused, SimTerminal
+from tests.support.simterm import Refused, SimTerminal
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 

@@ -14,7 +14,8 @@ from itertools import count
 
 import pytest
 
-from wardcall.deploy import build, paths
+from wardcall import checkout
+from wardcall.deploy import build
 from wardcall.deploy.deploy import deploy
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -26,7 +27,7 @@ _names = count(1)
 
 def copy_firmware(dest):
     """The real firmware (boot.py, main.py with maintenance mode, lib/) as it is now."""
-    shutil.copytree(paths.FIRMWARE, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(checkout.FIRMWARE, dest, ignore=shutil.ignore_patterns("__pycache__"))
     return dest
 
 

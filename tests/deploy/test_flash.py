@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from wardcall import checkout
 from wardcall.deploy import flash as fl
 from wardcall.deploy.cli import main as cli_main
 from wardcall.deploy.errors import DeployError
@@ -40,7 +41,7 @@ def esptool_parse(argv):
 def test_flash_json_matches_the_board_folder(board):
     info = fl.load_flash_info(board)
     assert (info["chip"], info["flash_offset"]) == EXPECTED[board]
-    raw = json.loads((fl.paths.BOARDS / board / "flash.json").read_text())
+    raw = json.loads((checkout.BOARDS / board / "flash.json").read_text())
     assert int(raw["flash_offset"], 0) == info["flash_offset"]
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from wardcall.client import ApiError, alarms_of, find_call, find_terminal
 from wardcall.protocol import wardproto as wp
-from wardcall.simterm import Refused, SimTerminal, discover
+from tests.support.simterm import Refused, SimTerminal, discover
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 

@@ -12,7 +12,7 @@ import pytest
 from tests.faults.helpers import press, wait_all_delivered
 from tests.faults.ledger import Ledger
 from wardcall.protocol import wardproto as wp
-from wardcall.simterm import discover
+from tests.support.simterm import discover
 
 
 class Impostor:

@@ -16,7 +16,7 @@ import pytest
 from tests.faults.ledger import db_rows
 from wardcall.client import alarms_of, find_call, find_terminal
 from wardcall.protocol import wardproto as wp
-from wardcall.simterm import Refused, SimTerminal
+from tests.support.simterm import Refused, SimTerminal
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
 

@@ -19,7 +19,7 @@ import sys
 import threading
 from pathlib import Path
 
-from . import paths
+from .. import checkout as paths
 from .errors import DeployError
 
 KEEP_AS_PY = ("boot.py", "main.py")

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from . import paths
+from .. import checkout as paths
 from .errors import DeployError
 
 DEFAULT_CONFIG = os.environ.get("WARDCALL_CONFIG", "ward.toml")
@@ -93,7 +93,7 @@ def _provision_options(args):
 
 def _deploy_kwargs(args, ward):
     from .deploy import DEFAULT_MIN_FREE
-    from .provisioning import host_url
+    from .ward_bridge import host_url
     return dict(
         compile=not args.no_compile,
         host_url=args.host_url or host_url(ward),
@@ -109,14 +109,14 @@ def _deploy_kwargs(args, ward):
 
 
 def _config_provider(args, ward):
-    from .provisioning import device_config
+    from .ward_bridge import device_config
     opts = _provision_options(args)
     return lambda device: device_config(ward, device, **opts)
 
 
 def cmd_deploy(args):
     from .deploy import deploy
-    from .provisioning import load_ward
+    from .ward_bridge import load_ward
     try:
         ward = load_ward(args.config)
         kwargs = _deploy_kwargs(args, ward)
@@ -135,7 +135,7 @@ def cmd_deploy(args):
 def cmd_fleet_deploy(args):
     from .deploy import deploy
     from .fleet import Progress, discover_ports, fleet_deploy, load_plan, summary_table
-    from .provisioning import load_ward
+    from .ward_bridge import load_ward
     try:
         ward = load_ward(args.config)
         entries = load_plan(args.plan) if args.plan else []

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import paths
+from .. import checkout as paths
 from .errors import DeployError
 
 DEFAULT_BAUD = 460800

@@ -62,7 +62,7 @@ def run_update(url: str, user: str | None, password: str | None, package: Packag
 
 def cmd_update(args: Any) -> int:
     from ..config import load_config
-    from ..deploy.provisioning import host_url
+    from ..deploy.ward_bridge import host_url
     try:
         ward = load_config(Path(args.config))
         if not args.all and not args.device:

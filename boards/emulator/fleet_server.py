@@ -16,7 +16,7 @@ supervisor's three listeners on loopback and wires them to the boards:
     watchdog.py       the supervisor's copy of machine.WDT
   notifier.py       lets ops wait for a change without polling
 
-Run: python boards/emulator/supervisor.py --workdir DIR [--port 0]; prints "READY <port>".
+Run: python boards/emulator/fleet_server.py --workdir DIR [--port 0]; prints "READY <port>".
 Normally started by boards.emulator.fleet.Fleet.start().
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ from boards.emulator.radio import start_radio_proxy  # noqa: E402
 from boards.emulator.shim_channel import ShimChannel  # noqa: E402
 
 
-class Supervisor:
+class FleetServer:
     def __init__(self, micropython: Optional[str] = None) -> None:
         self.boards: dict[str, Board] = {}
         self.loop: Optional[asyncio.AbstractEventLoop] = None
@@ -81,7 +81,7 @@ class Supervisor:
 
 
 async def amain(args: argparse.Namespace) -> None:
-    sup = Supervisor(args.micropython)
+    sup = FleetServer(args.micropython)
     await sup.start(args.port)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

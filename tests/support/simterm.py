@@ -1,4 +1,4 @@
-"""A simulated bed terminal in CPython: the real protocol (wardproto) with a real device key.
+"""Test support: a simulated bed terminal in CPython, the real protocol (wardproto) with a real device key.
 
 For the host's tests before firmware exists, and for load tests with thousands of terminals.
 It does what a test tells it to (place a call with a given id, cancel, presence, go silent …)
@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any, Callable
 
-from .protocol import ProtocolError, wardproto
+from wardcall.protocol import ProtocolError, wardproto
 
 DEFAULT_CAPS = wardproto.CAP_CORD | wardproto.CAP_DOME | wardproto.CAP_BUZZER | wardproto.CAP_CODE
 

@@ -1,4 +1,4 @@
-"""The bridge to the host's configuration and provisioning code (wardcall.config, wardcall.secrets,
+"""The bridge to the host's configuration and provisioning code (wardcall.config, wardcall.devicekeys,
 wardcall.provision). Deploy never reads the ward TOML or the secrets file itself.
 """
 from .errors import DeployError
@@ -36,10 +36,10 @@ def not_provisioned(ward, device, why):
 
 def device_config(ward, device, wifi_ssid="", wifi_password="", host=None):
     """The device's config.json as `wardcall provision` writes it: wardcall.provision.board_config
-    with the key from the secrets file (wardcall.secrets.load_keys)."""
+    with the key from the secrets file (wardcall.devicekeys.load_keys)."""
     from wardcall.config import ConfigError
     from wardcall.provision import board_config
-    from wardcall.secrets import load_keys
+    from wardcall.devicekeys import load_keys
     if device not in ward.terminals:
         raise not_provisioned(ward, device, "no [terminals.%s] in the ward configuration" % device)
     try:
