@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import secrets as stdlib_secrets
 import time
 from dataclasses import dataclass
@@ -84,7 +85,8 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 async def health(request: web.Request) -> web.Response:
     hub = request.app[HUB]
-    return web.json_response({"ok": True, "ward": hub.config.ward})
+    # run and pid let `wardcall status` tell this server from any other program on the port
+    return web.json_response({"ok": True, "ward": hub.config.ward, "run": hub.writer.storage.run, "pid": os.getpid()})
 
 
 async def login(request: web.Request) -> web.Response:
