@@ -54,7 +54,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import as_csv, as_table, load_calls, parse_since, summarise
+    from .record_queries import calls_placed
+    from .report import as_csv, as_table, parse_since, summarise
     config = _config(args)
     try:
         since = parse_since(args.since) if args.since else None
@@ -63,7 +64,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"wardcall report: {exc}", file=sys.stderr)
         return 2
     conn = open_readonly(config.database)
-    rows = summarise(config, load_calls(conn, since, until))
+    rows = summarise(config, calls_placed(conn, since, until))
     sys.stdout.write(as_csv(rows) if args.csv else as_table(rows))
     return 0
 

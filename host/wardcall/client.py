@@ -1,5 +1,6 @@
-"""A client of the console API (api.py): log in, read the state, follow the event stream, send
-commands. Used by the tests and tools; the web console speaks the same HTTP from a browser."""
+"""A client of the console API (wardcall.web): log in, read the state, follow the event stream,
+send commands. Used by the tests and tools; the web console speaks the same HTTP from a browser.
+Actions carry the session's request token (X-Wardcall-Token) and a JSON body, as the host asks."""
 from __future__ import annotations
 
 import asyncio
@@ -22,6 +23,7 @@ class WardApi:
         self.base_url = base_url.rstrip("/")
         self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
         self.user: str | None = None
+        self.token = ""              # the session's request token, from the login
 
     async def __aenter__(self) -> "WardApi":
         return self
@@ -33,7 +35,10 @@ class WardApi:
         await self.http.close()
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        async with self.http.request(method, self.base_url + path, json=body) as reply:
+        changing = method not in ("GET", "HEAD")
+        headers = {"X-Wardcall-Token": self.token} if changing and self.token else {}
+        async with self.http.request(method, self.base_url + path, json=body if body is not None or not changing else {},
+                                     headers=headers) as reply:
             try:
                 data = await reply.json(content_type=None)
             except (json.JSONDecodeError, aiohttp.ContentTypeError):
@@ -45,7 +50,11 @@ class WardApi:
     async def login(self, user: str, password: str) -> dict[str, Any]:
         reply = await self._call("POST", "/api/login", {"user": user, "password": password})
         self.user = user
+        self.token = reply.get("token", "")
         return reply
+
+    async def me(self) -> dict[str, Any]:
+        return await self._call("GET", "/api/me")
 
     async def state(self) -> dict[str, Any]:
         return await self._call("GET", "/api/state")
@@ -56,8 +65,17 @@ class WardApi:
     async def silence(self, seconds: float) -> dict[str, Any]:
         return (await self._call("POST", "/api/silence", {"seconds": seconds}))["sound"]
 
-    async def command(self, device: str, command: str) -> int:
-        return (await self._call("POST", f"/api/terminals/{device}/command", {"command": command}))["cmd_id"]
+    async def command(self, device: str, command: str, password: str | None = None) -> int:
+        body: dict[str, Any] = {"command": command}
+        if password is not None:
+            body["password"] = password      # reboot asks for it again
+        return (await self._call("POST", f"/api/terminals/{device}/command", body))["cmd_id"]
+
+    async def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return await self._call("POST", path, body)
+
+    async def get(self, path: str) -> Any:
+        return await self._call("GET", path)
 
     def events(self) -> "EventStream":
         return EventStream(self)

@@ -49,11 +49,27 @@ class TerminalConfig:
     bed: str
 
 
+# Console roles and what each may do (docs/CONSOLE.md, "Roles"). Everyone logged in sees the board.
+ROLES = ("nurse", "aide", "charge_nurse", "technician", "admin")
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "nurse": frozenset({"acknowledge", "silence"}),
+    "aide": frozenset({"acknowledge", "silence"}),
+    "charge_nurse": frozenset({"acknowledge", "silence", "assign", "identify", "lamp_test"}),
+    "technician": frozenset({"identify", "lamp_test", "reboot", "update", "provision"}),
+    "admin": frozenset({"acknowledge", "silence", "assign", "identify", "lamp_test", "reboot", "update",
+                        "provision", "users"}),
+}
+
+
 @dataclass(frozen=True)
 class User:
     login: str
     name: str
     password_hash: str
+    role: str = "nurse"
+
+    def may(self, action: str) -> bool:
+        return action in PERMISSIONS[self.role]
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,13 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class Console:
+    idle_timeout_s: float = 1800.0           # a session with no request and no open event stream ends
+    session_hours: float = 12.0              # and every session ends after this long
+    login_alarm_failures: int = 10           # failed logins of one user within 15 min → console alarm
+
+
+@dataclass(frozen=True)
 class Escalation:
     ack_timeout_s: dict[int, float]          # by call kind number
     attend_timeout_s: float = DEFAULT_ATTEND_TIMEOUT_S
@@ -92,6 +115,7 @@ class WardConfig:
     timing: Timing
     escalation: Escalation
     shifts: list[tuple[str, int]]            # (name, start minute of the day), sorted
+    console: Console = field(default_factory=Console)
     rooms: dict[str, Room] = field(default_factory=dict)
     terminals: dict[str, TerminalConfig] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
@@ -234,6 +258,14 @@ def parse_config(path: Path, data: dict[str, Any]) -> WardConfig:
     )
     tim.finish()
 
+    con = top.sub("console")
+    console = Console(
+        idle_timeout_s=con.positive("idle_timeout_min", Console.idle_timeout_s / 60) * 60,
+        session_hours=con.positive("session_hours", Console.session_hours),
+        login_alarm_failures=int(con.positive("login_alarm_failures", Console.login_alarm_failures)),
+    )
+    con.finish()
+
     esc = top.sub("escalation")
     ack = esc.sub("ack_timeout_s")
     ack_timeout = {}
@@ -294,12 +326,15 @@ def parse_config(path: Path, data: dict[str, Any]) -> WardConfig:
         hashed = u.get("password", str, required=True)
         if not hashed.startswith("scrypt$"):
             raise u.error("password", "must be a hash made by `wardcall passwd` (starts with \"scrypt$\"), never the password itself")
-        users[login] = User(login, u.get("name", str, login), hashed)
+        role = u.get("role", str, "nurse")
+        if role not in ROLES:
+            raise u.error("role", f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+        users[login] = User(login, u.get("name", str, login), hashed, role)
         u.finish()
 
     top.finish()
     return WardConfig(path=path, ward=ward_name, database=database, secrets=secrets, network=network,
-                      timing=timing, escalation=escalation, shifts=shifts, rooms=rooms,
+                      timing=timing, escalation=escalation, shifts=shifts, console=console, rooms=rooms,
                       terminals=terminals, users=users)
 
 

@@ -7,7 +7,8 @@ for only once stored (a terminal's CALL or CANCEL, a console's acknowledge or si
 back out of the live ward and StorageError tells the caller not to acknowledge it. The first
 write that succeeds again clears the alarm.
 
-Terminal sessions (terminal_server.py), the API (api.py) and the timers all go through it.
+Terminal sessions (terminal_server.py), the web layer (web/) and the timers all go through it;
+the consoles hear about changes through its ConsoleBus (bus.py).
 """
 from __future__ import annotations
 
@@ -18,16 +19,15 @@ import logging
 from collections import Counter
 from typing import Any, AsyncIterator, Protocol
 
+from .bus import ConsoleBus, Subscriber
 from .clock import Clock
 from .config import WardConfig
 from .protocol import wardproto
 from .storage import AsyncWriter, StorageError
-from .ward import CLEARED, Effects, Record, Ward
+from .ward import CLEARED, Effects, Record, Ward, WardError
 from .ward.state import RECORD_ALARM
 
 log = logging.getLogger("wardcall.hub")
-
-SUBSCRIBER_QUEUE = 1000     # changes a slow console may fall behind before it is dropped
 
 
 class TerminalLink(Protocol):
@@ -38,15 +38,6 @@ class TerminalLink(Protocol):
     def close(self, reason: str) -> None: ...
 
 
-class Subscriber:
-    """One console's event stream (SSE): a queue of (event name, payload)."""
-
-    def __init__(self, user: str) -> None:
-        self.user = user
-        self.queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue(SUBSCRIBER_QUEUE)
-        self.dropped = False
-
-
 class WardHub:
     def __init__(self, config: WardConfig, keys: dict[str, bytes], writer: AsyncWriter, clock: Clock) -> None:
         self.config = config
@@ -55,8 +46,7 @@ class WardHub:
         self.clock = clock
         self.ward = Ward(config, clock)
         self.links: dict[str, TerminalLink] = {}
-        self.subscribers: set[Subscriber] = set()
-        self.seq = 0                                  # console change number
+        self.bus = ConsoleBus(clock)
         self._cmd_ids = itertools.count(1)
         # cmd_id -> (device, future of (ok, detail)): RESULTs awaited in code (ota/transfer.py), not recorded
         self.result_waiters: dict[int, tuple[str, asyncio.Future]] = {}
@@ -162,32 +152,26 @@ class WardHub:
             changes.append(("sound", {"sound": ward.sound_view()}))
         for r in fx.records:
             if r.kind in ("silence", "console_login", "console_logout", "command_sent"):
-                changes.append(("log", {"kind": r.kind, "user": r.user, "wall": r.wall, **r.data}))
+                changes.append(("log", {"kind": r.kind, "user": r.user, "wall": r.wall, "device": r.device, **r.data}))
         for name, payload in changes:
-            self.seq += 1
-            payload = {"seq": self.seq, "time": self.clock.wall(), **payload}
-            for sub in list(self.subscribers):
-                try:
-                    sub.queue.put_nowait((name, payload))
-                except asyncio.QueueFull:
-                    # a console that cannot keep up is cut off; it reconnects to a fresh snapshot
-                    sub.dropped = True
-                    self.subscribers.discard(sub)
+            self.bus.publish(name, payload)
 
     async def record(self, kind: str, device: str | None = None, user: str | None = None, **data: Any) -> None:
-        fx = Effects()
-        self.ward._record(fx, kind, device, user=user, **data)
-        await self.apply(fx)
+        await self.apply(self.ward.note(kind, device, user, **data))
 
     # ----- consoles -----
 
-    async def subscribe(self, user: str) -> tuple[Subscriber, dict[str, Any]]:
-        sub = Subscriber(user)
-        self.subscribers.add(sub)
-        snapshot = {"seq": self.seq, **self.ward.snapshot()}
+    def state(self) -> dict[str, Any]:
+        """The whole state for a console, numbered like the changes that follow it."""
+        return {"seq": self.bus.seq, **self.ward.snapshot()}
+
+    async def subscribe(self, user: str, session: str = "") -> tuple[Subscriber, dict[str, Any]]:
+        sub = Subscriber(user, session)
+        self.bus.add(sub)
+        snapshot = self.state()
         try:
-            await self.apply(self.ward.set_consoles(len(self.subscribers)))
-            await self.record("console_connected", user=user, consoles=len(self.subscribers))
+            await self.apply(self.ward.set_consoles(len(self.bus)))
+            await self.record("console_connected", user=user, consoles=len(self.bus))
         except BaseException:
             # gone before it was connected (cancelled): not a console — the count must not lie,
             # or the "no console" alarm would stay quiet
@@ -198,9 +182,9 @@ class WardHub:
         return sub, snapshot
 
     async def unsubscribe(self, sub: Subscriber) -> None:
-        self.subscribers.discard(sub)
-        await self.apply(self.ward.set_consoles(len(self.subscribers)))
-        await self.record("console_disconnected", user=sub.user, consoles=len(self.subscribers))
+        self.bus.remove(sub)
+        await self.apply(self.ward.set_consoles(len(self.bus)))
+        await self.record("console_disconnected", user=sub.user, consoles=len(self.bus))
 
     async def acknowledge(self, call_id: int, user: str) -> dict[str, Any]:
         fx, call = self.ward.acknowledge(call_id, user)
@@ -211,13 +195,12 @@ class WardHub:
         await self.apply(self.ward.silence(seconds, user))
         return self.ward.sound_view()
 
-    async def command(self, device: str, cmd: int, arg: bytes, user: str) -> int:
+    async def command(self, device: str, cmd: int, arg: bytes, user: str, name: str = "") -> int:
         link = self.links.get(device)
         if link is None:
-            from .ward import WardError
-            raise WardError(409, f"terminal {device} is not connected")
+            raise WardError(WardError.CONFLICT, f"terminal {device} is not connected")
         cmd_id = next(self._cmd_ids)
-        await self.record("command_sent", device, user=user, cmd_id=cmd_id, cmd=cmd, arg=arg.hex())
+        await self.record("command_sent", device, user=user, cmd_id=cmd_id, cmd=cmd, command=name, arg=arg.hex())
         link.send(wardproto.COMMAND, {"cmd_id": cmd_id, "cmd": cmd, "arg": arg})
         return cmd_id
 
@@ -295,28 +278,9 @@ class WardHub:
             if not ward.is_open(device, call_id):
                 stored = await self._stored_call(device, call_id)
                 if stored is not None and stored["state"] == CLEARED:
-                    fx = ward.repeated_cleared_call(device, call_id, "CANCEL")
-                    ward._call_state(fx, _StoredCall(device, call_id), wardproto.ST_CLEARED, "")
-                    await self.apply(fx)
+                    await self.apply(ward.repeated_cleared_call(device, call_id, "CANCEL"))
                     return
             await self.apply(ward.cancel_call(device, call_id, reason, age_ms))
 
     async def tick(self) -> None:
         await self.apply(self.ward.tick())
-
-
-class _StoredCall:
-    """Just enough of a call to address a CALL_STATE to it."""
-
-    def __init__(self, device: str, call_id: int) -> None:
-        self.device = device
-        self.call_id = call_id
-
-
-def end_streams(hub: WardHub) -> None:
-    """Tell every console stream to finish (server stopping)."""
-    for sub in list(hub.subscribers):
-        try:
-            sub.queue.put_nowait(None)
-        except asyncio.QueueFull:
-            sub.dropped = True

@@ -57,18 +57,6 @@ def shift_of(config: WardConfig, wall: float) -> str:
     return config.shift_of(local.tm_hour * 60 + local.tm_min)
 
 
-def load_calls(conn: sqlite3.Connection, since: float | None = None, until: float | None = None) -> list[sqlite3.Row]:
-    query = "SELECT * FROM calls WHERE 1=1"
-    args: list[float] = []
-    if since is not None:
-        query += " AND placed_at >= ?"
-        args.append(since)
-    if until is not None:
-        query += " AND placed_at < ?"
-        args.append(until)
-    return list(conn.execute(query + " ORDER BY placed_at, id", args))
-
-
 def summarise(config: WardConfig, calls: Iterable[sqlite3.Row]) -> list[ReportRow]:
     groups: dict[tuple[str, str], list[sqlite3.Row]] = {}
     for call in calls:

@@ -11,14 +11,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .api import make_app
 from .clock import SystemClock
 from .config import WardConfig
 from .discovery import start_discovery
-from .hub import WardHub, end_streams
+from .hub import WardHub
 from .devicekeys import load_keys
 from .storage import AsyncWriter, open_storage
 from .terminal_server import TerminalServer
+from .web import make_app
 
 log = logging.getLogger("wardcall.server")
 
@@ -52,7 +52,7 @@ async def serve(config: WardConfig, ready_file: Path | None = None) -> None:
     terminals = await writer.run(storage.terminal_rows)
     next_id = await writer.run(storage.next_call_id)
     fx = hub.ward.restore(calls, terminals, next_id)
-    hub.ward._record(fx, "server_started", pid=os.getpid(), run=storage.run, open_calls=len(hub.ward.calls))
+    fx.merge(hub.ward.note("server_started", pid=os.getpid(), run=storage.run, open_calls=len(hub.ward.calls)))
     if opened.renamed_corrupt is not None:
         text = f"the record {config.database} was unreadable ({storage.corrupt_problem}); it was kept as {opened.renamed_corrupt} and a new record started"
         log.critical(text)
@@ -83,7 +83,7 @@ async def serve(config: WardConfig, ready_file: Path | None = None) -> None:
     await stop.wait()
 
     log.info("stopping")
-    end_streams(hub)
+    hub.bus.end_all()
     timers.cancel()
     udp_transport.close()
     await terminal_server.stop()

@@ -91,7 +91,7 @@ def test_silence_never_clears_the_visual_alert_and_an_emergency_overrides_it(pag
     expect(page.locator("body")).to_have_attribute("data-sound", "medium")
     page.click("#silence")
     expect(page.locator("body")).to_have_attribute("data-sound", "off")
-    expect(page.locator("#sound-status")).to_contain_text("Silenced until")
+    expect(page.locator("#sound-status")).to_contain_text("Ward silenced until")   # the scope is said
     expect(page.locator("#sound-status")).to_contain_text("nurse")
     # the call is still on the board, still waiting, still blinking
     bath = card(page, "bed-101-1")

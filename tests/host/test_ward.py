@@ -147,7 +147,7 @@ def test_acknowledging_twice_changes_nothing_and_unknown_call_is_an_error(ward):
     assert same.acknowledged_by == "alice" and not fx.calls
     with pytest.raises(WardError) as err:
         ward.acknowledge(999, "alice")
-    assert err.value.status == 404
+    assert err.value.kind == WardError.NOT_FOUND
 
 
 def test_presence_forwards_calls_from_other_rooms(ward):

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from wardcall import ota
+from wardcall.bus import ConsoleBus
 from wardcall.hub import WardHub
 from wardcall.protocol import wardproto as P
 
@@ -170,9 +171,8 @@ class FakeHub:
         self.links = {}
         self.result_waiters = {}
         self._n = 0
-        self.seq = 0
-        self.subscribers = set()
         self.clock = SimpleNamespace(wall=time.time)
+        self.bus = ConsoleBus(self.clock)
         self.ward = SimpleNamespace(terminals={d: SimpleNamespace(firmware="") for d in devices})
         self.records = []
 

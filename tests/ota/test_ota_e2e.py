@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.fixtures.host import NURSE
+from tests.fixtures.host import TECH
 from wardcall.ota import build_package, run_update
 from wardcall import ota as host_ota
 
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow]
 def update(rig, package, devices=None, **kw):
     import io
     out = io.StringIO()
-    job = run_update(rig.ward.api_url, NURSE[0], NURSE[1], package, devices or rig.devices, out=out,
+    job = run_update(rig.ward.api_url, TECH[0], TECH[1], package, devices or rig.devices, out=out,
                      poll_s=0.1, **kw)
     return job, out.getvalue()
 
@@ -33,9 +33,9 @@ def test_update_reaches_an_online_terminal(make_terminals, firmware_copy):
     board = rig.board(0)
     assert rig.terminal(dev)["firmware"] == "0.1.0"
     # the real command line, as an engineer types it
-    env = dict(os.environ, WARDCALL_HOST_PASSWORD=NURSE[1])
+    env = dict(os.environ, WARDCALL_HOST_PASSWORD=TECH[1])
     proc = subprocess.run([sys.executable, "-m", "wardcall.cli", "update", "--config", str(rig.ward.config_path),
-                           "--host-user", NURSE[0], "--device", dev, "--firmware", str(firmware_copy("0.2.0-ota")),
+                           "--host-user", TECH[0], "--device", dev, "--firmware", str(firmware_copy("0.2.0-ota")),
                            "--trial-s", "20"], env=env, capture_output=True, text=True, timeout=90)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out + "\n--- console ---\n" + board.console()[-6000:]
@@ -109,7 +109,7 @@ def test_call_pressed_during_a_transfer_is_delivered(make_terminals, firmware_co
     board = rig.board(0)
     board.fault(delay_ms=15)            # a slower radio: the transfer takes a few seconds
     pkg = build_package(firmware_copy("0.2.0-call"))
-    client = host_ota.UpdateClient(rig.ward.api_url, *NURSE)
+    client = host_ota.UpdateClient(rig.ward.api_url, *TECH)
     client.login()
     job = client.start(pkg, [dev], 20, 1, False, False)
     first = rig.wait(lambda: (lambda d: d if d["sent"] > 0 or d["state"] not in ("queued", "sending") else None)(
@@ -137,7 +137,7 @@ def test_transfer_resumes_after_the_session_drops(make_terminals, firmware_copy)
     board = rig.board(0)
     board.fault(delay_ms=15)
     pkg = build_package(firmware_copy("0.2.0-resume"))
-    client = host_ota.UpdateClient(rig.ward.api_url, *NURSE)
+    client = host_ota.UpdateClient(rig.ward.api_url, *TECH)
     client.login()
     job = client.start(pkg, [dev], 20, 1, False, False)
     rig.wait(lambda: client.job(job["job"])["devices"][0]["sent"] > pkg.size // 4, 20, "a quarter sent")

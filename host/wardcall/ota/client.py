@@ -18,11 +18,12 @@ class UpdateClient:
         self.url = url.rstrip("/")
         self.user, self.password = user, password
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.token = ""          # the session's request token, sent with every action
 
     def _request(self, method: str, path: str, body: Any = None, timeout: float = 30) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
+        headers = {"Content-Type": "application/json", "X-Wardcall-Token": self.token} if data else {}
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
             with self.opener.open(req, timeout=timeout) as reply:
                 return json.loads(reply.read().decode())
@@ -40,13 +41,13 @@ class UpdateClient:
         if not self.user or self.password is None:
             raise OtaError("the update runs through the host's API: pass --host-user USER (or set "
                            "$WARDCALL_HOST_USER) and set $WARDCALL_HOST_PASSWORD")
-        self._request("POST", "/api/login", {"user": self.user, "password": self.password})
+        self.token = self._request("POST", "/api/login", {"user": self.user, "password": self.password}).get("token", "")
 
     def start(self, package: Package, devices: list[str] | None, trial_s: int, parallel: int,
               keep_going: bool, force: bool) -> dict[str, Any]:
         return self._request("POST", "/api/ota/updates", {
             "package": package.to_json(), "devices": devices, "trial_s": trial_s, "parallel": parallel,
-            "keep_going": keep_going, "force": force}, timeout=120)
+            "keep_going": keep_going, "force": force, "password": self.password}, timeout=120)
 
     def job(self, job_id: int) -> dict[str, Any]:
         return self._request("GET", f"/api/ota/updates/{job_id}")

@@ -77,8 +77,8 @@ def firmware_version(firmware_dir: Path) -> str:
 def build_package(firmware_dir: Path | str | None = None, compile: bool = False) -> Package:
     """The update built from a firmware folder (default: the repository's firmware/)."""
     if firmware_dir is None:
-        from ..deploy import paths
-        firmware_dir = paths.FIRMWARE
+        from ..checkout import FIRMWARE
+        firmware_dir = FIRMWARE
     fw = Path(firmware_dir)
     lib = fw / "lib"
     if not lib.is_dir():

@@ -78,17 +78,8 @@ class OtaService:
     # ----- progress and outcomes -----
 
     def publish(self, job: Job, du: DeviceUpdate) -> None:
-        """An "ota" event on every console stream (as hub._publish does for ward changes)."""
-        hub = self.hub
-        hub.seq += 1
-        payload = {"seq": hub.seq, "time": hub.clock.wall(), "job": job.id, "version": job.package.version,
-                   "update": du.view()}
-        for sub in list(hub.subscribers):
-            try:
-                sub.queue.put_nowait(("ota", payload))
-            except asyncio.QueueFull:
-                sub.dropped = True
-                hub.subscribers.discard(sub)
+        """An "ota" event on every console stream."""
+        self.hub.bus.publish("ota", {"job": job.id, "version": job.package.version, "update": du.view()})
 
     def set_state(self, job: Job, du: DeviceUpdate, state: str, detail: str = "") -> None:
         du.state, du.detail = state, detail

@@ -67,8 +67,12 @@ class CallRules(WardState):
         return fx
 
     def repeated_cleared_call(self, device: str, call_id: int, of: str) -> Effects:
+        """A CALL or CANCEL of a call the record holds as cleared: nothing changes. A repeated
+        CANCEL is told CLEARED again (its terminal may have missed the first CALL_STATE)."""
         fx = Effects()
         self._record(fx, "message_repeated", device, call_id=call_id, of=of)
+        if of == "CANCEL":
+            fx.messages.append(Message(device, wardproto.CALL_STATE, {"call": call_id, "state": wardproto.ST_CLEARED, "by": ""}))
         return fx
 
     def cancel_call(self, device: str, call_id: int, reason: int, age_ms: int) -> Effects:
@@ -136,7 +140,7 @@ class CallRules(WardState):
     def acknowledge(self, host_call_id: int, user: str) -> tuple[Effects, Call]:
         call = self.call_by_id(host_call_id)
         if call is None:
-            raise WardError(404, f"no open call {host_call_id}")
+            raise WardError(WardError.NOT_FOUND, f"no open call {host_call_id}")
         fx = Effects()
         if call.state != PLACED:
             # acknowledging twice is harmless; the record says who tried

@@ -21,6 +21,20 @@ class ConsoleRules(WardState):
             self._clear_alarm(fx, "no_console", "a console is connected")
         return fx
 
+    def login_failed(self, user: str, address: str, failures: int, alarm_at: int) -> Effects:
+        """A failed console login (the name already cut short and escaped). Past `alarm_at`
+        failures of one name within the guard's window, a console alarm says someone is guessing."""
+        fx = Effects()
+        self._record(fx, "console_login_failed", None, user=user, address=address, failures=failures)
+        if failures >= alarm_at:
+            now = self.clock.wall()
+            self._raise_alarm(fx, Alarm(
+                id=f"login:{user}", kind="login_attempts",
+                text=f"{failures} failed console logins for user {user!r} in 15 min (latest from {address})",
+                since=now, last=now, expires=self.clock.mono() + self.config.timing.attempt_alarm_s,
+                data={"user": user, "address": address, "failures": failures}))
+        return fx
+
     # ----- sound -----
 
     def silence(self, seconds: float, user: str) -> Effects:

@@ -22,11 +22,16 @@ STATE_CODES = {PLACED: wardproto.ST_PLACED, ACKNOWLEDGED: wardproto.ST_ACKNOWLED
 
 
 class WardError(Exception):
-    """A console command that cannot be carried out (unknown call, already cleared …)."""
+    """A command that cannot be carried out. `kind` says why, in the domain's words; the web
+    layer turns it into an HTTP status."""
 
-    def __init__(self, status: int, message: str) -> None:
+    NOT_FOUND = "not_found"        # no such call, terminal, job …
+    CONFLICT = "conflict"          # not possible in the current state (terminal not connected …)
+    INVALID = "invalid"            # the request itself is wrong
+
+    def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
-        self.status = status
+        self.kind = kind
         self.message = message
 
 

@@ -46,6 +46,13 @@ class WardState:
         fx.records.append(Record(kind, self.clock.wall(), self.clock.mono(), device or (call.device if call else None),
                                  call.id if call else None, user, data))
 
+    def note(self, kind: str, device: str | None = None, user: str | None = None, **data: Any) -> Effects:
+        """A line for the record that changes nothing in the ward (server started, a console
+        connected, an update's outcome …)."""
+        fx = Effects()
+        self._record(fx, kind, device, user=user, **data)
+        return fx
+
     def _call_state(self, fx: Effects, call: Call, state: int, by: str) -> None:
         fx.messages.append(Message(call.device, wardproto.CALL_STATE, {"call": call.call_id, "state": state, "by": by[:255]}))
 

@@ -17,6 +17,7 @@ const HEALTH_TIMEOUT_MS = 2500;
 const state = {
   ward: "", seq: 0, offset: 0,          // offset: host clock − this PC's clock (s)
   calls: new Map(), terminals: new Map(), rooms: new Map(), alarms: new Map(),
+  updates: new Map(),                   // over-the-air update progress by "job/device"
   sound: { audible: false, silenced_until: null, silenced_by: null },
   layout: null,                         // rooms with all their beds (/api/layout), if the host has it
   user: null,
@@ -29,11 +30,17 @@ const now = () => Date.now() / 1000 + state.offset;
 
 // ---------------------------------------------------------------- connection
 
+/** The user may do this (their role allows it; the host checks again). */
+const may = (action) => !!(state.user && state.user.may && state.user.may.includes(action));
+
 async function api(method, path, body) {
+  // actions go as JSON with the session's request token: the host refuses anything else
+  const changing = method !== "GET";
+  const headers = changing ? { "Content-Type": "application/json" } : {};
+  if (changing && state.user && state.user.token) headers["X-Wardcall-Token"] = state.user.token;
   const res = await fetch(path, {
-    method, credentials: "same-origin",
-    headers: body === undefined ? {} : { "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
+    method, credentials: "same-origin", headers, cache: "no-store",
+    body: changing ? JSON.stringify(body === undefined ? {} : body) : undefined,
   });
   let data = null;
   try { data = await res.json(); } catch { /* not JSON */ }
@@ -51,7 +58,7 @@ function connect() {
   const es = new EventSource("/api/events");
   link.es = es;
   es.addEventListener("snapshot", (e) => { if (es === link.es) onSnapshot(JSON.parse(e.data)); });
-  for (const name of ["call", "terminal", "room", "alarm", "sound", "log"]) {
+  for (const name of ["call", "terminal", "room", "alarm", "sound", "log", "ota"]) {
     es.addEventListener(name, (e) => { if (es === link.es) onChange(name, JSON.parse(e.data)); });
   }
   es.onerror = () => { if (es === link.es) lost("the event stream ended"); };
@@ -97,15 +104,9 @@ async function reconnect() {
   else connect();                         // its snapshot brings everything up to date
 }
 
-/** The logged-in user ({user, name}); 401 when the session is not (or no longer) valid. */
+/** The logged-in user ({user, name, role, may, token}); 401 when the session is not (or no longer) valid. */
 async function whoAmI() {
-  try {
-    return await api("GET", "/api/me");
-  } catch (err) {
-    if (err.status !== 404) throw err;
-    await api("GET", "/api/state");        // a host without the console routes: the session is good
-    return { user: "?", name: "" };
-  }
+  return await api("GET", "/api/me");
 }
 
 /** A dead host does not always end the TCP stream: ask /api/health every few seconds. */
@@ -159,6 +160,7 @@ function onChange(name, data) {
       break;
     case "sound": state.sound = data.sound; break;
     case "log": activity(data); return;
+    case "ota": state.updates.set(`${data.job}/${data.update.device}`, { job: data.job, version: data.version, ...data.update }); break;
   }
   update();
 }
@@ -209,8 +211,10 @@ function updateCard(el, call) {
   if (call.state === "acknowledged" && call.acknowledged_by) status += ` (${call.acknowledged_by}, ${clockTime(call.acknowledged_at)})`;
   if (call.state === "attended" && call.attended_by) status += ` (${call.attended_by})`;
   if (call.terminal_status && call.terminal_status !== "online") status += ` · terminal ${call.terminal_status}`;
+  if (call.recorded === false) status += " · NOT RECORDED";
+  el.dataset.recorded = String(call.recorded !== false);
   setText(el.querySelector(".status"), status);
-  el.querySelector(".btn-ack").hidden = call.state !== "placed";
+  el.querySelector(".btn-ack").hidden = call.state !== "placed" || !may("acknowledge");
   el.setAttribute("aria-label", `${KIND_LABEL[call.kind_name] || call.kind_name} call, ${roomName(call.room)} bed ${call.bed}, ${status}`);
 }
 
@@ -256,9 +260,12 @@ function renderMap() {
         const call = calls.find((c) => c.room === room.id && c.bed === bed);
         const status = t ? t.status : "none";
         const pattern = call ? (PATTERN_OF_KIND[call.kind_name] || "normal") : "";
-        const el = h("div", {
+        const actions = t && (may("identify") || may("lamp_test") || may("reboot"));
+        const el = h(actions ? "button" : "div", {
           className: "bed", title: t ? `${t.device} · ${t.status}${t.firmware ? " · " + t.firmware : ""}` : "no terminal",
+          type: actions ? "button" : undefined,
           dataset: { bed, status, device: t ? t.device : "", call: call ? call.kind_name : "", state: call ? call.state : "", pattern },
+          onclick: actions ? () => openTerminal(t.device) : undefined,
         },
         h("span", { className: "bed-name" }, `Bed ${bed}`),
         h("span", { className: "bed-status" }, statusText(t)));
@@ -282,6 +289,8 @@ function statusText(t) {
 
 function renderAlarms() {
   const alarms = [...state.alarms.values()].sort((a, b) => a.since - b.since);
+  $("alarms-box").hidden = alarms.length === 0;
+  setText($("alarm-count"), alarms.length > 1 ? `(${alarms.length})` : "");
   fill($("alarms"), alarms.map((a) => h("li", { className: "alarm", dataset: { kind: a.kind, id: a.id } },
     h("span", { className: "alarm-icon", "aria-hidden": "true" }, "⚠"),
     h("span", { className: "alarm-text" }, alarmText(a)),
@@ -316,8 +325,9 @@ function renderSound() {
   const silenced = state.sound.silenced_until && state.sound.silenced_until > now();
   document.body.dataset.silenced = String(!!silenced);
   let text = level ? `Sound: ${level} priority` : "Quiet";
-  if (silenced) text = (level === "high" ? "Emergency sounds despite silence · " : "Silenced ") +
-    `until ${clockTime(state.sound.silenced_until)}${state.sound.silenced_by ? ` (${state.sound.silenced_by})` : ""}`;
+  // a silence is the whole ward's (every console), and the text says so
+  if (silenced) text = (level === "high" ? "Emergency sounds despite silence · " : "") +
+    `Ward silenced until ${clockTime(state.sound.silenced_until)}${state.sound.silenced_by ? ` by ${state.sound.silenced_by}` : ""}`;
   setText($("sound-status"), text);
   $("audio-unlock").hidden = !(state.user && sounder.blocked);
 }
@@ -337,7 +347,87 @@ function update() {
   renderCalls();
   renderMap();
   renderAlarms();
+  renderUpdates();
   renderSound();
+}
+
+// ---------------------------------------------------------------- over-the-air updates
+
+const UPDATE_TEXT = { queued: "waiting", sending: "sending", committing: "installing", rebooting: "restarting",
+  trial: "on trial", ok: "updated", failed: "failed", rolled_back: "rolled back", skipped: "skipped" };
+
+function renderUpdates() {
+  const updates = [...state.updates.values()].sort((a, b) => b.job - a.job || a.device.localeCompare(b.device));
+  $("ota-box").hidden = updates.length === 0;
+  fill($("ota"), updates.slice(0, 30).map((u) => {
+    const pct = u.total ? Math.floor((100 * (u.sent || 0)) / u.total) : 0;
+    return h("li", { className: "ota-item", dataset: { state: u.state, device: u.device } },
+      h("span", { className: "device-id" }, u.device),
+      h("span", {}, ` ${u.version} · ${UPDATE_TEXT[u.state] || u.state}${u.state === "sending" ? ` ${pct} %` : ""}`),
+      u.detail ? h("span", { className: "ota-detail" }, ` — ${u.detail}`) : null);
+  }));
+}
+
+async function loadUpdates() {
+  if (!may("update")) return;
+  try {
+    const jobs = await api("GET", "/api/ota/updates");
+    for (const job of jobs) for (const u of job.devices) state.updates.set(`${job.job}/${u.device}`, { job: job.job, version: job.version, ...u });
+    renderUpdates();
+  } catch { /* shown when the next event comes */ }
+}
+
+// ---------------------------------------------------------------- terminal actions (charge nurse, technician)
+
+let dialogDevice = null;
+
+function openTerminal(device) {
+  const t = state.terminals.get(device);
+  if (!t) return;
+  dialogDevice = device;
+  setText($("terminal-title"), `${roomName(t.room)} · Bed ${t.bed}`);
+  setText($("terminal-info"), `${t.device} · ${statusText(t)}${t.firmware ? " · firmware " + t.firmware : ""}`);
+  for (const name of ["identify", "lamp_test", "reboot"]) $(`cmd-${name}`).hidden = !may(name);
+  $("terminal-password-row").hidden = true;
+  $("terminal-confirm").hidden = true;
+  $("terminal-password").value = "";
+  setText($("terminal-error"), "");
+  $("terminal-dialog").showModal();
+}
+
+async function terminalCommand(command, password) {
+  const body = password === undefined ? { command } : { command, password };
+  try {
+    await api("POST", `/api/terminals/${encodeURIComponent(dialogDevice)}/command`, body);
+    toast(`${command.replace("_", " ")} sent to ${dialogDevice}`);
+    $("terminal-dialog").close();
+  } catch (err) {
+    setText($("terminal-error"), err.message);
+  }
+}
+
+// ---------------------------------------------------------------- sessions (administrators)
+
+async function loadSessions() {
+  let data;
+  try { data = await api("GET", "/api/sessions"); } catch (err) { toast(`Cannot list sessions: ${err.message}`, true); return; }
+  const users = [...new Set(data.sessions.map((s) => s.user))];
+  fill($("table-sessions"),
+    h("thead", {}, h("tr", {}, ["User", "Sessions", "Latest activity", ""].map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, users.map((u) => {
+      const mine = data.sessions.filter((s) => s.user === u);
+      return h("tr", { dataset: { user: u } }, h("th", { scope: "row" }, u), h("td", {}, mine.length),
+        h("td", {}, clockTime(Math.max(...mine.map((s) => s.last)))),
+        h("td", {}, h("button", { type: "button", className: "btn btn-small", onclick: () => endSessions(u) }, "End all sessions")));
+    })));
+}
+
+async function endSessions(user) {
+  try {
+    const { ended } = await api("POST", `/api/users/${encodeURIComponent(user)}/sessions/end`);
+    toast(`${ended} session(s) of ${user} ended`);
+  } catch (err) { toast(`Cannot end the sessions: ${err.message}`, true); }
+  if (user !== state.user.user) loadSessions();
 }
 
 /** Once a second: elapsed times and the clock, without touching anything else. */
@@ -361,7 +451,7 @@ function toast(text, error = false) {
 }
 
 function activity(entry) {
-  const what = { console_login: "logged in", console_logout: "logged out", silence: `silenced sound for ${entry.seconds} s`,
+  const what = { console_login: "logged in", console_logout: "logged out", silence: `silenced the ward for ${entry.seconds} s`,
     command_sent: `sent ${entry.command || "a command"} to ${entry.device || "a terminal"}` }[entry.kind] || entry.kind;
   setText($("activity"), `${clockTime(entry.wall)} · ${entry.user || "host"} ${what}`);
 }
@@ -410,6 +500,11 @@ async function started(user) {
   state.user = user;
   link.attempts = 0;
   setText($("user-name"), user.name || user.user);
+  setText($("user-role"), (user.role || "").replace("_", " "));
+  document.body.dataset.role = user.role || "";
+  $("silence").hidden = !may("silence");
+  $("tab-admin").hidden = !may("users");
+  loadUpdates();
   $("login-screen").hidden = true;
   sounder.unlock();
   try { state.layout = await api("GET", "/api/layout"); } catch { state.layout = null; }
@@ -471,11 +566,12 @@ function reportTable(table, first, rows) {
 
 function showView(name) {
   document.body.dataset.view = name;
-  $("view-board").hidden = name !== "board";
-  $("view-history").hidden = name !== "history";
-  $("tab-board").setAttribute("aria-pressed", String(name === "board"));
-  $("tab-history").setAttribute("aria-pressed", String(name === "history"));
+  for (const view of ["board", "history", "admin"]) {
+    $(`view-${view}`).hidden = name !== view;
+    $(`tab-${view}`).setAttribute("aria-pressed", String(name === view));
+  }
   if (name === "history") loadHistory();
+  if (name === "admin") loadSessions();
 }
 
 // ---------------------------------------------------------------- start
@@ -484,9 +580,17 @@ async function main() {
   $("login").addEventListener("submit", onLogin);
   $("logout").addEventListener("click", logout);
   $("silence").addEventListener("click", silence);
-  $("silence").textContent = `Silence ${SILENCE_S / 60} min`;
+  $("silence").textContent = `Silence ward ${SILENCE_S / 60} min`;
   $("tab-board").addEventListener("click", () => showView("board"));
   $("tab-history").addEventListener("click", () => showView("history"));
+  $("tab-admin").addEventListener("click", () => showView("admin"));
+  for (const name of ["identify", "lamp_test"]) $(`cmd-${name}`).addEventListener("click", () => terminalCommand(name));
+  $("cmd-reboot").addEventListener("click", () => {
+    $("terminal-password-row").hidden = false;
+    $("terminal-confirm").hidden = false;
+    $("terminal-password").focus();
+  });
+  $("terminal-confirm").addEventListener("click", () => terminalCommand("reboot", $("terminal-password").value));
   $("period").addEventListener("change", loadHistory);
   $("history-refresh").addEventListener("click", loadHistory);
   $("audio-unlock-btn").addEventListener("click", () => sounder.unlock());

@@ -1,0 +1,44 @@
+"""Log lines that a flood cannot multiply: at most one line per key and period, and the next
+line says how many were held back. Bad input from the network (forged ids, wrong keys,
+malformed frames, guessed passwords) is logged through this."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+PERIOD_S = 10.0
+MAX_KEYS = 4096          # keys remembered; the oldest are forgotten first
+
+
+class RateLimitedLog:
+    def __init__(self, logger: logging.Logger, period_s: float = PERIOD_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger
+        self.period_s = period_s
+        self.clock = clock
+        self._last: dict[Any, list[float | int]] = {}     # key -> [time of the last line, held back since]
+
+    def log(self, level: int, key: Any, msg: str, *args: Any) -> bool:
+        """Log unless a line with this key was logged within the period; True if it was logged."""
+        now = self.clock()
+        entry = self._last.get(key)
+        if entry is not None and now - entry[0] < self.period_s:
+            entry[1] += 1
+            return False
+        held = int(entry[1]) if entry is not None else 0
+        self._last.pop(key, None)
+        self._last[key] = [now, 0]
+        if len(self._last) > MAX_KEYS:
+            del self._last[next(iter(self._last))]
+        if held:
+            msg += " (and %d more like it in the last %.0f s)"
+            args = (*args, held, now - float(entry[0]))    # type: ignore[index]
+        self.logger.log(level, msg, *args)
+        return True
+
+    def warning(self, key: Any, msg: str, *args: Any) -> bool:
+        return self.log(logging.WARNING, key, msg, *args)
+
+    def info(self, key: Any, msg: str, *args: Any) -> bool:
+        return self.log(logging.INFO, key, msg, *args)

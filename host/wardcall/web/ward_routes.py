@@ -1,0 +1,123 @@
+"""The ward for its consoles: health, the whole state, the event stream (SSE) and the actions on
+calls and terminals. Every action needs a logged-in user whose role allows it and is recorded
+with that user's name (docs/HOST.md, "HTTP API")."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+from aiohttp import web
+
+from ..protocol import wardproto
+from .auth import confirm_password, current_session, require
+from .errors import json_body, json_error
+from .keys import HUB, SESSIONS
+
+KEEPALIVE_S = 15.0
+WRITE_TIMEOUT_S = 10.0       # a console that takes longer to take an event is cut off
+MAX_SILENCE_S = 600.0
+# console command -> (protocol command, permission, needs the password again)
+COMMANDS = {"identify": (wardproto.CMD_IDENTIFY, "identify", False),
+            "lamp_test": (wardproto.CMD_LAMP_TEST, "lamp_test", False),
+            "reboot": (wardproto.CMD_REBOOT, "reboot", True),
+            "silence": (wardproto.CMD_SILENCE, "silence", False)}
+
+
+async def health(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    # run and pid let `wardcall status` tell this server from any other program on the port
+    return web.json_response({"ok": True, "ward": hub.config.ward, "run": hub.writer.storage.run, "pid": os.getpid()})
+
+
+async def state(request: web.Request) -> web.Response:
+    return web.json_response(request.app[HUB].state())
+
+
+def _sse(event: str, payload: dict[str, Any]) -> bytes:
+    return f"id: {payload.get('seq', '')}\nevent: {event}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """SSE: a full snapshot first, then every change, in order, each with its seq number."""
+    hub = request.app[HUB]
+    session = current_session(request)
+    sessions = request.app[SESSIONS]
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"})
+    try:
+        await response.prepare(request)
+    except (ConnectionError, asyncio.CancelledError):
+        return response          # the client left before the stream began: nothing to end
+    sub, snapshot = await hub.subscribe(session.user, session.id)
+
+    async def write(data: bytes) -> None:
+        await asyncio.wait_for(response.write(data), WRITE_TIMEOUT_S)
+
+    try:
+        await write(b"retry: 2000\n\n" + _sse("snapshot", snapshot))
+        while True:
+            if sub.dropped and sub.queue.empty():
+                break        # fell too far behind: reconnecting gives a fresh snapshot
+            try:
+                item = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_S)
+            except asyncio.TimeoutError:
+                if sessions.get_by_id(session.id) is None:
+                    break    # the session ended (expired, or ended by an administrator)
+                sessions.touch(session)     # an open console is in use
+                await write(b": keepalive\n\n")
+                continue
+            if item is None:
+                break
+            await write(_sse(*item))
+    except (ConnectionError, asyncio.CancelledError, asyncio.TimeoutError):
+        pass
+    finally:
+        await asyncio.shield(hub.unsubscribe(sub))
+    return response
+
+
+async def acknowledge(request: web.Request) -> web.Response:
+    user = require(request, "acknowledge")
+    try:
+        call_id = int(request.match_info["call_id"])
+    except ValueError:
+        return json_error(400, "a call id is a number")
+    call = await request.app[HUB].acknowledge(call_id, user.login)
+    return web.json_response({"call": call})
+
+
+async def silence(request: web.Request) -> web.Response:
+    user = require(request, "silence")
+    body = await json_body(request)
+    seconds = body.get("seconds", 60)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= MAX_SILENCE_S:
+        return json_error(400, f"seconds must be a number between 0 and {MAX_SILENCE_S:g}")
+    sound = await request.app[HUB].silence(float(seconds), user.login)
+    return web.json_response({"sound": sound})
+
+
+async def terminal_command(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    device = request.match_info["device"]
+    body = await json_body(request)
+    name = body.get("command")
+    if name not in COMMANDS:
+        return json_error(400, f"command must be one of {', '.join(COMMANDS)}")
+    cmd, permission, dangerous = COMMANDS[name]
+    user = require(request, permission)
+    if device not in hub.config.terminals:
+        return json_error(404, "no such terminal")
+    if dangerous:
+        await confirm_password(request, body)
+    cmd_id = await hub.command(device, cmd, b"", user.login, name)
+    return web.json_response({"cmd_id": cmd_id})
+
+
+def add_ward_routes(app: web.Application) -> None:
+    app.router.add_get("/api/health", health)
+    app.router.add_get("/api/state", state)
+    app.router.add_get("/api/events", events)
+    app.router.add_post("/api/calls/{call_id}/acknowledge", acknowledge)
+    app.router.add_post("/api/silence", silence)
+    app.router.add_post("/api/terminals/{device}/command", terminal_command)
