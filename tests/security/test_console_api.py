@@ -161,8 +161,9 @@ async def test_a_huge_integer_in_a_json_body_is_refused_with_a_400(ward_server):
             assert "error" in await r.json()
         async with http.post(base + "/api/login", json={"user": "nurse", "password": "correct horse battery"}) as r:
             assert r.status == 200
-        async with http.post(base + "/api/silence", data=f'{{"seconds": {huge}}}',
-                             headers={"Content-Type": "application/json"}, timeout=timeout) as r:
+            token = (await r.json())["token"]          # an action carries it, as the console does
+        async with http.post(base + "/api/silence", data=f'{{"seconds": {huge}}}', timeout=timeout,
+                             headers={"Content-Type": "application/json", "X-Wardcall-Token": token}) as r:
             assert r.status == 400, (r.status, await r.text())
             assert "error" in await r.json()
         async with http.get(base + "/api/state") as r:
