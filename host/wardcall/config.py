@@ -304,6 +304,7 @@ def parse_config(path: Path, data: dict[str, Any]) -> WardConfig:
 
     term_r = top.sub("terminals")
     terminals: dict[str, TerminalConfig] = {}
+    on_bed: dict[tuple[str, str], str] = {}          # (room, bed) -> the device there
     for device in term_r.table:
         if not DEVICE_ID_RE.match(device):
             raise term_r.error(None, f"device id {device!r} may use letters, digits, '.', '_' and '-' only (at most 64)")
@@ -314,6 +315,13 @@ def parse_config(path: Path, data: dict[str, Any]) -> WardConfig:
             raise t.error("room", f"room {room!r} is not defined under [rooms] (defined: {', '.join(rooms) or 'none'})")
         if bed and rooms[room].beds and bed not in rooms[room].beds:
             raise t.error("bed", f"bed {bed!r} is not one of room {room}'s beds ({', '.join(rooms[room].beds)})")
+        # two terminals on one bed: the console could not tell whose call it shows. Terminals
+        # of the room itself (no bed: a bathroom cord, a door) may be several.
+        if bed and (room, bed) in on_bed:
+            raise t.error("bed", f"room {room} bed {bed} already has terminal {on_bed[(room, bed)]}: "
+                                 f"{on_bed[(room, bed)]} and {device} cannot both be that bed")
+        if bed:
+            on_bed[(room, bed)] = device
         terminals[device] = TerminalConfig(device, room, bed)
         t.finish()
 
