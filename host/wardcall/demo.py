@@ -28,6 +28,9 @@ from .passwords import hash_password
 from .provision import provision
 
 DEMO_USER = ("nurse", "nurse")   # demo only: a real ward sets its own users with `wardcall passwd`
+# one demo login per role (login = password), so every part of the console can be tried
+DEMO_USERS = {"nurse": ("Demo Nurse", "nurse"), "charge": ("Demo Charge Nurse", "charge_nurse"),
+              "tech": ("Demo Technician", "technician"), "admin": ("Demo Administrator", "admin")}
 READY_TIMEOUT_S = 20.0
 ONLINE_TIMEOUT_S = 30.0
 LOCK_NAME = "demo.lock"          # in the demo folder: who runs there (flock, so a crash frees it)
@@ -213,8 +216,9 @@ def write_ward(folder: Path, beds: int, api_port: int) -> Path:
         "[network]", 'terminal_host = "127.0.0.1"', "terminal_port = 0",
         'discovery_host = "127.0.0.1"', "discovery_port = 0",
         'api_host = "127.0.0.1"', f"api_port = {api_port}", "",
-        "[users.nurse]", 'name = "Demo Nurse"', f'password = "{hash_password(DEMO_USER[1])}"', "",
     ]
+    for login, (name, role) in DEMO_USERS.items():
+        lines += [f"[users.{login}]", f'name = "{name}"', f'password = "{hash_password(login)}"', f'role = "{role}"', ""]
     for room in rooms:
         room_beds = ", ".join(f'"{bed}"' for r, bed in places if r == room)
         lines += [f"[rooms.{room}]", f'name = "Room {room}"', f"beds = [{room_beds}]", ""]
@@ -351,7 +355,8 @@ class Demo:
     def banner(self) -> str:
         names = "\n".join(f"  {i + 1}. {name}" for i, name in enumerate(self.boards))
         return (f"\nwardcall demo ward is running.\n"
-                f"  console:  {self.console_url}   login: {DEMO_USER[0]} / {DEMO_USER[1]}\n"
+                f"  console:  {self.console_url}   login: {DEMO_USER[0]} / {DEMO_USER[1]}"
+                f"  (also charge / charge, tech / tech, admin / admin)\n"
                 f"  beds:\n{names}\n  files:    {self.folder}\n\n{HELP}")
 
     def command(self, line: str) -> str:
