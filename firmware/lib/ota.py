@@ -12,6 +12,7 @@ import os
 import hashlib
 
 import otaboot as B
+import otacheck as C
 import otaproto as O
 from log import log
 from version import VERSION
@@ -80,9 +81,8 @@ class Receiver:
 
     def status(self):
         st = B.read()
-        key = B.load_key()
         d = {"s": st.get("s", "idle"), "v": st.get("v", ""), "from": st.get("from", ""), "run": VERSION,
-             "serial": B.installed_serial(), "key": O.key_id(key[0]) if key else ""}
+             "serial": C.installed_serial(), "key": C.key_state()}
         if self.id is not None:
             d["rx"] = [len(self.files), self.cur, self.off]
         why = st.get("why", "")
@@ -97,8 +97,8 @@ class Receiver:
         hdr, sig = O.decode_begin(arg)
         if B.in_trial():
             raise O.Refused(O.R_BUSY_TRIAL, {"v": B.state.get("v", "")})
-        stmt = B.check_signature(hdr["kid"], O.begin_statement(hdr), sig)
-        installed = B.installed_serial()
+        stmt = C.check_signature(hdr["kid"], O.begin_statement(hdr), sig)
+        installed = C.installed_serial()
         if hdr["serial"] <= installed:
             log("ota", "refused firmware %s: serial %d, installed %d" % (hdr["v"], hdr["serial"], installed))
             raise O.Refused(O.R_DOWNGRADE, {"serial": hdr["serial"], "installed": installed})

@@ -1,9 +1,9 @@
-# Over-the-air update, the boot chain's half (docs/DEPLOY.md section 10): the signature check,
-# the swap, the trial's confirmation and the rollback. boot.py calls boot() before the
-# application starts (never in maintenance mode). This module is NEVER replaced by an update (nor
-# are otaproto, boot.py, main.py, maint.py, board.py): it must keep working whatever the new
-# firmware does, so it uses only os, json, hashlib, machine and otaproto (imported only when an
-# update is checked, so a normal start costs no heap for it).
+# Over-the-air update, the boot chain's half (docs/DEPLOY.md section 10): the swap, the trial's
+# confirmation and the rollback; the signature and file check before a swap is otacheck's
+# (imported only when there is an update to check, so a normal start costs no heap for it).
+# boot.py calls boot() before the application starts (never in maintenance mode). This module is
+# NEVER replaced by an update (nor are otacheck, otaproto, boot.py, main.py, maint.py, board.py):
+# it must keep working whatever the new firmware does, so it uses only os, json, time, machine.
 #
 # .ota/state.json (a folder name that cannot shadow the module ota), written atomically (temporary file + rename):
 #   "pending"    written by ota.py on CMD_OTA_COMMIT: the signed statement's fields (v, serial, n,
@@ -20,7 +20,6 @@ from micropython import const
 import os
 import json
 import time
-import hashlib
 
 NEW = ".ota/new/"
 OLD = ".ota/old/"
@@ -29,7 +28,6 @@ INSTALLED = ".ota/installed.json"
 _WDT_EXTRA_MS = const(30000)   # the trial watchdog: the trial time plus this (a hang before the app)
 _CONFIRM_MS = const(2000)      # online this long (and >= 3 heartbeats) before confirming
 _WHY_MAX = const(120)
-_BUF = const(512)
 
 state = None               # the state after boot() (dict), None when boot() did not run
 _timer = None
@@ -130,96 +128,6 @@ def write(st):
 
 def in_trial():
     return state is not None and state.get("s") == "trial"
-
-
-# ----- the ward key and the serial -----
-
-def load_key():
-    """(n, k) of the installed public key, None if there is none; raises otaproto.Refused
-    (R_BAD_KEY) if the file is unreadable."""
-    import otaproto as O
-    try:
-        with open(O.KEY_FILE) as f:
-            text = f.read()
-    except OSError:
-        return None
-    return O.parse_key(text)
-
-
-def key_state():
-    """The installed key's id, "" without a key, "unreadable" for a broken key file."""
-    import otaproto as O
-    try:
-        key = load_key()
-    except O.Refused:
-        return "unreadable"
-    return O.key_id(key[0]) if key else ""
-
-
-def installed_serial():
-    s = _read_json(INSTALLED).get("serial", 0)
-    return s if isinstance(s, int) and not isinstance(s, bool) and s > 0 else 0
-
-
-def check_signature(kid, stmt, sig):
-    """stmt if sig is the ward key's signature of it; else raises otaproto.Refused."""
-    import otaproto as O
-    key = load_key()
-    if key is None:
-        raise O.Refused(O.R_NO_KEY)
-    have = O.key_id(key[0])
-    if kid != have:
-        raise O.Refused(O.R_WRONG_KEY, {"kid": kid, "have": have})
-    if not O.verify(key[0], key[1], stmt, sig):
-        raise O.Refused(O.R_BAD_SIGNATURE)
-    return stmt
-
-
-def _file_sha(path, buf):
-    h = hashlib.sha256()
-    mv = memoryview(buf)
-    with open(path, "rb") as f:
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            h.update(mv[:n])
-    return h.digest()
-
-
-def _check_staged(st):
-    """None if the staged update is signed by the ward key, newer than the installed one and
-    every staged file is the signed one; else why not. Repeats what ota.py checked, because
-    ota.py may itself have been replaced by an update."""
-    import otaproto as O
-    from binascii import unhexlify
-    try:
-        files = st["files"]
-        if not isinstance(files, list) or len(files) != st["n"] or not files:
-            return "the staged file list is not the signed one"
-        total = 0
-        seen = []
-        for e in files:
-            path, size = e[0], e[1]
-            if not O.valid_path(path) or path in seen or O.twin(path) in seen:
-                return "%s may not be installed" % path
-            seen.append(path)
-            total += size
-        if total != st["size"] or O.manifest_digest(files) != st["m"]:
-            return "the staged files are not the signed manifest"
-        stmt = O.statement(st["v"], st["serial"], st["n"], st["size"], st["m"])
-        check_signature(st["kid"], stmt, unhexlify(st["sig"]))
-        if st["serial"] <= installed_serial():
-            return "serial %d is not newer than the installed serial %d" % (st["serial"], installed_serial())
-        buf = bytearray(_BUF)
-        for e in files:
-            if os.stat(NEW + e[0])[6] != e[1] or O.hexstr(_file_sha(NEW + e[0], buf)) != e[2]:
-                return "staged %s is not the signed file" % e[0]
-    except O.Refused as r:
-        return r.sentence()
-    except (OSError, KeyError, IndexError, TypeError, ValueError) as e:
-        return "cannot check the staged update: %r" % (e,)
-    return None
 
 
 # ----- swap, rollback, trial -----
@@ -377,7 +285,8 @@ def boot():
     st = read()
     s = st.get("s")
     if s == "pending":
-        why = _check_staged(st)
+        import otacheck
+        why = otacheck.check_staged(st)
         if why:
             st = _refuse(st, why)
         else:

@@ -41,7 +41,7 @@ DIGEST_INFO = unhexlify("3031300d060960864801650304020105000420")
 
 # Module names an update may never ship: the boot chain (which decides on rollback and checks
 # signatures) and the board's own pin map.
-PROTECTED = ("boot", "main", "maint", "otaboot", "otaproto", "board")
+PROTECTED = ("boot", "main", "maint", "otaboot", "otacheck", "otaproto", "board")
 KEY_FILE = "otakey.json"         # the ward's public key, written only by `wardcall deploy`
 
 # RESULT detail codes ("c"); a refusal is RESULT ok 0 with one of the codes after R_STATUS
@@ -50,6 +50,7 @@ R_COMMITTED = "committed"        # v: installed at the next boot
 R_ABORTED = "aborted"
 R_STATUS = "status"              # CMD_OTA_STATUS: s v from run serial key [why] [rx]
 R_BAD_REQUEST = "bad_request"    # m: what is wrong with the argument
+R_UNSIGNED = "unsigned"
 R_NO_KEY = "no_key"
 R_BAD_KEY = "bad_key"
 R_WRONG_KEY = "wrong_key"        # kid: the package's key, have: the terminal's
@@ -245,6 +246,8 @@ def _bad(m):
 def decode_begin(arg):
     """(header dict, signature bytes); the header checked against every limit."""
     arg = bytes(arg)
+    if arg[:1] == b"{":
+        raise Refused(R_UNSIGNED)          # a bare JSON manifest: an unsigned (older) host's BEGIN
     if len(arg) < 2:
         raise _bad("short BEGIN")
     jl = struct.unpack(">H", arg[:2])[0]
@@ -257,6 +260,8 @@ def decode_begin(arg):
     sig = arg[2 + jl:]
     if not isinstance(hdr, dict):
         raise _bad("BEGIN header is not a JSON object")
+    if not sig:
+        raise Refused(R_UNSIGNED)
     if "trial_s" not in hdr:
         hdr["trial_s"] = DEFAULT_TRIAL_S
     if not valid_version(hdr.get("v")):
@@ -347,6 +352,7 @@ _SENTENCES = {
     R_ABORTED: "aborted",
     R_STATUS: "update state %(s)s",
     R_BAD_REQUEST: "bad request: %(m)s",
+    R_UNSIGNED: "the update is not signed: only updates signed with the ward key are installed",
     R_NO_KEY: "no update key installed: deploy it",
     R_BAD_KEY: "the installed update key is unreadable: deploy it again",
     R_WRONG_KEY: "signed with another key (%(kid)s); this terminal trusts key %(have)s",

@@ -21,7 +21,7 @@ FW = Path(__file__).resolve().parents[2] / "firmware"
 # MicroPython prelude: feed commands (JSON [[cmd, hex arg], ...]) to a Receiver, print each answer
 PRELUDE = r"""
 import json, binascii, os
-import ota, otaboot as B
+import ota, otaboot as B, otacheck as C
 def drive(r, cmds, tag="RES"):
     out = []
     for c, a in json.loads(cmds):
@@ -66,7 +66,7 @@ res = drive(r, %r)
 print("STATE", B.read()["s"], [e[0] for e in B.read()["files"]])
 B.boot()
 print("TRIAL", B.in_trial(), tree(), open("lib/mod.py").read()[:9])
-print("CONFIRM", B.confirm(), B.read()["s"], sorted(os.listdir(".ota")), B.installed_serial())
+print("CONFIRM", B.confirm(), B.read()["s"], sorted(os.listdir(".ota")), C.installed_serial())
 print("STATUS", r.handle(21, b"")[1])
 """ % as_json(commands(pkg, chunk=300)), tmp_path)
     assert rc == 0, out
@@ -215,7 +215,7 @@ drive(r, %r, "BIG")
     assert res[1][1]["c"] == "bad_request"
 
 
-@pytest.mark.parametrize("path", ["boot.py", "main.py", "lib/otaboot.py", "lib/otaproto.mpy", "lib/maint.mpy",
+@pytest.mark.parametrize("path", ["boot.py", "main.py", "lib/otaboot.py", "lib/otaproto.mpy", "lib/otacheck.py", "lib/maint.mpy",
                                   "lib/board.py", "lib/../boot.py", "config.json", "otakey.json", "lib/x.txt",
                                   "lib/ä.py", "/lib/x.py"])
 def test_paths_outside_the_updatable_modules_are_refused(tmp_path, path):
@@ -271,7 +271,7 @@ B.boot()
 print("TRIAL", tree())
 B.state = None
 B.boot()                                 # started again without confirming
-print("BACK", tree(), open("lib/mod.mpy").read(), B.read()["s"], B.read()["why"], B.installed_serial())
+print("BACK", tree(), open("lib/mod.mpy").read(), B.read()["s"], B.read()["why"], C.installed_serial())
 # an interrupted swap: state "swapping", one file moved, the other not yet
 drive(r, %r)
 st = B.read()
@@ -337,7 +337,7 @@ link.online = True
 t.tick(); time.sleep_ms(1000); t.tick(); print("SHORT", B.read()["s"])
 link.online = False; t.tick(); link.online = True; t.tick()
 time.sleep_ms(1500); t.tick(); print("BLIP", B.read()["s"])
-time.sleep_ms(600); t.tick(); print("LONG", B.read()["s"], B.installed_serial())
+time.sleep_ms(600); t.tick(); print("LONG", B.read()["s"], C.installed_serial())
 """, tmp_path)
     assert rc == 0, out
     assert "OFF trial" in out and "SHORT trial" in out and "BLIP trial" in out
@@ -351,4 +351,4 @@ def test_the_trial_is_confirmed_by_the_boot_chain_not_by_an_update(tmp_path):
     assert "otaboot.Trial(self.link).tick" in app and "from ota import" not in app
     receiver = (FW / "lib" / "ota.py").read_text()
     assert "class Trial" not in receiver and ".confirm(" not in receiver
-    assert "otaboot" in otaproto.PROTECTED and "otaproto" in otaproto.PROTECTED
+    assert {"otaboot", "otacheck", "otaproto"} <= set(otaproto.PROTECTED)

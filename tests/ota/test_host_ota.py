@@ -35,7 +35,7 @@ def test_package_from_the_repository_firmware():
     pkg = ota.build_package()
     paths = [p for p, _ in pkg.files]
     assert "lib/app.py" in paths and "lib/ota.py" in paths and "lib/version.py" in paths
-    for never in ("lib/otaboot.py", "lib/otaproto.py", "lib/maint.py", "lib/board.py", "boot.py", "main.py"):
+    for never in ("lib/otaboot.py", "lib/otacheck.py", "lib/otaproto.py", "lib/maint.py", "lib/board.py", "boot.py", "main.py"):
         assert never not in paths
     assert pkg.version and len(pkg.id) == 32
     with pytest.raises(ota.OtaError, match="not signed"):        # what build_package makes is unsigned
@@ -53,7 +53,7 @@ def test_compiled_package_has_only_mpy(firmware_copy):
 
 
 @pytest.mark.parametrize("path,ok", [("lib/a.py", True), ("lib/sub/a.mpy", True), ("lib/otaboot.py", False),
-                                     ("lib/otaproto.py", False), ("lib/maint.mpy", False), ("boot.py", False),
+                                     ("lib/otaproto.py", False), ("lib/otacheck.mpy", False), ("lib/maint.mpy", False), ("boot.py", False),
                                      ("lib/../x.py", False), ("lib/a.txt", False), ("lib/ä.py", False),
                                      ("otakey.json", False)])
 def test_valid_path(path, ok):

@@ -50,7 +50,14 @@ class UpdateClient:
                 "keep_going": keep_going, "force": force}
         if allow_downgrade:
             body["allow_downgrade"] = True
+        return self.post_update(body)
+
+    def post_update(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /api/ota/updates with this body (start() builds it from a Package)."""
         return self._request("POST", "/api/ota/updates", body, timeout=120)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/api/ota/updates")
 
     def job(self, job_id: int) -> dict[str, Any]:
         return self._request("GET", f"/api/ota/updates/{job_id}")

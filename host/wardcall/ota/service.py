@@ -30,6 +30,8 @@ class OtaService:
         self.jobs: dict[int, Job] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
+        self._runs: dict[int, asyncio.Task] = {}      # job id -> the task running it
+        self._outcomes: dict[int, list[asyncio.Task]] = {}   # job id -> its records being written
         self.busy: set[str] = set()           # devices with an update in progress
         # installed serial per device, from the terminals' own status answers (this server run)
         self.serials: dict[str, int] = {}
@@ -73,8 +75,12 @@ class OtaService:
             job.devices[d] = DeviceUpdate(d, total=package.size, from_version=ward.terminals[d].firmware)
         self.jobs[job.id] = job
         self.busy.update(chosen)
-        self._spawn(self._run_job(job, max(1, parallel), force), name=f"ota job {job.id}")
+        self._runs[job.id] = self._spawn(self._run_job(job, max(1, parallel), force), name=f"ota job {job.id}")
         return job
+
+    async def wait(self, job: Job) -> None:
+        """Until the job is done and every outcome of it is in the record."""
+        await asyncio.shield(self._runs[job.id])
 
     async def _run_job(self, job: Job, parallel: int, force: bool) -> None:
         sem = asyncio.Semaphore(parallel)
@@ -101,6 +107,8 @@ class OtaService:
                 self.busy.discard(du.device)
                 if not du.finished:
                     self.finish(job, du, "failed", "server stopping")
+            # each terminal's outcome is in the record before the job's
+            await asyncio.gather(*self._outcomes.pop(job.id, ()), return_exceptions=True)
             await self._record(job, None)
 
     # ----- progress and outcomes -----
@@ -125,7 +133,7 @@ class OtaService:
 
     def finish(self, job: Job, du: DeviceUpdate, state: str, detail: str) -> None:
         self.set_state(job, du, state, detail)
-        self._spawn(self._record(job, du))
+        self._outcomes.setdefault(job.id, []).append(self._spawn(self._record(job, du)))
 
     async def _record_override(self, job: Job, devices: list[str]) -> None:
         try:
@@ -150,11 +158,12 @@ class OtaService:
 
     # ----- tasks -----
 
-    def _spawn(self, coro: Any, name: str | None = None) -> None:
+    def _spawn(self, coro: Any, name: str | None = None) -> asyncio.Task:
         # kept until done, so that stop() can cancel them and they are not garbage-collected
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def stop(self) -> None:
         for task in list(self._tasks):

@@ -128,7 +128,7 @@ class TerminalUpdate:
                     self._finish("failed", f"session lost {du.resumes} times: {exc}")
                     return None
                 self._set("sending", f"session lost ({exc}): waiting to resume")
-                new = await self._wait_link(link, RECONNECT_S)
+                new = await self._wait_link(link, RECONNECT_S, same_ok=True)
                 if new is None:
                     self._finish("failed", f"session lost during the transfer and not back within {RECONNECT_S:g} s")
                     return None
@@ -204,8 +204,11 @@ class TerminalUpdate:
         while True:
             try:
                 st = await self._command(link, wardproto.CMD_OTA_STATUS)
-            except LinkLost:
-                new = await self._wait_link(link, RECONNECT_S)
+            except LinkLost as exc:
+                if time.monotonic() > deadline:
+                    self._finish("failed", f"no update status before the end of its trial: {exc}")
+                    return
+                new = await self._wait_link(link, RECONNECT_S, same_ok=True)
                 if new is None:
                     self._finish("failed", "went offline during its trial and did not come back")
                     return
@@ -245,12 +248,14 @@ class TerminalUpdate:
     def _link(self) -> Any:
         return self.hub.links.get(self.du.device)
 
-    async def _wait_link(self, old: Any, timeout: float) -> Any:
-        """The terminal's session once it is a live one other than `old` (None after timeout)."""
+    async def _wait_link(self, old: Any, timeout: float, same_ok: bool = False) -> Any:
+        """The terminal's session once it is a live one other than `old` (None after timeout).
+        same_ok: `old` itself will do while it is live (a command went unanswered but the session
+        is up: e.g. the terminal could not handle it, out of memory; the next one may pass)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             link = self._link()
-            if link is not None and link is not old and getattr(link, "closed_because", None) is None:
+            if link is not None and (link is not old or same_ok) and getattr(link, "closed_because", None) is None:
                 return link
             await asyncio.sleep(0.1)
         return None
