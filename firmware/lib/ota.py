@@ -1,12 +1,14 @@
 # Over-the-air update, the receiving half (docs/PROTOCOL.md section 12; the wire rules are in
-# otaproto). BEGIN carries the signed statement's fields and the signature, checked here with the
-# ward's public key (KEY_FILE, installed by `wardcall deploy`) before anything is written; every
-# file is then declared, and the declarations must hash to the signed manifest digest before the
-# first chunk is taken; each file is checked for size and SHA-256 as it completes. COMMIT writes
-# .ota/state.json "pending" and reboots; boot.py (otaboot.boot) checks it all again and swaps the
-# files in for a trial. Loaded only when the host sends an OTA command, so it costs no heap
-# otherwise. This module may itself be updated: the checks that matter are repeated by otaboot
-# (never updated), and a new firmware that does not confirm is rolled back.
+# otaproto). BEGIN carries the signed statement's fields and the signature, checked with the
+# ward's public key (KEY_FILE, installed by `wardcall deploy`) by the boot chain's otacheck before
+# anything is written: a slice of that check with each OTA command, so that no call waits for the
+# whole of it. Every file is declared, and the declarations must hash to the signed manifest
+# digest, before the first chunk is taken; each file is checked for size and SHA-256 as it
+# completes. COMMIT writes .ota/state.json "pending" and reboots; boot.py (otaboot.boot) checks it
+# all again and swaps the files in for a trial. Loaded only when the host sends an OTA command, so
+# it costs no heap otherwise. This module may itself be updated: the checks that matter are
+# repeated by the boot chain (never updated), and a new firmware that does not confirm is rolled
+# back.
 from micropython import const
 import os
 import hashlib
@@ -20,6 +22,7 @@ from wardproto import (CMD_OTA_BEGIN, CMD_OTA_FILE, CMD_OTA_CHUNK, CMD_OTA_COMMI
                        CMD_OTA_STATUS)
 
 _WHY_MAX = const(120)
+_CHECK_STEPS = const(2)        # slices of the signature check per command (17 in all)
 
 
 def free_bytes():
@@ -41,11 +44,12 @@ class Receiver:
 
     def _clear(self):
         self.id = None
-        self.hdr = None             # the BEGIN header (signature checked)
+        self.hdr = None             # the BEGIN header
         self.sig = b""
+        self.check = None           # otacheck.SignatureCheck of the BEGIN's signature
         self.files = []             # declared: [path, size, sha256 hex]
         self.decl = None            # SHA-256 of the declarations so far (the manifest digest)
-        self.verified = False       # every file declared and the manifest digest matched
+        self.verified = False       # signature good, every file declared, the manifest digest matched
         self.cur = 0                # the file being received
         self.off = 0                # bytes of it written and hashed
         self.h = None
@@ -60,8 +64,10 @@ class Receiver:
             if cmd == CMD_OTA_BEGIN:
                 return self._begin(arg)
             if cmd == CMD_OTA_FILE:
+                self._advance()
                 return self._file(arg)
             if cmd == CMD_OTA_CHUNK:
+                self._advance()
                 return self._chunk(arg)
             if cmd == CMD_OTA_COMMIT:
                 return self._commit()
@@ -79,6 +85,31 @@ class Receiver:
             log("ota", "flash error: %r" % (e,))
             return 0, O.result(O.R_FLASH, {"m": repr(e)}), None
 
+    def _advance(self):
+        """The next slices of the signature check; a signature that fails discards the update."""
+        check = self.check
+        if check is None or check.ok:
+            return
+        for _ in range(_CHECK_STEPS):
+            check.step()
+            if check.ok is not None:
+                break
+        if check.ok is False:
+            log("ota", "firmware %s refused: its signature does not verify" % self.hdr["v"])
+            self._discard()
+            raise O.Refused(O.R_BAD_SIGNATURE)
+        if check.ok:
+            log("ota", "firmware %s: signature verified" % self.hdr["v"])
+            self._ready()
+
+    def _ready(self):
+        """Once the signature is good and the whole manifest declared: chunks may come."""
+        if self.verified or not self.check.ok or len(self.files) < self.hdr["n"]:
+            return
+        self.verified = True
+        B.makedirs(B.NEW + "lib")
+        self._skip_empty()
+
     def status(self):
         st = B.read()
         d = {"s": st.get("s", "idle"), "v": st.get("v", ""), "from": st.get("from", ""), "run": VERSION,
@@ -91,13 +122,15 @@ class Receiver:
         return O.result(O.R_STATUS, d)
 
     def _at(self):
-        return 1, O.result(O.R_AT, {"d": len(self.files), "f": self.cur, "o": self.off}), None
+        return 1, O.result(O.R_AT, {"d": len(self.files), "f": self.cur, "o": self.off,
+                                    "sig": "ok" if self.check.ok else "checking"}), None
 
     def _begin(self, arg):
         hdr, sig = O.decode_begin(arg)
         if B.in_trial():
             raise O.Refused(O.R_BUSY_TRIAL, {"v": B.state.get("v", "")})
-        stmt = C.check_signature(hdr["kid"], O.begin_statement(hdr), sig)
+        stmt = O.begin_statement(hdr)
+        check = C.SignatureCheck(hdr["kid"], stmt, sig)
         installed = C.installed_serial()
         if hdr["serial"] <= installed:
             log("ota", "refused firmware %s: serial %d, installed %d" % (hdr["v"], hdr["serial"], installed))
@@ -106,15 +139,17 @@ class Receiver:
         if pid == self.id:
             log("ota", "resuming update %s at file %d offset %d" % (hdr["v"], self.cur, self.off))
             self.hdr["trial_s"] = hdr["trial_s"]
+            self._advance()
             return self._at()
         self._discard()
         free = free_bytes()
         if free is not None and hdr["size"] + O.RESERVE > free:
             raise O.Refused(O.R_NO_SPACE, {"need": hdr["size"] + O.RESERVE, "free": free})
-        self.id, self.hdr, self.sig = pid, hdr, sig
+        self.id, self.hdr, self.sig, self.check = pid, hdr, sig, check
         self.decl = hashlib.sha256()
-        log("ota", "receiving firmware %s (serial %d, %d file(s), %d bytes): signature verified"
+        log("ota", "receiving firmware %s (serial %d, %d file(s), %d bytes): checking its signature"
             % (hdr["v"], hdr["serial"], hdr["n"], hdr["size"]))
+        self._advance()
         return self._at()
 
     def _file(self, arg):
@@ -124,7 +159,7 @@ class Receiver:
         if i < len(self.files):
             if self.files[i] != [path, size, sha]:
                 raise O.Refused(O.R_BAD_REQUEST, {"m": "file %d declared differently before" % i})
-            return self._at()                             # a resumed transfer
+            return self._at()                             # a resumed transfer, or waiting for the check
         if i != len(self.files) or i >= self.hdr["n"]:
             raise O.Refused(O.R_ORDER, {"d": len(self.files), "f": self.cur, "o": self.off})
         for f in self.files:
@@ -143,9 +178,7 @@ class Receiver:
             log("ota", "firmware %s refused: the declared files are not the signed manifest" % self.hdr["v"])
             self._discard()
             raise O.Refused(O.R_MANIFEST)
-        self.verified = True
-        B.makedirs(B.NEW + "lib")
-        self._skip_empty()
+        self._ready()
         return self._at()
 
     def _skip_empty(self):
@@ -167,8 +200,10 @@ class Receiver:
     def _chunk(self, arg):
         if self.id is None:
             raise O.Refused(O.R_NOT_STARTED)
-        if not self.verified:
+        if len(self.files) < self.hdr["n"]:
             raise O.Refused(O.R_UNDECLARED, {"d": len(self.files), "n": self.hdr["n"]})
+        if not self.verified:
+            raise O.Refused(O.R_CHECKING)
         i, off, data = O.decode_chunk(arg)
         n = len(data)
         if i < self.cur or (i == self.cur and off + n <= self.off and n):

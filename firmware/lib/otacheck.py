@@ -48,17 +48,52 @@ def installed_serial():
     return s if isinstance(s, int) and not isinstance(s, bool) and s > 0 else 0
 
 
-def check_signature(kid, stmt, sig):
-    """stmt if sig is the ward key's signature of it; else raises otaproto.Refused."""
+def _ward_key(kid):
     key = load_key()
     if key is None:
         raise O.Refused(O.R_NO_KEY)
     have = O.key_id(key[0])
     if kid != have:
         raise O.Refused(O.R_WRONG_KEY, {"kid": kid, "have": have})
+    return key
+
+
+def check_signature(kid, stmt, sig):
+    """stmt if sig is the ward key's signature of it; else raises otaproto.Refused. In one go (at
+    boot, before the application runs)."""
+    key = _ward_key(kid)
     if not O.verify(key[0], key[1], stmt, sig):
         raise O.Refused(O.R_BAD_SIGNATURE)
     return stmt
+
+
+class SignatureCheck:
+    """otaproto.verify in slices, for a running terminal: s^65537 mod n is 16 squarings and one
+    multiplication, one per step(), so that the event loop (the inputs above all) runs between
+    them instead of waiting for the whole verify. ok: None while running, then True or False.
+    Raises otaproto.Refused at once without a key, or for another key."""
+
+    def __init__(self, kid, stmt, sig):
+        n, k = _ward_key(kid)
+        self.n = n
+        self.ok = None
+        self._left = 16                 # squarings: 65537 = 2**16 + 1
+        s = int.from_bytes(bytes(sig), "big") if len(sig) == k else n
+        if s >= n:
+            self.ok = False
+            return
+        self._s = self._x = s
+        self._want = O.encoding(k, stmt)
+
+    def step(self):
+        if self.ok is not None:
+            return
+        if self._left:
+            self._x = self._x * self._x % self.n
+            self._left -= 1
+        else:
+            self.ok = self._x * self._s % self.n == self._want
+            self._x = self._s = self._want = None
 
 
 def _file_sha(path, buf):

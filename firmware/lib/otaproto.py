@@ -45,11 +45,12 @@ PROTECTED = ("boot", "main", "maint", "otaboot", "otacheck", "otaproto", "board"
 KEY_FILE = "otakey.json"         # the ward's public key, written only by `wardcall deploy`
 
 # RESULT detail codes ("c"); a refusal is RESULT ok 0 with one of the codes after R_STATUS
-R_AT = "at"                      # d files declared, continue with file f at offset o
+R_AT = "at"                      # d files declared, continue with file f at offset o; sig: checking|ok
 R_COMMITTED = "committed"        # v: installed at the next boot
 R_ABORTED = "aborted"
 R_STATUS = "status"              # CMD_OTA_STATUS: s v from run serial key [why] [rx]
 R_BAD_REQUEST = "bad_request"    # m: what is wrong with the argument
+R_CHECKING = "checking"          # the signature check is not finished: declare the last file again
 R_UNSIGNED = "unsigned"
 R_NO_KEY = "no_key"
 R_BAD_KEY = "bad_key"
@@ -218,6 +219,12 @@ def parse_key(text):
     return n, k
 
 
+def encoding(k, message):
+    """The EMSA-PKCS1-v1_5 encoding of SHA-256(message) for a k-byte modulus, as an integer."""
+    t = DIGEST_INFO + hashlib.sha256(message).digest()
+    return int.from_bytes(b"\x00\x01" + b"\xff" * (k - 3 - len(t)) + b"\x00" + t, "big")
+
+
 def verify(n, k, message, sig):
     """RSASSA-PKCS1-v1_5 / SHA-256 verification (RFC 8017 8.2.2): the expected encoding is built
     in full and compared, nothing of the decrypted block is parsed."""
@@ -226,9 +233,7 @@ def verify(n, k, message, sig):
     s = int.from_bytes(bytes(sig), "big")
     if s >= n:
         return False
-    t = DIGEST_INFO + hashlib.sha256(message).digest()
-    em = b"\x00\x01" + b"\xff" * (k - 3 - len(t)) + b"\x00" + t
-    return pow(s, E, n) == int.from_bytes(em, "big")
+    return pow(s, E, n) == encoding(k, message)
 
 
 # ----- command arguments -----
@@ -352,6 +357,7 @@ _SENTENCES = {
     R_ABORTED: "aborted",
     R_STATUS: "update state %(s)s",
     R_BAD_REQUEST: "bad request: %(m)s",
+    R_CHECKING: "the signature is still being checked: declare the last file again",
     R_UNSIGNED: "the update is not signed: only updates signed with the ward key are installed",
     R_NO_KEY: "no update key installed: deploy it",
     R_BAD_KEY: "the installed update key is unreadable: deploy it again",

@@ -11,6 +11,7 @@ from wardcall.ota import Package, signing
 from wardcall.protocol import otaproto, wardproto
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
+CHECK_ROUNDS = 9                 # 17 slices of the check, 2 per command (firmware/lib/ota.py)
 
 
 def load_key(name: str):
@@ -60,6 +61,9 @@ def commands(pkg: Package, trial_s: int = 30, chunk: int = 960, manifest=None, s
     manifest = manifest if manifest is not None else pkg.manifest()
     out = [(wardproto.CMD_OTA_BEGIN, begin_arg(pkg, trial_s, signed_manifest or manifest))]
     out += [(wardproto.CMD_OTA_FILE, otaproto.encode_file(i, *e)) for i, e in enumerate(manifest)]
+    # the terminal checks the signature a slice per command: the host declares the last file again
+    # until the answer says "sig": "ok"; CHECK_ROUNDS more is always enough
+    out += [(wardproto.CMD_OTA_FILE, otaproto.encode_file(len(manifest) - 1, *manifest[-1]))] * CHECK_ROUNDS
     for i, (_, data) in enumerate(pkg.files):
         out += [(wardproto.CMD_OTA_CHUNK, otaproto.encode_chunk(i, off, data[off:off + chunk]))
                 for off in range(0, len(data), chunk)]

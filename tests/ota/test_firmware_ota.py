@@ -126,8 +126,11 @@ def test_update_signed_with_another_key_is_refused(tmp_path):
     forged = sign([("lib/mod.py", b"X = 'evil'\n")], key=OTHER_KEY)
     forged.kid = signed.signing.key_id(signed.WARD_KEY.public_key())
     res, _ = refused_before_staging(tmp_path, commands(forged))
-    assert res[0][:2] == [0, {"c": "bad_signature"}]
-    assert all(ok == 0 for ok, _, _ in res)        # every later command refused as well
+    assert first_refusal(res) == {"c": "bad_signature"}
+    # refused while the files were being declared, before any chunk; everything after refused too
+    n = next(i for i, r in enumerate(res) if not r[0])
+    assert n <= 1 + signed.CHECK_ROUNDS and all(ok == 0 for ok, _, _ in res[n:])
+    assert all(d.get("sig") == "checking" for _, d, _ in res[:n])
 
 
 def test_file_tampered_after_signing_is_refused(tmp_path):
@@ -135,7 +138,7 @@ def test_file_tampered_after_signing_is_refused(tmp_path):
     bad = signed.tampered(good, "lib/mod.py", b"X = 'bad'\n" * 50)          # same size, other bytes
     # announced as it now is: the signature does not cover that manifest
     res, _ = refused_before_staging(tmp_path, commands(bad))
-    assert res[0][:2] == [0, {"c": "bad_signature"}]
+    assert first_refusal(res) == {"c": "bad_signature"}
     # the signed BEGIN, but the files declared as they now are: not the signed manifest
     res, _ = refused_before_staging(tmp_path, commands(bad, signed_manifest=good.manifest()))
     assert res[0][0] == 1 and res[1][:2] == [0, {"c": "manifest_mismatch"}]
@@ -157,6 +160,34 @@ def test_no_key_installed_refuses_every_update(tmp_path):
     res, _ = refused_before_staging(tmp_path, commands(sign([("lib/mod.py", b"X = 0\n")])), key=None)
     assert res[0][:2] == [0, {"c": "no_key"}]
     assert otaproto.describe(res[0][1]) == "no update key installed: deploy it"
+
+
+def test_the_signature_is_checked_a_slice_per_command(tmp_path):
+    """A call must never wait for a whole RSA verify (on an ESP32 far slower than here): the
+    running terminal does one or two of its 17 modular multiplications per OTA command, and the
+    event loop (inputs, link) runs in between."""
+    flash_with(tmp_path, {})
+    rc, out = run(r"""
+import otacheck
+steps = [0]
+step = otacheck.SignatureCheck.step
+def counted(self):
+    steps[0] += 1
+    step(self)
+otacheck.SignatureCheck.step = counted
+r = ota.Receiver([])
+per = []
+for c, a in json.loads(%r):
+    before = steps[0]
+    ok, detail, after = r.handle(c, binascii.unhexlify(a))
+    per.append(steps[0] - before)
+print("STEPS", json.dumps(per), json.loads(detail)["c"])
+""" % as_json(commands(sign([("lib/m.py", b"M = 1\n")]))), tmp_path)
+    assert rc == 0, out
+    per = json.loads(out.split("STEPS ")[1].splitlines()[0].rsplit(" ", 1)[0])
+    assert sum(per) == 17 and max(per) <= 2, per
+    assert per.count(0) >= 2                         # the chunk and the commit: nothing left to check
+    assert out.split()[-1] == "committed"
 
 
 def test_chunks_only_after_the_whole_manifest(tmp_path):
@@ -231,18 +262,28 @@ def test_resume_duplicates_and_order(tmp_path):
     pkg = sign([("lib/m.py", d)])
     begin, decl = commands(pkg)[:2]
     chunk = lambda off, data: (P.CMD_OTA_CHUNK, otaproto.encode_chunk(0, off, data))   # noqa: E731
-    cmds = [begin, decl, chunk(0, d[:500]), chunk(700, d[700:800]), chunk(0, d[:500]), begin, decl,
-            chunk(500, d[500:]), (P.CMD_OTA_BEGIN, commands(sign([("lib/m.py", d)], serial=101))[0][1])]
+    steps = [("early chunk", chunk(0, d[:500])), ("until checked", None), ("C0", chunk(0, d[:500])),
+             ("gap", chunk(700, d[700:800])), ("duplicate", chunk(0, d[:500])), ("resume", begin),
+             ("declared again", decl), ("rest", chunk(500, d[500:])),
+             ("another package", (P.CMD_OTA_BEGIN, commands(sign([("lib/m.py", d)], serial=101))[0][1]))]
+    cmds = [begin, decl]
+    for name, c in steps:
+        cmds += [decl] * signed.CHECK_ROUNDS if c is None else [c]
     rc, out = run("r = ota.Receiver([])\ndrive(r, %r)\n" % as_json(cmds), tmp_path)
     assert rc == 0, out
     res = [r[:2] for r in answers(out)]
-    assert res[2] == [1, {"c": "at", "d": 1, "f": 0, "o": 500}]
-    assert res[3] == [0, {"c": "order", "d": 1, "f": 0, "o": 500}]          # a gap
-    assert res[4] == [1, {"c": "at", "d": 1, "f": 0, "o": 500}]             # a duplicate
-    assert res[5] == [1, {"c": "at", "d": 1, "f": 0, "o": 500}]             # BEGIN again: resume
-    assert res[6] == [1, {"c": "at", "d": 1, "f": 0, "o": 500}]             # declared again
-    assert res[7] == [1, {"c": "at", "d": 1, "f": 1, "o": 0}]               # complete
-    assert res[8] == [1, {"c": "at", "d": 0, "f": 0, "o": 0}]               # another package: again
+    at = lambda f, o, sig="ok", d=1: [1, {"c": "at", "d": d, "f": f, "o": o, "sig": sig}]   # noqa: E731
+    assert res[0] == at(0, 0, "checking", 0) and res[1] == at(0, 0, "checking")
+    assert res[2] == [0, {"c": "checking"}]                                 # no chunk before the check is done
+    assert res[2 + signed.CHECK_ROUNDS] == at(0, 0)                          # checked: chunks from 0 0
+    named = dict(zip([n for n, c in steps if c is not None][1:], res[3 + signed.CHECK_ROUNDS:]))
+    assert named["C0"] == at(0, 500)
+    assert named["gap"] == [0, {"c": "order", "d": 1, "f": 0, "o": 500}]
+    assert named["duplicate"] == at(0, 500)
+    assert named["resume"] == at(0, 500)                 # BEGIN again: where it stopped
+    assert named["declared again"] == at(0, 500)
+    assert named["rest"] == at(1, 0)                     # complete
+    assert named["another package"] == at(0, 0, "checking", 0)   # another package: from the start
 
 
 def test_commit_waits_for_undelivered_calls(tmp_path):

@@ -23,6 +23,7 @@ ANSWER_S = 10.0                 # a command unanswered this long: the session is
 RECONNECT_S = 60.0              # wait this long for a terminal to come back (session lost, reboot)
 BUSY_RETRY_S = 60.0             # a commit refused as busy (undelivered calls) is retried this long
 MAX_RESUMES = 5
+CHECK_ROUNDS = 40               # commands a terminal may take to finish the signature check (it needs 9)
 
 
 class LinkLost(Exception):
@@ -140,13 +141,21 @@ class TerminalUpdate:
         manifest = pkg.manifest()
         hdr = {"v": pkg.version, "serial": pkg.serial, "n": len(manifest), "size": pkg.size,
                "m": otaproto.manifest_digest(manifest), "kid": pkg.kid, "trial_s": job.trial_s}
-        declared, f, o = _at(await self._command(link, wardproto.CMD_OTA_BEGIN,
-                                                 otaproto.encode_begin(hdr, pkg.signature)))
+        answer = await self._command(link, wardproto.CMD_OTA_BEGIN, otaproto.encode_begin(hdr, pkg.signature))
+        declared, f, o = _at(answer)
         for i in range(declared, len(manifest)):      # the whole manifest before the first chunk
-            declared, f, o = _at(await self._command(link, wardproto.CMD_OTA_FILE,
-                                                     otaproto.encode_file(i, *manifest[i])))
+            answer = await self._command(link, wardproto.CMD_OTA_FILE, otaproto.encode_file(i, *manifest[i]))
+            declared, f, o = _at(answer)
         if declared != len(manifest):
             raise Refused({"c": otaproto.R_TEXT, "m": f"{declared} of {len(manifest)} file(s) declared"})
+        # the terminal checks the signature a slice per command: declare the last file again until done
+        for _ in range(CHECK_ROUNDS):
+            if answer.get("sig") == "ok":
+                break
+            answer = await self._command(link, wardproto.CMD_OTA_FILE, otaproto.encode_file(len(manifest) - 1, *manifest[-1]))
+            declared, f, o = _at(answer)
+        else:
+            raise Refused({"c": otaproto.R_CHECKING})
         du.sent = sum(e[1] for e in manifest[:f]) + o
         for i in range(f, len(manifest)):
             size, data = manifest[i][1], pkg.files[i][1]
