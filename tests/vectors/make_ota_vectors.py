@@ -220,7 +220,8 @@ def build():
                        {"name": "empty", "arg": "", "code": O.R_BAD_REQUEST}]
 
     results = [
-        (O.R_AT, {"d": 3, "f": 1, "o": 960}, "continue at file 1 offset 960 (3 file(s) declared)"),
+        (O.R_AT, {"d": 3, "f": 1, "o": 960, "sig": "ok"}, "continue at file 1 offset 960 (3 file(s) declared)"),
+        (O.R_CHECKING, {}, "the signature is still being checked: declare the last file again"),
         (O.R_COMMITTED, {"v": "2.0"}, "committed 2.0: rebooting"),
         (O.R_ABORTED, {}, "aborted"),
         (O.R_STATUS, {"s": "trial", "v": "2.0", "from": "0.1.0", "run": "2.0", "serial": 7, "key": "0" * 16},
