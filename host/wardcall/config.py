@@ -105,6 +105,14 @@ class Escalation:
     broadcast_kinds: frozenset[int] = frozenset()
 
 
+@dataclass(frozen=True)
+class OtaKeys:
+    """[ota]: the ward's update signing key pair (`wardcall update keygen`). The server and deploy
+    need only the public key; the private key is used by `wardcall update` on the technician's side."""
+    public_key: Path
+    private_key: Path
+
+
 @dataclass
 class WardConfig:
     path: Path
@@ -115,6 +123,7 @@ class WardConfig:
     timing: Timing
     escalation: Escalation
     shifts: list[tuple[str, int]]            # (name, start minute of the day), sorted
+    ota: OtaKeys
     console: Console = field(default_factory=Console)
     rooms: dict[str, Room] = field(default_factory=dict)
     terminals: dict[str, TerminalConfig] = field(default_factory=dict)
@@ -283,6 +292,11 @@ def parse_config(path: Path, data: dict[str, Any]) -> WardConfig:
     )
     esc.finish()
 
+    ota_r = top.sub("ota")
+    ota = OtaKeys(public_key=base / ota_r.get("public_key", str, f"{path.stem}.ota-public.pem"),
+                  private_key=base / ota_r.get("private_key", str, f"{path.stem}.ota-private.pem"))
+    ota_r.finish()
+
     sh = top.sub("shifts")
     shift_table = sh.table or DEFAULT_SHIFTS
     shifts = sorted(((name, _clock_minutes(path, f"[shifts] {name}", text)) for name, text in shift_table.items()), key=lambda s: s[1])
@@ -342,7 +356,7 @@ def parse_config(path: Path, data: dict[str, Any]) -> WardConfig:
 
     top.finish()
     return WardConfig(path=path, ward=ward_name, database=database, secrets=secrets, network=network,
-                      timing=timing, escalation=escalation, shifts=shifts, console=console, rooms=rooms,
+                      timing=timing, escalation=escalation, shifts=shifts, ota=ota, console=console, rooms=rooms,
                       terminals=terminals, users=users)
 
 
