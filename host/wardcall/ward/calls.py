@@ -38,22 +38,13 @@ class CallRules(WardState):
         if kind in self.config.escalation.broadcast_kinds:
             call.escalation = 1     # emergencies go everywhere at once
         call.deadline = self.clock.mono() + self._ack_timeout(call)
+        # no undo: a call goes on the board even if the record cannot be written (it is shown as
+        # not recorded, and the hub does not acknowledge it to the terminal until it is stored)
         self.calls[call.key] = call
         fx.calls[call.id] = call
-        fx.undo.append(lambda placed=call.row(): self._withdraw_call(call, placed))
         self._record(fx, "call_placed", call=call, age_ms=age_ms, bed=call.bed, escalation=call.escalation)
         self._announce(fx, call)
         return fx, call
-
-    def _withdraw_call(self, call: Call, placed: dict[str, Any]) -> None:
-        """Undo place_call: its CALL could not be stored, so the call is not on the board (the
-        terminal, not acknowledged, sends it again)."""
-        if self.calls.get(call.key) is call:
-            del self.calls[call.key]
-            # its number is given to the next call — unless something else changed (and so may
-            # have stored) the call meanwhile: a number in the record is never used twice
-            if call.row() == placed and self.next_call_id == call.id + 1:
-                self.next_call_id = call.id
 
     def reinstate_call(self, row: dict[str, Any]) -> Effects:
         """A call open in the record but not on the board (its CALL was taken back after a write
@@ -216,7 +207,7 @@ class CallRules(WardState):
         for row in rows:
             if row["state"] == CLEARED or row["kind"] not in KIND_NAMES:
                 continue
-            call = Call(**{k: row[k] for k in CALL_COLUMNS})
+            call = Call(**{k: row[k] for k in CALL_COLUMNS}, recorded=True)
             if call.state == PLACED:
                 due = call.alerted_at + self._ack_timeout(call)
             elif call.state == ACKNOWLEDGED:

@@ -57,6 +57,7 @@ class Call:
     escalation: int = 0
     realerts: int = 0
     deadline: float | None = None              # mono: next escalation or re-alert; not stored
+    recorded: bool = False                     # its row is in the record (the hub sets it); not stored
 
     @property
     def key(self) -> tuple[str, int]:

@@ -23,6 +23,9 @@ class WardViews(WardState):
             "cleared_at": call.cleared_at, "cleared_reason": call.cleared_reason,
             "escalation": call.escalation, "realerts": call.realerts,
             "terminal_status": terminal.status if terminal else "unknown",
+            # false while the record could not be written: shown and sounded all the same, and
+            # not acknowledged to its terminal until it is stored
+            "recorded": call.recorded,
         }
 
     def terminal_view(self, terminal: Terminal) -> dict[str, Any]:
