@@ -109,7 +109,7 @@ class WardHub:
             raise StorageError(problem)
         # held for the next write (or in a write that has not answered, which cannot be taken
         # back): the live ward has moved on, so it is shown
-        self._log_not_stored(fx, problem, "held: written when the record can be")
+        self._log_not_stored(fx, problem, "shown; written when the record can be")
         self._deliver(fx)
         return batch
 

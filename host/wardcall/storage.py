@@ -710,6 +710,8 @@ class AsyncWriter:
             self._written([batch] if batch is not None else [], call_rows)
 
     def _written(self, batches: list[Batch], call_rows: list[tuple[Call, dict[str, Any]]]) -> None:
+        if self._held:
+            self._retry = True      # held meanwhile (the alarm's line): the record answers, so now
         for batch in batches:
             batch.state = WRITTEN
             if not batch.future.done():
