@@ -193,7 +193,7 @@ def open_storage(path: Path, run: str | None = None) -> OpenedDatabase:
 def _identity(path: Path) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     return (st.st_dev, st.st_ino)
 
@@ -310,7 +310,7 @@ class Storage:
                 self._new_wal()
             return
         if self.detached is None:
-            if not self.path.parent.exists():
+            if not self.path.parent.is_dir():
                 what = f"the record's folder {self.path.parent} was removed while the host runs"
             elif now_db is None:
                 what = f"the record's file {self.path} was deleted while the host runs"
@@ -318,6 +318,7 @@ class Storage:
                 what = f"the record's file {self.path} was replaced by another file while the host runs"
             self.detached = what
             log.critical("%s", what)
+            self._reports.append(f"{what}: nothing is recorded until the open record is written back there")
         self._write_back()
 
     def _new_wal(self) -> None:
