@@ -33,8 +33,9 @@ class RecordLock:
             # no O_TRUNC: a second host must not touch the first one's pid
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            raise StorageError(f"{self.database}: the record cannot be written: cannot make its lock file "
-                               f"{self.path}: {exc.strerror}") from None
+            folder = self.database.parent
+            where = f"its folder {folder} is read-only" if folder.is_dir() and not os.access(folder, os.W_OK) else "cannot make its lock file"
+            raise StorageError(f"{self.database}: the record cannot be written: {where} ({self.path}: {exc.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -62,7 +62,6 @@ def raise_descriptor_limit() -> int:
             soft = want
         except (ValueError, OSError) as exc:
             log.warning("cannot raise the open-file limit from %d to %d: %s", soft, want, exc)
-    log.info("open-file limit: %s", "unlimited" if soft == resource.RLIM_INFINITY else soft)
     return soft
 
 
@@ -71,16 +70,21 @@ async def _listen(config: WardConfig, key: str, host: str, port: int, start: Cal
     try:
         return await start()
     except OSError as exc:
-        if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-            why = {errno.EADDRINUSE: "is in use", errno.EACCES: "may not be used by this user",
-                   errno.EADDRNOTAVAIL: "is not an address of this machine"}[exc.errno]
-            raise ConfigError(config.path, f"[network] {key}",
-                              f"{host}:{port} {why} ({exc.strerror or exc}): stop what holds it or change [network] {key}") from None
-        raise
+        host_key = key.replace("_port", "_host")
+        if exc.errno == errno.EADDRINUSE:
+            problem = f"{host}:{port} is in use (another wardcall serve, or another program): stop it or change [network] {key}"
+        elif exc.errno == errno.EACCES:
+            problem = f"{host}:{port} may not be used by this user: change [network] {key}"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            key = host_key
+            problem = f"{host} is not an address of this machine: change [network] {key}"
+        else:
+            raise
+        raise ConfigError(config.path, f"[network] {key}", problem) from None
 
 
 async def serve(config: WardConfig, ready_file: Path | None = None) -> None:
-    raise_descriptor_limit()
+    files = raise_descriptor_limit()
     keys = load_keys(config.secrets)
     missing = sorted(set(config.terminals) - set(keys))
     if missing:
@@ -88,12 +92,12 @@ async def serve(config: WardConfig, ready_file: Path | None = None) -> None:
     lock = RecordLock(config.database)
     lock.acquire()              # before anything is written: one host per record
     try:
-        await _serve(config, keys, ready_file)
+        await _serve(config, keys, ready_file, files)
     finally:
         lock.release()
 
 
-async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | None) -> None:
+async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | None, files: int) -> None:
     opened = open_storage(config.database)
     storage = opened.storage
     writer = AsyncWriter(storage)
@@ -131,8 +135,9 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
         await hub.apply(fx)
         log.info("record %s: %d open call(s) restored", config.database, len(hub.ward.calls))
         timers = asyncio.create_task(run_timers(hub, tick_interval(config)), name="timers")
-        log.info("ward %s: terminals on %s:%d, discovery on %s:%d, console API on http://%s:%d/",
-                 config.ward, net.terminal_host, tcp_port, net.discovery_host, udp_port, net.api_host, api_port)
+        log.info("ward %s: terminals on %s:%d, discovery on %s:%d, console API on http://%s:%d/ (open-file limit %s)",
+                 config.ward, net.terminal_host, tcp_port, net.discovery_host, udp_port, net.api_host, api_port,
+                 "unlimited" if files == resource.RLIM_INFINITY else files)
         if ready_file is not None:
             ready_file.write_text(json.dumps({"pid": os.getpid(), "terminal_port": tcp_port,
                                               "discovery_port": udp_port, "api_port": api_port}))
