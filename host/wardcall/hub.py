@@ -425,6 +425,12 @@ class WardHub:
         if self._due("prune", now, PRUNE_S):
             self._start_upkeep("prune", self._prune)
 
+    async def upkeep_done(self) -> None:
+        """Wait for the upkeep jobs under way (tests; a clean stop)."""
+        running = [t for t in self._upkeep_tasks.values() if not t.done()]
+        if running:
+            await asyncio.wait(running)
+
     def _due(self, name: str, now: float, period: float) -> bool:
         due = self._upkeep_due.setdefault(name, self._upkeep_origin + period)
         if now < due:

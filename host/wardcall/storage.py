@@ -209,6 +209,7 @@ class Storage:
         self.detached: str | None = None        # the record's file is gone and not yet written back
         self._reports: deque[str] = deque()     # what happened to the record's files (for the alarm)
         self._closed = False                    # the connection was closed to write the record back
+        self.noise_rows_max, self.noise_max_age_s, self.other_rows_max = NOISE_ROWS_MAX, NOISE_MAX_AGE_S, OTHER_ROWS_MAX
         path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = self._open(path)
         self.conn.executescript(SCHEMA)
@@ -399,13 +400,14 @@ class Storage:
         """Copy the WAL into the database (without waiting for readers): a lost WAL loses little."""
         self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
-    def prune(self, now: float, noise_max: int = NOISE_ROWS_MAX, noise_age_s: float = NOISE_MAX_AGE_S,
-              other_max: int = OTHER_ROWS_MAX) -> Counter:
+    def prune(self, now: float) -> Counter:
         """Delete the oldest lines that are not a call's, beyond their budgets: noise kinds beyond
-        `noise_max` rows or older than `noise_age_s`, then any such line beyond `other_max` rows.
-        A line of a call is never deleted. The deletion is itself recorded (`record_pruned`)."""
+        `noise_rows_max` rows or older than `noise_max_age_s`, then any such line beyond
+        `other_rows_max` rows. A line of a call is never deleted. The deletion is itself recorded
+        (`record_pruned`)."""
         if self.detached is not None:
             return Counter()
+        noise_max, noise_age_s, other_max = self.noise_rows_max, self.noise_max_age_s, self.other_rows_max
         deleted: Counter = Counter()
 
         def delete(where: str, args: tuple, limit: int) -> int:

@@ -101,6 +101,6 @@ async def test_the_wal_is_checkpointed_on_a_timer(tmp_path):
     assert database_file_alone() == []                # the call is only in the WAL so far
     clock.advance(CHECKPOINT_S + 0.5)
     await hub.tick()
-    await writer.run(lambda: None)                    # after the checkpoint queued before it
+    await hub.upkeep_done()
     assert database_file_alone() == [1]
     await writer.aclose()
