@@ -72,6 +72,7 @@ class WardHub:
         # answer and could not be taken back): a resent CANCEL is acknowledged once it is
         self._unrecorded_clears: dict[tuple[str, int], Call] = {}
         self._background: set[asyncio.Future] = set()
+        self._hung_job: float | None = None             # the writer's job a wait gave up on
         self._upkeep_origin = clock.mono()
         self._upkeep_due: dict[str, float] = {}
         self._upkeep_tasks: dict[str, asyncio.Task] = {}
@@ -128,7 +129,10 @@ class WardHub:
         return alarm.text if alarm is not None else "the record is being written"
 
     def _stalled(self) -> bool:
-        return self.writer.busy_for() > self.patience_s
+        """The record does not answer: its current job has run past the patience, or is the one a
+        wait already gave up on."""
+        job = self.writer.current_job()
+        return job is not None and (job == self._hung_job or self.writer.busy_for() > self.patience_s)
 
     @staticmethod
     def _unwritable_text(problem: str) -> str:
@@ -174,11 +178,15 @@ class WardHub:
 
     def record_files_changed(self, reports: list[str]) -> None:
         for text in reports:
+            standing = self.ward.alarms.get(FILES_ALARM)
+            if standing is not None and standing.text == text:
+                continue        # told already (a write-back that keeps failing)
             fx = self.ward.database_alarm(text, FILES_ALARM)
             self.writer.submit(fx)
             self._deliver(fx)
 
     def _not_answering(self) -> None:
+        self._hung_job = self.writer.current_job()
         self._record_trouble(self._not_answering_text())
 
     def _record_trouble(self, text: str) -> None:
@@ -345,7 +353,7 @@ class WardHub:
         if self._stalled():
             raise StorageError(self._not_answering_text())
         try:
-            stored = await asyncio.wait_for(asyncio.shield(self.writer.find_call(device, call_id)), self.patience_s)
+            stored = await asyncio.wait_for(self.writer.find_call(device, call_id), self.patience_s)
         except asyncio.TimeoutError:
             self._not_answering()
             raise StorageError(self._not_answering_text()) from None

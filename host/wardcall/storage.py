@@ -104,6 +104,7 @@ TERMINAL_COLUMNS = ("device", "room", "bed", "status", "seen", "last_seen", "pre
 
 PRUNE_CHUNK = 5000                  # rows deleted per transaction (the writer stays responsive)
 HELD_RECORDS_MAX = 20_000           # lines that are not a call's held while the record cannot be written
+REPEAT_KINDS = ("call_repeated",)   # a call's lines that only say a message came again (held: may go)
 
 
 class StorageError(Exception):
@@ -637,6 +638,10 @@ class AsyncWriter:
         since = self._worker.busy_since
         return 0.0 if since is None else max(0.0, time.monotonic() - since)
 
+    def current_job(self) -> float | None:
+        """When the worker's current job began (it names the job), None when idle."""
+        return self._worker.busy_since
+
     async def settled(self) -> None:
         """Wait until nothing is being written (what is queued meanwhile is written too)."""
         while self.writing:
@@ -748,16 +753,20 @@ class AsyncWriter:
 
     def _cap_held(self) -> None:
         """A flood while the record cannot be written must not eat the memory: beyond the cap the
-        newest lines that are not a call's go (noise first); a call's lines are always kept."""
-        lines = sum(1 for b in self._held for r in b.records if r.call is None)
-        for noise_only in (True, False):
+        newest lines that are not a call's go (noise and a call's repeats first); every other line
+        of a call is always kept, and so is every call's row."""
+        def countable(record: Record) -> bool:
+            return record.call is None or record.kind in REPEAT_KINDS
+
+        lines = sum(1 for b in self._held for r in b.records if countable(r))
+        for first_pass in (True, False):
             for batch in reversed(self._held):
                 if lines <= self.held_records_max:
                     return
                 kept = []
                 for record in reversed(batch.records):
-                    if lines > self.held_records_max and record.call is None and (
-                            not noise_only or record.kind in NOISE_KINDS):
+                    droppable = record.kind in NOISE_KINDS or record.kind in REPEAT_KINDS if first_pass else countable(record)
+                    if lines > self.held_records_max and droppable and countable(record):
                         self.dropped[record.kind] += 1
                         lines -= 1
                     else:
