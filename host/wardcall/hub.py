@@ -38,7 +38,8 @@ RECORD_RETRY_S = 1.0        # what is held is tried again this often while nothi
 LAST_SEEN_WRITE_S = 10.0    # online terminals' last_seen written to the record (one transaction)
 FILE_CHECK_S = 1.0          # the record's files compared with the open record
 CHECKPOINT_S = 30.0         # WAL checkpoint: the database file holds what the WAL does
-PRUNE_S = 60.0              # lines beyond their budget deleted (storage.prune)
+PRUNE_S = 60.0              # lines beyond their budget deleted (storage.prune_step)
+PRUNE_STEPS_MAX = 200       # steps per run (200 × storage.PRUNE_CHUNK rows); the rest the next minute
 FILES_ALARM = "database_files"
 
 
@@ -467,6 +468,13 @@ class WardHub:
             self.writer.submit(Effects(terminals=changed))
 
     async def _prune(self) -> None:
-        deleted = await self.writer.run(self.writer.storage.prune, self.clock.wall())
+        """Prune step by step: what the ward writes meanwhile goes between the steps."""
+        deleted: Counter = Counter()
+        for _ in range(PRUNE_STEPS_MAX):
+            step = await self.writer.run(self.writer.storage.prune_step, self.clock.wall())
+            if not step:
+                break
+            deleted.update(step)
         if deleted:
             log.info("record: pruned %s", ", ".join(f"{kind} x{n}" for kind, n in sorted(deleted.items())))
+            await self.record("record_pruned", deleted=dict(deleted))

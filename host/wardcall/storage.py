@@ -211,6 +211,7 @@ class Storage:
         self._reports: deque[str] = deque()     # what happened to the record's files (for the alarm)
         self._closed = False                    # the connection was closed to write the record back
         self.noise_rows_max, self.noise_max_age_s, self.other_rows_max = NOISE_ROWS_MAX, NOISE_MAX_AGE_S, OTHER_ROWS_MAX
+        self._rows: dict[str, int] | None = None  # noise lines and lines that are not a call's (for pruning)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = self._open(path)
         self.conn.executescript(SCHEMA)
@@ -251,6 +252,7 @@ class Storage:
         self.check_files()
         if self.detached is not None:
             raise StorageError(self.detached)
+        records = list(records)
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -271,6 +273,10 @@ class Storage:
                 f"INSERT INTO terminals ({tcols}) VALUES ({tmarks}) ON CONFLICT (device) DO UPDATE SET {tupdates}",
                 [tuple(row[c] for c in TERMINAL_COLUMNS) for row in terminals])
             conn.execute("COMMIT")
+            if self._rows is not None:
+                uncalled = [r.kind for r in records if r.call is None]
+                self._rows["uncalled"] += len(uncalled)
+                self._rows["noise"] += sum(1 for kind in uncalled if kind in NOISE_KINDS)
         except BaseException as exc:
             # SQLite rolls a transaction back by itself after some failures (a full disk, an I/O
             # error at COMMIT): a ROLLBACK then would only hide the real error behind "cannot
@@ -401,42 +407,38 @@ class Storage:
         """Copy the WAL into the database (without waiting for readers): a lost WAL loses little."""
         self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
-    def prune(self, now: float) -> Counter:
-        """Delete the oldest lines that are not a call's, beyond their budgets: noise kinds beyond
-        `noise_rows_max` rows or older than `noise_max_age_s`, then any such line beyond
-        `other_rows_max` rows. A line of a call is never deleted. The deletion is itself recorded
-        (`record_pruned`)."""
+    def prune_step(self, now: float) -> Counter:
+        """One step of pruning (one transaction of at most PRUNE_CHUNK rows, so that the writer
+        stays responsive): the oldest lines that are not a call's beyond their budgets — noise
+        older than `noise_max_age_s` or beyond `noise_rows_max` rows, then any such line beyond
+        `other_rows_max` rows. What it deleted, by kind; nothing once every budget holds. A line
+        of a call is never deleted. The row counts are kept as lines are written (counted once)."""
         if self.detached is not None:
             return Counter()
-        noise_max, noise_age_s, other_max = self.noise_rows_max, self.noise_max_age_s, self.other_rows_max
-        deleted: Counter = Counter()
-
-        def delete(where: str, args: tuple, limit: int) -> int:
-            rows = self.conn.execute(f"SELECT id, kind FROM events WHERE {where} ORDER BY id LIMIT ?", (*args, limit)).fetchall()
-            if rows:
-                self.conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self.conn.executemany("DELETE FROM events WHERE id = ?", [(r["id"],) for r in rows])
-                    self.conn.execute("COMMIT")
-                except BaseException:
-                    if self.conn.in_transaction:
-                        self.conn.execute("ROLLBACK")
-                    raise
-                deleted.update(r["kind"] for r in rows)
-            return len(rows)
-
-        while delete(f"{NOISE} AND wall < ?", (now - noise_age_s,), PRUNE_CHUNK) == PRUNE_CHUNK:
-            pass
-        over = self.conn.execute(f"SELECT count(*) FROM events WHERE {NOISE}").fetchone()[0] - noise_max
-        while over > 0:
-            over -= delete(NOISE, (), min(over, PRUNE_CHUNK)) or over
-        over = self.conn.execute("SELECT count(*) FROM events WHERE call IS NULL").fetchone()[0] - other_max
-        while over > 0:
-            over -= delete("call IS NULL", (), min(over, PRUNE_CHUNK)) or over
-        if deleted:
-            self.conn.execute(
-                "INSERT INTO events (wall, mono, run, kind, data) VALUES (?, ?, ?, 'record_pruned', ?)",
-                (now, time.monotonic(), self.run, json.dumps({"deleted": dict(deleted)}, separators=(",", ":"))))
+        if self._rows is None:
+            self._rows = {"noise": self.conn.execute(f"SELECT count(*) FROM events WHERE {NOISE}").fetchone()[0],
+                          "uncalled": self.conn.execute("SELECT count(*) FROM events WHERE call IS NULL").fetchone()[0]}
+        oldest = self.conn.execute(f"SELECT id, kind, wall FROM events WHERE {NOISE} ORDER BY id LIMIT ?",
+                                   (PRUNE_CHUNK,)).fetchall()
+        doomed = [r for r in oldest if r["wall"] < now - self.noise_max_age_s]
+        if not doomed and self._rows["noise"] > self.noise_rows_max:
+            doomed = oldest[:self._rows["noise"] - self.noise_rows_max]
+        if not doomed and self._rows["uncalled"] > self.other_rows_max:
+            doomed = self.conn.execute("SELECT id, kind FROM events WHERE call IS NULL ORDER BY id LIMIT ?",
+                                       (min(PRUNE_CHUNK, self._rows["uncalled"] - self.other_rows_max),)).fetchall()
+        deleted: Counter = Counter(r["kind"] for r in doomed)
+        if not doomed:
+            return deleted
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany("DELETE FROM events WHERE id = ?", [(r["id"],) for r in doomed])
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self._rows["noise"] -= sum(n for kind, n in deleted.items() if kind in NOISE_KINDS)
+        self._rows["uncalled"] -= len(doomed)
         return deleted
 
     # ----- reading -----
