@@ -229,3 +229,29 @@ async def test_a_flood_while_the_disk_is_full_is_capped_and_never_drops_a_call(t
     dropped = rows(storage, "SELECT data FROM events WHERE kind = 'records_dropped'")
     assert len(dropped) == 1 and '"auth_refused":' in dropped[0]["data"]
     await writer.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_line_the_record_refuses_costs_only_itself_never_the_calls_around_it(tmp_path, caplog):
+    """A bug (a line SQLite or JSON cannot take) is not a full disk: retrying cannot help, so that
+    one batch is dropped, logged, and the calls written in the same transaction are not held back."""
+    from wardcall.ward import Effects, Record
+    storage, writer, clock, hub, link, sub = await ward_with_a_call(tmp_path)
+    disk = Disk(storage)
+    disk.fill()
+    with pytest.raises(StorageError):
+        await hub.terminal_call("a1", 2, wp.PATIENT, 0)
+    await hub.apply(Effects(records=[Record("console_connected", clock.wall(), clock.mono(), data={"not json": {1, 2}})]))
+    disk.free()
+    # the held call, the bad line and a new call go into one transaction, which fails on the line
+    with caplog.at_level(logging.ERROR, logger="wardcall.storage"):
+        await hub.terminal_call("a1", 3, wp.BATHROOM, 0)
+    await writer.settled()
+    assert any("not written, a bug" in r.getMessage() and "console_connected" in r.getMessage()
+               for r in caplog.records), caplog.text
+    assert [r["call_id"] for r in rows(storage, "SELECT call_id FROM calls ORDER BY id")] == [1, 2, 3]
+    assert sorted(r["call"] for r in rows(storage, "SELECT call FROM events WHERE kind = 'call_placed'")) == [1, 2, 3]
+    await hub.terminal_call("a1", 2, wp.PATIENT, 0)          # the resend is acknowledged now
+    assert all(c["recorded"] for c in hub.state()["calls"])
+    assert [a for a in hub.state()["alarms"] if a["kind"] == "database"] == []
+    await writer.aclose()
