@@ -7,7 +7,7 @@ every console at once (marked not recorded) and the `database` alarm sounds. Wha
 written is held by the writer (storage.py) and goes with the next write that succeeds, or with a
 retry from the timers. What a sender is acknowledged for only once stored is not acknowledged
 until then: a terminal's CALL or CANCEL gets no CALL_ACK (the terminal resends it every 3 s), a
-console's acknowledge or silence is taken back and answered 503. The timers never wait for the
+console's acknowledge is taken back and answered 503 (a silence is kept: it hides nothing). The timers never wait for the
 record longer than that patience, so supervision and escalation go on.
 
 Terminal sessions (terminal_server.py), the web layer (web/) and the timers all go through it;
@@ -87,7 +87,7 @@ class WardHub:
 
         If it cannot be stored in time (the write failed, or the record did not answer within
         the patience) it is delivered all the same and held for the next write — except an input
-        with `undo` (a console's acknowledge or silence, a terminal's CANCEL) whose write can still
+        with `undo` (a console's acknowledge, a terminal's CANCEL) whose write can still
         be taken back: that is taken back, nothing of it is sent or published, and StorageError
         tells the caller not to acknowledge it."""
         if not fx:

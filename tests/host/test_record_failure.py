@@ -207,6 +207,24 @@ async def test_what_is_held_is_written_by_the_timers_without_a_resend(tmp_path):
 
 
 @pytest.mark.asyncio
+async def test_the_record_alarm_can_be_silenced_while_the_disk_is_full_and_the_silence_is_recorded_later(tmp_path):
+    storage, writer, clock, hub, link, sub = await ward_with_a_call(tmp_path)
+    disk = Disk(storage)
+    disk.fill()
+    with pytest.raises(StorageError):
+        await hub.terminal_call("a1", 2, wp.PATIENT, 0)
+    assert hub.ward.sound_view()["audible"] is True          # the new call and the record alarm sound
+    sound = await hub.silence(60, "nurse")                    # no 503: the ward can be quietened
+    assert sound["audible"] is False and sound["silenced_by"] == "nurse"
+    disk.free()
+    clock.advance(2.0)
+    await hub.tick()
+    await writer.settled()
+    assert [r["user"] for r in rows(storage, "SELECT user FROM events WHERE kind = 'silence'")] == ["nurse"]
+    await writer.aclose()
+
+
+@pytest.mark.asyncio
 async def test_a_flood_while_the_disk_is_full_is_capped_and_never_drops_a_call(tmp_path):
     storage, writer, clock, hub, link, sub = await ward_with_a_call(tmp_path, held_records_max=50)
     disk = Disk(storage)
