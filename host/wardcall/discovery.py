@@ -74,7 +74,7 @@ class DiscoveryProtocol(asyncio.DatagramProtocol):
                 log.error("the traceback of that failure", exc_info=True)
 
     def _refuse(self, device: str, address: str, reason: str) -> None:
-        flood_log.warning(("refused", reason), "discovery: refused %r from %s: %s", device[:64], address, reason)
+        flood_log.warning(("refused", reason if reason in ("unknown device", "wrong key") else "other"), "discovery: refused %r from %s: %s", device[:64], address, reason)
         fx = self.hub.ward.auth_refused(device, address, f"discovery: {reason}")
         if fx:      # mostly nothing: the ward counts the attempt and records a row a minute
             task = asyncio.ensure_future(self.hub.apply(fx))

@@ -168,7 +168,7 @@ class TerminalSession:
             hello = session.accept_hello(frame)
         except ProtocolError as exc:
             reason = "wrong key" if exc.code == wardproto.E_AUTH else exc.message
-            flood_log.warning(("refused", reason), "refused %r from %s: %s (%s)", device, self.address, reason, exc.message)
+            flood_log.warning(("refused", reason if reason == "wrong key" else "other"), "refused %r from %s: %s (%s)", device, self.address, reason, exc.message)
             await hub.apply(hub.ward.auth_refused(device, self.address, reason))
             self.close(reason)
             return False
