@@ -29,6 +29,9 @@ log = logging.getLogger("wardcall.terminals")
 flood_log = RateLimitedLog(log)     # every line a peer can cause goes through this
 
 MAX_WRITE_BUFFER = 256 * 1024     # a peer that stops reading is cut off rather than buffered forever
+LISTEN_BACKLOG = 4096            # the kernel's queue: a whole ward reconnects at once after an outage
+ACCEPT_BATCH = 64                # asyncio accepts this many per wake-up (its `backlog`), so a burst is
+                                 # capped connection by connection, not after thousands of accepts
 PENDING_SHARE = 4                 # by default a quarter of the descriptor limit for pending connections
 PENDING_MIN = 64
 OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -338,8 +341,11 @@ class TerminalServer:
             install_loop_error_handler(loop)
         log.info("terminal connections before a handshake: at most %d, %d per address (open files limit %d)",
                  self.pending.total, self.pending.per_address, descriptor_limit())
-        # a deep backlog: a whole ward reconnects at once after a network or host outage
-        self.server = await asyncio.start_server(self._accept, host, port, limit=wardproto.MAX_FRAME * 4, backlog=4096)
+        self.server = await asyncio.start_server(self._accept, host, port, limit=wardproto.MAX_FRAME * 4,
+                                                 backlog=ACCEPT_BATCH)
+        for sock in self.server.sockets:
+            with sock.dup() as listening:       # the same socket: a deep queue in the kernel
+                listening.listen(LISTEN_BACKLOG)
         return self.server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

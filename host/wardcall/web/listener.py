@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from typing import Any, Callable
 
@@ -25,7 +26,7 @@ from aiohttp import web
 
 from ..config import Network
 from ..ratelog import RateLimitedLog
-from ..terminal_server import descriptor_limit
+from ..terminal_server import ACCEPT_BATCH, descriptor_limit
 from ..ward.terminals import source_of
 
 log = logging.getLogger("wardcall.web")
@@ -38,6 +39,36 @@ TIMED_BODY = 1024 * 1024        # bodies up to this must arrive in time; larger 
 
 # where a connection is in its current request
 HEAD, BODY, IDLE, STREAM, UNTRACKED = "head", "body", "idle", "stream", "untracked"
+
+
+class RateLimitFilter(logging.Filter):
+    """aiohttp logs each malformed request (with a traceback at debug level): at most one record
+    per logger, level and message per period."""
+
+    def __init__(self, period_s: float = 10.0, max_keys: int = 1024) -> None:
+        super().__init__()
+        self.period_s = period_s
+        self.max_keys = max_keys
+        self._last: dict[tuple[str, int, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, str(record.msg))
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.period_s:
+            return False
+        self._last.pop(key, None)
+        self._last[key] = now
+        if len(self._last) > self.max_keys:
+            del self._last[next(iter(self._last))]
+        return True
+
+
+def limit_aiohttp_logs() -> None:
+    for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RateLimitFilter) for f in logger.filters):
+            logger.addFilter(RateLimitFilter())
 
 
 def http_limits(network: Network) -> tuple[int, int]:
@@ -188,8 +219,9 @@ class ApiListener:
 
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
+        # asyncio accepts `backlog` connections per wake-up: a small batch keeps the caps exact
         self.server = await loop.create_server(lambda: GuardedConnection(self, self.protocol_factory()), host, port,
-                                               backlog=1024)
+                                               backlog=ACCEPT_BATCH)
         self.port = self.server.sockets[0].getsockname()[1]
         log.info("console API connections: at most %d, %d per address; request heads within %g s",
                  self.total, self.per_address, self.header_timeout_s)
@@ -237,6 +269,7 @@ async def start_api_listener(runner: web.BaseRunner, host: str, port: int, netwo
     server: Any = runner.server
     if server is None:
         raise RuntimeError("the runner is not set up (await runner.setup() first)")
+    limit_aiohttp_logs()
     listener = ApiListener(server, network)
     await listener.start(host, port)
     return listener

@@ -1,0 +1,162 @@
+"""Connection exhaustion against the real `wardcall serve` started under the descriptor limit most
+services get by default (1024): thousands of idle connections to the terminal port and hundreds
+of slow HTTP clients from other loopback addresses. A real terminal still connects and its call
+reaches a console, the console API still answers, and the server log stays small."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import resource
+import socket
+import subprocess
+import time
+
+import pytest
+
+from tests.fixtures.host import WardServer
+from tests.security.flooders import OTHER_MACHINES
+from wardcall.client import find_call
+from wardcall.protocol import wardproto as wp
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(180)]
+
+NOFILE = 1024
+LOG_LIMIT = 200_000             # bytes: a flood must not write the log full
+
+
+@pytest.fixture
+def limited_server(monkeypatch):
+    """Start a ward's server with RLIMIT_NOFILE set to (NOFILE, NOFILE) in the child only."""
+    servers: list[WardServer] = []
+
+    def start(ward) -> WardServer:
+        def limit() -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+        with monkeypatch.context() as m:
+            m.setattr(subprocess, "Popen", functools.partial(subprocess.Popen, preexec_fn=limit))
+            server = WardServer(ward)
+            servers.append(server)
+            server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+        print(f"--- {server.log_path} (last 40 lines) ---")
+        print("\n".join(server.log_text().splitlines()[-40:]))
+
+
+def open_idle(port: int, count: int, sources: list[str]) -> list[socket.socket]:
+    """`count` TCP connections that never send a byte, spread over `sources`."""
+    socks = []
+    for n in range(count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        s.bind((sources[n % len(sources)], 0))
+        s.connect_ex(("127.0.0.1", port))
+        socks.append(s)
+    return socks
+
+
+def open_slow_http(port: int, count: int, sources: list[str]) -> list[socket.socket]:
+    """`count` HTTP requests whose head never ends (slow clients: a header line now and then)."""
+    socks = []
+    for n in range(count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((sources[n % len(sources)], 0))
+        s.settimeout(2)
+        try:
+            s.connect(("127.0.0.1", port))
+            s.send(b"GET /api/health HTTP/1.1\r\nHost: ward\r\n")
+        except OSError:
+            pass                    # dropped at once by the host: still a slow client's try
+        s.setblocking(False)
+        socks.append(s)
+    return socks
+
+
+def drip(socks: list[socket.socket], data: bytes = b"X-Slow: 1\r\n") -> None:
+    for s in socks:
+        with contextlib.suppress(OSError):
+            s.send(data)
+
+
+def close_all(socks: list[socket.socket]) -> None:
+    for s in socks:
+        s.close()
+
+
+def with_network_keys(ward, **keys) -> None:
+    text = ward.config_path.read_text()
+    extra = "".join(f"{k} = {v}\n" for k, v in keys.items())
+    ward.config_path.write_text(text.replace("[network]\n", "[network]\n" + extra, 1))
+
+
+async def test_idle_and_slow_connections_do_not_keep_out_a_terminal_or_the_console(make_ward, limited_server):
+    ward = make_ward(terminals=4, heartbeat_ms=500)
+    server = limited_server(ward)
+    early = ward.terminal(1)
+    await early.connect()
+    async with await server.login() as api, api.events() as console:
+        idle = await asyncio.to_thread(open_idle, ward.terminal_port, 3000, OTHER_MACHINES[:6])
+        slow = await asyncio.to_thread(open_slow_http, ward.api_port, 300, OTHER_MACHINES[6:])
+        try:
+            # a real terminal connects and its call reaches the console within the standard's 4 s
+            term = ward.terminal(0)
+            await asyncio.wait_for(term.connect(), 4)
+            drip(slow)
+            cid = await term.place_call(wp.PATIENT, timeout=4)
+            await console.wait_for(lambda s: find_call(s, term.device, cid), timeout=4)
+            # the API answers, to the console already there and to a new one
+            state = await asyncio.wait_for(api.state(), 4)
+            assert find_call(state, term.device, cid)
+            async with await asyncio.wait_for(server.login(), 4) as other:
+                assert find_call(await asyncio.wait_for(other.state(), 4), term.device, cid)
+            assert not early.closed.is_set(), "a terminal connected before the flood lost its session"
+            await early.place_call(wp.PATIENT, timeout=4)
+            drip(slow)
+        finally:
+            close_all(idle)
+            close_all(slow)
+        await term.close()
+    await early.close()
+    log = server.log_text()
+    assert len(log) < LOG_LIMIT, f"the server log grew to {len(log)} bytes"
+    assert "before a handshake: dropped the oldest" in log
+    assert "Traceback" not in log and "out of resources" not in log, log[-3000:]
+    assert server.proc.poll() is None
+
+
+async def test_out_of_descriptors_is_one_line_now_and_then_not_a_traceback_a_second(make_ward, limited_server):
+    """Caps set above what the descriptor limit allows: the process does run out of descriptors.
+    asyncio then pauses accepting (1 s at a time); what it reports is a rate-limited line."""
+    ward = make_ward(terminals=2, heartbeat_ms=500)
+    with_network_keys(ward, pending_connections_max=4000, pending_connections_per_address=4000)
+    server = limited_server(ward)
+    idle = await asyncio.to_thread(open_idle, ward.terminal_port, 3000, OTHER_MACHINES)
+    try:
+        deadline = time.monotonic() + 20
+        while "out of resources" not in server.log_text():
+            assert time.monotonic() < deadline, "the server never ran out of descriptors"
+            await asyncio.sleep(0.2)
+        started = time.monotonic()
+        while time.monotonic() - started < 6:      # several of asyncio's 1 s pauses
+            await asyncio.sleep(0.5)
+    finally:
+        close_all(idle)
+    # the flood gone (its connections end at the handshake timeout), a terminal connects
+    term = ward.terminal(0)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            await asyncio.wait_for(term.connect(), 3)
+            break
+        except (OSError, asyncio.TimeoutError, TimeoutError):
+            assert time.monotonic() < deadline, "no terminal could connect after the flood"
+    await term.place_call(wp.PATIENT, timeout=4)
+    await term.close()
+    log = server.log_text()
+    lines = [line for line in log.splitlines() if "out of resources" in line]
+    assert 1 <= len(lines) <= 3, lines
+    assert len(log) < LOG_LIMIT and "Traceback" not in log, log[-3000:]
