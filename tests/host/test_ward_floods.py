@@ -220,3 +220,27 @@ def test_rejected_frames_are_recorded_ten_a_minute_per_source(ward, clock):
     advance(ward, clock, 61)
     rows = [r for r in ward.tick().records if r.kind == "frame_rejected_summary"]
     assert ("a1", 490) in [(r.device, r.data["count"]) for r in rows]
+
+
+# ----- the pieces -----
+
+def test_record_gate_burst_then_one_count_a_period():
+    from wardcall.ward.flood import RecordGate
+    gate = RecordGate(period_s=60, burst=3)
+    assert [gate.admit("k", t) for t in (0, 1, 2)] == [0, 0, 0]       # the burst, recorded
+    assert [gate.admit("k", t) for t in range(3, 50)] == [None] * 47    # then only counted
+    assert gate.due(59) == []
+    assert gate.due(60) == [("k", 47, {})]                              # one summary at the period's end
+    assert gate.admit("k", 61) is None and gate.due(120) == [("k", 1, {})]
+    assert gate.due(181) == [] and "k" not in gate                      # quiet for a period: forgotten
+    assert gate.admit("k", 200) == 0
+
+
+def test_announce_token_bucket_per_source():
+    from wardcall.discovery import TokenBuckets
+    now = [0.0]
+    buckets = TokenBuckets(burst=5, rate=2, clock=lambda: now[0])
+    assert [buckets.take("a") for _ in range(7)] == [True] * 5 + [False] * 2
+    assert buckets.take("b")                      # another source has its own bucket
+    now[0] += 1.0                                 # two tokens back a second
+    assert [buckets.take("a") for _ in range(3)] == [True, True, False]

@@ -118,6 +118,8 @@ class CallRules(WardState):
                 fx.alarms[alarm_id] = (alarm, True)
             else:
                 self._alarm_updates.forget(alarm_id)
+        if len(self._alarm_updates) > 256:
+            self._alarm_updates.keep_only(self.alarms)
         for device, held, details in self._call_refusal_rows.due(now):
             self._record(fx, "call_refused_summary", device, count=held, period_s=FLOOD_RECORD_PERIOD_S, **details)
 

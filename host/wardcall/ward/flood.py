@@ -94,3 +94,11 @@ class AlarmCoalescer:
     def forget(self, alarm_id: str) -> None:
         self._last.pop(alarm_id, None)
         self._waiting.discard(alarm_id)
+
+    def keep_only(self, standing: set[str] | dict[str, Any]) -> None:
+        """Forget alarms that no longer stand (so months of sources do not pile up)."""
+        for alarm_id in [a for a in self._last if a not in standing]:
+            self.forget(alarm_id)
+
+    def __len__(self) -> int:
+        return len(self._last)
