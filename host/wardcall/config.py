@@ -83,7 +83,7 @@ class Network:
     api_port: int = 7380
     # limits (docs/HOST.md, "Limits"); 0 = derived from the process's descriptor limit
     pending_connections_max: int = 0           # terminal connections before their first authentic frame
-    pending_connections_per_address: int = 2048
+    pending_connections_per_address: int = 0   # 0 = the same as the total
     http_connections_max: int = 0
     http_connections_per_address: int = 128
     http_header_timeout_s: float = 10.0        # a request head must arrive within this

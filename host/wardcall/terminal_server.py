@@ -30,8 +30,7 @@ flood_log = RateLimitedLog(log)     # every line a peer can cause goes through t
 
 MAX_WRITE_BUFFER = 256 * 1024     # a peer that stops reading is cut off rather than buffered forever
 LISTEN_BACKLOG = 4096            # the kernel's queue: a whole ward reconnects at once after an outage
-ACCEPT_BATCH = 64                # asyncio accepts this many per wake-up (its `backlog`), so a burst is
-                                 # capped connection by connection, not after thousands of accepts
+ACCEPT_BATCH = 64                # the console API's listener accepts this many per wake-up
 PENDING_SHARE = 4                 # by default a quarter of the descriptor limit for pending connections
 PENDING_MIN = 64
 OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -44,10 +43,19 @@ def descriptor_limit() -> int:
 
 
 def pending_limits(network: Network) -> tuple[int, int]:
-    """(in total, per source address) for terminal connections before their first authentic frame."""
+    """(in total, per source address) for terminal connections before their first authentic frame.
+    Per address defaults to the total: emulated boards and the load generator all connect from
+    127.0.0.1; dropping from the busiest address first keeps a flood from hurting the others."""
     total = network.pending_connections_max or max(PENDING_MIN, descriptor_limit() // PENDING_SHARE)
     per_address = min(network.pending_connections_per_address or total, total)
     return total, per_address
+
+
+def accept_batch() -> int:
+    """How many connections asyncio accepts per wake-up (its `backlog` argument): enough to
+    keep up with a ward reconnecting at once, few enough that the descriptors they take before
+    the caps see them cannot run out (a sixteenth of the limit, 64 … 1024)."""
+    return min(1024, max(ACCEPT_BATCH, descriptor_limit() // 16))
 
 
 def install_loop_error_handler(loop: asyncio.AbstractEventLoop) -> None:
@@ -342,7 +350,7 @@ class TerminalServer:
         log.info("terminal connections before a handshake: at most %d, %d per address (open files limit %d)",
                  self.pending.total, self.pending.per_address, descriptor_limit())
         self.server = await asyncio.start_server(self._accept, host, port, limit=wardproto.MAX_FRAME * 4,
-                                                 backlog=ACCEPT_BATCH)
+                                                 backlog=accept_batch())
         for sock in self.server.sockets:
             with sock.dup() as listening:       # the same socket: a deep queue in the kernel
                 listening.listen(LISTEN_BACKLOG)
