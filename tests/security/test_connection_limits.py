@@ -222,3 +222,25 @@ async def test_http_heads_and_bodies_have_deadlines_and_connections_a_cap(make_w
     # aiohttp reports the login handler's body read cut short as an error with a traceback: once
     # (its records are rate-limited); web/errors.py json_body could turn it into a quiet 400
     assert log.count("Traceback") <= 1 and len(log) < 50_000, log[-3000:]
+
+
+async def test_terminal_connections_before_a_handshake_are_capped_per_address(make_ward, ward_server_factory):
+    ward = make_ward(terminals=2, heartbeat_ms=500)
+    with_network_keys(ward, pending_connections_per_address=8)
+    server = ward_server_factory(ward)
+
+    def scenario() -> tuple[int, int]:
+        other = open_idle(ward.terminal_port, 4, OTHER_MACHINES[1:2])
+        many = open_idle(ward.terminal_port, 20, OTHER_MACHINES[:1])
+        time.sleep(0.5)             # well within the 5 s handshake timeout: only the cap closes any
+        closed_many = len(select.select(many, [], [], 0)[0])
+        closed_other = len(select.select(other, [], [], 0)[0])
+        close_all(many + other)
+        return closed_many, closed_other
+    closed_many, closed_other = await asyncio.to_thread(scenario)
+    assert (closed_many, closed_other) == (12, 0)
+    term = ward.terminal(0)         # from 127.0.0.1, its own address
+    await term.connect()
+    await term.place_call(wp.PATIENT)
+    await term.close()
+    assert "connections from 127.0.0.2 before a handshake: dropped the oldest" in server.log_text()
