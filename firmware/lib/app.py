@@ -59,9 +59,8 @@ class App:
         sup.on_restart = self._restarted
         sup.every(self._tick)
         import otaboot
-        if otaboot.in_trial():         # a new firmware on trial: confirm it once online
-            from ota import Trial
-            sup.every(Trial(self.link).tick)
+        if otaboot.in_trial():         # a new firmware on trial: the boot chain confirms it once online
+            sup.every(otaboot.Trial(self.link).tick)
         self._flash_fault = False
         self._low_mem = False
         self._mem_peak = 0

@@ -58,6 +58,8 @@ class Commands:
             return 1, "silenced", None
         if CMD_OTA_BEGIN <= cmd <= CMD_OTA_STATUS:
             if self.ota is None:
+                import gc
+                gc.collect()           # the receiver's import (compiled here if sent as .py) wants room
                 from ota import Receiver
                 self.ota = Receiver(self.calls.outbox)
             return self.ota.handle(cmd, arg)

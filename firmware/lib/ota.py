@@ -1,50 +1,28 @@
-# Over-the-air update, the receiving half (docs/PROTOCOL.md, "Over-the-air update"): host
-# commands CMD_OTA_* stage the new files under .ota/new/ (each checked for size and SHA-256, the
-# total bounded by the free flash); CMD_OTA_COMMIT writes .ota/state.json "pending" and reboots,
-# and boot.py (otaboot.boot) swaps them in for a trial. Trial.tick confirms the new firmware once
-# it has been online for a few heartbeats. Loaded only when the host sends an OTA command (or in
-# a trial), so it costs no heap otherwise. This module may itself be updated: a broken new one
-# never confirms, and otaboot (never updated) rolls back.
+# Over-the-air update, the receiving half (docs/PROTOCOL.md section 12; the wire rules are in
+# otaproto). BEGIN carries the signed statement's fields and the signature, checked with the
+# ward's public key (KEY_FILE, installed by `wardcall deploy`) by the boot chain's otacheck before
+# anything is written: a slice of that check with each OTA command, so that no call waits for the
+# whole of it. Every file is declared, and the declarations must hash to the signed manifest
+# digest, before the first chunk is taken; each file is checked for size and SHA-256 as it
+# completes. COMMIT writes .ota/state.json "pending" and reboots; boot.py (otaboot.boot) checks it
+# all again and swaps the files in for a trial. Loaded only when the host sends an OTA command, so
+# it costs no heap otherwise. This module may itself be updated: the checks that matter are
+# repeated by the boot chain (never updated), and a new firmware that does not confirm is rolled
+# back.
 from micropython import const
 import os
-import json
-import time
-import struct
 import hashlib
-import binascii
 
 import otaboot as B
+import otacheck as C
+import otaproto as O
 from log import log
 from version import VERSION
 from wardproto import (CMD_OTA_BEGIN, CMD_OTA_FILE, CMD_OTA_CHUNK, CMD_OTA_COMMIT, CMD_OTA_ABORT,
                        CMD_OTA_STATUS)
 
-MAX_TOTAL = const(524288)      # bytes in one update
-RESERVE = const(32768)         # flash that must stay free beside the staged files
-MAX_FILES = const(64)
-MIN_TRIAL_S = const(5)
-MAX_TRIAL_S = const(600)
-CONFIRM_MS = const(2000)       # online this long (and >= 3 heartbeats) before confirming
-
-
-def valid_path(p):
-    """A module under lib/ (x.py or x.mpy), plain ASCII names, never a protected module."""
-    if not isinstance(p, str) or not p.startswith("lib/") or len(p) > 64:
-        return False
-    if ".." in p or "//" in p or p.endswith("/"):
-        return False
-    for c in p:
-        o = ord(c)
-        if not (48 <= o <= 57 or 65 <= o <= 90 or 97 <= o <= 122 or c in "_-./"):
-            return False
-    name = p[p.rfind("/") + 1:]
-    if name.endswith(".mpy"):
-        stem = name[:-4]
-    elif name.endswith(".py"):
-        stem = name[:-3]
-    else:
-        return False
-    return bool(stem) and stem not in B.PROTECTED
+_WHY_MAX = const(120)
+_CHECK_STEPS = const(2)        # slices of the signature check per command (17 in all)
 
 
 def free_bytes():
@@ -55,8 +33,8 @@ def free_bytes():
         return None
 
 
-def _int(v, lo, hi):
-    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+def _ascii(text, limit):
+    return "".join([c for c in text[:limit] if 32 <= ord(c) < 127 and c != '"' and c != "\\"])
 
 
 class Receiver:
@@ -66,193 +44,204 @@ class Receiver:
 
     def _clear(self):
         self.id = None
-        self.version = ""
-        self.n = 0
-        self.size = 0
-        self.trial_s = 60
-        self.files = []            # declared: [path, size, sha256 hex]
-        self.cur = 0               # the file being received
-        self.off = 0               # bytes of it written and hashed
+        self.hdr = None             # the BEGIN header
+        self.sig = b""
+        self.check = None           # otacheck.SignatureCheck of the BEGIN's signature
+        self.files = []             # declared: [path, size, sha256 hex]
+        self.decl = None            # SHA-256 of the declarations so far (the manifest digest)
+        self.verified = False       # signature good, every file declared, the manifest digest matched
+        self.cur = 0                # the file being received
+        self.off = 0                # bytes of it written and hashed
         self.h = None
 
+    def _discard(self):
+        B.rmtree(B.NEW)
+        self._clear()
+
     def handle(self, cmd, arg):
-        """(ok, detail, after) as commands.Commands.handle."""
+        """(ok, detail, after) as commands.Commands.handle; detail is an otaproto RESULT."""
         try:
             if cmd == CMD_OTA_BEGIN:
                 return self._begin(arg)
             if cmd == CMD_OTA_FILE:
+                self._advance()
                 return self._file(arg)
             if cmd == CMD_OTA_CHUNK:
+                self._advance()
                 return self._chunk(arg)
             if cmd == CMD_OTA_COMMIT:
                 return self._commit()
             if cmd == CMD_OTA_ABORT:
                 if self.id is not None:
-                    log("ota", "update %s aborted by the host" % self.version)
-                B.rmtree(B.NEW)
-                self._clear()
-                return 1, "aborted", None
+                    log("ota", "update %s aborted by the host" % self.hdr["v"])
+                self._discard()
+                return 1, O.result(O.R_ABORTED), None
             if cmd == CMD_OTA_STATUS:
                 return 1, self.status(), None
+            raise O.Refused(O.R_UNSUPPORTED, {"cmd": cmd})
+        except O.Refused as r:
+            return 0, r.detail(), None
         except OSError as e:
             log("ota", "flash error: %r" % (e,))
-            return 0, "flash error: %r" % (e,), None
-        return 0, "unsupported command %d" % cmd, None
+            return 0, O.result(O.R_FLASH, {"m": repr(e)}), None
+
+    def _advance(self):
+        """The next slices of the signature check; a signature that fails discards the update."""
+        check = self.check
+        if check is None or check.ok:
+            return
+        for _ in range(_CHECK_STEPS):
+            check.step()
+            if check.ok is not None:
+                break
+        if check.ok is False:
+            log("ota", "firmware %s refused: its signature does not verify" % self.hdr["v"])
+            self._discard()
+            raise O.Refused(O.R_BAD_SIGNATURE)
+        if check.ok:
+            log("ota", "firmware %s: signature verified" % self.hdr["v"])
+            self._ready()
+
+    def _ready(self):
+        """Once the signature is good and the whole manifest declared: chunks may come."""
+        if self.verified or not self.check.ok or len(self.files) < self.hdr["n"]:
+            return
+        self.verified = True
+        B.makedirs(B.NEW + "lib")
+        self._skip_empty()
 
     def status(self):
         st = B.read()
-        d = {"s": st.get("s", "idle"), "v": st.get("v", ""), "from": st.get("from", ""),
-             "run": VERSION}
+        d = {"s": st.get("s", "idle"), "v": st.get("v", ""), "from": st.get("from", ""), "run": VERSION,
+             "serial": C.installed_serial(), "key": C.key_state()}
         if self.id is not None:
-            d["rx"] = [self.cur, self.off]
+            d["rx"] = [len(self.files), self.cur, self.off]
         why = st.get("why", "")
-        text = json.dumps(d)
         if why:
-            room = 190 - len(text) - 10
-            if room > 0:
-                d["why"] = "".join([c for c in why[:room] if 32 <= ord(c) < 127 and c != '"' and c != "\\"])
-                text = json.dumps(d)
-        return text
+            d["why"] = _ascii(why, _WHY_MAX)
+        return O.result(O.R_STATUS, d)
 
     def _at(self):
-        return "at %d %d" % (self.cur, self.off)
+        return 1, O.result(O.R_AT, {"d": len(self.files), "f": self.cur, "o": self.off,
+                                    "sig": "ok" if self.check.ok else "checking"}), None
 
     def _begin(self, arg):
-        try:
-            m = json.loads(bytes(arg).decode())
-            version, n, size, pid = m["v"], m["n"], m["size"], m["id"]
-            trial_s = m.get("trial_s", 60)
-        except (ValueError, KeyError, TypeError, UnicodeError, AttributeError):
-            return 0, "bad OTA manifest", None
-        if not isinstance(version, str) or not 0 < len(version) <= 32 or not isinstance(pid, str) \
-                or not 0 < len(pid) <= 64 or not _int(n, 1, MAX_FILES) or not _int(size, 0, MAX_TOTAL) \
-                or not _int(trial_s, MIN_TRIAL_S, MAX_TRIAL_S):
-            return 0, "bad OTA manifest (limits: %d files, %d bytes, trial %d-%d s)" % (
-                MAX_FILES, MAX_TOTAL, MIN_TRIAL_S, MAX_TRIAL_S), None
+        hdr, sig = O.decode_begin(arg)
         if B.in_trial():
-            return 0, "busy: firmware %s is still on trial" % B.state.get("v"), None
-        if pid == self.id and n == self.n and size == self.size:
-            log("ota", "resuming update %s at file %d offset %d" % (version, self.cur, self.off))
-            return 1, self._at(), None
-        B.rmtree(B.NEW)
-        self._clear()
+            raise O.Refused(O.R_BUSY_TRIAL, {"v": B.state.get("v", "")})
+        stmt = O.begin_statement(hdr)
+        check = C.SignatureCheck(hdr["kid"], stmt, sig)
+        installed = C.installed_serial()
+        if hdr["serial"] <= installed:
+            log("ota", "refused firmware %s: serial %d, installed %d" % (hdr["v"], hdr["serial"], installed))
+            raise O.Refused(O.R_DOWNGRADE, {"serial": hdr["serial"], "installed": installed})
+        pid = O.package_id(stmt)
+        if pid == self.id:
+            log("ota", "resuming update %s at file %d offset %d" % (hdr["v"], self.cur, self.off))
+            self.hdr["trial_s"] = hdr["trial_s"]
+            self._advance()
+            return self._at()
+        self._discard()
         free = free_bytes()
-        if free is not None and size + RESERVE > free:
-            return 0, "not enough flash: %d bytes needed, %d free" % (size + RESERVE, free), None
-        self.id, self.version, self.n, self.size, self.trial_s = pid, version, n, size, trial_s
-        B.makedirs(B.NEW + "lib")
-        log("ota", "receiving firmware %s (%d file(s), %d bytes)" % (version, n, size))
-        return 1, self._at(), None
+        if free is not None and hdr["size"] + O.RESERVE > free:
+            raise O.Refused(O.R_NO_SPACE, {"need": hdr["size"] + O.RESERVE, "free": free})
+        self.id, self.hdr, self.sig, self.check = pid, hdr, sig, check
+        self.decl = hashlib.sha256()
+        log("ota", "receiving firmware %s (serial %d, %d file(s), %d bytes): checking its signature"
+            % (hdr["v"], hdr["serial"], hdr["n"], hdr["size"]))
+        self._advance()
+        return self._at()
 
     def _file(self, arg):
         if self.id is None:
-            return 0, "no update in progress", None
-        try:
-            i, path, size, sha = json.loads(bytes(arg).decode())
-        except (ValueError, TypeError, UnicodeError):
-            return 0, "bad file declaration", None
-        if not _int(i, 0, MAX_FILES) or not _int(size, 0, MAX_TOTAL) or not isinstance(sha, str) \
-                or len(sha) != 64:
-            return 0, "bad file declaration", None
-        if not valid_path(path):
-            return 0, "path %s may not be updated over the air" % path, None
-        if i != self.cur or i >= self.n:
-            return 0, "expected file %d" % self.cur, None
+            raise O.Refused(O.R_NOT_STARTED)
+        i, path, size, sha = O.decode_file(arg)
         if i < len(self.files):
             if self.files[i] != [path, size, sha]:
-                return 0, "file %d declared differently before" % i, None
-            return 1, "at %d" % self.off, None          # a resumed transfer
+                raise O.Refused(O.R_BAD_REQUEST, {"m": "file %d declared differently before" % i})
+            return self._at()                             # a resumed transfer, or waiting for the check
+        if i != len(self.files) or i >= self.hdr["n"]:
+            raise O.Refused(O.R_ORDER, {"d": len(self.files), "f": self.cur, "o": self.off})
         for f in self.files:
-            if f[0] == path or f[0] == B.twin(path):
-                return 0, "file %s twice" % path, None
-        if sum([f[1] for f in self.files]) + size > self.size:
-            return 0, "files exceed the declared size", None
+            if f[0] == path or f[0] == O.twin(path):
+                raise O.Refused(O.R_BAD_REQUEST, {"m": "file %s twice" % path})
+        total = size
+        for f in self.files:
+            total += f[1]
+        if total > self.hdr["size"]:
+            raise O.Refused(O.R_TOO_BIG, {"m": "files exceed the declared size"})
         self.files.append([path, size, sha])
-        self.off = 0
-        self.h = hashlib.sha256()
-        B.makedirs(B.NEW + path[:path.rfind("/")])
-        with open(B.NEW + path, "wb"):
-            pass
-        if size == 0:
-            return self._finish()
-        return 1, "at 0", None
+        self.decl.update(O.entry_line(path, size, sha))
+        if len(self.files) < self.hdr["n"]:
+            return self._at()
+        if O.hexstr(self.decl.digest()) != self.hdr["m"] or total != self.hdr["size"]:
+            log("ota", "firmware %s refused: the declared files are not the signed manifest" % self.hdr["v"])
+            self._discard()
+            raise O.Refused(O.R_MANIFEST)
+        self._ready()
+        return self._at()
 
-    def _finish(self):
-        path, size, sha = self.files[self.cur]
-        got = binascii.hexlify(self.h.digest()).decode()
-        self.h = None
-        if got != sha:
-            B.remove(B.NEW + path)
-            self.files.pop()
-            self.off = 0
-            log("ota", "%s refused: SHA-256 %s, expected %s" % (path, got[:16], sha[:16]))
-            return 0, "hash mismatch: %s" % path, None
-        self.cur += 1
-        self.off = 0
-        return 1, "done %d" % (self.cur - 1), None
+    def _skip_empty(self):
+        """Empty files are complete as soon as they are declared and verified."""
+        while self.cur < len(self.files) and self.files[self.cur][1] == 0:
+            path = self.files[self.cur][0]
+            B.makedirs(B.NEW + path[:path.rfind("/")])
+            with open(B.NEW + path, "wb"):
+                pass
+            if self.files[self.cur][2] != O.hexstr(hashlib.sha256(b"").digest()):
+                self._hash_mismatch(path)
+            self.cur += 1
+
+    def _hash_mismatch(self, path):
+        log("ota", "%s refused: its SHA-256 is not the signed one; update %s discarded" % (path, self.hdr["v"]))
+        self._discard()
+        raise O.Refused(O.R_HASH, {"path": path})
 
     def _chunk(self, arg):
-        if self.id is None or len(arg) < 6:
-            return 0, "no update in progress" if self.id is None else "short chunk", None
-        i, off = struct.unpack(">HI", bytes(arg[:6]))
-        n = len(arg) - 6
+        if self.id is None:
+            raise O.Refused(O.R_NOT_STARTED)
+        if len(self.files) < self.hdr["n"]:
+            raise O.Refused(O.R_UNDECLARED, {"d": len(self.files), "n": self.hdr["n"]})
+        if not self.verified:
+            raise O.Refused(O.R_CHECKING)
+        i, off, data = O.decode_chunk(arg)
+        n = len(data)
         if i < self.cur or (i == self.cur and off + n <= self.off and n):
-            return 1, self._at(), None                   # a chunk seen before (resent)
+            return self._at()                             # a chunk seen before (resent)
         if i != self.cur or i >= len(self.files) or off != self.off:
-            return 0, "expected %s" % self._at(), None
-        path, size, _ = self.files[i]
+            raise O.Refused(O.R_ORDER, {"d": len(self.files), "f": self.cur, "o": self.off})
+        path, size, sha = self.files[i]
         if off + n > size:
-            return 0, "chunk past the end of %s" % path, None
-        data = memoryview(arg)[6:]
-        with open(B.NEW + path, "ab") as f:
+            raise O.Refused(O.R_TOO_BIG, {"m": "chunk past the end of %s" % path})
+        if off == 0:
+            B.makedirs(B.NEW + path[:path.rfind("/")])
+            self.h = hashlib.sha256()
+        with open(B.NEW + path, "wb" if off == 0 else "ab") as f:
             f.write(data)
         self.h.update(data)
         self.off += n
         if self.off == size:
-            return self._finish()
-        return 1, "at %d" % self.off, None
+            got = O.hexstr(self.h.digest())
+            self.h = None
+            if got != sha:
+                self._hash_mismatch(path)
+            self.cur += 1
+            self.off = 0
+            self._skip_empty()
+        return self._at()
 
     def _commit(self):
         if self.id is None:
-            return 0, "no update in progress", None
-        if self.cur != self.n or len(self.files) != self.n:
-            return 0, "incomplete: %d of %d file(s)" % (self.cur, self.n), None
-        if sum([f[1] for f in self.files]) != self.size:
-            return 0, "the files do not add up to the declared size", None
+            raise O.Refused(O.R_NOT_STARTED)
+        if not self.verified or self.cur != len(self.files):
+            raise O.Refused(O.R_INCOMPLETE, {"f": self.cur, "n": self.hdr["n"]})
         if self.outbox is not None and len(self.outbox):
-            return 0, "busy: %d call event(s) not yet delivered" % len(self.outbox), None
-        st = {"s": "pending", "v": self.version, "from": VERSION,
-              "files": [f[0] for f in self.files], "trial_ms": self.trial_s * 1000}
-        B.write(st)
-        log("ota", "firmware %s committed: rebooting to install it" % self.version)
-        v = self.version
+            raise O.Refused(O.R_BUSY_CALLS, {"n": len(self.outbox)})
+        hdr = self.hdr
+        B.write({"s": "pending", "v": hdr["v"], "from": VERSION, "serial": hdr["serial"], "n": hdr["n"],
+                 "size": hdr["size"], "m": hdr["m"], "kid": hdr["kid"], "sig": O.hexstr(self.sig),
+                 "files": self.files, "trial_ms": hdr["trial_s"] * 1000})
+        log("ota", "firmware %s committed: rebooting to install it" % hdr["v"])
+        v = hdr["v"]
         self._clear()
-        return 1, "committed %s: rebooting" % v, "reboot"
-
-
-class Trial:
-    """Confirms a firmware on trial once the link has been online for a few heartbeats."""
-
-    def __init__(self, link):
-        self.link = link
-        self.since = None
-        self.done = False
-        log("ota", "firmware %s on trial (was %s)" % (VERSION, B.state.get("from") if B.state else "?"))
-
-    def tick(self):
-        if self.done:
-            return
-        link = self.link
-        if link is None or not link.online:
-            self.since = None
-            return
-        now = time.ticks_ms()
-        if self.since is None:
-            self.since = now
-            return
-        need = 3 * link.hb_ms
-        if need < CONFIRM_MS:
-            need = CONFIRM_MS
-        if time.ticks_diff(now, self.since) >= need:
-            self.done = True
-            B.confirm()
+        return 1, O.result(O.R_COMMITTED, {"v": v}), "reboot"

@@ -9,14 +9,44 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, load_config
+from .config import ConfigError, WardConfig, load_config
 from .demo import register as register_demo
 from .deploy.cli import register as register_deploy
 from .storage import StorageError, open_readonly
 
 
-def _config(args: argparse.Namespace):
+# `wardcall status` when no server of this ward answers (0: it runs; 2: a bad configuration)
+STATUS_NOT_RUNNING = 3
+
+
+def _config(args: argparse.Namespace) -> WardConfig:
     return load_config(Path(args.config))
+
+
+def _listed(names: list[str], most: int = 5) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _terminals_without_keys(config: WardConfig) -> list[str]:
+    """The ward's terminals that have no key in the keys file (ConfigError if it is unreadable)."""
+    from .devicekeys import load_keys
+    return sorted(set(config.terminals) - set(load_keys(config.secrets)))
+
+
+def _refuse_if_no_terminal_has_a_key(config: WardConfig, missing: list[str]) -> None:
+    """Terminals are provisioned but none has a key (the keys file is missing, or is another
+    ward's): the host would refuse every bed. That is a configuration error, before anything
+    starts. (Some without a key: the host starts for the others and logs the rest.)"""
+    if not config.terminals or len(missing) < len(config.terminals):
+        return
+    if not config.secrets.exists():
+        problem = "the device keys file is missing"
+    else:
+        problem = "the device keys file has no key for any terminal of the ward"
+    raise ConfigError(config.secrets, "", f"{problem}, but {config.path} has {len(missing)} terminal(s) "
+                      f"({_listed(missing)}): the host would refuse every one; restore the file from a "
+                      "backup, or give each terminal a new key (wardcall provision --rekey) and deploy it")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -24,20 +54,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     config = _config(args)
-    from .devicekeys import load_keys
-    load_keys(config.secrets)        # a bad keys file is a config error, reported before anything starts
+    # a bad keys file is a config error, reported before anything starts
+    _refuse_if_no_terminal_has_a_key(config, _terminals_without_keys(config))
     asyncio.run(serve(config, Path(args.ready_file) if args.ready_file else None))
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .devicekeys import load_keys
     config = _config(args)
-    keys = load_keys(config.secrets)
-    missing = sorted(set(config.terminals) - set(keys))
-    print(f"{config.path}: ward {config.ward}: {len(config.rooms)} room(s), {len(config.terminals)} terminal(s), {len(config.users)} user(s)")
+    missing = _terminals_without_keys(config)
+    _refuse_if_no_terminal_has_a_key(config, missing)
     if missing:
-        print(f"warning: no key in {config.secrets} for: {', '.join(missing)}")
+        raise ConfigError(config.secrets, "", f"no key for terminal(s) {_listed(missing)} of {config.path}: the host "
+                          "would refuse them; give each a key (wardcall provision --rekey) and deploy it")
+    print(f"{config.path}: ward {config.ward}: {len(config.rooms)} room(s), {len(config.terminals)} terminal(s), {len(config.users)} user(s)")
     return 0
 
 
@@ -87,14 +117,15 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .record_text import server_running, status_text
+    from .record_text import check_server, status_text
     config = _config(args)
     conn = open_readonly(config.database)
     while True:
-        text = status_text(config, conn, server_running(config))
+        server = check_server(config, conn)
+        text = status_text(config, conn, server)
         if not args.watch:
             sys.stdout.write(text)
-            return 0
+            return 0 if server.running else STATUS_NOT_RUNNING
         sys.stdout.write("\x1b[H\x1b[2J" + text)
         sys.stdout.flush()
         time.sleep(args.watch)

@@ -114,6 +114,14 @@ class Escalation:
     broadcast_kinds: frozenset[int] = frozenset()
 
 
+@dataclass(frozen=True)
+class OtaKeys:
+    """[ota]: the ward's update signing key pair (`wardcall update keygen`). The server and deploy
+    need only the public key; the private key is used by `wardcall update` on the technician's side."""
+    public_key: Path
+    private_key: Path
+
+
 @dataclass
 class WardConfig:
     path: Path
@@ -124,6 +132,7 @@ class WardConfig:
     timing: Timing
     escalation: Escalation
     shifts: list[tuple[str, int]]            # (name, start minute of the day), sorted
+    ota: OtaKeys
     console: Console = field(default_factory=Console)
     rooms: dict[str, Room] = field(default_factory=dict)
     terminals: dict[str, TerminalConfig] = field(default_factory=dict)
@@ -306,6 +315,11 @@ def parse_config(path: Path, data: dict[str, Any]) -> WardConfig:
     )
     esc.finish()
 
+    ota_r = top.sub("ota")
+    ota = OtaKeys(public_key=base / ota_r.get("public_key", str, f"{path.stem}.ota-public.pem"),
+                  private_key=base / ota_r.get("private_key", str, f"{path.stem}.ota-private.pem"))
+    ota_r.finish()
+
     sh = top.sub("shifts")
     shift_table = sh.table or DEFAULT_SHIFTS
     shifts = sorted(((name, _clock_minutes(path, f"[shifts] {name}", text)) for name, text in shift_table.items()), key=lambda s: s[1])
@@ -327,6 +341,7 @@ def parse_config(path: Path, data: dict[str, Any]) -> WardConfig:
 
     term_r = top.sub("terminals")
     terminals: dict[str, TerminalConfig] = {}
+    on_bed: dict[tuple[str, str], str] = {}          # (room, bed) -> the device there
     for device in term_r.table:
         if not DEVICE_ID_RE.match(device):
             raise term_r.error(None, f"device id {device!r} may use letters, digits, '.', '_' and '-' only (at most 64)")
@@ -337,6 +352,13 @@ def parse_config(path: Path, data: dict[str, Any]) -> WardConfig:
             raise t.error("room", f"room {room!r} is not defined under [rooms] (defined: {', '.join(rooms) or 'none'})")
         if bed and rooms[room].beds and bed not in rooms[room].beds:
             raise t.error("bed", f"bed {bed!r} is not one of room {room}'s beds ({', '.join(rooms[room].beds)})")
+        # two terminals on one bed: the console could not tell whose call it shows. Terminals
+        # of the room itself (no bed: a bathroom cord, a door) may be several.
+        if bed and (room, bed) in on_bed:
+            raise t.error("bed", f"room {room} bed {bed} already has terminal {on_bed[(room, bed)]}: "
+                                 f"{on_bed[(room, bed)]} and {device} cannot both be that bed")
+        if bed:
+            on_bed[(room, bed)] = device
         terminals[device] = TerminalConfig(device, room, bed)
         t.finish()
 
@@ -357,7 +379,7 @@ def parse_config(path: Path, data: dict[str, Any]) -> WardConfig:
 
     top.finish()
     return WardConfig(path=path, ward=ward_name, database=database, secrets=secrets, network=network,
-                      timing=timing, escalation=escalation, shifts=shifts, console=console, rooms=rooms,
+                      timing=timing, escalation=escalation, shifts=shifts, ota=ota, console=console, rooms=rooms,
                       terminals=terminals, users=users)
 
 

@@ -3,19 +3,24 @@ run the real firmware in the real MicroPython interpreter — for trying wardcal
 
 Everything lives in one folder (default var/demo/, made afresh each run). The demo reads simple
 commands on its standard input so you can press buttons on the emulated beds while you watch
-the console in a browser.
+the console in a browser. One demo at a time per folder: a second one refuses (exit status 2).
+It stops the host and the boards on quit, Ctrl-C, SIGTERM and SIGHUP, and when the host exits.
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from .deploy.build import stage
 from .checkout import REPO
@@ -23,17 +28,106 @@ from .passwords import hash_password
 from .provision import provision
 
 DEMO_USER = ("nurse", "nurse")   # demo only: a real ward sets its own users with `wardcall passwd`
+# one demo login per role (login = password), so every part of the console can be tried
+DEMO_USERS = {"nurse": ("Demo Nurse", "nurse"), "charge": ("Demo Charge Nurse", "charge_nurse"),
+              "tech": ("Demo Technician", "technician"), "admin": ("Demo Administrator", "admin")}
 READY_TIMEOUT_S = 20.0
 ONLINE_TIMEOUT_S = 30.0
-HELP = """\
-commands (type at this prompt; DEVICE is e.g. bed-101-1, or its number in the list above):
-  call DEVICE        tap the patient call button        assist DEVICE   staff assist button
-  presence DEVICE    tap the green presence button      code DEVICE     code blue button
-  hold DEVICE BUTTON hold a button 2.5 s (code blue is cleared by holding `code`)
-  cord DEVICE pulled|ok|unplugged                       the bathroom pull-cord
-  wifi DEVICE off|on cut or restore the bed's Wi-Fi     power DEVICE    power-cycle the bed
-  lamps DEVICE       show the bed's lamps and buzzer    help, quit
-"""
+LOCK_NAME = "demo.lock"          # in the demo folder: who runs there (flock, so a crash frees it)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+HOST_EXITED = signal.SIGUSR1     # the host watcher wakes the main thread (blocked in input()) with it
+BUTTONS = ("call", "presence", "assist", "code")
+SHOWN_CHARS = 40                 # of a word the user typed, in an error line
+
+
+class DemoError(Exception):
+    """The demo cannot start or cannot go on: one line for the user, and the exit status."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# ----------------------------------------------------------------------------------------------
+# the prompt's commands
+
+
+@dataclass(frozen=True)
+class Verb:
+    usage: str                       # as the usage line shows it
+    what: str                        # for help
+    choices: tuple[str, ...] = ()    # the values of its second word, if it takes one
+    needs_bed: bool = True
+
+
+VERBS: dict[str, Verb] = {
+    "call": Verb("call BED", "tap the patient call button"),
+    "assist": Verb("assist BED", "tap the staff assist button"),
+    "presence": Verb("presence BED", "tap the green presence button"),
+    "code": Verb("code BED", "tap the code blue button"),
+    "hold": Verb("hold BED " + "|".join(BUTTONS), "hold a button 2.5 s (code blue is cleared by holding code)", BUTTONS),
+    "cord": Verb("cord BED pulled|ok|unplugged", "the bathroom pull-cord", ("pulled", "ok", "unplugged")),
+    "wifi": Verb("wifi BED off|on", "cut or restore the bed's Wi-Fi", ("off", "on")),
+    "power": Verb("power BED", "power-cycle the bed"),
+    "lamps": Verb("lamps BED", "show the bed's lamps and buzzer"),
+    "help": Verb("help", "this list", needs_bed=False),
+    "quit": Verb("quit", "stop the demo ward (also: exit, Ctrl-C, Ctrl-D)", needs_bed=False),
+}
+ALIASES = {"exit": "quit", "?": "help"}
+HELP = ("commands (BED is a bed's number in the list above, or its name such as bed-101-1):\n"
+        + "".join(f"  {verb.usage:<36} {verb.what}\n" for verb in VERBS.values()))
+
+
+@dataclass(frozen=True)
+class Command:
+    verb: str
+    bed: str | None = None           # the device id
+    arg: str | None = None           # one of its Verb's choices
+
+
+class UsageError(ValueError):
+    """A prompt line that is not a command: its one-line message says what is wrong."""
+
+
+def _shown(word: str) -> str:
+    return repr(word if len(word) <= SHOWN_CHARS else word[:SHOWN_CHARS] + "…")
+
+
+def _bed(ref: str, beds: Sequence[str]) -> str:
+    if ref.isdecimal() and len(ref) <= 6 and 1 <= int(ref) <= len(beds):
+        return beds[int(ref) - 1]
+    if ref in beds:
+        return ref
+    if not beds:
+        raise UsageError("there are no beds")
+    numbers, names = ("1", beds[0]) if len(beds) == 1 else (f"1-{len(beds)}", f"{beds[0]} … {beds[-1]}")
+    raise UsageError(f"no bed {_shown(ref)} (beds: {numbers}, or by name: {names})")
+
+
+def parse_command(line: str, beds: Sequence[str]) -> Command | None:
+    """One prompt line as a Command (None for an empty line); UsageError with one line of text
+    for anything else. Pure: it presses nothing."""
+    words = line.split()
+    if not words:
+        return None
+    name = ALIASES.get(words[0].lower(), words[0].lower())
+    verb = VERBS.get(name)
+    if verb is None:
+        raise UsageError(f"unknown command {_shown(words[0])}; type help")
+    args = words[1:]
+    if len(args) != int(verb.needs_bed) + int(bool(verb.choices)):
+        raise UsageError(f"usage: {verb.usage}")
+    bed = _bed(args[0], beds) if verb.needs_bed else None
+    arg = None
+    if verb.choices:
+        arg = args[1].lower()
+        if arg not in verb.choices:
+            raise UsageError(f"usage: {verb.usage}   ({_shown(args[1])} is not one of {', '.join(verb.choices)})")
+    return Command(name, bed, arg)
+
+
+# ----------------------------------------------------------------------------------------------
+# the demo folder and its lock
 
 
 def firmware_files(cfg: dict[str, Any] | None, compiled: bool = True) -> dict[str, Any]:
@@ -47,6 +141,65 @@ def firmware_files(cfg: dict[str, Any] | None, compiled: bool = True) -> dict[st
     if cfg is not None:
         files["config.json"] = json.dumps(cfg)
     return files
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _write_holder(fd: int, holder: dict[str, Any]) -> None:
+    data = json.dumps(holder).encode()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+
+
+def take_lock(folder: Path, console: str) -> int:
+    """Lock the demo folder for this process: fcntl.flock on FOLDER/demo.lock, which the kernel
+    releases when the process ends however it ends (a crashed demo never blocks the next). The
+    host inherits the lock's file, so a host left running by a killed demo still holds it.
+    Raises DemoError (status 2) naming who holds it; returns the lock's file descriptor."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read_holder(fd)
+        os.close(fd)
+        console_url = holder.get("console", "?")
+        if not _alive(holder.get("pid")) and _alive(holder.get("host_pid")):
+            raise DemoError(f"the host of a demo that was killed still runs in {folder} (pid {holder['host_pid']}, "
+                            f"console {console_url}); stop it (kill {holder['host_pid']}) and start again", 2) from None
+        raise DemoError(f"a demo is already running in {folder} (pid {holder.get('pid', '?')}, console {console_url}); "
+                        "quit it first, or start this one with another --dir and --api-port", 2) from None
+    _write_holder(fd, {"pid": os.getpid(), "console": console})
+    return fd
+
+
+def _clear(folder: Path) -> None:
+    """Empty the folder for a fresh demo, keeping only the lock this process holds."""
+    for entry in folder.iterdir():
+        if entry.name == LOCK_NAME:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _rooms(beds: int) -> list[tuple[str, str]]:
@@ -63,8 +216,9 @@ def write_ward(folder: Path, beds: int, api_port: int) -> Path:
         "[network]", 'terminal_host = "127.0.0.1"', "terminal_port = 0",
         'discovery_host = "127.0.0.1"', "discovery_port = 0",
         'api_host = "127.0.0.1"', f"api_port = {api_port}", "",
-        "[users.nurse]", 'name = "Demo Nurse"', f'password = "{hash_password(DEMO_USER[1])}"', "",
     ]
+    for login, (name, role) in DEMO_USERS.items():
+        lines += [f"[users.{login}]", f'name = "{name}"', f'password = "{hash_password(login)}"', f'role = "{role}"', ""]
     for room in rooms:
         room_beds = ", ".join(f'"{bed}"' for r, bed in places if r == room)
         lines += [f"[rooms.{room}]", f'name = "Room {room}"', f"beds = [{room_beds}]", ""]
@@ -73,36 +227,68 @@ def write_ward(folder: Path, beds: int, api_port: int) -> Path:
     return path
 
 
-def start_server(config: Path, folder: Path) -> tuple[subprocess.Popen, dict[str, Any]]:
+def start_server(config: Path, folder: Path, lock_fd: int | None = None) -> tuple[subprocess.Popen, dict[str, Any]]:
+    """`wardcall serve` for the demo, in its own session (Ctrl-C and a closed terminal reach the
+    demo, which stops the host in order), holding the demo's lock file."""
     ready = folder / "ready.json"
-    log = open(folder / "server.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "wardcall.cli", "serve", "--config", str(config),
-                             "--ready-file", str(ready)], stdout=log, stderr=subprocess.STDOUT)
-    log.close()
+    log_path = folder / "server.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "wardcall.cli", "serve", "--config", str(config),
+                                 "--ready-file", str(ready)], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                pass_fds=() if lock_fd is None else (lock_fd,))
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"wardcall demo: the host did not start; see {folder / 'server.log'}")
+            raise DemoError(f"the host did not start (exit status {proc.returncode}); its log: {log_path}")
         if ready.exists() and ready.stat().st_size:
             return proc, json.loads(ready.read_text())
         time.sleep(0.1)
     proc.kill()
-    raise SystemExit(f"wardcall demo: the host did not start within {READY_TIMEOUT_S:.0f} s; see {folder / 'server.log'}")
+    proc.wait(5)
+    raise DemoError(f"the host did not start within {READY_TIMEOUT_S:.0f} s; its log: {log_path}")
+
+
+def _exit_text(status: int) -> str:
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exit status {status}"
+
+
+# ----------------------------------------------------------------------------------------------
+# the demo ward
 
 
 class Demo:
-    def __init__(self, folder: Path, beds: int, api_port: int) -> None:
+    """The demo ward. on_host_exit is called (from a watcher thread) if the host exits while the
+    demo runs; host_status then holds its exit status."""
+
+    def __init__(self, folder: Path, beds: int, api_port: int, on_host_exit: Callable[[], None] | None = None) -> None:
         self.folder = folder
         self.beds = beds
         self.api_port = api_port
+        self.on_host_exit = on_host_exit
         self.server: subprocess.Popen | None = None
         self.fleet = None
         self.boards: dict[str, Any] = {}
+        self.host_status: int | None = None
+        self._lock_fd: int | None = None
+        self._stopping = False
+
+    @property
+    def console_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}/"
+
+    @property
+    def started(self) -> bool:
+        return self._lock_fd is not None
 
     def start(self) -> None:
-        if self.folder.exists():
-            shutil.rmtree(self.folder)
-        self.folder.mkdir(parents=True)
+        self._lock_fd = take_lock(self.folder, self.console_url)
+        _clear(self.folder)
         config = write_ward(self.folder, self.beds, self.api_port)
         devices = []
         for room, bed in _rooms(self.beds):
@@ -111,7 +297,9 @@ class Demo:
                             wifi_ssid="demo-ward", wifi_password="demo-ward", host="127.0.0.1")
             devices.append(cfg)
         print(f"wardcall demo: ward written to {config}; starting the host …", flush=True)
-        self.server, ports = start_server(config, self.folder)
+        self.server, ports = start_server(config, self.folder, self._lock_fd)
+        _write_holder(self._lock_fd, {"pid": os.getpid(), "host_pid": self.server.pid, "console": self.console_url})
+        self._watch_host(self.server)
         sys.path.insert(0, str(REPO))          # the emulator lives in boards/emulator
         from boards.emulator.fleet import Fleet
         self.fleet = Fleet.start(self.folder / "fleet")
@@ -122,6 +310,19 @@ class Demo:
             self.boards[name] = self.fleet.add_board(name, files=firmware_files(cfg))
         print(f"wardcall demo: {len(devices)} emulated bed terminals started; waiting for them to come online …", flush=True)
         self._wait_online()
+
+    def _watch_host(self, server: subprocess.Popen) -> None:
+        def watch() -> None:
+            status = server.wait()
+            if not self._stopping:
+                self.host_status = status
+                if self.on_host_exit is not None:
+                    self.on_host_exit()
+        threading.Thread(target=watch, name="demo-host-watch", daemon=True).start()
+
+    def host_exit_text(self) -> str:
+        how = _exit_text(self.host_status) if self.host_status is not None else "still running"
+        return f"the host stopped ({how}); its log: {self.folder / 'server.log'}"
 
     def _wait_online(self) -> None:
         deadline = time.monotonic() + ONLINE_TIMEOUT_S
@@ -135,6 +336,7 @@ class Demo:
             print(f"wardcall demo: not yet online: {', '.join(sorted(pending))} (see {self.folder / 'fleet'})", flush=True)
 
     def stop(self) -> None:
+        self._stopping = True
         if self.fleet is not None:
             self.fleet.stop()
             self.fleet = None
@@ -144,49 +346,51 @@ class Demo:
                 self.server.wait(10)
             except subprocess.TimeoutExpired:
                 self.server.kill()
+                self.server.wait(5)
         self.server = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def banner(self) -> str:
         names = "\n".join(f"  {i + 1}. {name}" for i, name in enumerate(self.boards))
         return (f"\nwardcall demo ward is running.\n"
-                f"  console:  http://127.0.0.1:{self.api_port}/   login: {DEMO_USER[0]} / {DEMO_USER[1]}\n"
+                f"  console:  {self.console_url}   login: {DEMO_USER[0]} / {DEMO_USER[1]}"
+                f"  (also charge / charge, tech / tech, admin / admin)\n"
                 f"  beds:\n{names}\n  files:    {self.folder}\n\n{HELP}")
 
-    def _board(self, ref: str):
-        if ref.isdigit() and 1 <= int(ref) <= len(self.boards):
-            return list(self.boards.values())[int(ref) - 1]
-        if ref in self.boards:
-            return self.boards[ref]
-        raise ValueError(f"no bed {ref!r} (beds: {', '.join(self.boards)})")
-
     def command(self, line: str) -> str:
-        words = line.split()
-        if not words:
+        """Parse and carry out one prompt line; the reply to show (a usage line if it is not a
+        command; "" for an empty line or quit, which the prompt handles)."""
+        try:
+            command = parse_command(line, list(self.boards))
+        except UsageError as exc:
+            return str(exc)
+        if command is None or command.verb == "quit":
             return ""
-        verb, args = words[0].lower(), words[1:]
-        if verb == "help":
+        return self.execute(command)
+
+    def execute(self, command: Command) -> str:
+        if command.verb == "help":
             return HELP
-        if not args:
-            return f"{verb}: which bed? ({HELP.splitlines()[0]})"
-        board = self._board(args[0])
-        if verb in ("call", "presence", "assist", "code"):
-            board.tap(verb, ms=200)
-            return f"{board.name}: {verb} pressed"
-        if verb == "hold" and len(args) == 2:
-            board.tap(args[1], ms=2500)
-            return f"{board.name}: {args[1]} held"
-        if verb == "cord" and len(args) == 2 and args[1] in ("pulled", "ok", "unplugged"):
-            board.cord(args[1])
-            return f"{board.name}: cord {args[1]}"
-        if verb == "wifi" and len(args) == 2 and args[1] in ("on", "off"):
-            board.wifi(args[1] == "on")
-            return f"{board.name}: Wi-Fi {args[1]}"
-        if verb == "power":
+        board = self.boards[command.bed]
+        if command.verb in BUTTONS:
+            board.tap(command.verb, ms=200)
+            return f"{board.name}: {command.verb} pressed"
+        if command.verb == "hold":
+            board.tap(command.arg, ms=2500)
+            return f"{board.name}: {command.arg} held"
+        if command.verb == "cord":
+            board.cord(command.arg)
+            return f"{board.name}: cord {command.arg}"
+        if command.verb == "wifi":
+            board.wifi(command.arg == "on")
+            return f"{board.name}: Wi-Fi {command.arg}"
+        if command.verb == "power":
             board.power_cycle()
             return f"{board.name}: power-cycled"
-        if verb == "lamps":
-            return f"{board.name}: " + ", ".join(f"{name} {_level(out)}" for name, out in sorted(board.outputs().items()))
-        return f"unknown command {line!r}; type help"
+        assert command.verb == "lamps", command
+        return f"{board.name}: " + ", ".join(f"{name} {_level(out)}" for name, out in sorted(board.outputs().items()))
 
 
 def _level(output: Any) -> str:
@@ -195,44 +399,88 @@ def _level(output: Any) -> str:
     return "on" if value else "off"
 
 
+# ----------------------------------------------------------------------------------------------
+# `wardcall demo`
+
+
+def _say(text: str, err: bool = False) -> None:
+    """Print, unless the terminal is gone (after SIGHUP): stopping the ward matters more."""
+    try:
+        print(text, file=sys.stderr if err else sys.stdout, flush=True)
+    except OSError:
+        pass
+
+
+def _prompt(demo: Demo) -> None:
+    """Read commands until quit, end of input, or (raised from a signal handler) a stop."""
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="replace")       # a stray byte is a bad command, not a crash
+    while True:
+        try:
+            line = input("wardcall> ")
+        except (EOFError, OSError):                    # Ctrl-D, or the terminal went away
+            return
+        try:
+            command = parse_command(line, list(demo.boards))
+        except UsageError as exc:
+            _say(str(exc))
+            continue
+        if command is None:
+            continue
+        if command.verb == "quit":
+            return
+        try:
+            reply = demo.execute(command)
+        except Exception as exc:  # the emulator refused (a board restarting …): the ward goes on
+            first = (str(exc).splitlines() or [""])[0]
+            reply = f"{command.bed or command.verb}: not done ({type(exc).__name__}: {first})"
+        _say(reply)
+
+
 def run(args: argparse.Namespace) -> int:
-    folder = Path(args.dir).resolve()
-    demo = Demo(folder, args.beds, args.api_port)
+    main_thread = threading.main_thread().ident
+    demo = Demo(Path(args.dir).resolve(), args.beds, args.api_port,
+                on_host_exit=lambda: signal.pthread_kill(main_thread, HOST_EXITED))
+
+    def stop_signal(signum: int, frame: Any) -> None:
+        raise DemoError(f"{signal.Signals(signum).name}: stopping the ward", 128 + signum)
+
+    def host_exited(signum: int, frame: Any) -> None:
+        raise DemoError(demo.host_exit_text(), 1)
+
+    handlers = {sig: stop_signal for sig in STOP_SIGNALS}
+    handlers[HOST_EXITED] = host_exited
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    status = 0
     try:
         demo.start()
-        print(demo.banner(), flush=True)
-        interactive = sys.stdin is not None and sys.stdin.isatty()
-        while True:
-            if interactive:
-                try:
-                    line = input("wardcall> ")
-                except EOFError:
-                    break
-                if line.strip() in ("quit", "exit"):
-                    break
-                try:
-                    reply = demo.command(line)
-                except Exception as exc:  # a bad demo command must not stop the ward
-                    reply = f"error: {exc}"
-                if reply:
-                    print(reply, flush=True)
-            else:
-                if demo.server is None or demo.server.poll() is not None:
-                    print("wardcall demo: the host stopped", flush=True)
-                    return 1
-                time.sleep(1.0)
+        _say(demo.banner())
+        if sys.stdin is not None and sys.stdin.isatty():
+            _prompt(demo)
+        else:
+            while True:                                # no terminal: run until a signal or the host's exit
+                time.sleep(3600)
+    except DemoError as exc:
+        _say(f"wardcall demo: {exc}", err=True)
+        status = exc.status
     except KeyboardInterrupt:
         pass
     finally:
-        print("\nwardcall demo: stopping …", flush=True)
+        for sig in (*handlers, signal.SIGINT):         # stopping is not to be interrupted
+            signal.signal(sig, signal.SIG_IGN)
+        if demo.started:
+            _say("\nwardcall demo: stopping …")
         demo.stop()
-    return 0
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    return status
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="run a demo ward: the host plus emulated bed terminals",
-                              description=__doc__)
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--beds", type=int, default=6, help="number of emulated bed terminals (default 6)")
     p.add_argument("--api-port", type=int, default=7380, help="the console's port (default 7380)")
-    p.add_argument("--dir", default=str(REPO / "var" / "demo"), help="working folder (made afresh)")
+    p.add_argument("--dir", default=str(REPO / "var" / "demo"), help="working folder (made afresh; one demo at a time)")
     p.set_defaults(func=run)

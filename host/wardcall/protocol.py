@@ -1,7 +1,8 @@
-"""The shared wire protocol, loaded from firmware/lib/wardproto.py (the one implementation).
+"""The shared wire protocol, loaded from firmware/lib/wardproto.py and firmware/lib/otaproto.py
+(the one implementation of each).
 
-The host must run the very file the terminals run, so it is loaded from the repository path and
-registered as the module ``wardproto``; nothing here re-implements a byte of it.
+The host must run the very files the terminals run, so they are loaded from the repository path
+and registered as the modules ``wardproto`` and ``otaproto``; nothing here re-implements a byte.
 """
 from __future__ import annotations
 
@@ -13,22 +14,24 @@ from types import ModuleType
 from .checkout import FIRMWARE
 
 WARDPROTO_PATH = FIRMWARE / "lib" / "wardproto.py"
+OTAPROTO_PATH = FIRMWARE / "lib" / "otaproto.py"
 
 
-def _load() -> ModuleType:
-    existing = sys.modules.get("wardproto")
-    if existing is not None and Path(getattr(existing, "__file__", "") or "").resolve() == WARDPROTO_PATH.resolve():
+def _load(name: str, path: Path) -> ModuleType:
+    existing = sys.modules.get(name)
+    if existing is not None and Path(getattr(existing, "__file__", "") or "").resolve() == path.resolve():
         return existing
-    spec = importlib.util.spec_from_file_location("wardproto", WARDPROTO_PATH)
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load the wire protocol from {WARDPROTO_PATH}")
+        raise ImportError(f"cannot load {name} from {path}")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["wardproto"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
-wardproto = _load()
+wardproto = _load("wardproto", WARDPROTO_PATH)
+otaproto = _load("otaproto", OTAPROTO_PATH)      # after wardproto: its chunk_size() imports it
 ProtocolError = wardproto.ProtocolError
 
 KIND_NAMES: dict[int, str] = {kind: spec[0] for kind, spec in wardproto.KINDS.items()}

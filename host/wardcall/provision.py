@@ -64,8 +64,13 @@ def provision(config_path: Path, device: str, room: str, bed: str, out_dir: Path
     if room not in config.rooms:
         raise ProvisionError(f"{config_path}: room {room!r} is not defined under [rooms] (defined: {', '.join(config.rooms) or 'none'})")
     beds = config.rooms[room].beds
+    if beds and not bed and existing is None:
+        raise ProvisionError(f"{config_path}: room {room} has beds {', '.join(beds)}: say which one this terminal is with --bed")
     if bed and beds and bed not in beds:
         raise ProvisionError(f"{config_path}: bed {bed!r} is not one of room {room}'s beds ({', '.join(beds)})")
+    taken = next((t.device for t in config.terminals.values() if bed and (t.room, t.bed) == (room, bed) and t.device != device), None)
+    if taken is not None:
+        raise ProvisionError(f"{config_path}: room {room} bed {bed} already has terminal {taken}")
     load_keys(config.secrets)        # refuse early if the keys file is unreadable or too open
     key_hex = new_key()
     # the key first: a key without a terminal entry is harmless, a terminal without a key is refused

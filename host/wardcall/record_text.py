@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 from .config import WardConfig
@@ -40,18 +42,44 @@ def recent_events(conn: sqlite3.Connection, after_id: int = 0, last: int | None 
     return list(conn.execute("SELECT * FROM events WHERE id > ? ORDER BY id", (after_id,)))
 
 
-def server_running(config: WardConfig) -> bool:
+@dataclass(frozen=True)
+class ServerCheck:
+    """Whether this ward's server answers: `running` only when its /api/health names this
+    ward and the run of the latest server start in the record; `text` says what was found."""
+    running: bool
+    text: str
+
+
+def latest_server_start(conn: sqlite3.Connection) -> sqlite3.Row | None:
+    return conn.execute("SELECT run, data FROM events WHERE kind = 'server_started' ORDER BY id DESC LIMIT 1").fetchone()
+
+
+def check_server(config: WardConfig, conn: sqlite3.Connection, timeout: float = 2.0) -> ServerCheck:
     host = config.network.api_host if config.network.api_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    url = f"http://{host}:{config.network.api_port}/api/health"
     try:
-        with urllib.request.urlopen(f"http://{host}:{config.network.api_port}/api/health", timeout=1) as reply:
-            return reply.status == 200
-    except OSError:
-        return False
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
+            health = json.loads(reply.read(65536))
+    except urllib.error.HTTPError as exc:
+        return ServerCheck(False, f"NOT RUNNING (another program answers on {url}: HTTP {exc.code}; last known state)")
+    except OSError:              # refused or timed out
+        return ServerCheck(False, f"NOT RUNNING (nothing answers on {url}; last known state)")
+    except ValueError:
+        return ServerCheck(False, f"NOT RUNNING (another program answers on {url}; last known state)")
+    started = latest_server_start(conn)
+    if not isinstance(health, dict) or health.get("ward") != config.ward:
+        ward = health.get("ward") if isinstance(health, dict) else None
+        return ServerCheck(False, f"NOT RUNNING (the program on {url} is not ward {config.ward}'s server"
+                                  + (f" but ward {ward}'s" if isinstance(ward, str) else "") + "; last known state)")
+    if started is None or health.get("run") != started["run"]:
+        return ServerCheck(False, f"NOT RUNNING (a server of ward {config.ward} answers on {url}, but it does not "
+                                  f"write this record {config.database}; last known state)")
+    return ServerCheck(True, f"running (pid {health.get('pid')})")
 
 
-def status_text(config: WardConfig, conn: sqlite3.Connection, running: bool) -> str:
+def status_text(config: WardConfig, conn: sqlite3.Connection, server: ServerCheck) -> str:
     now = time.time()
-    out = [f"ward {config.ward}    {clock_text(now)}    server {'running' if running else 'NOT RUNNING (last known state)'}", ""]
+    out = [f"ward {config.ward}    {clock_text(now)}    server {server.text}", ""]
     calls = list(conn.execute("SELECT * FROM calls WHERE state != 'cleared' ORDER BY kind, placed_at, id"))
     out.append(f"open calls: {len(calls)}")
     for c in calls:

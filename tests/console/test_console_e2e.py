@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.console.conftest import login
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -25,12 +26,10 @@ def segments(board, pin, since):
 
 def wait_segments(board, pin, since, count, timeout=10.0):
     """Wait (polling the emulator's output history) until `count` complete segments are recorded."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def enough():
         segs = segments(board, pin, since)
-        if len(segs) >= count or time.monotonic() > deadline:
-            return segs
-        time.sleep(0.1)
+        return segs if len(segs) >= count else None
+    return wait_until(enough, timeout, f"{count} complete on/off segments of {pin}", interval=0.1)
 
 
 def test_button_on_an_emulated_board_to_acknowledge_changes_the_lamp(page, make_terminals):

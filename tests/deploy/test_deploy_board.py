@@ -15,6 +15,7 @@ import pytest
 from wardcall.deploy import build
 from wardcall.deploy.board import port_state
 from wardcall.deploy.deploy import deploy
+from tests.support.waiting import wait_until
 from wardcall.deploy.errors import DeployError
 
 from .conftest import MAINTENANCE, READY
@@ -175,11 +176,10 @@ def test_board_busy_while_another_mpremote_holds_it(deployed_board, firmware, co
         MPREMOTE + ["connect", pty, "exec", "import time\nwhile True:\n time.sleep_ms(50)"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 20
-        while port_state(pty) != "busy":
+        def busy():
             assert holder.poll() is None, holder.stderr.read()
-            assert time.monotonic() < deadline, "the holder never opened %s" % pty
-            time.sleep(0.05)
+            return port_state(pty) == "busy"
+        wait_until(busy, 20, "the holder opening %s" % pty)
         before = snapshot(b)
         with pytest.raises(DeployError) as e:
             deploy(pty, "bed-1", configs, firmware_dir=firmware, wait=False, timeout=20)

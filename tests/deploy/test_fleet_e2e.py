@@ -8,12 +8,10 @@ import time
 
 import pytest
 
-fixtures_host = pytest.importorskip("tests.fixtures.host")
-fixtures_boards = pytest.importorskip("tests.fixtures.boards")
-make_ward = fixtures_host.make_ward
-ward_server_factory = fixtures_host.ward_server_factory
-
-from wardcall.deploy.online import wait_online  # noqa: E402
+# the project's own fixtures: an import error here is a failure, never a skip
+from tests.fixtures import boards as fixtures_boards
+from tests.fixtures import host as fixtures_host
+from wardcall.deploy.online import wait_online
 
 N = 10
 

@@ -19,6 +19,8 @@ Faults (all can change at any time, from any thread):
   drop_conn      probability that a chunk instead breaks the connection (RST both ways): a link
                  whose losses end in a reset.
 Counters: `accepted`, `resets`, `lost_chunks`, `chunks`.
+
+UdpFaultProxy does the same for UDP discovery: a relay that drops datagrams, and counts them.
 """
 from __future__ import annotations
 
@@ -270,3 +272,120 @@ class _Pipe:
             if not self.done.is_set() and (reader is self.a_reader or reader is self.b_reader):
                 # one direction ended (EOF or error): end the other when it has drained
                 self.done.set()
+
+
+class UdpFaultProxy:
+    """A lossy UDP relay for discovery: terminals send their DISCOVER (a broadcast) to `port`,
+    the relay forwards each datagram to the host's discovery port `dest` and the answers back,
+    dropping a share of them each way. One upstream socket per terminal (source address), so
+    the host's ANNOUNCE finds its way back.
+
+    loss        probability that a datagram is dropped (each direction, seeded: reproducible)
+    drop_first  the first N datagrams from each terminal (once `dest` is known) are dropped
+                whatever the luck, so every terminal has to retry its DISCOVER
+    Counters: `sent` (datagrams from terminals), `answers` (from the host), `dropped` (by the
+    fault, both ways), `unrouted` (arrived before `dest` was set: gone too, not counted as
+    dropped), and per terminal address `sent_from[source]`, `dropped_from[source]`."""
+
+    def __init__(self, dest: int | None = None, *, loss: float = 0.0, drop_first: int = 0, seed: int = 0) -> None:
+        self.dest = dest
+        self.loss = loss
+        self.drop_first = drop_first
+        self.rng = random.Random(seed)
+        self.sent = 0
+        self.answers = 0
+        self.dropped = 0
+        self.unrouted = 0
+        self.sent_from: dict[tuple, int] = {}
+        self.dropped_from: dict[tuple, int] = {}
+        self._routed_from: dict[tuple, int] = {}
+        self._upstream: dict[tuple, asyncio.DatagramTransport] = {}
+        self._pending: dict[tuple, list[bytes]] = {}        # upstream socket being opened
+        self._loop = asyncio.new_event_loop()
+        self._front: asyncio.DatagramTransport | None = None
+        self.port = 0
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True, name="udpfaultproxy")
+        self._thread.start()
+        if not ready.wait(5):
+            raise RuntimeError("UDP fault proxy did not start")
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        proxy = self
+
+        class Front(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple) -> None:
+                proxy._from_terminal(data, addr)
+
+        async def start():
+            # 0.0.0.0: a socket bound to 127.0.0.1 does not receive broadcasts to 127.255.255.255
+            self._front, _ = await self._loop.create_datagram_endpoint(Front, local_addr=("0.0.0.0", 0),
+                                                                       allow_broadcast=True)
+            self.port = self._front.get_extra_info("sockname")[1]
+        self._loop.run_until_complete(start())
+        ready.set()
+        self._loop.run_forever()
+
+    def _drop(self, source: tuple) -> bool:
+        self._routed_from[source] = self._routed_from.get(source, 0) + 1
+        first = self._routed_from[source] <= self.drop_first
+        if first or (self.loss and self.rng.random() < self.loss):
+            self.dropped += 1
+            self.dropped_from[source] = self.dropped_from.get(source, 0) + 1
+            return True
+        return False
+
+    def _from_terminal(self, data: bytes, source: tuple) -> None:
+        self.sent += 1
+        self.sent_from[source] = self.sent_from.get(source, 0) + 1
+        if self.dest is None:
+            self.unrouted += 1
+            return
+        if self._drop(source):
+            return
+        if source in self._upstream:
+            self._upstream[source].sendto(data)
+        elif source in self._pending:
+            self._pending[source].append(data)
+        else:
+            self._pending[source] = [data]
+            self._loop.create_task(self._open_upstream(source))
+
+    async def _open_upstream(self, source: tuple) -> None:
+        proxy = self
+
+        class Back(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple) -> None:
+                proxy.answers += 1
+                if proxy.loss and proxy.rng.random() < proxy.loss:
+                    proxy.dropped += 1
+                    proxy.dropped_from[source] = proxy.dropped_from.get(source, 0) + 1
+                    return
+                if proxy._front is not None:
+                    proxy._front.sendto(data, source)
+
+        transport, _ = await self._loop.create_datagram_endpoint(Back, remote_addr=("127.0.0.1", self.dest))
+        self._upstream[source] = transport
+        for data in self._pending.pop(source):
+            transport.sendto(data)
+
+    def set(self, *, loss: float | None = None, drop_first: int | None = None) -> None:
+        def apply():
+            if loss is not None:
+                self.loss = float(loss)
+            if drop_first is not None:
+                self.drop_first = int(drop_first)
+        self._loop.call_soon_threadsafe(apply)
+
+    def close(self) -> None:
+        if not self._loop.is_running():
+            return
+
+        def stop():
+            for transport in [self._front, *self._upstream.values()]:
+                if transport is not None:
+                    transport.close()
+            self._loop.stop()
+        self._loop.call_soon_threadsafe(stop)
+        self._thread.join(5)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -78,14 +77,3 @@ class Ledger:
                 problems.append(f"{r['device']} call {r['call_id']}: {events.get(r['id'], 0)} call_placed events")
         assert not problems, "\n".join(problems)
 
-
-def wait_until(pred, timeout: float, what: str, interval: float = 0.05):
-    """Poll a condition with a deadline (the test's synchronisation with another process)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")

@@ -2,7 +2,8 @@
 import pytest
 
 from tests.faults.helpers import acknowledged_by_host, press, relogin, rig_behind_proxy, wait_all_delivered
-from tests.faults.ledger import Ledger, db_rows, recorded_calls, wait_until
+from tests.faults.ledger import Ledger, db_rows, recorded_calls
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 

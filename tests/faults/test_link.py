@@ -5,12 +5,14 @@ TCP over loopback never loses a packet, and netem is not available here (checked
 ... netem` → "Specified qdisc kind is unknown"), so the faults live in a TCP relay
 (faultproxy.py). What a lost segment does to a TCP application is delay it by the retransmission
 timeout and hold everything behind it; that is what "loss" means below. A harsher variant resets
-the connection on a fraction of chunks. UDP loss is the emulator's radio (Board.fault(udp_loss)).
+the connection on a fraction of chunks. UDP loss lives in a UDP relay (UdpFaultProxy) that counts the datagrams it dropped.
 """
 import pytest
 
 from tests.faults.helpers import clear_calls, press, rig_behind_proxy, wait_all_delivered
-from tests.faults.ledger import Ledger, db_rows, wait_until
+from tests.faults.faultproxy import UdpFaultProxy
+from tests.faults.ledger import Ledger, db_rows
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -75,14 +77,25 @@ def test_lossy_slow_link_delivers_every_call_once(make_terminals, fault_proxy, f
 
 
 def test_discovery_over_a_lossy_radio(make_terminals):
-    """30 % of the UDP datagrams lost (each way): every terminal still finds the host (DISCOVER
-    is retried, 1 s doubling to 8 s) and its calls arrive once."""
-    rig = make_terminals(3, discovery=True, wait=False, heartbeat_ms=1000)
-    for b in rig.boards:
-        b.fault(udp_loss=0.3)
-    rig.wait_online(timeout=60)
-    ledger = Ledger()
-    for i in range(3):
-        press(rig, ledger, i, "call")
-    placed = wait_all_delivered(rig, ledger, timeout=20)
-    ledger.check(rig.ward.database, placed)
+    """30 % of the UDP datagrams lost (each way), and every terminal's first DISCOVER lost: every
+    terminal still finds the host (DISCOVER is retried, 1 s doubling to 8 s) and its calls
+    arrive once. The loss is a UDP relay between the boards and the host's discovery port
+    (faultproxy.UdpFaultProxy), which counts what it dropped."""
+    udp = UdpFaultProxy(loss=0.3, drop_first=1)
+    try:
+        rig = make_terminals(3, discovery=True, wait=False, heartbeat_ms=1000,
+                             cfg_extra={"discovery_port": udp.port})
+        udp.dest = rig.ward.discovery_port
+        rig.wait_online(timeout=60)
+        # the fault was applied: datagrams were dropped, from every terminal at least its first
+        # DISCOVER, so each one found the host only by retrying
+        assert udp.dropped >= 3, (udp.dropped, udp.sent_from)
+        assert len(udp.sent_from) >= 3 and all(n >= 2 for n in udp.sent_from.values()), udp.sent_from
+        assert all(udp.dropped_from.get(source, 0) >= 1 for source in udp.sent_from), udp.dropped_from
+        ledger = Ledger()
+        for i in range(3):
+            press(rig, ledger, i, "call")
+        placed = wait_all_delivered(rig, ledger, timeout=20)
+        ledger.check(rig.ward.database, placed)
+    finally:
+        udp.close()

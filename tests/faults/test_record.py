@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.faults.helpers import press, wait_all_delivered
-from tests.faults.ledger import Ledger, db_rows, recorded_calls, wait_until
+from tests.faults.ledger import Ledger, db_rows, recorded_calls
+from tests.support.waiting import wait_until
 from wardcall.client import alarms_of, find_call
 from wardcall.protocol import wardproto as wp
 

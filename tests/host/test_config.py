@@ -80,6 +80,40 @@ def test_provision_refuses_an_unknown_room_or_bed(config_path, tmp_path):
     assert config_path.read_text() == BASE
 
 
+def test_provision_without_a_bed_in_a_room_with_beds_is_refused(config_path, tmp_path):
+    result = wardcall("provision", "--config", str(config_path), "--device", "bed-101-x", "--room", "101",
+                      "--out", str(tmp_path / "b"))
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.strip() == f"wardcall provision: {config_path}: room 101 has beds 1, 2: say which one this terminal is with --bed"
+    assert config_path.read_text() == BASE and not (tmp_path / "b").exists()
+    assert not load_config(config_path).secrets.exists(), "no key is made for a terminal that was refused"
+
+
+def test_two_terminals_on_one_bed_are_refused_by_provision_and_check(config_path, tmp_path):
+    assert wardcall("provision", "--config", str(config_path), "--device", "bed-a", "--room", "101", "--bed", "1",
+                    "--out", str(tmp_path / "a")).returncode == 0
+    result = wardcall("provision", "--config", str(config_path), "--device", "bed-b", "--room", "101", "--bed", "1",
+                      "--out", str(tmp_path / "b"))
+    assert result.returncode == 2 and "room 101 bed 1 already has terminal bed-a" in result.stderr, result.stderr
+    # written by hand: `wardcall check` (and so `serve`) refuses it, naming both terminals
+    secrets = load_config(config_path).secrets
+    key = json.loads(secrets.read_text())["devices"]["bed-a"]
+    config_path.write_text(config_path.read_text() + '\n[terminals.bed-b]\nroom = "101"\nbed = "1"\n')
+    secrets.write_text(json.dumps({"devices": {"bed-a": key, "bed-b": key}}))
+    result = wardcall("check", "--config", str(config_path))
+    assert result.returncode == 2, result.stdout
+    line = result.stderr.strip()
+    assert line.startswith(f"wardcall check: {config_path}: [terminals.bed-b] bed:") and "bed-a" in line, line
+    with pytest.raises(ConfigError, match="bed-a and bed-b cannot both be that bed"):
+        load_config(config_path)
+
+
+def test_several_terminals_of_a_room_itself_are_allowed(tmp_path):
+    path = tmp_path / "ward.toml"
+    path.write_text('[ward]\nname = "W"\n[rooms.101]\n[terminals.cord-101]\nroom = "101"\n[terminals.door-101]\nroom = "101"\n')
+    assert set(load_config(path).terminals) == {"cord-101", "door-101"}
+
+
 @pytest.mark.parametrize("text, place, problem", [
     ('[ward]\nname = "W"\n[timing]\nheartbeat_ms = "fast"\n', "[timing] heartbeat_ms", "must be a number"),
     ('[ward]\nname = "W"\n[rooms.101]\n[terminals.t1]\nroom = "102"\n', "[terminals.t1] room", "room '102' is not defined"),

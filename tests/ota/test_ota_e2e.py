@@ -1,5 +1,7 @@
-"""Over-the-air updates end to end: emulated boards running the real firmware, online at a real
-`wardcall serve`, updated through the server's API (`wardcall update` is a client of it)."""
+"""Over-the-air updates end to end: emulated boards running the real firmware (the ward's update
+key installed), online at a real `wardcall serve`, updated through the server's API with packages
+signed by the ward's private key (`wardcall update` signs, then is a client of that API)."""
+import json
 import os
 import subprocess
 import sys
@@ -10,8 +12,14 @@ import pytest
 from tests.fixtures.host import TECH
 from wardcall.ota import build_package, run_update
 from wardcall import ota as host_ota
+from wardcall.ota.cli import sign_for_update
 
 pytestmark = [pytest.mark.slow]
+
+
+def signed_build(rig, firmware):
+    """The package `wardcall update` would send: built, signed with the ward's key, a new serial."""
+    return sign_for_update(rig.ward_config, build_package(firmware))
 
 
 def update(rig, package, devices=None, **kw):
@@ -27,8 +35,8 @@ def result(job, device):
 
 
 @pytest.mark.timeout(120)
-def test_update_reaches_an_online_terminal(make_terminals, firmware_copy):
-    rig = make_terminals(n=1)
+def test_update_reaches_an_online_terminal(ota_ward, firmware_copy):
+    rig = ota_ward(n=1, keygen="cli")       # the ward's key pair made by `wardcall update keygen`
     dev = rig.devices[0]
     board = rig.board(0)
     assert rig.terminal(dev)["firmware"] == "0.1.0"
@@ -48,6 +56,11 @@ def test_update_reaches_an_online_terminal(make_terminals, firmware_copy):
     assert 'VERSION = "0.2.0-ota"' in (board.flash_dir / "lib" / "version.py").read_text()
     assert not (board.flash_dir / ".ota" / "old").exists()
     assert "ok" in out and "0.2.0-ota" in out
+    assert "signature verified" in console and "signature and files verified" in console
+    # the terminal now holds the package's serial: the one the command line signed with
+    serial = int(out.split(" serial ", 1)[1].split()[0])
+    assert json.loads((board.flash_dir / ".ota" / "installed.json").read_text())["serial"] == serial
+    assert not (rig.ward_config.ota.private_key.stat().st_mode & 0o077)
 
 
 def event_kinds(rig, kind):
@@ -60,13 +73,13 @@ def event_kinds(rig, kind):
 
 
 @pytest.mark.timeout(120)
-def test_update_that_crashes_at_start_rolls_back(make_terminals, firmware_copy):
-    rig = make_terminals(n=1)
+def test_update_that_crashes_at_start_rolls_back(ota_ward, firmware_copy):
+    rig = ota_ward(n=1)
     dev = rig.devices[0]
     board = rig.board(0)
     lib_before = {p.name: p.read_bytes() for p in (board.flash_dir / "lib").iterdir() if p.is_file()}
     broken = firmware_copy("0.2.0-broken", {"lib/app.py": ("import gc\n", "import gc\nraise RuntimeError('broken on purpose')\n")})
-    job, out = update(rig, build_package(broken), trial_s=30)
+    job, out = update(rig, signed_build(rig, broken), trial_s=30)
     r = result(job, dev)
     assert r["state"] == "rolled_back", out + board.console()[-4000:]
     assert "crashed at start" in r["detail"] and "broken on purpose" in r["detail"]
@@ -84,8 +97,8 @@ def test_update_that_crashes_at_start_rolls_back(make_terminals, firmware_copy):
 
 
 @pytest.mark.timeout(120)
-def test_update_that_never_comes_online_rolls_back_after_its_trial(make_terminals, firmware_copy):
-    rig = make_terminals(n=1)
+def test_update_that_never_comes_online_rolls_back_after_its_trial(ota_ward, firmware_copy):
+    rig = ota_ward(n=1)
     dev = rig.devices[0]
     board = rig.board(0)
     # connects to the wrong port: runs, but never reaches the host
@@ -93,7 +106,7 @@ def test_update_that_never_comes_online_rolls_back_after_its_trial(make_terminal
         "established = await self._session(self._host[0], self._host[1], alive)",
         "established = await self._session(self._host[0], self._host[1] + 1, alive)")})
     t0 = time.monotonic()
-    job, out = update(rig, build_package(lost), trial_s=6)
+    job, out = update(rig, signed_build(rig, lost), trial_s=6)
     r = result(job, dev)
     assert r["state"] == "rolled_back", out + board.console()[-4000:]
     assert "not online at the host within 6 s" in r["detail"]
@@ -103,12 +116,12 @@ def test_update_that_never_comes_online_rolls_back_after_its_trial(make_terminal
 
 
 @pytest.mark.timeout(120)
-def test_call_pressed_during_a_transfer_is_delivered(make_terminals, firmware_copy):
-    rig = make_terminals(n=1)
+def test_call_pressed_during_a_transfer_is_delivered(ota_ward, firmware_copy):
+    rig = ota_ward(n=1)
     dev = rig.devices[0]
     board = rig.board(0)
     board.fault(delay_ms=15)            # a slower radio: the transfer takes a few seconds
-    pkg = build_package(firmware_copy("0.2.0-call"))
+    pkg = signed_build(rig, firmware_copy("0.2.0-call"))
     client = host_ota.UpdateClient(rig.ward.api_url, *TECH)
     client.login()
     job = client.start(pkg, [dev], 20, 1, False, False)
@@ -131,12 +144,12 @@ def test_call_pressed_during_a_transfer_is_delivered(make_terminals, firmware_co
 
 
 @pytest.mark.timeout(120)
-def test_transfer_resumes_after_the_session_drops(make_terminals, firmware_copy):
-    rig = make_terminals(n=1)
+def test_transfer_resumes_after_the_session_drops(ota_ward, firmware_copy):
+    rig = ota_ward(n=1)
     dev = rig.devices[0]
     board = rig.board(0)
     board.fault(delay_ms=15)
-    pkg = build_package(firmware_copy("0.2.0-resume"))
+    pkg = signed_build(rig, firmware_copy("0.2.0-resume"))
     client = host_ota.UpdateClient(rig.ward.api_url, *TECH)
     client.login()
     job = client.start(pkg, [dev], 20, 1, False, False)

@@ -12,6 +12,7 @@ import re
 import aiohttp
 import pytest
 
+from tests.support.waiting import async_wait_until
 from wardcall.client import find_call
 from wardcall.protocol import wardproto as wp
 
@@ -48,12 +49,17 @@ def assert_no_traceback_but_gone_clients(log: str) -> None:
 
 
 async def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send `data`, end the request, and return the first bytes of the answer (b"" if the host
+    closed or reset the connection). A host that neither answers nor closes within `timeout` is
+    a hanging handler: that fails the test (TimeoutError is an OSError, so it is caught first)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(data)
         if writer.can_write_eof():
             writer.write_eof()
         return await asyncio.wait_for(reader.read(65536), timeout)
+    except TimeoutError:
+        pytest.fail(f"no answer and no close within {timeout} s to the request {data[:80]!r}…")
     except (ConnectionError, OSError):
         return b""
     finally:
@@ -72,6 +78,7 @@ async def test_garbage_on_the_http_api_is_refused_and_harmless(ward_server):
     port = ward.api_port
     rng = random.Random(7)
     statuses = []
+    hung: list[tuple[str, str, bytes]] = []     # requests the host neither answered nor closed
     secret = ward.device(0)["key"]
 
     # 1. bytes that are not HTTP at all, and broken HTTP
@@ -115,7 +122,9 @@ async def test_garbage_on_the_http_api_is_refused_and_harmless(ward_server):
                             statuses.append(r.status)
                             assert secret.encode() not in text
                             assert b"[rooms." not in text and b"scrypt$" not in text, (method, path)
-                    except (asyncio.TimeoutError, aiohttp.ClientError):
+                    except TimeoutError:         # asyncio's and aiohttp's timeouts are TimeoutErrors
+                        hung.append((method, path, body[:40]))
+                    except aiohttp.ClientError:     # the host closed the connection: a refusal
                         statuses.append(None)
         # silence and commands with garbage never changed anything (log in again: a random
         # POST /api/logout above may have ended the session)
@@ -125,6 +134,7 @@ async def test_garbage_on_the_http_api_is_refused_and_harmless(ward_server):
             state = await r.json()
         assert state["sound"]["silenced_until"] is None
 
+    assert not hung, f"requests that got no answer within 5 s (a hanging handler): {hung}"
     assert not [s for s in statuses if s is not None and s >= 500], statuses
     assert_no_traceback_but_gone_clients(ward_server.log_text())
 
@@ -135,6 +145,30 @@ async def test_garbage_on_the_http_api_is_refused_and_harmless(ward_server):
         cid = await term.place_call(wp.PATIENT)
         await console.wait_for(lambda s: find_call(s, term.device, cid), timeout=4)
     await term.close()
+
+
+async def test_a_huge_integer_in_a_json_body_is_refused_with_a_400(ward_server):
+    """CPython refuses to convert an integer of more than 4300 digits (ValueError from json.loads,
+    which is not a JSONDecodeError): the answer must still be a 400 with a JSON error, never a
+    500 and a traceback, with and without a login."""
+    huge = "1" * 4301
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        base = ward_server.api_url
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with http.post(base + "/api/login", data=f'{{"user": "nurse", "password": {huge}}}',
+                             headers={"Content-Type": "application/json"}, timeout=timeout) as r:
+            assert r.status == 400, (r.status, await r.text())
+            assert "error" in await r.json()
+        async with http.post(base + "/api/login", json={"user": "nurse", "password": "correct horse battery"}) as r:
+            assert r.status == 200
+            token = (await r.json())["token"]          # an action carries it, as the console does
+        async with http.post(base + "/api/silence", data=f'{{"seconds": {huge}}}', timeout=timeout,
+                             headers={"Content-Type": "application/json", "X-Wardcall-Token": token}) as r:
+            assert r.status == 400, (r.status, await r.text())
+            assert "error" in await r.json()
+        async with http.get(base + "/api/state") as r:
+            assert (await r.json())["sound"]["silenced_until"] is None
+    assert_no_traceback_but_gone_clients(ward_server.log_text())
 
 
 async def test_event_stream_abuse_does_not_stop_real_consoles(ward_server):
@@ -170,10 +204,8 @@ async def test_event_stream_abuse_does_not_stop_real_consoles(ward_server):
             w.transport.abort()
         await term.close()
 
-        async def consoles():
-            return (await api.state())["consoles"]
-        deadline = asyncio.get_running_loop().time() + 15
-        while await consoles() > 0 and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.2)
-        assert await consoles() == 0, "abandoned event streams are still counted as consoles"
+        async def no_consoles():
+            return (await api.state())["consoles"] == 0
+        await async_wait_until(no_consoles, 15, "the abandoned event streams no longer counted as consoles",
+                               interval=0.2)
     assert_no_traceback_but_gone_clients(ward_server.log_text())

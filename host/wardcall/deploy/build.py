@@ -75,7 +75,7 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def _compile(src, rel_name, out):
+def compile_module(src, rel_name, out):
     """mpy-cross src -> out, unless out was already compiled from the same source bytes.
 
     The build folder is per (tree, board, mpy-cross version); a sidecar `.<name>.src` next to each
@@ -146,7 +146,7 @@ def stage(board, compile=True, firmware_dir=None, boards_dir=None, out_dir=None)
     for src, rel in sources:
         if compile:
             dest = out / "lib" / (rel[:-3] + ".mpy")
-            _compile(src, "lib/" + rel, dest)
+            compile_module(src, "lib/" + rel, dest)
             plan["/lib/" + rel[:-3] + ".mpy"] = dest
         else:
             plan["/lib/" + rel] = src

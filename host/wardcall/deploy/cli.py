@@ -93,8 +93,9 @@ def _provision_options(args):
 
 def _deploy_kwargs(args, ward):
     from .deploy import DEFAULT_MIN_FREE
-    from .ward_bridge import host_url
+    from .ward_bridge import host_url, ota_key
     return dict(
+        ota_key=ota_key(ward),
         compile=not args.no_compile,
         host_url=args.host_url or host_url(ward),
         online_timeout=args.online_timeout,
@@ -124,6 +125,8 @@ def cmd_deploy(args):
         r = deploy(args.port, args.device, _config_provider(args, ward), board=args.board, **kwargs)
     except DeployError as e:
         return _fail(e)
+    for w in r.warnings:
+        print("warning: %s" % w)
     print("%s on %s: %s, MicroPython %s on %s, %s (%.1f s)" % (
         r.device, r.port, r.reason, r.version, r.board,
         "online at the host" if r.online else "not checked at the host", r.seconds))
@@ -161,6 +164,9 @@ def cmd_fleet_deploy(args):
         return deploy(entry["port"], entry["device"], provider,
                       board=entry.get("board") or args.board, **kwargs)
 
+    if kwargs["ota_key"] is None:
+        print("warning: the ward has no over-the-air update key: these terminals will refuse every update "
+              "(make it with `wardcall update keygen`, then deploy again)", flush=True)
     print("deploying %d boards, %d at a time" % (len(entries), args.workers), flush=True)
     results = fleet_deploy(entries, one, workers=args.workers, progress=Progress(len(entries)))
     print(summary_table(results), flush=True)

@@ -1,7 +1,9 @@
 """`wardcall deploy`: one board, from MicroPython at the REPL to a terminal online at the host.
 
 Steps (each failure is a DeployError naming the port and the fix):
- 1. device config: the device's config.json from the host's provisioning (unknown id: stop here)
+ 1. device config: the device's config.json from the host's provisioning (unknown id: stop here),
+    and the ward's over-the-air update public key (otakey.json: the terminal accepts only updates
+    signed with the ward's private key; without it the terminal refuses every update)
  2. probe (one `mpremote exec`): MicroPython version, .mpy version, free flash, sha256 of every
     file we may write, whether the maintenance flag is set
  3. checks: supported MicroPython, .mpy version that mpy-cross emits, enough free flash
@@ -28,6 +30,7 @@ from .online import wait_online
 # (docs/FIRMWARE.md, firmware/boot.py).
 MAINTENANCE_FLAG = "/maintenance"
 CONFIG_PATH = "/config.json"
+OTA_KEY_PATH = "/otakey.json"    # otaproto.KEY_FILE: never writable over the air
 MIN_MICROPYTHON = (1, 23, 0)   # first release with .mpy v6.3; asyncio as the firmware uses it
 DEFAULT_MIN_FREE = 16 * 1024   # flash that must stay free after the copy (outbox, boot count)
 
@@ -48,6 +51,7 @@ class Result:
     steps: list = field(default_factory=list)
     copy_started: bool = False
     flag_cleared: bool = False
+    warnings: list = field(default_factory=list)
 
     @property
     def reason(self):
@@ -127,8 +131,10 @@ def deploy(port, device, device_config, *, board=None, compile=True, host_url=No
            online_timeout=30.0, expect_mpy=None, min_free=DEFAULT_MIN_FREE,
            min_version=MIN_MICROPYTHON, log=None, timeout=60, wait=True, firmware_dir=None,
            host_user=None, host_password=None,
-           boards_dir=None, maintenance_flag=MAINTENANCE_FLAG):
+           boards_dir=None, maintenance_flag=MAINTENANCE_FLAG, ota_key=None):
     """Deploy to one board. device_config(device) -> dict for config.json (raises if unknown).
+    ota_key: the text of the board's update key file (signing.board_key_text), None: none to
+    install (the terminal will refuse over-the-air updates; said in Result.warnings).
 
     Returns a Result; raises DeployError on failure (fleet catches it per board).
     """
@@ -143,6 +149,9 @@ def deploy(port, device, device_config, *, board=None, compile=True, host_url=No
     # 1. the device's config (unknown device: nothing touched yet)
     config = device_config(device)
     config_bytes = (json.dumps(config, sort_keys=True, indent=1) + "\n").encode("utf-8")
+    if ota_key is None:
+        result.warnings.append("no over-the-air update key installed on %s: it will refuse every update "
+                               "(make the ward's key with `wardcall update keygen`, then deploy again)" % device)
 
     b = Board(port, timeout=timeout, log=lambda m: log("[%s %s]   %s" % (device, port, m)))
     flag_on = "open(%r, 'w').close()" % maintenance_flag
@@ -161,7 +170,7 @@ def deploy(port, device, device_config, *, board=None, compile=True, host_url=No
         return _deploy_in_maintenance(b, result, step, port, device, config_bytes, board, compile,
                                       host_url, online_timeout, expect_mpy, min_free, min_version,
                                       timeout, wait, firmware_dir, boards_dir, maintenance_flag,
-                                      flag_off, host_user, host_password, started)
+                                      flag_off, host_user, host_password, started, ota_key)
     except DeployError:
         if not result.copy_started and not result.flag_cleared:
             # nothing written yet (checks failed): leave the board as it was, app running.
@@ -177,9 +186,9 @@ def deploy(port, device, device_config, *, board=None, compile=True, host_url=No
 def _deploy_in_maintenance(b, result, step, port, device, config_bytes, board, compile, host_url,
                            online_timeout, expect_mpy, min_free, min_version, timeout, wait,
                            firmware_dir, boards_dir, maintenance_flag, flag_off, host_user,
-                           host_password, started):
+                           host_password, started, ota_key):
     step("probing the board")
-    names = ["/boot.py", "/main.py", CONFIG_PATH]
+    names = ["/boot.py", "/main.py", CONFIG_PATH, OTA_KEY_PATH]
     fw = firmware_dir or build.paths.FIRMWARE
     for src in sorted((fw / "lib").rglob("*.py")) if (fw / "lib").is_dir() else []:
         rel = src.relative_to(fw / "lib").as_posix()
@@ -213,6 +222,13 @@ def _deploy_in_maintenance(b, result, step, port, device, config_bytes, board, c
     os.chmod(cfg_file, 0o600)
     files[CONFIG_PATH] = {"path": cfg_file, "sha256": hashlib.sha256(config_bytes).hexdigest(),
                           "size": len(config_bytes)}
+    if ota_key is not None:
+        key_bytes = ota_key.encode("utf-8")
+        key_file = os.path.join(tmpdir, "otakey.json")
+        with open(key_file, "wb") as f:
+            f.write(key_bytes)
+        files[OTA_KEY_PATH] = {"path": key_file, "sha256": hashlib.sha256(key_bytes).hexdigest(),
+                               "size": len(key_bytes)}
     hashes = info.get("hashes") or {}
     copy, same, remove = plan_changes(files, hashes)
     result.unchanged = same
@@ -267,7 +283,8 @@ def _deploy_in_maintenance(b, result, step, port, device, config_bytes, board, c
             result.flag_cleared = True
     finally:
         try:
-            os.remove(cfg_file)
+            for name in os.listdir(tmpdir):
+                os.remove(os.path.join(tmpdir, name))
             os.rmdir(tmpdir)
         except OSError:
             pass

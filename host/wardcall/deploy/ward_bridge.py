@@ -49,3 +49,17 @@ def device_config(ward, device, wifi_ssid="", wifi_password="", host=None):
     if device not in keys:
         raise not_provisioned(ward, device, "no key for it in %s" % ward.secrets)
     return board_config(ward, device, keys[device].hex(), wifi_ssid, wifi_password, host)
+
+
+def ota_key(ward):
+    """The text of the board's update key file from the ward's public key ([ota] public_key),
+    or None if the ward has no update key yet."""
+    from wardcall.ota.errors import OtaError
+    from wardcall.ota.signing import board_key_text, load_public_key
+    if not ward.ota.public_key.exists():
+        return None
+    try:
+        return board_key_text(load_public_key(ward.ota.public_key))
+    except OtaError as e:
+        raise DeployError("update key: %s" % e, code="config",
+                          fix="make it with `wardcall update keygen --config %s`" % ward.path)

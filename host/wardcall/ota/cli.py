@@ -1,5 +1,7 @@
-"""`wardcall update`: build the package here, have the running server update the terminals,
-follow the job and print the outcome (docs/DEPLOY.md, "Over-the-air updates")."""
+"""`wardcall update`: build the package here, sign it with the ward's private key (this machine,
+the technician's account: the server never needs it), have the running server update the
+terminals, follow the job and print the outcome (docs/DEPLOY.md, "Over-the-air updates").
+`wardcall update keygen` makes the ward's key pair."""
 from __future__ import annotations
 
 import os
@@ -8,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import signing
 from .client import UpdateClient
 from .errors import OtaError
 from .jobs import DEFAULT_TRIAL_S
@@ -28,14 +31,18 @@ def format_table(job: dict[str, Any]) -> str:
 
 def run_update(url: str, user: str | None, password: str | None, package: Package, devices: list[str] | None,
                trial_s: int = DEFAULT_TRIAL_S, parallel: int = 4, keep_going: bool = False, force: bool = False,
-               timeout: float = 900, out: Any = None, poll_s: float = 0.5) -> dict[str, Any]:
-    """Start the update at the server and follow it, printing progress lines; returns the job."""
+               timeout: float = 900, out: Any = None, poll_s: float = 0.5,
+               allow_downgrade: bool = False) -> dict[str, Any]:
+    """Start the update of a signed package at the server and follow it, printing progress lines;
+    returns the job."""
     out = out or sys.stdout
     client = UpdateClient(url, user, password)
     client.login()
-    job = client.start(package, devices, trial_s, parallel, keep_going, force)
-    print(f"update {job['job']}: firmware {package.version} ({len(package.files)} file(s), {package.size} bytes) "
-          f"to {', '.join(d['device'] for d in job['devices'])}", file=out)
+    job = client.start(package, devices, trial_s, parallel, keep_going, force, allow_downgrade)
+    print(f"update {job['job']}: firmware {package.version} serial {package.serial} ({len(package.files)} file(s), "
+          f"{package.size} bytes) to {', '.join(d['device'] for d in job['devices'])}", file=out)
+    if job.get("override"):
+        print(f"update {job['job']}: {job['override']}", file=out)
     seen: dict[str, tuple[str, str, int]] = {}
     deadline = time.monotonic() + timeout
     while True:
@@ -60,26 +67,49 @@ def run_update(url: str, user: str | None, password: str | None, package: Packag
     return job
 
 
+def cmd_keygen(ward: Any, out: Any) -> int:
+    kid = signing.generate_keys(ward.ota.private_key, ward.ota.public_key)
+    print(f"update key {kid}: private key {ward.ota.private_key} (mode 0600: keep it on the technician's "
+          f"machine, never on the ward PC), public key {ward.ota.public_key}", file=out)
+    print("next: `wardcall deploy` every terminal (it installs the public key); the server reads the public key "
+          "from [ota] public_key; `wardcall update` signs with the private key", file=out)
+    return 0
+
+
+def sign_for_update(ward: Any, package: Package, key_path: str | None = None) -> Package:
+    """The package signed with the ward's private key and a new serial."""
+    private = Path(key_path) if key_path else ward.ota.private_key
+    key = signing.load_private_key(private)
+    return signing.sign(package, key, signing.next_serial(private))
+
+
 def cmd_update(args: Any) -> int:
-    from ..config import load_config
+    from ..config import ConfigError, load_config
     from ..deploy.ward_bridge import host_url
     try:
         ward = load_config(Path(args.config))
+        if args.action == "keygen":
+            return cmd_keygen(ward, sys.stdout)
         if not args.all and not args.device:
             raise OtaError("name the terminals with --device ID (repeatable) or pass --all")
-        package = build_package(args.firmware, compile=args.mpy)
+        package = sign_for_update(ward, build_package(args.firmware, compile=args.mpy), args.key)
         devices = None if args.all else args.device
         job = run_update(args.host_url or host_url(ward), args.host_user, os.environ.get("WARDCALL_HOST_PASSWORD"),
                          package, devices, trial_s=args.trial_s, parallel=args.parallel,
-                         keep_going=args.keep_going, force=args.force, timeout=args.timeout)
-    except OtaError as exc:
+                         keep_going=args.keep_going, force=args.force, timeout=args.timeout,
+                         allow_downgrade=args.allow_downgrade)
+    except (OtaError, ConfigError) as exc:
         print(f"wardcall update: {exc}", file=sys.stderr)
         return 2
     return 0 if all(d["state"] in ("ok", "skipped") for d in job["devices"]) else 1
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("update", help="update the firmware of online terminals over the air")
+    p = sub.add_parser("update", help="update the firmware of online terminals over the air",
+                       description="Sign the firmware with the ward's private key and have the server update the "
+                       "terminals; `wardcall update keygen --config WARD.toml` makes the ward's key pair.")
+    p.add_argument("action", nargs="?", choices=["keygen"],
+                   help="keygen: make the ward's update signing key pair ([ota] private_key, public_key)")
     p.add_argument("--config", required=True, help="the ward TOML file")
     who = p.add_mutually_exclusive_group()
     who.add_argument("--device", action="append", help="a terminal to update (repeatable)")
@@ -92,6 +122,10 @@ def register(sub: Any) -> None:
     p.add_argument("--parallel", type=int, default=4, help="terminals updated at the same time")
     p.add_argument("--keep-going", action="store_true", help="go on after a terminal fails or rolls back")
     p.add_argument("--force", action="store_true", help="also terminals that already run this version")
+    p.add_argument("--key", default=None, help="the private signing key (default: [ota] private_key of the ward TOML)")
+    p.add_argument("--allow-downgrade", action="store_true",
+                   help="skip the server's check against the serials it remembers (recorded); terminals still "
+                   "refuse a serial that is not newer than theirs")
     p.add_argument("--timeout", type=float, default=1800.0, help="give up following the job after this many seconds")
     p.add_argument("--host-url", default=None, help="the host's API (default: from the ward TOML)")
     p.add_argument("--host-user", default=os.environ.get("WARDCALL_HOST_USER"),

@@ -32,7 +32,9 @@ class UpdateClient:
                 message = json.loads(exc.read().decode()).get("error", "")
             except (ValueError, AttributeError):
                 message = ""
-            raise OtaError(f"{method} {path}: HTTP {exc.code} {message}".strip()) from None
+            error = OtaError(f"{method} {path}: HTTP {exc.code} {message}".strip())
+            error.status = exc.code
+            raise error from None
         except (urllib.error.URLError, OSError) as exc:
             raise OtaError(f"the host at {self.url} is not reachable ({getattr(exc, 'reason', exc)}); "
                            "is `wardcall serve` running?") from None
@@ -44,10 +46,20 @@ class UpdateClient:
         self.token = self._request("POST", "/api/login", {"user": self.user, "password": self.password}).get("token", "")
 
     def start(self, package: Package, devices: list[str] | None, trial_s: int, parallel: int,
-              keep_going: bool, force: bool) -> dict[str, Any]:
-        return self._request("POST", "/api/ota/updates", {
-            "package": package.to_json(), "devices": devices, "trial_s": trial_s, "parallel": parallel,
-            "keep_going": keep_going, "force": force, "password": self.password}, timeout=120)
+              keep_going: bool, force: bool, allow_downgrade: bool = False) -> dict[str, Any]:
+        body = {"package": package.to_json(), "devices": devices, "trial_s": trial_s, "parallel": parallel,
+                "keep_going": keep_going, "force": force}
+        if allow_downgrade:
+            body["allow_downgrade"] = True
+        return self.post_update(body)
+
+    def post_update(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /api/ota/updates with this body (start() builds it from a Package); an update
+        asks for the password again."""
+        return self._request("POST", "/api/ota/updates", {**body, "password": self.password}, timeout=120)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/api/ota/updates")
 
     def job(self, job_id: int) -> dict[str, Any]:
         return self._request("GET", f"/api/ota/updates/{job_id}")

@@ -42,13 +42,15 @@ class Job:
     devices: dict[str, DeviceUpdate] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     stopped: str = ""
+    override: str = ""          # an explicit, recorded override of the host's downgrade check
 
     @property
     def done(self) -> bool:
         return all(d.finished for d in self.devices.values())
 
     def view(self) -> dict[str, Any]:
-        return {"job": self.id, "version": self.package.version, "size": self.package.size,
+        return {"job": self.id, "version": self.package.version, "serial": self.package.serial,
+                "key": self.package.kid, "override": self.override, "size": self.package.size,
                 "files": len(self.package.files), "user": self.user, "trial_s": self.trial_s,
                 "started": self.started, "done": self.done, "stopped": self.stopped,
                 "devices": [d.view() for d in self.devices.values()]}

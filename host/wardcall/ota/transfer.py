@@ -1,29 +1,29 @@
-"""TerminalUpdate: one terminal brought to a package over its live session (docs/PROTOCOL.md
-section 12): send the files with CMD_OTA_* commands (each chunk acknowledged by RESULT, WINDOW in
-flight; a dropped session resumes where the terminal says it stopped), commit, wait for the
-reboot, and ask CMD_OTA_STATUS until the terminal reports "confirmed" or "rolled_back".
+"""TerminalUpdate: one terminal brought to a signed package over its live session (docs/PROTOCOL.md
+section 12; every argument and answer is otaproto's): ask the terminal's update status (its key
+and installed serial) before sending anything, BEGIN with the signature, declare every file, send
+the chunks (each acknowledged by RESULT, WINDOW in flight; a dropped session resumes where the
+terminal says it stopped), commit, wait for the reboot, and ask CMD_OTA_STATUS until the terminal
+reports "confirmed", "rolled_back" or "refused".
 """
 from __future__ import annotations
 
 import asyncio
-import json
-import re
-import struct
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..protocol import wardproto
+from ..protocol import otaproto, wardproto
 from .jobs import DeviceUpdate, Job
 
 if TYPE_CHECKING:
     from .service import OtaService
 
-CHUNK = 960                     # data bytes per CMD_OTA_CHUNK (wardproto.OTA_CHUNK_MAX = 970)
+CHUNK = otaproto.chunk_size()   # data bytes per CMD_OTA_CHUNK (960)
 WINDOW = 2                      # chunks in flight per terminal
 ANSWER_S = 10.0                 # a command unanswered this long: the session is taken as lost
 RECONNECT_S = 60.0              # wait this long for a terminal to come back (session lost, reboot)
 BUSY_RETRY_S = 60.0             # a commit refused as busy (undelivered calls) is retried this long
 MAX_RESUMES = 5
+CHECK_ROUNDS = 40               # commands a terminal may take to finish the signature check (it needs 9)
 
 
 class LinkLost(Exception):
@@ -31,9 +31,21 @@ class LinkLost(Exception):
 
 
 class Refused(Exception):
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
+    """The terminal answered ok 0 (or something unexpected): the parsed otaproto detail."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        self.answer = answer
+        self.code = answer.get("c")
+        self.detail = otaproto.describe(answer)
+        super().__init__(self.detail)
+
+
+def _at(answer: dict[str, Any]) -> tuple[int, int, int]:
+    """(declared, file, offset) of an "at" answer; anything else is unexpected."""
+    d, f, o = answer.get("d"), answer.get("f"), answer.get("o")
+    if answer.get("c") != otaproto.R_AT or not all(isinstance(v, int) and v >= 0 for v in (d, f, o)):
+        raise Refused({"c": otaproto.R_TEXT, "m": f"unexpected answer: {otaproto.describe(answer)}"})
+    return d, f, o
 
 
 class TerminalUpdate:
@@ -63,12 +75,42 @@ class TerminalUpdate:
             du.version = terminal.firmware
             self._finish("skipped", f"already runs {pkg.version}")
             return
+        if not await self._precheck(link):
+            return
         self._set("sending", f"{len(pkg.files)} file(s), {pkg.size} bytes")
         link = await self._send_package(link)
         if link is None or not await self._commit(link):
             return
         self._set("rebooting", "installing")
         await self._verify(link)
+
+    async def _precheck(self, link: Any) -> bool:
+        """The terminal's key and installed serial, before anything is sent: a terminal that would
+        refuse the package fails here with the reason."""
+        du, pkg = self.du, self.job.package
+        try:
+            st = await self._command(link, wardproto.CMD_OTA_STATUS)
+        except (LinkLost, Refused) as exc:
+            self._finish("failed", f"no update status: {exc}")
+            return False
+        if st.get("c") != otaproto.R_STATUS:
+            self._finish("failed", "its firmware does not take signed updates: deploy it (wardcall deploy)")
+            return False
+        key, serial = st.get("key"), st.get("serial")
+        if isinstance(serial, int):
+            self.service.note_serial(du.device, serial)
+        if not key:
+            self._finish("failed", "refused: no update key installed: deploy it (wardcall deploy installs the ward's key)")
+            return False
+        if key != pkg.kid:
+            self._finish("failed", f"refused: the terminal trusts update key {key}, the package is signed with "
+                                   f"{pkg.kid}: deploy it with this ward's key")
+            return False
+        if isinstance(serial, int) and pkg.serial <= serial:
+            self._finish("failed", f"refused: downgrade: serial {pkg.serial} is not newer than the installed "
+                                   f"serial {serial}")
+            return False
+        return True
 
     async def _send_package(self, link: Any) -> Any:
         """The whole package, resumed after lost sessions; the session it ended on (None: failed)."""
@@ -87,7 +129,7 @@ class TerminalUpdate:
                     self._finish("failed", f"session lost {du.resumes} times: {exc}")
                     return None
                 self._set("sending", f"session lost ({exc}): waiting to resume")
-                new = await self._wait_link(link, RECONNECT_S)
+                new = await self._wait_link(link, RECONNECT_S, same_ok=True)
                 if new is None:
                     self._finish("failed", f"session lost during the transfer and not back within {RECONNECT_S:g} s")
                     return None
@@ -97,38 +139,38 @@ class TerminalUpdate:
         job, du = self.job, self.du
         pkg = job.package
         manifest = pkg.manifest()
-        begin = json.dumps({"v": pkg.version, "n": len(manifest), "size": pkg.size, "id": pkg.id,
-                            "trial_s": job.trial_s}, separators=(",", ":")).encode()
-        at = await self._command(link, wardproto.CMD_OTA_BEGIN, begin)
-        m = re.fullmatch(r"at (\d+) (\d+)", at)
-        if not m:
-            raise Refused(f"unexpected answer to BEGIN: {at}")
-        start = int(m.group(1))
-        du.sent = sum(f[1] for f in manifest[:start])
-        for i in range(start, len(manifest)):
-            path, size, sha = manifest[i]
-            data = pkg.files[i][1]
-            ans = await self._command(link, wardproto.CMD_OTA_FILE,
-                                      json.dumps([i, path, size, sha], separators=(",", ":")).encode())
-            if ans.startswith("done"):
-                du.sent += size
-                continue
-            m = re.fullmatch(r"at (\d+)", ans)
-            if not m:
-                raise Refused(f"unexpected answer to FILE: {ans}")
-            off = int(m.group(1))
-            du.sent += off
+        hdr = {"v": pkg.version, "serial": pkg.serial, "n": len(manifest), "size": pkg.size,
+               "m": otaproto.manifest_digest(manifest), "kid": pkg.kid, "trial_s": job.trial_s}
+        answer = await self._command(link, wardproto.CMD_OTA_BEGIN, otaproto.encode_begin(hdr, pkg.signature))
+        declared, f, o = _at(answer)
+        for i in range(declared, len(manifest)):      # the whole manifest before the first chunk
+            answer = await self._command(link, wardproto.CMD_OTA_FILE, otaproto.encode_file(i, *manifest[i]))
+            declared, f, o = _at(answer)
+        if declared != len(manifest):
+            raise Refused({"c": otaproto.R_TEXT, "m": f"{declared} of {len(manifest)} file(s) declared"})
+        # the terminal checks the signature a slice per command: declare the last file again until done
+        for _ in range(CHECK_ROUNDS):
+            if answer.get("sig") == "ok":
+                break
+            answer = await self._command(link, wardproto.CMD_OTA_FILE, otaproto.encode_file(len(manifest) - 1, *manifest[-1]))
+            declared, f, o = _at(answer)
+        else:
+            raise Refused({"c": otaproto.R_CHECKING})
+        du.sent = sum(e[1] for e in manifest[:f]) + o
+        for i in range(f, len(manifest)):
+            size, data = manifest[i][1], pkg.files[i][1]
+            off = o if i == f else 0
             inflight: list[tuple[int, asyncio.Future, int]] = []
             last_pub = du.sent
             try:
                 while off < size or inflight:
                     while off < size and len(inflight) < WINDOW:
                         piece = data[off:off + CHUNK]
-                        cmd_id, fut = self._send(link, wardproto.CMD_OTA_CHUNK, struct.pack(">HI", i, off) + piece)
+                        cmd_id, fut = self._send(link, wardproto.CMD_OTA_CHUNK, otaproto.encode_chunk(i, off, piece))
                         inflight.append((cmd_id, fut, len(piece)))
                         off += len(piece)
                     cmd_id, fut, n = inflight.pop(0)
-                    await self._answer(link, cmd_id, fut)
+                    _at(await self._answer(link, cmd_id, fut))
                     du.sent += n
                     if du.sent - last_pub >= max(pkg.size // 10, CHUNK):
                         last_pub = du.sent
@@ -149,7 +191,7 @@ class TerminalUpdate:
                 await self._command(link, wardproto.CMD_OTA_COMMIT)
                 return True
             except Refused as exc:
-                if exc.detail.startswith("busy") and time.monotonic() < deadline:
+                if exc.code == otaproto.R_BUSY_CALLS and time.monotonic() < deadline:
                     self._set("committing", f"waiting: {exc.detail}")
                     await asyncio.sleep(1.0)
                     continue
@@ -170,24 +212,32 @@ class TerminalUpdate:
         deadline = time.monotonic() + job.trial_s + RECONNECT_S
         while True:
             try:
-                st = json.loads(await self._command(link, wardproto.CMD_OTA_STATUS))
-            except LinkLost:
-                new = await self._wait_link(link, RECONNECT_S)
+                st = await self._command(link, wardproto.CMD_OTA_STATUS)
+            except LinkLost as exc:
+                if time.monotonic() > deadline:
+                    self._finish("failed", f"no update status before the end of its trial: {exc}")
+                    return
+                new = await self._wait_link(link, RECONNECT_S, same_ok=True)
                 if new is None:
                     self._finish("failed", "went offline during its trial and did not come back")
                     return
                 link = new
                 continue
-            except (Refused, ValueError) as exc:
-                self._finish("failed", f"no update status: {exc}")
+            except Refused as exc:
+                self._finish("failed", f"no update status: {exc.detail}")
                 return
             du.version = st.get("run", "")
-            s = st.get("s")
-            if s == "confirmed" and st.get("v") == pkg.version and du.version == pkg.version:
+            s, ours = st.get("s"), st.get("v") == pkg.version
+            if s == "confirmed" and ours and du.version == pkg.version:
+                if isinstance(st.get("serial"), int):
+                    self.service.note_serial(du.device, st["serial"])
                 self._finish("ok", f"runs {pkg.version}")
                 return
-            if s == "rolled_back" and st.get("v") == pkg.version:
+            if s == "rolled_back" and ours:
                 self._finish("rolled_back", f"back on {du.version}: {st.get('why', '')}")
+                return
+            if s == "refused" and ours:
+                self._finish("failed", f"not installed by the terminal's boot check: {st.get('why', '')}")
                 return
             if s not in ("trial", "pending") or time.monotonic() > deadline:
                 self._finish("failed", f"unexpected update state {s!r} (runs {du.version})")
@@ -207,12 +257,14 @@ class TerminalUpdate:
     def _link(self) -> Any:
         return self.hub.links.get(self.du.device)
 
-    async def _wait_link(self, old: Any, timeout: float) -> Any:
-        """The terminal's session once it is a live one other than `old` (None after timeout)."""
+    async def _wait_link(self, old: Any, timeout: float, same_ok: bool = False) -> Any:
+        """The terminal's session once it is a live one other than `old` (None after timeout).
+        same_ok: `old` itself will do while it is live (a command went unanswered but the session
+        is up: e.g. the terminal could not handle it, out of memory; the next one may pass)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             link = self._link()
-            if link is not None and link is not old and getattr(link, "closed_because", None) is None:
+            if link is not None and (link is not old or same_ok) and getattr(link, "closed_because", None) is None:
                 return link
             await asyncio.sleep(0.1)
         return None
@@ -226,16 +278,17 @@ class TerminalUpdate:
         link.send(wardproto.COMMAND, {"cmd_id": cmd_id, "cmd": cmd, "arg": arg})
         return cmd_id, fut
 
-    async def _answer(self, link: Any, cmd_id: int, fut: asyncio.Future) -> str:
+    async def _answer(self, link: Any, cmd_id: int, fut: asyncio.Future) -> dict[str, Any]:
         deadline = time.monotonic() + ANSWER_S
         try:
             while True:
                 done, _ = await asyncio.wait({fut}, timeout=0.25)
                 if done:
                     ok, detail = fut.result()
+                    answer = otaproto.parse_result(detail)
                     if not ok:
-                        raise Refused(detail)
-                    return detail
+                        raise Refused(answer)
+                    return answer
                 if self._link() is not link or getattr(link, "closed_because", None) is not None:
                     raise LinkLost("session ended")
                 if time.monotonic() > deadline:
@@ -243,6 +296,6 @@ class TerminalUpdate:
         finally:
             self.hub.result_waiters.pop(cmd_id, None)
 
-    async def _command(self, link: Any, cmd: int, arg: bytes = b"") -> str:
+    async def _command(self, link: Any, cmd: int, arg: bytes = b"") -> dict[str, Any]:
         cmd_id, fut = self._send(link, cmd, arg)
         return await self._answer(link, cmd_id, fut)

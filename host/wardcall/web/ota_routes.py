@@ -2,7 +2,7 @@
 
     POST /api/ota/updates   {"package": {...}, "devices": [...] | null (every online terminal),
                              "trial_s": 60, "parallel": 4, "keep_going": false, "force": false,
-                             "password": "…"}   (the password again: an update is dangerous)
+                             "allow_downgrade": false, "password": "…"}   (the password again: an update is dangerous)
                             -> 202 {job view}
     GET  /api/ota/updates   [job views]
     GET  /api/ota/updates/{id}   {"job", "version", "done", "stopped", "devices": [
@@ -51,9 +51,10 @@ async def create(request: web.Request) -> web.Response:
     try:
         package = Package.from_json(body.get("package"))
         job = svc.start(package, devices, user.login, trial_s=trial_s, parallel=parallel,
-                        keep_going=bool(body.get("keep_going")), force=bool(body.get("force")))
+                        keep_going=bool(body.get("keep_going")), force=bool(body.get("force")),
+                        allow_downgrade=bool(body.get("allow_downgrade")))
     except OtaError as exc:
-        return json_error(409 if "already running" in str(exc) or "online" in str(exc) else 400, str(exc))
+        return json_error(exc.status, str(exc))
     await request.app[HUB].record("ota_job_started", user=user.login, job=job.id, version=package.version,
                                   devices=",".join(job.devices), size=package.size)
     return web.json_response(job.view(), status=202)

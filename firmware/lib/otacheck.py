@@ -1,0 +1,141 @@
+# Over-the-air update: is this update the ward's? The ward's public key (otaproto.KEY_FILE,
+# written only by `wardcall deploy`), the serial of the installed firmware, the signature check,
+# and the check of a staged update before otaboot swaps it in. Part of the boot chain: never
+# replaced by an update (otaproto.PROTECTED). Imported only when an update is received or checked.
+from micropython import const
+import os
+import json
+import hashlib
+from binascii import unhexlify
+
+import otaproto as O
+from otaboot import NEW, INSTALLED
+
+_BUF = const(512)
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            d = json.load(f)
+        return d if isinstance(d, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def load_key():
+    """(n, k) of the installed public key, None if there is none; raises otaproto.Refused
+    (R_BAD_KEY) if the file is unreadable."""
+    try:
+        with open(O.KEY_FILE) as f:
+            text = f.read()
+    except OSError:
+        return None
+    return O.parse_key(text)
+
+
+def key_state():
+    """The installed key's id, "" without a key, "unreadable" for a broken key file."""
+    try:
+        key = load_key()
+    except O.Refused:
+        return "unreadable"
+    return O.key_id(key[0]) if key else ""
+
+
+def installed_serial():
+    s = _read_json(INSTALLED).get("serial", 0)
+    return s if isinstance(s, int) and not isinstance(s, bool) and s > 0 else 0
+
+
+def _ward_key(kid):
+    key = load_key()
+    if key is None:
+        raise O.Refused(O.R_NO_KEY)
+    have = O.key_id(key[0])
+    if kid != have:
+        raise O.Refused(O.R_WRONG_KEY, {"kid": kid, "have": have})
+    return key
+
+
+def check_signature(kid, stmt, sig):
+    """stmt if sig is the ward key's signature of it; else raises otaproto.Refused. In one go (at
+    boot, before the application runs)."""
+    key = _ward_key(kid)
+    if not O.verify(key[0], key[1], stmt, sig):
+        raise O.Refused(O.R_BAD_SIGNATURE)
+    return stmt
+
+
+class SignatureCheck:
+    """otaproto.verify in slices, for a running terminal: s^65537 mod n is 16 squarings and one
+    multiplication, one per step(), so that the event loop (the inputs above all) runs between
+    them instead of waiting for the whole verify. ok: None while running, then True or False.
+    Raises otaproto.Refused at once without a key, or for another key."""
+
+    def __init__(self, kid, stmt, sig):
+        n, k = _ward_key(kid)
+        self.n = n
+        self.ok = None
+        self._left = 16                 # squarings: 65537 = 2**16 + 1
+        s = int.from_bytes(bytes(sig), "big") if len(sig) == k else n
+        if s >= n:
+            self.ok = False
+            return
+        self._s = self._x = s
+        self._want = O.encoding(k, stmt)
+
+    def step(self):
+        if self.ok is not None:
+            return
+        if self._left:
+            self._x = self._x * self._x % self.n
+            self._left -= 1
+        else:
+            self.ok = self._x * self._s % self.n == self._want
+            self._x = self._s = self._want = None
+
+
+def _file_sha(path, buf):
+    h = hashlib.sha256()
+    mv = memoryview(buf)
+    with open(path, "rb") as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(mv[:n])
+    return h.digest()
+
+
+def check_staged(st):
+    """None if the staged update is signed by the ward key, newer than the installed one and
+    every staged file is the signed one; else why not. Repeats what ota.py checked, because
+    ota.py may itself have been replaced by an update."""
+    try:
+        files = st["files"]
+        if not isinstance(files, list) or len(files) != st["n"] or not files:
+            return "the staged file list is not the signed one"
+        total = 0
+        seen = []
+        for e in files:
+            path, size = e[0], e[1]
+            if not O.valid_path(path) or path in seen or O.twin(path) in seen:
+                return "%s may not be installed" % path
+            seen.append(path)
+            total += size
+        if total != st["size"] or O.manifest_digest(files) != st["m"]:
+            return "the staged files are not the signed manifest"
+        stmt = O.statement(st["v"], st["serial"], st["n"], st["size"], st["m"])
+        check_signature(st["kid"], stmt, unhexlify(st["sig"]))
+        if st["serial"] <= installed_serial():
+            return "serial %d is not newer than the installed serial %d" % (st["serial"], installed_serial())
+        buf = bytearray(_BUF)
+        for e in files:
+            if os.stat(NEW + e[0])[6] != e[1] or O.hexstr(_file_sha(NEW + e[0], buf)) != e[2]:
+                return "staged %s is not the signed file" % e[0]
+    except O.Refused as r:
+        return r.sentence()
+    except (OSError, KeyError, IndexError, TypeError, ValueError) as e:
+        return "cannot check the staged update: %r" % (e,)
+    return None
