@@ -29,6 +29,7 @@ from .record_guard import RecordLock, check_identity
 from .storage import AsyncWriter, open_storage
 from .terminal_server import TerminalServer
 from .web import make_app
+from .web.listener import start_api_listener
 
 log = logging.getLogger("wardcall.server")
 
@@ -123,15 +124,16 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
     runner = web.AppRunner(make_app(hub), access_log=None, shutdown_timeout=2.0)
     udp_transport = None
     timers = None
+    listener = None
     try:
         tcp_port = await _listen(config, "terminal_port", net.terminal_host, net.terminal_port,
                                  lambda: terminal_server.start(net.terminal_host, net.terminal_port))
         udp_transport, udp_port = await _listen(config, "discovery_port", net.discovery_host, net.discovery_port,
                                                 lambda: start_discovery(hub, net.discovery_host, net.discovery_port, tcp_port))
         await runner.setup()
-        site = web.TCPSite(runner, net.api_host, net.api_port)
-        await _listen(config, "api_port", net.api_host, net.api_port, site.start)
-        api_port = runner.addresses[0][1]
+        listener = await _listen(config, "api_port", net.api_host, net.api_port,
+                                 lambda: start_api_listener(runner, net.api_host, net.api_port, net))
+        api_port = listener.port
         await hub.apply(fx)
         log.info("record %s: %d open call(s) restored", config.database, len(hub.ward.calls))
         timers = asyncio.create_task(run_timers(hub, tick_interval(config)), name="timers")
@@ -155,6 +157,8 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
         if udp_transport is not None:
             udp_transport.close()
         await terminal_server.stop()
+        if listener is not None:
+            await listener.close()
         await runner.cleanup()
         if timers is not None:
             await hub.record("server_stopped", open_calls=len(hub.ward.calls))

@@ -60,7 +60,7 @@ async def test_call_lifecycle_end_to_end(ward_server, ward_api):
         await term.wait_call_state(call_id, wp.ST_CLEARED)
         await console.wait_for(lambda s: find_call(s, device, call_id) is None)
 
-    assert term.call_states(call_id) == ["acknowledged", "attended", "cleared"]
+    assert term.call_states(call_id) == ["placed", "acknowledged", "attended", "cleared"]   # placed: the host tells a new call its real state
     row = db_rows(ward, "SELECT * FROM calls WHERE device = ? AND call_id = ?", device, call_id)[0]
     assert row["state"] == "cleared" and row["acknowledged_by"] == "nurse" and row["attended_by"] == "nurse-7"
     assert row["placed_at"] <= row["acknowledged_at"] <= row["attended_at"] <= row["cleared_at"]
