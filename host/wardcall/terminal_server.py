@@ -347,10 +347,11 @@ class TerminalServer:
         loop = asyncio.get_running_loop()
         if loop.get_exception_handler() is None:
             install_loop_error_handler(loop)
-        log.info("terminal connections before a handshake: at most %d, %d per address (open files limit %d)",
-                 self.pending.total, self.pending.per_address, descriptor_limit())
         self.server = await asyncio.start_server(self._accept, host, port, limit=wardproto.MAX_FRAME * 4,
                                                  backlog=accept_batch())
+        # debug: a start that fails on a later port says only that (serve's own line names the limit)
+        log.debug("terminal connections before a handshake: at most %d, %d per address (open files limit %d)",
+                 self.pending.total, self.pending.per_address, descriptor_limit())
         for sock in self.server.sockets:
             with sock.dup() as listening:       # the same socket: a deep queue in the kernel
                 listening.listen(LISTEN_BACKLOG)

@@ -232,7 +232,8 @@ async def test_a_flood_while_the_disk_is_full_is_capped_and_never_drops_a_call(t
     with pytest.raises(StorageError):
         await hub.terminal_call("a1", 2, wp.PATIENT, 0)
     for i in range(300):
-        await hub.apply(hub.ward.auth_refused("intruder", f"10.0.0.{i % 250}:1", "unknown device"))
+        await hub.apply(hub.ward.note("auth_refused", claimed_device="intruder", address=f"10.0.0.{i % 250}:1",
+                                      reason="unknown device"))
         if i == 150:
             with pytest.raises(StorageError):
                 await hub.terminal_call("a1", 3, wp.BATHROOM, 0)
