@@ -126,7 +126,7 @@ async def test_escalation_and_realert_timing(make_ward, ward_server_factory):
         await term.wait_call_state(call_id, wp.ST_ACKNOWLEDGED, start=mark)
         state = await console.wait_for(lambda s: find_call(s, term.device, call_id)["realerts"] == 1, timeout=5)
         realerted_after = time.monotonic() - acked
-        assert 0.8 <= realerted_after < 0.8 + 1.0
+        assert 0.8 <= realerted_after < 0.8 + 3.0, realerted_after     # never early; late only by load
         call = find_call(state, term.device, call_id)
         assert call["state"] == "placed" and call["acknowledged_by"] == "nurse"
         await term.wait_call_state(call_id, wp.ST_ESCALATED, start=mark)
@@ -146,7 +146,9 @@ async def test_supervision_raises_and_clears_terminal_offline(ward_server, ward_
         silent_since = time.monotonic()
         state = await console.wait_for(lambda s: alarms_of(s, "terminal_offline"), timeout=5)
         noticed_after = time.monotonic() - silent_since
-        assert noticed_after <= 3 * 0.2 + 0.5          # three heartbeats, a timer tick and slack
+        # three heartbeats after the last one (0.4-0.6 s), never sooner; the upper bound leaves a
+        # busy two-core machine room and still fails a host that waits for anything else
+        assert 3 * 0.2 - 0.2 - 0.05 <= noticed_after <= 3.0, noticed_after
         alarm = alarms_of(state, "terminal_offline")[0]
         assert alarm["device"] == term.device and "terminal offline" in alarm["text"]
         assert find_terminal(state, term.device)["status"] == "offline"
