@@ -28,6 +28,17 @@ TX_MAX = const(16)
 REDISCOVER_AFTER = const(3)
 
 
+def hardware_id():
+    """This board's hardware identity for HELLO: machine.unique_id() (6 bytes on an ESP32, its
+    base MAC), hashed down if a port gives more than the protocol's HWID_MAX bytes."""
+    uid = bytes(machine.unique_id())
+    if 1 <= len(uid) <= P.HWID_MAX:
+        return uid
+    log("link", "unique_id() gave %d bytes: sending its SHA-256" % len(uid))
+    import hashlib
+    return hashlib.sha256(uid).digest()[:P.HWID_MAX]
+
+
 def clip(text, limit=200):
     """text cut to at most limit bytes of UTF-8 (protocol text fields hold 255)."""
     b = text.encode()
@@ -46,6 +57,7 @@ class Link:
         self.key = P.key_from_hex(cfg["key"])
         self.mac = P.Hmac(self.key)
         self.wifi = Wifi(cfg["wifi"]["ssid"], cfg["wifi"].get("password", ""))
+        self.hwid = hardware_id()
         self.caps = P.CAP_CORD | P.CAP_BUZZER | P.CAP_CODE | P.CAP_OTA | (P.CAP_DOME if board.DOME >= 0 else 0)
         self.online = False
         self.hb_ms = DEFAULT_HB_MS
@@ -140,7 +152,7 @@ class Link:
         sess = P.Session(self.key, False)
         cfg = self.cfg
         try:
-            await self._write(writer, sess.hello(cfg["device_id"], VERSION, board.NAME, self.caps))
+            await self._write(writer, sess.hello(cfg["device_id"], VERSION, board.NAME, self.caps, self.hwid))
             frame = await asyncio.wait_for_ms(P.read_frame(reader), HANDSHAKE_MS)
             msg = sess.accept_welcome(frame)
         except (OSError, EOFError, asyncio.TimeoutError) as e:

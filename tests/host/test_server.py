@@ -226,7 +226,7 @@ async def test_replayed_hello_does_not_displace_the_terminal(ward_server, ward_a
     ward = ward_server.ward
     good = await connected(ward, 0)
     device = good.device
-    captured = wp.Session(good.key, False).hello(device, "simterm-1", "emulator", 0)   # a HELLO seen on the air
+    captured = wp.Session(good.key, False).hello(device, "simterm-1", "emulator", 0, good.hwid)   # a HELLO seen on the air
     reader, writer = await asyncio.open_connection(ward_server.host, ward_server.terminal_port)
     try:
         writer.write(captured)
