@@ -8,6 +8,7 @@ from micropython import const
 import time
 import asyncio
 import machine
+from binascii import hexlify
 import board
 import wardproto as P
 
@@ -58,6 +59,7 @@ class Link:
         self.mac = P.Hmac(self.key)
         self.wifi = Wifi(cfg["wifi"]["ssid"], cfg["wifi"].get("password", ""))
         self.hwid = hardware_id()
+        log("link", "hardware id %s" % hexlify(self.hwid).decode())
         self.caps = P.CAP_CORD | P.CAP_BUZZER | P.CAP_CODE | P.CAP_OTA | (P.CAP_DOME if board.DOME >= 0 else 0)
         self.online = False
         self.hb_ms = DEFAULT_HB_MS
