@@ -39,6 +39,7 @@ class FakeHost:
         self.port = None
         self.udp_port = None
         self.silent = False         # stop sending heartbeats (simulate a dead host)
+        self.refuse = 0             # close this many new connections at once, unanswered
         self._loop = None
         self._writer = None
         self._session = None
@@ -79,6 +80,10 @@ class FakeHost:
 
     # --- the session ---
     async def _client(self, reader, writer):
+        if self.refuse:
+            self.refuse -= 1
+            writer.close()
+            return
         sess = P.Session(bytes.fromhex(self.key), True)
         try:
             frame = await asyncio.wait_for(P.read_frame(reader), 5)

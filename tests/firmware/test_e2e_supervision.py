@@ -12,6 +12,7 @@ the board's flash with two lines put in front of the real main.py (see that file
 in firmware/ has no test hook: a hang or an error is caused inside one real supervised task (its
 alive() callback is gated), triggered at the moment the test chooses by grounding a spare GPIO.
 """
+import json
 import re
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import tests.fixtures.ward as ward_fixtures
+from tests.faults.ledger import db_rows
 from wardcall.demo import firmware_files
 
 HOOK = Path(__file__).resolve().parent / "mp_faulthook.py"
@@ -61,6 +63,12 @@ def faulty_terminals(make_terminals, monkeypatch):
             assert "faulthook: armed: task %s, %s" % (task, mode) in b.console()
         return rig
     return make
+
+
+def recorded_faults(rig, device):
+    """The FAULTs in the host's record (events of kind fault), oldest first."""
+    return [json.loads(r["data"]) for r in db_rows(rig.ward.database,
+            "SELECT data FROM events WHERE kind = 'fault' AND device = ? ORDER BY id", device)]
 
 
 def wait_start(board, starts, timeout):
@@ -146,8 +154,10 @@ def test_failing_task_is_logged_and_restarted_and_the_terminal_keeps_working(fau
     tech = rig.wait(lambda: [c for c in host_calls(rig, dev) if c["kind_name"] == "technical"], 10,
                     "technical call at the host")
     assert len(tech) == 1
-    # the terminal shows as faulty at the host (FAULT_DEVICE, or HB_DEVICE_FAULT in its heartbeats
-    # when the FAULT message itself went while the link was down: link.send drops when offline)
+    # the FAULT itself reaches the host's record with its detail - for the link task it was
+    # raised while the link was down, kept, and sent right after the next WELCOME
+    fault = rig.wait(lambda: recorded_faults(rig, dev), 15, "the FAULT in the host's record")
+    assert fault == [{"fault": "device", "active": True, "detail": "task %s restarted" % task}], fault
     rig.wait(lambda: (rig.terminal(dev) or {}).get("status") == "fault", 10, "device fault at the host")
     if task == "link":
         b.wait_console("link: online", 10, since=mark)      # the new link task has a new session
