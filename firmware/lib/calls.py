@@ -179,6 +179,7 @@ class Calls:
                 self._code_armed = False
             elif i == I.CORD_PULL:
                 self.cord_pulled = False
+                log("calls", "cord back at rest")
             elif i == I.CORD_LOOP:
                 self.cord_fault = True
                 log("calls", "cord unplugged or its loop broken")

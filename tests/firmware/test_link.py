@@ -141,19 +141,20 @@ async def scenario(app):
     await press(board.CALL)
     check(app.lamps.pattern(L.REASSURE) == (1000, 0), "call shown locally while offline")
     set_input(board.CORD_PULL, True)
-    await asyncio.sleep_ms(3600)
-    check(len(machine.PWM_LOG) > 0, "buzzer sounds in the room while the host is unreachable")
-    check(len(app.outbox) == 2, "both calls wait in the outbox")
+    await until(lambda: len(app.outbox) == 2, 500, "both calls wait in the outbox")
+    placed = time.ticks_ms()
+    await until(lambda: len(machine.PWM_LOG) > 0, 6000, "buzzer sounds in the room while the host is unreachable")
+    print("WAITED_MS", time.ticks_diff(time.ticks_ms(), placed))
     network.state["up"] = True
     await until(lambda: app.link.online, 8000, "back online")
     await until(lambda: len(app.outbox) == 0, 3000, "delivered")
-    await asyncio.sleep_ms(300)
-    check(app.buzzer._alarm == 0, "local alarm stops once online")
+    await until(lambda: app.buzzer._alarm == 0, 1000, "local alarm stops once online")
 """, flash_for(tmp_path, host), 30000)
     mprun.assert_passed(out)
     calls = host.messages(P.CALL)
     assert [m["kind"] for m in calls] == [P.BATHROOM, P.PATIENT][::-1], calls
-    assert all(m["age_ms"] >= 3000 for m in calls), calls
+    waited = int(out.split("WAITED_MS ")[1].split()[0])
+    assert all(m["age_ms"] >= waited for m in calls), (waited, calls)     # placed before all that
     assert host.hellos == 2
 
 
@@ -201,7 +202,9 @@ async def scenario(app):
 """, flash_for(tmp_path, host), 30000)
     mprun.assert_passed(out)
     ms = int(out.split("DETECTED_MS ")[1].split()[0])
-    assert ms <= 3 * 300 + 300 + 150, out     # 3 heartbeat intervals after the last frame
+    # 3 heartbeat intervals (900 ms) after the last frame from the host, which came at most one
+    # interval before it went silent; the upper bound leaves a busy machine a second to spare
+    assert 3 * 300 - 300 <= ms <= 3 * 300 + 1000, out
 
 
 def test_host_found_by_udp_discovery(tmp_path, host):
