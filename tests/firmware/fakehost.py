@@ -11,6 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware" / "lib"))
 import wardproto as P  # noqa: E402
+from tests.support.waiting import wait_until  # noqa: E402
 
 
 def stop_loop(loop):
@@ -170,13 +171,7 @@ class FakeHost:
         self._loop.call_soon_threadsafe(go)
 
     def wait_for(self, pred, timeout=10.0, what="condition"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            r = pred()
-            if r:
-                return r
-            time.sleep(0.02)
-        raise AssertionError("timed out waiting for " + what)
+        return wait_until(pred, timeout, what)
 
 
 class _Discovery(asyncio.DatagramProtocol):

@@ -20,6 +20,7 @@ import pytest
 
 from tests.faults.ledger import db_rows
 from tests.firmware.fakehost import stop_loop
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -83,7 +84,7 @@ def assert_pattern(segs, name):
 
 def wait_segments(rig, board, pin, since, n):
     """Wait until `n` complete segments of an output after `since` are recorded; returns them."""
-    return rig.wait(lambda: len(segments(board, pin, since)) >= n and segments(board, pin, since),
+    return wait_until(lambda: len(segments(board, pin, since)) >= n and segments(board, pin, since),
                     15, f"{n} segments of {pin}\n" + board.console()[-600:])
 
 
@@ -110,7 +111,7 @@ def wait_cleared(rig, device, call_id, reason):
     def cleared():
         rows = [r for r in recorded_calls(rig, device) if r["call_id"] == call_id]
         return rows if rows and rows[0]["state"] == "cleared" else None
-    rows = rig.wait(cleared, 10, f"call {call_id} cleared in the record")
+    rows = wait_until(cleared, 10, f"call {call_id} cleared in the record")
     assert len(rows) == 1 and rows[0]["cleared_reason"] == reason, rows
 
 
@@ -120,7 +121,7 @@ def test_patient_call_lamp_acknowledge_presence_and_cancel(make_terminals):
     t0 = time.monotonic()
     b.tap("call", 150)
     b.wait_output("lamp_reassure", 1, 2)
-    call = rig.wait(lambda: host_calls(rig, dev), 5, "call at the host")[0]
+    call = wait_until(lambda: host_calls(rig, dev), 5, "call at the host")[0]
     assert call["kind_name"] == "patient" and call["call_id"] == call_id_from(b.console(), "patient")
     # the lamp lit before the host stored the call (the firmware logs in that order)
     con = b.wait_console("host stored CALL", 5)
@@ -135,13 +136,13 @@ def test_patient_call_lamp_acknowledge_presence_and_cancel(make_terminals):
     # presence at the bedside: reported to the host, clears the normal call
     b.tap("presence", 150)
     b.wait_output("lamp_presence", 1, 2)
-    rig.wait(lambda: (rig.terminal(dev) or {}).get("presence") is True, 5, "presence at the host")
+    wait_until(lambda: (rig.terminal(dev) or {}).get("presence") is True, 5, "presence at the host")
     wait_cleared(rig, dev, call["call_id"], "presence")
     b.wait_output("lamp_reassure", 0, 2)
     time.sleep(RELEASE_S)
     b.tap("presence", 150)
     b.wait_console("presence off", 3)
-    rig.wait(lambda: (rig.terminal(dev) or {}).get("presence") is False, 5,
+    wait_until(lambda: (rig.terminal(dev) or {}).get("presence") is False, 5,
              "presence off at the host\n" + b.console()[-800:])
     assert b.output("lamp_presence") == 0
     assert rig.board(1).output("lamp_reassure") == 0       # the other terminal saw nothing
@@ -156,12 +157,12 @@ def test_priority_patterns_code_blue_and_bathroom(make_terminals):
     b.wait_output("lamp_reassure", 1, 2)
     t0 = time.monotonic()
     code = call_id_from(b.console(), "code_blue")
-    rig.wait(lambda: host_calls(rig, dev), 5, "code blue at the host")
+    wait_until(lambda: host_calls(rig, dev), 5, "code blue at the host")
     assert_pattern(wait_segments(rig, b, "lamp_reassure", t0, 13), "emergency")
     assert_pattern(wait_segments(rig, b, "dome", t0, 13), "emergency")
     # the cord is pulled meanwhile: code blue keeps the lamps (highest priority)
     b.cord("pulled")
-    rig.wait(lambda: len(host_calls(rig, dev)) == 2, 5, "bathroom call at the host")
+    wait_until(lambda: len(host_calls(rig, dev)) == 2, 5, "bathroom call at the host")
     bath = call_id_from(b.console(), "bathroom")
     t1 = time.monotonic()
     assert_pattern(wait_segments(rig, b, "lamp_reassure", t1, 13), "emergency")
@@ -190,7 +191,7 @@ def test_call_survives_a_power_cut_before_its_acknowledgement(make_terminals):
     b.tap("assist", 150)
     b.wait_output("lamp_reassure", 1, 2)
     cid = call_id_from(b.console(), "staff_assist")
-    rig.wait(lambda: host_calls(rig, dev, cid), 10, "call stored at the host")
+    wait_until(lambda: host_calls(rig, dev, cid), 10, "call stored at the host")
     # ... and the power fails before it arrives
     assert "host stored CALL" not in b.console()
     b.power_cycle()
@@ -212,7 +213,7 @@ def test_call_written_while_offline_survives_a_reboot(make_terminals):
     b.power_cycle()
     b.wait_console("1 undelivered event(s) from before the restart", 10)
     b.wifi(True)
-    rig.wait(lambda: host_calls(rig, dev, cid), 20, "call delivered after the reboot")
+    wait_until(lambda: host_calls(rig, dev, cid), 20, "call delivered after the reboot")
     b.wait_console("host stored CALL %d" % cid, 10)             # acknowledged: nothing left to resend
     assert [(r["call_id"], r["state"]) for r in recorded_calls(rig, dev)] == [(cid, "placed")]
 
@@ -230,7 +231,7 @@ def test_call_while_wifi_is_down_arrives_once_after_reconnection(make_terminals)
     b.cord("pulled")
     b.wait_output("lamp_reassure", 1, 2)
     # offline for more than 3 s with a call waiting: the buzzer sounds in the room
-    rig.wait(lambda: any(v for _, v in b.history("buzzer", since=t1)), 10,
+    wait_until(lambda: any(v for _, v in b.history("buzzer", since=t1)), 10,
              "the buzzer while the host is unreachable")
     con = b.wait_console("bathroom call", 3)
     patient, bath = call_id_from(con, "patient"), call_id_from(con, "bathroom")
@@ -255,9 +256,9 @@ def test_runs_across_the_ticks_ms_wrap(make_terminals):
     # heartbeats kept flowing across the wrap: the host sees new ones
     rig.wait_online([dev])
     seen = rig.terminal(dev)["last_heartbeat"]
-    rig.wait(lambda: rig.terminal(dev)["last_heartbeat"] > seen, 5, "a heartbeat after the wrap")
+    wait_until(lambda: rig.terminal(dev)["last_heartbeat"] > seen, 5, "a heartbeat after the wrap")
     b.tap("call", 150)
-    rig.wait(lambda: len(host_calls(rig, dev)) == 2, 5, "a call after the wrap")
+    wait_until(lambda: len(host_calls(rig, dev)) == 2, 5, "a call after the wrap")
     assert "Traceback" not in b.console() and "link dead" not in b.console()
 
 
@@ -329,7 +330,7 @@ def test_garbage_from_the_host_is_survived(make_terminals, make_ward, garbage):
             or "dropped" in text, text
         rig.wait_online([dev])
         b.tap("call", 150)
-        rig.wait(lambda: host_calls(rig, dev), 5, "a call after the garbage")
+        wait_until(lambda: host_calls(rig, dev), 5, "a call after the garbage")
         assert b.state()["starts"] == 1 + 1 and "Traceback" not in b.console()
     finally:
         proxy.stop()
@@ -377,11 +378,11 @@ def test_cord_unplugged_raises_a_technical_call_and_fault(make_terminals):
     rig = make_terminals(1)
     b, dev = rig.board(0), rig.devices[0]
     b.cord("unplugged")
-    call = rig.wait(lambda: host_calls(rig, dev), 5, "technical call")[0]
+    call = wait_until(lambda: host_calls(rig, dev), 5, "technical call")[0]
     assert call["kind_name"] == "technical"
-    rig.wait(lambda: (rig.terminal(dev) or {}).get("cord_fault") is True, 5, "cord fault at the host")
+    wait_until(lambda: (rig.terminal(dev) or {}).get("cord_fault") is True, 5, "cord fault at the host")
     b.cord("ok")
-    rig.wait(lambda: (rig.terminal(dev) or {}).get("cord_fault") is False, 5, "cord fault cleared")
+    wait_until(lambda: (rig.terminal(dev) or {}).get("cord_fault") is False, 5, "cord fault cleared")
     b.wait_console("cord plugged in again", 3)
     b.tap("presence", 150)
     wait_cleared(rig, dev, call["call_id"], "origin")
