@@ -19,8 +19,10 @@ import time
 import pytest
 
 from tests.faults.ledger import db_rows
+from tests.fixtures.host import TECH
 from tests.firmware.fakehost import stop_loop
 from tests.support.waiting import wait_until
+from wardcall.client import WardApi
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -359,15 +361,27 @@ def test_maintenance_mode_skips_the_application(fleet, tmp_path):
     assert b.state()["wdt_ms"] == 0
 
 
+def tech_command(rig, device, command):
+    """A terminal command from the console, as a technician (a nurse may not send one)."""
+    async def send():
+        api = WardApi(rig.ward.api_url)
+        try:
+            await api.login(*TECH)
+            return await api.command(device, command)
+        finally:
+            await api.close()
+    return rig.api.run(send())
+
+
 def test_host_commands_identify_and_lamp_test(make_terminals):
     rig = make_terminals(1)
     b, dev = rig.board(0), rig.devices[0]
     t0 = time.monotonic()
-    rig.api.command(dev, "identify")
+    tech_command(rig, dev, "identify")
     b.wait_console("cmd: identify", 5)
     for pin in ("lamp_reassure", "lamp_presence", "dome"):
         assert_pattern(wait_segments(rig, b, pin, t0, 13), "identify")
-    rig.api.command(dev, "lamp_test")
+    tech_command(rig, dev, "lamp_test")
     b.wait_console("cmd: lamp test", 5)
     b.wait_output("buzzer", True, 2)
     assert b.output("lamp_reassure") == 1 and b.output("lamp_presence") == 1

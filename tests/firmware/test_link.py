@@ -221,8 +221,14 @@ def test_host_commands(tmp_path, host):
     proc = mprun.start_scenario(r"""
 import json, lamps as L
 async def scenario(app):
+    shown = []                  # every override, as it happens (identify lasts only until the lamp test)
+    override = app.lamps.override
+    def recorded(pat, ms):
+        shown.append(pat)
+        override(pat, ms)
+    app.lamps.override = recorded
     await until(lambda: app.link.online, 5000, "online")
-    await until(lambda: app.lamps._ovr is L.IDENTIFY, 3000, "identify blinks every lamp")
+    await until(lambda: L.IDENTIFY in shown, 3000, "identify blinks every lamp")
     await until(lambda: app.buzzer.on == 1 and app.lamps._ovr is L.STEADY, 3000, "lamp test")
     await until(lambda: app.lamps._ovr is None, 3000, "lamp test over")
     await press(board.PRESENCE)
