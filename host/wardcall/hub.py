@@ -41,10 +41,14 @@ CHECKPOINT_S = 30.0         # WAL checkpoint: the database file holds what the W
 PRUNE_S = 60.0              # lines beyond their budget deleted (storage.prune_step)
 PRUNE_STEPS_MAX = 200       # steps per run (200 × storage.PRUNE_CHUNK rows); the rest the next minute
 FILES_ALARM = "database_files"
+DISPLACED_WINDOW_S = 60.0   # a board's live session replaced this often within the window ...
+DISPLACED_ALARM = 4         # ... means two boards with one identity (a cloned board or key)
 
 
 class TerminalLink(Protocol):
     """What the hub needs of a live terminal session."""
+
+    address: str
 
     def send(self, mtype: int, fields: dict[str, Any]) -> None: ...
 
@@ -61,17 +65,19 @@ class WardHub:
         self.clock = clock
         self.patience_s = patience_s
         self.ward = Ward(config, clock)
-        self.links: dict[str, TerminalLink] = {}
+        self.links: dict[str, TerminalLink] = {}              # device -> its newest session
+        self.boards: dict[str, dict[str, TerminalLink]] = {}  # device -> hwid -> session, every live board
+        self._displaced: dict[str, list[float]] = {}          # device -> when a live session was replaced
         self.bus = ConsoleBus(clock)
         self._cmd_ids = itertools.count(1)
         # cmd_id -> (device, future of (ok, detail)): RESULTs awaited in code (ota/transfer.py), not recorded
         self.result_waiters: dict[int, tuple[str, asyncio.Future]] = {}
-        # (device, call id) -> [lock, users]: one CALL/CANCEL of a call at a time (a resend on a
-        # new session waits until the first is stored or taken back)
-        self._call_locks: dict[tuple[str, int], list[Any]] = {}
+        # (device, hwid, call id) -> [lock, users]: one CALL/CANCEL of a call at a time (a resend
+        # on a new session waits until the first is stored or taken back)
+        self._call_locks: dict[tuple[str, str, int], list[Any]] = {}
         # calls cleared on the board whose clearing is not in the record yet (its write did not
         # answer and could not be taken back): a resent CANCEL is acknowledged once it is
-        self._unrecorded_clears: dict[tuple[str, int], Call] = {}
+        self._unrecorded_clears: dict[tuple[str, str, int], Call] = {}
         self._background: set[asyncio.Future] = set()
         self._hung_job: float | None = None             # the writer's job a wait gave up on
         self._upkeep_origin = clock.mono()
@@ -204,16 +210,17 @@ class WardHub:
     def _deliver(self, fx: Effects) -> None:
         """Send the frames to the terminals, then publish the changes to the consoles."""
         for message in fx.messages:
-            link = self.links.get(message.device)
-            if link is None:
-                continue        # the terminal resynchronises from the open calls when it returns
-            fields = message.fields
-            if message.mtype == wardproto.COMMAND:
-                fields = {"cmd_id": next(self._cmd_ids), **fields}
-            try:
-                link.send(message.mtype, fields)
-            except Exception as exc:   # a broken link must not stop the others hearing
-                log.warning("sending %s to %s failed: %s", wardproto.TYPE_NAMES.get(message.mtype), message.device, exc)
+            live = self.boards.get(message.device, {})
+            # a call's state goes to the board that placed it; anything else to every board
+            links = [live[message.hwid]] if message.hwid in live else [] if message.hwid is not None else list(live.values())
+            for link in links:   # none: the terminal resynchronises from the open calls when it returns
+                fields = message.fields
+                if message.mtype == wardproto.COMMAND:
+                    fields = {"cmd_id": next(self._cmd_ids), **fields}
+                try:
+                    link.send(message.mtype, fields)
+                except Exception as exc:   # a broken link must not stop the others hearing
+                    log.warning("sending %s to %s failed: %s", wardproto.TYPE_NAMES.get(message.mtype), message.device, exc)
         self._publish(fx)
 
     def _publish(self, fx: Effects) -> None:
@@ -318,25 +325,54 @@ class WardHub:
 
     # ----- terminals -----
 
-    def attach(self, device: str, link: TerminalLink) -> None:
-        """A new authenticated session; a second session of the same device replaces the first."""
-        old = self.links.get(device)
-        self.links[device] = link
+    def attach(self, device: str, link: TerminalLink, hwid: str = "") -> Effects:
+        """A new authenticated session of one board of the device. It replaces that board's older
+        session. Another board of the same device id stays connected — the calls of both are
+        delivered — and an alarm says two boards claim it; so does a board whose live session
+        keeps being replaced (two boards with one hardware id too: a cloned board or key)."""
+        fx = Effects()
+        live = self.boards.setdefault(device, {})
+        old = live.get(hwid)
         if old is not None and old is not link:
-            old.close("replaced by a new session of the same device")
+            old.close("replaced by a new session of the same board")
+            now = self.clock.mono()
+            recent = [t for t in self._displaced.get(device, []) if now - t < DISPLACED_WINDOW_S] + [now]
+            self._displaced[device] = recent
+            if len(recent) >= DISPLACED_ALARM:
+                fx.merge(self.ward.boards_claim(
+                    device, [(hwid, old.address), (hwid, link.address)],
+                    f"its sessions replaced each other {len(recent)} times within {DISPLACED_WINDOW_S:g} s "
+                    "(two boards with one identity: a cloned board or key?)", standing=False))
+        live[hwid] = link
+        self.links[device] = link
+        if len(live) > 1:
+            fx.merge(self.ward.boards_claim(device, [(h, s.address) for h, s in sorted(live.items())],
+                                            "both are connected and the calls of both are delivered", standing=True))
+        return fx
 
-    def detach(self, device: str, link: TerminalLink) -> bool:
-        """Forget a session that ended; False if a newer session already replaced it."""
+    async def detach(self, device: str, link: TerminalLink, hwid: str = "") -> bool:
+        """Forget a session that ended; True if the device has no session left (False if a newer
+        session of the board replaced it, or another board of the device is still connected)."""
+        live = self.boards.get(device, {})
+        if live.get(hwid) is not link:
+            return False
+        del live[hwid]
         if self.links.get(device) is link:
-            del self.links[device]
+            if live:
+                self.links[device] = next(iter(live.values()))
+            else:
+                del self.links[device]
+        if len(live) == 1:
+            await self.apply(self.ward.boards_claim_ended(device))
+        if not live:
+            self.boards.pop(device, None)
             return True
         return False
 
     @contextlib.asynccontextmanager
-    async def _one_at_a_time(self, device: str, call_id: int) -> AsyncIterator[None]:
+    async def _one_at_a_time(self, key: tuple[str, str, int]) -> AsyncIterator[None]:
         """A CALL or CANCEL of one call is handled after the one before it is stored or taken
         back (two sessions of a terminal, the old one still waiting for the disk)."""
-        key = (device, call_id)
         entry = self._call_locks.setdefault(key, [asyncio.Lock(), 0])
         entry[1] += 1
         try:
@@ -347,65 +383,66 @@ class WardHub:
             if entry[1] == 0:
                 del self._call_locks[key]
 
-    async def _stored_call(self, device: str, call_id: int) -> dict[str, Any] | None:
+    async def _stored_call(self, device: str, call_id: int, hwid: str) -> dict[str, Any] | None:
         """A call not open on the board: its row in the record, if any (StorageError if the record
         does not answer in time). A row still open there is put back on the board first, so the
         call is neither lost nor left open for ever."""
         if self._stalled():
             raise StorageError(self._not_answering_text())
         try:
-            stored = await asyncio.wait_for(self.writer.find_call(device, call_id), self.patience_s)
+            stored = await asyncio.wait_for(self.writer.find_call(device, call_id, hwid), self.patience_s)
         except asyncio.TimeoutError:
             self._not_answering()
             raise StorageError(self._not_answering_text()) from None
-        if stored is not None and stored["state"] != CLEARED and not self.ward.is_open(device, call_id):
+        if stored is not None and stored["state"] != CLEARED and not self.ward.is_open(device, call_id, hwid):
             log.warning("call %s/%d is open in the record but was not on the board: put back", device, call_id)
             await self.apply(self.ward.reinstate_call(stored))
         return stored
 
-    async def terminal_call(self, device: str, call_id: int, kind: int, age_ms: int) -> None:
-        """Raises StorageError if the call is not in the record (yet): then it must not be
-        acknowledged. It is on the board all the same, marked not recorded."""
+    async def terminal_call(self, device: str, call_id: int, kind: int, age_ms: int, hwid: str = "") -> None:
+        """A CALL from the board `hwid` of the device. Raises StorageError if the call is not in
+        the record (yet): then it must not be acknowledged. It is on the board all the same,
+        marked not recorded."""
         ward = self.ward
-        key = (device, call_id)
-        async with self._one_at_a_time(device, call_id):
-            if not ward.is_open(device, call_id):
+        key = (device, hwid, call_id)
+        async with self._one_at_a_time(key):
+            if not ward.is_open(device, call_id, hwid):
                 cleared = self._unrecorded_clears.get(key)
                 if cleared is not None:
                     # its clearing waits for the record; the call itself may be there already
-                    await self.apply(ward.repeated_cleared_call(device, call_id, "CALL"))
+                    await self.apply(ward.repeated_cleared_call(device, call_id, "CALL", hwid))
                     if not cleared.recorded:
                         raise StorageError(f"call {device}/{call_id} is not recorded yet: {self._record_problem()}")
                     return
-                stored = await self._stored_call(device, call_id)
-                if stored is not None and not ward.is_open(device, call_id):
+                stored = await self._stored_call(device, call_id, hwid)
+                if stored is not None and not ward.is_open(device, call_id, hwid):
                     # a retransmission of a call that is already cleared: acknowledged again, no change
-                    await self.apply(ward.repeated_cleared_call(device, call_id, "CALL"))
+                    await self.apply(ward.repeated_cleared_call(device, call_id, "CALL", hwid))
                     return
-            fx, call = ward.place_call(device, call_id, kind, age_ms)
+            fx, call = ward.place_call(device, call_id, kind, age_ms, hwid)
             await self.apply(fx)
             if call is not None and not call.recorded:
                 raise StorageError(f"call {device}/{call_id} is shown but not recorded yet: {self._record_problem()}")
 
-    async def terminal_cancel(self, device: str, call_id: int, reason: int, age_ms: int) -> None:
+    async def terminal_cancel(self, device: str, call_id: int, reason: int, age_ms: int, hwid: str = "") -> None:
         """Raises StorageError if the cancel is not in the record (yet): then it must not be
         acknowledged. A cancel whose write failed is taken back (the call stays on the board);
         one whose write does not answer stands, and is acknowledged once it is written."""
         ward = self.ward
-        key = (device, call_id)
-        async with self._one_at_a_time(device, call_id):
-            if not ward.is_open(device, call_id):
+        key = (device, hwid, call_id)
+        async with self._one_at_a_time(key):
+            if not ward.is_open(device, call_id, hwid):
                 if key in self._unrecorded_clears:
-                    await self.apply(ward.repeated_cleared_call(device, call_id, "CANCEL"))
+                    await self.apply(ward.repeated_cleared_call(device, call_id, "CANCEL", hwid))
                     if key in self._unrecorded_clears:
                         raise StorageError(f"the clearing of call {device}/{call_id} is not recorded yet: {self._record_problem()}")
                     return
-                stored = await self._stored_call(device, call_id)
+                stored = await self._stored_call(device, call_id, hwid)
                 if stored is not None and stored["state"] == CLEARED:
-                    await self.apply(ward.repeated_cleared_call(device, call_id, "CANCEL"))
+                    await self.apply(ward.repeated_cleared_call(device, call_id, "CANCEL", hwid))
                     return
             call = ward.calls.get(key)
-            if not await self.apply(ward.cancel_call(device, call_id, reason, age_ms)) and call is not None:
+            if not await self.apply(ward.cancel_call(device, call_id, reason, age_ms, hwid)) and call is not None:
                 self._unrecorded_clears[key] = call
                 raise StorageError(f"the clearing of call {device}/{call_id} is not recorded yet: {self._record_problem()}")
 

@@ -32,7 +32,7 @@ from .ward import CALL_COLUMNS, Call, Effects, Record, Terminal
 
 log = logging.getLogger("wardcall.storage")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2     # 2: calls.hwid, a call's identity is (device, hwid, call id)
 
 # What a flood can multiply (unauthenticated or repeated input): kept to a row budget and an age.
 # Lines of a call (events.call set) are never pruned, whatever their kind.
@@ -45,25 +45,7 @@ OTHER_ROWS_MAX = 2_000_000          # every line that is not a call's, noise inc
 NOISE = "call IS NULL AND kind IN (" + ", ".join(f"'{kind}'" for kind in NOISE_KINDS) + ")"
 NOISE_INDEX = "events_noise_1"      # a new name whenever NOISE_KINDS changes
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
-    wall REAL NOT NULL,          -- unix seconds
-    mono REAL NOT NULL,          -- monotonic seconds within the run
-    run TEXT NOT NULL,           -- server run id: mono readings compare only within one run
-    kind TEXT NOT NULL,
-    device TEXT,
-    call INTEGER,                -- calls.id
-    user TEXT,
-    data TEXT NOT NULL           -- JSON
-);
-CREATE INDEX IF NOT EXISTS events_wall ON events (wall);
--- the lines that are not a call's, oldest first: what pruning counts and deletes (partial
--- indexes, so that no other query's order changes)
-CREATE INDEX IF NOT EXISTS events_uncalled ON events (id) WHERE call IS NULL;
-CREATE INDEX IF NOT EXISTS {noise_index} ON events (id) WHERE {noise};
-CREATE TABLE IF NOT EXISTS calls (
+CALLS_TABLE = """CREATE TABLE IF NOT EXISTS {name} (
     id INTEGER PRIMARY KEY,
     device TEXT NOT NULL,
     call_id INTEGER NOT NULL,
@@ -83,8 +65,29 @@ CREATE TABLE IF NOT EXISTS calls (
     cleared_reason TEXT,
     escalation INTEGER NOT NULL DEFAULT 0,
     realerts INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (device, call_id)
+    hwid TEXT NOT NULL DEFAULT '',       -- the calling board's hardware id (hex): call ids are unique per board
+    UNIQUE (device, hwid, call_id)
+);"""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    wall REAL NOT NULL,          -- unix seconds
+    mono REAL NOT NULL,          -- monotonic seconds within the run
+    run TEXT NOT NULL,           -- server run id: mono readings compare only within one run
+    kind TEXT NOT NULL,
+    device TEXT,
+    call INTEGER,                -- calls.id
+    user TEXT,
+    data TEXT NOT NULL           -- JSON
 );
+CREATE INDEX IF NOT EXISTS events_wall ON events (wall);
+-- the lines that are not a call's, oldest first: what pruning counts and deletes (partial
+-- indexes, so that no other query's order changes)
+CREATE INDEX IF NOT EXISTS events_uncalled ON events (id) WHERE call IS NULL;
+CREATE INDEX IF NOT EXISTS {noise_index} ON events (id) WHERE {noise};
+{calls_table}
 CREATE INDEX IF NOT EXISTS calls_open ON calls (state) WHERE state != 'cleared';
 CREATE TABLE IF NOT EXISTS terminals (
     device TEXT PRIMARY KEY,
@@ -98,7 +101,28 @@ CREATE TABLE IF NOT EXISTS terminals (
     board TEXT,
     address TEXT
 );
-""".format(noise_index=NOISE_INDEX, noise=NOISE)
+""".format(noise_index=NOISE_INDEX, noise=NOISE, calls_table=CALLS_TABLE.format(name="calls"))
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring an older record to SCHEMA_VERSION, in one transaction (nothing is lost or changed)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
+    if "hwid" in columns:
+        return
+    # version 1: calls were unique by (device, call id); that constraint needs a new table
+    old = ", ".join(sorted(columns))
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(CALLS_TABLE.format(name="calls_v2"))
+        conn.execute(f"INSERT INTO calls_v2 ({old}) SELECT {old} FROM calls")
+        conn.execute("DROP TABLE calls")
+        conn.execute("ALTER TABLE calls_v2 RENAME TO calls")
+        conn.execute("CREATE INDEX IF NOT EXISTS calls_open ON calls (state) WHERE state != 'cleared'")
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 TERMINAL_COLUMNS = ("device", "room", "bed", "status", "seen", "last_seen", "presence", "firmware", "board", "address")
 
@@ -215,6 +239,7 @@ class Storage:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = self._open(path)
         self.conn.executescript(SCHEMA)
+        _migrate(self.conn)
         self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         had_id = self.conn.execute("SELECT value FROM meta WHERE key = 'record_id'").fetchone()
         self.had_history = bool(self.conn.execute(
@@ -443,9 +468,10 @@ class Storage:
 
     # ----- reading -----
 
-    def find_call(self, device: str, call_id: int) -> dict[str, Any] | None:
+    def find_call(self, device: str, call_id: int, hwid: str = "") -> dict[str, Any] | None:
         try:
-            row = self.conn.execute("SELECT * FROM calls WHERE device = ? AND call_id = ?", (device, call_id)).fetchone()
+            row = self.conn.execute("SELECT * FROM calls WHERE device = ? AND hwid = ? AND call_id = ?",
+                                    (device, hwid, call_id)).fetchone()
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read the record: {exc} ({self.path})") from exc
         return dict(row) if row else None
@@ -653,8 +679,8 @@ class AsyncWriter:
     async def run(self, fn, *args):
         return await self._worker.submit(fn, *args)
 
-    async def find_call(self, device: str, call_id: int) -> dict[str, Any] | None:
-        return await self.run(self.storage.find_call, device, call_id)
+    async def find_call(self, device: str, call_id: int, hwid: str = "") -> dict[str, Any] | None:
+        return await self.run(self.storage.find_call, device, call_id, hwid)
 
     # ----- the transactions -----
 

@@ -90,6 +90,7 @@ class TerminalSession:
         self.source = source_of(self.address)
         self._pending = pending             # until the first authentic frame
         self.device: str | None = None
+        self.hwid = ""                    # the board's hardware id (hex), from its HELLO
         self.session: Any = None
         self.closed_because: str | None = None
         self._heartbeat_task: asyncio.Task | None = None
@@ -141,7 +142,7 @@ class TerminalSession:
             if self._heartbeat_task is not None:
                 self._heartbeat_task.cancel()
             self.close(self.closed_because or "session ended")
-            if self.device is not None and self.hub.detach(self.device, self):
+            if self.device is not None and await self.hub.detach(self.device, self, self.hwid):
                 try:
                     await self.hub.apply(self.hub.ward.terminal_disconnected(self.device, self.closed_because or ""))
                 except Exception:
@@ -185,6 +186,7 @@ class TerminalSession:
             return False
         self.session = session
         self.device = device
+        self.hwid = hello["hwid"].hex()     # which physical board: call ids are unique per board
         self._hello = hello
         self.writer.write(session.welcome(int(hub.clock.wall()), hub.config.timing.heartbeat_ms, 0))
         # A HELLO proves nothing by itself: anyone can replay one. The session takes the
@@ -198,9 +200,11 @@ class TerminalSession:
         hello, self._hello = self._hello, None
         assert hello is not None
         self._trusted()
-        self.hub.attach(device, self)
-        log.info("terminal %s connected from %s (firmware %s, board %s)", device, self.address, hello["firmware"], hello["board"])
-        await self.hub.apply(self.hub.ward.terminal_connected(device, hello["firmware"], hello["board"], hello["caps"], self.address))
+        claims = self.hub.attach(device, self, self.hwid)
+        log.info("terminal %s connected from %s (firmware %s, board %s, hardware id %s)", device, self.address,
+                 hello["firmware"], hello["board"], self.hwid)
+        await self.hub.apply(claims.merge(self.hub.ward.terminal_connected(
+            device, hello["firmware"], hello["board"], hello["caps"], self.address, self.hwid)))
 
     async def _heartbeats(self) -> None:
         started = time.monotonic()
@@ -260,10 +264,10 @@ class TerminalSession:
             await hub.apply(ward.heartbeat(device, msg["status"], msg["pending"], msg["uptime"]))
         elif mtype == wardproto.CALL:
             try:
-                await hub.terminal_call(device, msg["call"], msg["kind"], msg["age_ms"])
+                await hub.terminal_call(device, msg["call"], msg["kind"], msg["age_ms"], self.hwid)
             except StorageError:
                 return      # not stored (logged, alarmed): no CALL_ACK, the terminal keeps it and resends
-            if ward.take_refused_call(device, msg["call"]):
+            if ward.take_refused_call(device, msg["call"], self.hwid):
                 # over the cap of open calls (alarmed): not acknowledged, so the terminal keeps
                 # it and sends it again — delayed, never lost
                 flood_log.warning(("busy", device), "terminal %s: call %d refused: too many open calls of its kind",
@@ -274,7 +278,7 @@ class TerminalSession:
             self.send(wardproto.CALL_ACK, {"call": msg["call"], "of": wardproto.CALL})
         elif mtype == wardproto.CANCEL:
             try:
-                await hub.terminal_cancel(device, msg["call"], msg["reason"], msg["age_ms"])
+                await hub.terminal_cancel(device, msg["call"], msg["reason"], msg["age_ms"], self.hwid)
             except StorageError:
                 return      # as for a CALL: the terminal resends the CANCEL
             self.send(wardproto.CALL_ACK, {"call": msg["call"], "of": wardproto.CANCEL})

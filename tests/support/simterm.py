@@ -66,6 +66,12 @@ class SimTerminal:
     # ----- connection -----
 
     @property
+    def local_address(self) -> str:
+        """"host:port" of this end of the connection, as the host sees it."""
+        name = self._writer.get_extra_info("sockname") if self._writer is not None else None
+        return f"{name[0]}:{name[1]}" if name else ""
+
+    @property
     def connected(self) -> bool:
         return self._writer is not None and not self.closed.is_set()
 

@@ -35,24 +35,24 @@ class CallRules(WardState):
 
     # ----- from the terminals -----
 
-    def is_open(self, device: str, call_id: int) -> bool:
-        return (device, call_id) in self.calls
+    def is_open(self, device: str, call_id: int, hwid: str = "") -> bool:
+        return (device, hwid, call_id) in self.calls
 
-    def place_call(self, device: str, call_id: int, kind: int, age_ms: int) -> tuple[Effects, Call | None]:
-        """A CALL from a terminal. A repeat of an open call (same device and call id) changes
-        nothing. The hub checks the record for calls already cleared before calling this."""
+    def place_call(self, device: str, call_id: int, kind: int, age_ms: int, hwid: str = "") -> tuple[Effects, Call | None]:
+        """A CALL from a terminal's board. A repeat of an open call (same device, board and call
+        id) changes nothing. The hub checks the record for calls already cleared before this."""
         fx = Effects()
-        existing = self.calls.get((device, call_id))
+        existing = self.calls.get((device, hwid, call_id))
         if existing is not None:
             self._record(fx, "call_repeated", call=existing, age_ms=age_ms)
             return fx, existing
         if sum(1 for c in self.calls.values() if c.device == device and c.kind == kind) >= OPEN_CALLS_PER_KIND:
-            return self._refuse_call(device, call_id, kind), None
+            return self._refuse_call(device, call_id, kind, hwid), None
         terminal = self.terminals[device]
         now = self.clock.wall()
         call = Call(id=self.next_call_id, device=device, call_id=call_id, kind=kind, room=terminal.room,
                     bed=terminal.bed, placed_at=now - min(age_ms, 86_400_000) / 1000.0, received_at=now,
-                    alerted_at=now)
+                    alerted_at=now, hwid=hwid)
         self.next_call_id += 1
         if kind in self.config.escalation.broadcast_kinds:
             call.escalation = 1     # emergencies go everywhere at once
@@ -69,12 +69,12 @@ class CallRules(WardState):
         self._announce(fx, call)
         return fx, call
 
-    def _refuse_call(self, device: str, call_id: int, kind: int) -> Effects:
+    def _refuse_call(self, device: str, call_id: int, kind: int, hwid: str) -> Effects:
         """A CALL beyond OPEN_CALLS_PER_KIND: not taken. The session answers ERROR E_BUSY instead
         of CALL_ACK, so the terminal keeps it and sends it again (delayed, never lost); an alarm
         names the terminal, and the record gets the first refusal and then a count a minute."""
         fx = Effects()
-        self.refused_calls.add((device, call_id))
+        self.refused_calls.add((device, hwid, call_id))
         terminal = self.terminals[device]
         now, wall = self.clock.mono(), self.clock.wall()
         held = self._call_refusal_rows.admit(device, now, {"call_kind": KIND_NAMES.get(kind, str(kind))})
@@ -98,10 +98,10 @@ class CallRules(WardState):
             self._alarm_update(fx, alarm, now)
         return fx
 
-    def take_refused_call(self, device: str, call_id: int) -> bool:
+    def take_refused_call(self, device: str, call_id: int, hwid: str = "") -> bool:
         """Was this CALL refused (over the cap)? Asked once by the session that got it."""
         try:
-            self.refused_calls.remove((device, call_id))
+            self.refused_calls.remove((device, hwid, call_id))
             return True
         except KeyError:
             return False
@@ -129,26 +129,28 @@ class CallRules(WardState):
         failed while another change of it was stored): it comes back, as after a restart."""
         fx = Effects()
         self._restore_calls(fx, [row], self.clock.wall(), self.clock.mono())
-        call = self.calls.get((row["device"], row["call_id"]))
+        call = self.calls.get((row["device"], row.get("hwid") or "", row["call_id"]))
         if call is not None:
             fx.calls[call.id] = call
             self.next_call_id = max(self.next_call_id, call.id + 1)
         return fx
 
-    def repeated_cleared_call(self, device: str, call_id: int, of: str) -> Effects:
+    def repeated_cleared_call(self, device: str, call_id: int, of: str, hwid: str = "") -> Effects:
         """A CALL or CANCEL of a call the record holds as cleared: nothing changes. A repeated
         CANCEL is told CLEARED again (its terminal may have missed the first CALL_STATE)."""
         fx = Effects()
-        self._record(fx, "message_repeated", device, call_id=call_id, of=of)
+        self._record(fx, "message_repeated", device, call_id=call_id, of=of, hwid=hwid)
         if of == "CANCEL":
-            fx.messages.append(Message(device, wardproto.CALL_STATE, {"call": call_id, "state": wardproto.ST_CLEARED, "by": ""}))
+            fx.messages.append(Message(device, wardproto.CALL_STATE, {"call": call_id, "state": wardproto.ST_CLEARED, "by": ""},
+                                       hwid=hwid))
         return fx
 
-    def cancel_call(self, device: str, call_id: int, reason: int, age_ms: int) -> Effects:
+    def cancel_call(self, device: str, call_id: int, reason: int, age_ms: int, hwid: str = "") -> Effects:
         fx = Effects()
-        call = self.calls.get((device, call_id))
+        call = self.calls.get((device, hwid, call_id))
         if call is None:
-            self._record(fx, "cancel_unknown_call", device, call_id=call_id, reason=CANCEL_REASONS.get(reason, str(reason)))
+            self._record(fx, "cancel_unknown_call", device, call_id=call_id, reason=CANCEL_REASONS.get(reason, str(reason)),
+                         hwid=hwid)
             return fx
         fx.undo.append(lambda before=(call.state, call.cleared_at, call.cleared_reason, call.deadline):
                        self._reopen_call(call, *before))

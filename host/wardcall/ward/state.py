@@ -54,7 +54,8 @@ class WardState:
         return fx
 
     def _call_state(self, fx: Effects, call: Call, state: int, by: str) -> None:
-        fx.messages.append(Message(call.device, wardproto.CALL_STATE, {"call": call.call_id, "state": state, "by": by[:255]}))
+        fx.messages.append(Message(call.device, wardproto.CALL_STATE, {"call": call.call_id, "state": state, "by": by[:255]},
+                                   hwid=call.hwid))
 
     # ----- alarms -----
 

@@ -41,19 +41,49 @@ class TerminalRules(CallRules):
 
     # ----- sessions -----
 
-    def terminal_connected(self, device: str, firmware: str, board: str, caps: int, address: str) -> Effects:
+    def terminal_connected(self, device: str, firmware: str, board: str, caps: int, address: str,
+                           hwid: str = "") -> Effects:
         fx = Effects()
         terminal = self.terminals[device]
         terminal.seen = True
         terminal.connected = True
         terminal.firmware, terminal.board, terminal.address = firmware, board, address
-        self._record(fx, "terminal_connected", device, firmware=firmware, board=board, caps=caps, address=address)
+        self._record(fx, "terminal_connected", device, firmware=firmware, board=board, caps=caps, address=address,
+                     hwid=hwid)
         fx.merge(self.frame_received(device))
         fx.terminals[device] = terminal
-        # a terminal that missed CALL_STATEs while away catches up (docs/SESSION.md, Calls)
+        # the board that missed CALL_STATEs while away catches up on its own calls (SESSION.md, Calls)
         for call in self.open_calls_of(device):
+            if call.hwid != hwid:
+                continue
             state = wardproto.ST_ESCALATED if call.state == PLACED and (call.escalation or call.realerts) else STATE_CODES[call.state]
             self._call_state(fx, call, state, call.attended_by or call.acknowledged_by or "")
+        return fx
+
+    def boards_claim(self, device: str, sessions: list[tuple[str, str]], why: str, standing: bool) -> Effects:
+        """Two physical boards claim one device id (a replacement plugged in beside the old one,
+        a cloned board or key): an alarm naming both. `sessions` are (hwid, address) pairs.
+        While both are connected (`standing`) it stays; otherwise it expires like an attempt."""
+        fx = Effects()
+        terminal = self.terminals[device]
+        now, wall = self.clock.mono(), self.clock.wall()
+        listed = " and ".join(f"{address} (board {hwid[:12] or '?'})" for hwid, address in sessions)
+        text = f"two boards claim {device} (room {terminal.room}, bed {terminal.bed or '-'}): {listed}; {why}"
+        self._raise_alarm(fx, Alarm(f"boards:{device}", "duplicate_device", text, since=wall, last=wall, device=device,
+                                    room=terminal.room, expires=None if standing else now + self.config.timing.attempt_alarm_s,
+                                    data={"sessions": [{"hwid": h, "address": a} for h, a in sessions]}))
+        self._record(fx, "boards_claim_device", device, sessions=[list(p) for p in sessions], why=why)
+        fx.sound = True
+        return fx
+
+    def boards_claim_ended(self, device: str) -> Effects:
+        """Only one board of the device is connected again: the alarm stays a while (the
+        technician sees it), then expires."""
+        fx = Effects()
+        alarm = self.alarms.get(f"boards:{device}")
+        if alarm is not None and alarm.expires is None:
+            alarm.expires = self.clock.mono() + self.config.timing.attempt_alarm_s
+            fx.alarms[alarm.id] = (alarm, True)
         return fx
 
     def terminal_disconnected(self, device: str, reason: str) -> Effects:
