@@ -16,7 +16,7 @@ import pytest
 
 from wardcall import checkout
 from wardcall.deploy import build
-from wardcall.deploy.deploy import deploy
+from wardcall.deploy.deploy import DeployRequest, deploy
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 READY = "wardcall: boot: ready"          # firmware/lib/app.py, once the app runs
@@ -89,7 +89,7 @@ def first_deploy(module_fleet, tmp_path_factory, firmware, configs):
     flash = tmp_path_factory.mktemp("first") / "flash"
     b = add_board(module_fleet, flash)
     mark = b.console_mark()
-    r = deploy(b.repl_url, "bed-1", configs, firmware_dir=firmware, wait=False, board="emulator")
+    r = deploy(DeployRequest(b.repl_url, "bed-1", configs, firmware_dir=firmware, wait=False, board="emulator"))
     # the app starts after the final reset (nothing ran before: a blank board has no main.py)
     console = b.wait_console(READY, timeout=30, since=mark)
     # off, so that its flash is a quiet template for deployed_board (the app writes bootcount)

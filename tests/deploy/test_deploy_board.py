@@ -14,7 +14,7 @@ import pytest
 
 from wardcall.deploy import build
 from wardcall.deploy.board import port_state
-from wardcall.deploy.deploy import deploy
+from wardcall.deploy.deploy import DeployRequest, deploy
 from tests.support.waiting import wait_until
 from wardcall.deploy.errors import DeployError
 
@@ -26,7 +26,7 @@ MPREMOTE = [sys.executable, "-m", "mpremote"]
 def run(board, firmware, configs, device="bed-1", **kw):
     kw.setdefault("wait", False)
     kw.setdefault("board", "emulator")
-    return deploy(board.repl_url, device, configs, firmware_dir=firmware, **kw)
+    return deploy(DeployRequest(board.repl_url, device, configs, firmware_dir=firmware, **kw))
 
 
 def listing(board):
@@ -148,7 +148,7 @@ def test_no_board_on_a_closed_port(firmware, configs):
     s.close()  # nothing listens there now
     started = time.monotonic()
     with pytest.raises(DeployError) as e:
-        deploy(port, "bed-1", configs, firmware_dir=firmware, wait=False, timeout=20)
+        deploy(DeployRequest(port, "bed-1", configs, firmware_dir=firmware, wait=False, timeout=20))
     assert e.value.code == "no-board"
     assert port in str(e.value) and "fix:" in str(e.value)
     assert time.monotonic() - started < 10   # no retries: nothing will appear there
@@ -158,7 +158,7 @@ def test_no_board_on_a_closed_port(firmware, configs):
 def test_no_board_on_a_missing_serial_device(firmware, configs, tmp_path):
     port = str(tmp_path / "ttyUSB9")
     with pytest.raises(DeployError) as e:
-        deploy(port, "bed-1", configs, firmware_dir=firmware, wait=False, timeout=20)
+        deploy(DeployRequest(port, "bed-1", configs, firmware_dir=firmware, wait=False, timeout=20))
     assert e.value.code == "no-board" and "does not exist" in str(e.value)
     assert port in str(e.value)
 
@@ -182,7 +182,7 @@ def test_board_busy_while_another_mpremote_holds_it(deployed_board, firmware, co
         wait_until(busy, 20, "the holder opening %s" % pty)
         before = snapshot(b)
         with pytest.raises(DeployError) as e:
-            deploy(pty, "bed-1", configs, firmware_dir=firmware, wait=False, timeout=20)
+            deploy(DeployRequest(pty, "bed-1", configs, firmware_dir=firmware, wait=False, timeout=20))
     finally:
         holder.kill()
         holder.wait(10)
@@ -192,8 +192,8 @@ def test_board_busy_while_another_mpremote_holds_it(deployed_board, firmware, co
     assert "close other programs" in str(e.value)
     assert snapshot(b) == before
     # the holder gone, the same deploy on the same port goes through
-    r = deploy(pty, "bed-1", configs, firmware_dir=firmware, wait=False, board="emulator",
-               timeout=30)
+    r = deploy(DeployRequest(pty, "bed-1", configs, firmware_dir=firmware, wait=False, board="emulator",
+                             timeout=30))
     assert r.ok and r.reason == "up to date"
 
 
