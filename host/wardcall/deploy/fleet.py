@@ -55,7 +55,7 @@ def load_plan(plan: str | Path) -> list[Entry]:
         except tomllib.TOMLDecodeError as e:
             raise DeployError("%s is not valid TOML: %s" % (path, e), code="plan")
         items = data.get("board") or data.get("boards") or []
-        if not isinstance(items, list):
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
             raise DeployError("%s: use [[board]] tables with port and device" % path, code="plan")
         for n, item in enumerate(items, start=1):
             entries.append(dict({k: str(v) for k, v in item.items()}, _where="%s [[board]] #%d" % (path.name, n)))
