@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from .by_source import BySource
 from .config import Network
 from .hub import WardHub
 from .protocol import ProtocolError, wardproto
@@ -307,18 +308,19 @@ class PendingConnections:
     def __init__(self, total: int, per_address: int) -> None:
         self.total = total
         self.per_address = per_address
-        self.count = 0
-        self._by_source: dict[str, OrderedDict[TerminalSession, None]] = {}
+        self._sessions: BySource[TerminalSession] = BySource()
         self.dropped = 0
 
+    @property
+    def count(self) -> int:
+        return self._sessions.count
+
     def add(self, session: TerminalSession) -> None:
-        mine = self._by_source.setdefault(session.source, OrderedDict())
-        mine[session] = None
-        self.count += 1
+        mine = self._sessions.add(session.source, session)
         if len(mine) > self.per_address:
             self._drop(mine, f"more than {self.per_address} connections from {session.source} before a handshake")
         elif self.count > self.total:
-            busiest = max(self._by_source.values(), key=len)
+            busiest = max(self._sessions.groups(), key=len)
             self._drop(busiest, f"more than {self.total} connections before a handshake")
 
     def _drop(self, sessions: OrderedDict[TerminalSession, None], why: str) -> None:
@@ -330,13 +332,7 @@ class PendingConnections:
         oldest.drop(why)
 
     def remove(self, session: TerminalSession) -> None:
-        mine = self._by_source.get(session.source)
-        if mine is None or session not in mine:
-            return
-        del mine[session]
-        self.count -= 1
-        if not mine:
-            del self._by_source[session.source]
+        self._sessions.remove(session.source, session)
 
 
 class TerminalServer:

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
+from ..by_source import BySource
 from ..config import Network
 from ..ratelog import RateLimitedLog
 from ..terminal_server import ACCEPT_BATCH, descriptor_limit
@@ -211,9 +212,8 @@ class ApiListener:
         self.header_timeout_s = network.http_header_timeout_s
         self.body_timeout_s = network.http_body_timeout_s
         self.total, self.per_address = http_limits(network)
-        self.count = 0
         self.dropped = 0
-        self._by_source: dict[str, OrderedDict[GuardedConnection, None]] = {}
+        self._conns: BySource[GuardedConnection] = BySource()
         self.server: asyncio.Server | None = None
         self.port = 0
 
@@ -227,14 +227,16 @@ class ApiListener:
                  self.total, self.per_address, self.header_timeout_s)
         return self.port
 
+    @property
+    def count(self) -> int:
+        return self._conns.count
+
     def admit(self, conn: GuardedConnection) -> None:
-        mine = self._by_source.setdefault(conn.source, OrderedDict())
-        mine[conn] = None
-        self.count += 1
+        mine = self._conns.add(conn.source, conn)
         if len(mine) > self.per_address:
             self._make_room(mine, conn, f"more than {self.per_address} connections from {conn.source}")
         elif self.count > self.total:
-            candidates = [c for c in self._by_source.values() if any(x.state != STREAM for x in c)]
+            candidates = [c for c in self._conns.groups() if any(x.state != STREAM for x in c)]
             busiest = max(candidates, key=len) if candidates else mine
             self._make_room(busiest, conn, f"more than {self.total} connections")
 
@@ -250,13 +252,7 @@ class ApiListener:
         victim.drop(why)
 
     def forget(self, conn: GuardedConnection) -> None:
-        mine = self._by_source.get(conn.source)
-        if mine is None or conn not in mine:
-            return
-        del mine[conn]
-        self.count -= 1
-        if not mine:
-            del self._by_source[conn.source]
+        self._conns.remove(conn.source, conn)
 
     async def close(self) -> None:
         if self.server is not None:
