@@ -198,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_demo(sub)          # demo: a whole ward on this machine (`make run`)
     from .ota.cli import register as register_update
     register_update(sub)        # update: over-the-air firmware update of online terminals
+    from .tls_cli import register as register_ca
+    register_ca(sub)            # ca: the ward CA, the host certificate (TLS)
     return parser
 
 

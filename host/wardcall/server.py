@@ -28,12 +28,14 @@ from .devicekeys import load_keys
 from .record_guard import RecordLock, check_identity
 from .storage import AsyncWriter, open_storage
 from .terminal_server import TerminalServer
+from .tls import CERT_ALARM, CertificateWatch, HostTls, TlsError, prepare_host
 from .web import make_app
 from .web.listener import start_api_listener
 
 log = logging.getLogger("wardcall.server")
 
 STOP_RECORD_TIMEOUT_S = 5.0     # at the end, what is held gets this long to reach the record
+CERT_CHECK_S = 60.0             # how often the host certificate is checked (renewal, a new file)
 
 T = TypeVar("T")
 
@@ -66,6 +68,19 @@ def raise_descriptor_limit() -> int:
     return soft
 
 
+async def watch_certificate(hub: WardHub, watch: CertificateWatch) -> None:
+    while True:
+        await asyncio.sleep(CERT_CHECK_S)
+        try:
+            notes, alarm = watch.check()
+            for line in notes:
+                log.warning("%s", line)
+            await hub.apply(hub.ward.link_setting_alarm(CERT_ALARM, alarm) if alarm
+                            else hub.ward.link_setting_ok(CERT_ALARM, "the host certificate is valid"))
+        except Exception:   # a failed check is logged and retried; the running certificate stays
+            log.exception("checking the host certificate failed")
+
+
 async def _listen(config: WardConfig, key: str, host: str, port: int, start: Callable[[], Awaitable[T]]) -> T:
     """Start one listener; a port in use is one line naming it and the key to change."""
     try:
@@ -90,15 +105,20 @@ async def serve(config: WardConfig, ready_file: Path | None = None) -> None:
     missing = sorted(set(config.terminals) - set(keys))
     if missing:
         log.warning("no key for terminal(s) %s in %s: they will be refused", ", ".join(missing), config.secrets)
+    try:
+        host_tls = prepare_host(config)
+    except TlsError as exc:
+        raise ConfigError(config.path, "[tls]", str(exc)) from None
     lock = RecordLock(config.database)
     lock.acquire()              # before anything is written: one host per record
     try:
-        await _serve(config, keys, ready_file, files)
+        await _serve(config, keys, ready_file, files, host_tls)
     finally:
         lock.release()
 
 
-async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | None, files: int) -> None:
+async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | None, files: int,
+                 host_tls: HostTls) -> None:
     opened = open_storage(config.database)
     storage = opened.storage
     writer = AsyncWriter(storage)
@@ -119,12 +139,20 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
         log.critical(missing_text)
         fx.merge(hub.ward.database_alarm(missing_text))
 
+    for line in host_tls.notes:
+        log.warning("%s", line)
+    for alarm_id, text in host_tls.alarms.items():
+        log.warning("%s", text)
+        fx.merge(hub.ward.link_setting_alarm(alarm_id, text))
     net = config.network
-    terminal_server = TerminalServer(hub)
+    terminal_tls = host_tls.context if config.tls.terminals == "tls" else None
+    console_tls = host_tls.context if config.tls.console == "https" else None
+    terminal_server = TerminalServer(hub, terminal_tls)
     runner = web.AppRunner(make_app(hub), access_log=None, shutdown_timeout=2.0)
     udp_transport = None
     timers = None
     listener = None
+    cert_watch = None
     try:
         tcp_port = await _listen(config, "terminal_port", net.terminal_host, net.terminal_port,
                                  lambda: terminal_server.start(net.terminal_host, net.terminal_port))
@@ -132,17 +160,23 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
                                                 lambda: start_discovery(hub, net.discovery_host, net.discovery_port, tcp_port))
         await runner.setup()
         listener = await _listen(config, "api_port", net.api_host, net.api_port,
-                                 lambda: start_api_listener(runner, net.api_host, net.api_port, net))
+                                 lambda: start_api_listener(runner, net.api_host, net.api_port, net, console_tls))
         api_port = listener.port
         await hub.apply(fx)
         log.info("record %s: %d open call(s) restored", config.database, len(hub.ward.calls))
         timers = asyncio.create_task(run_timers(hub, tick_interval(config)), name="timers")
-        log.info("ward %s: terminals on %s:%d, discovery on %s:%d, console API on http://%s:%d/ (open-file limit %s)",
-                 config.ward, net.terminal_host, tcp_port, net.discovery_host, udp_port, net.api_host, api_port,
+        if host_tls.context is not None:
+            cert_watch = asyncio.create_task(watch_certificate(hub, CertificateWatch(config, host_tls.context)),
+                                             name="certificate")
+        log.info("ward %s: terminals on %s:%d (%s), discovery on %s:%d, console API on %s://%s:%d/ (open-file limit %s)",
+                 config.ward, net.terminal_host, tcp_port, "TLS" if terminal_tls else "PLAIN TCP", net.discovery_host,
+                 udp_port, "https" if console_tls else "http", net.api_host, api_port,
                  "unlimited" if files == resource.RLIM_INFINITY else files)
         if ready_file is not None:
             ready_file.write_text(json.dumps({"pid": os.getpid(), "terminal_port": tcp_port,
-                                              "discovery_port": udp_port, "api_port": api_port}))
+                                              "discovery_port": udp_port, "api_port": api_port,
+                                              "console": "https" if console_tls else "http",
+                                              "terminals": "tls" if terminal_tls else "plain"}))
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -154,6 +188,8 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
     finally:
         if timers is not None:
             timers.cancel()
+        if cert_watch is not None:
+            cert_watch.cancel()
         if udp_transport is not None:
             udp_transport.close()
         await terminal_server.stop()

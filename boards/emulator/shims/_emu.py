@@ -15,9 +15,12 @@ import time as rtime  # the builtin modules, whatever shims are on the path
 import socket as rsocket
 import select as rselect
 import os as ros
+import tls as rtls
 sys.path = _p
 del _p
 import json
+
+tls_type = None  # shims/_emu_tls.py TlsSocket, once imported (shims/select.py waits for it)
 
 MASK = 0x3FFFFFFF  # ESP32 ticks period 2**30
 HALF = 0x20000000
