@@ -105,13 +105,13 @@ async def serve(config: WardConfig, ready_file: Path | None = None) -> None:
     missing = sorted(set(config.terminals) - set(keys))
     if missing:
         log.warning("no key for terminal(s) %s in %s: they will be refused", ", ".join(missing), config.secrets)
-    try:
-        host_tls = prepare_host(config)
-    except TlsError as exc:
-        raise ConfigError(config.path, "[tls]", str(exc)) from None
     lock = RecordLock(config.database)
     lock.acquire()              # before anything is written: one host per record
     try:
+        try:
+            host_tls = prepare_host(config)
+        except TlsError as exc:
+            raise ConfigError(config.path, "[tls]", str(exc)) from None
         await _serve(config, keys, ready_file, files, host_tls)
     finally:
         lock.release()
@@ -145,8 +145,7 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
         log.warning("%s", text)
         fx.merge(hub.ward.link_setting_alarm(alarm_id, text))
     net = config.network
-    terminal_tls = host_tls.context if config.tls.terminals == "tls" else None
-    console_tls = host_tls.context if config.tls.console == "https" else None
+    terminal_tls, console_tls = host_tls.terminals, host_tls.console
     terminal_server = TerminalServer(hub, terminal_tls)
     runner = web.AppRunner(make_app(hub), access_log=None, shutdown_timeout=2.0)
     udp_transport = None
@@ -165,8 +164,8 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
         await hub.apply(fx)
         log.info("record %s: %d open call(s) restored", config.database, len(hub.ward.calls))
         timers = asyncio.create_task(run_timers(hub, tick_interval(config)), name="timers")
-        if host_tls.context is not None:
-            cert_watch = asyncio.create_task(watch_certificate(hub, CertificateWatch(config, host_tls.context)),
+        if terminal_tls is not None or console_tls is not None:
+            cert_watch = asyncio.create_task(watch_certificate(hub, CertificateWatch(config, host_tls)),
                                              name="certificate")
         log.info("ward %s: terminals on %s:%d (%s), discovery on %s:%d, console API on %s://%s:%d/ (open-file limit %s)",
                  config.ward, net.terminal_host, tcp_port, "TLS" if terminal_tls else "PLAIN TCP", net.discovery_host,

@@ -103,11 +103,12 @@ class TerminalSession:
         self._heartbeat_task: asyncio.Task | None = None
         self._hello: dict[str, Any] | None = None    # until the first authentic session frame
         self.secured = False                # the session runs inside TLS
+        self._plain_writer: asyncio.StreamWriter | None = None
 
     # ----- TerminalLink -----
 
     def send(self, mtype: int, fields: dict[str, Any]) -> None:
-        if self.closed_because is not None or self.writer.is_closing():
+        if self.closed_because is not None or self.writer.transport is None or self.writer.is_closing():
             return
         self.writer.write(self.session.encode(mtype, fields))
         if self.writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
@@ -116,13 +117,15 @@ class TerminalSession:
     def close(self, reason: str) -> None:
         if self.closed_because is None:
             self.closed_because = reason
-        if not self.writer.is_closing():
+        # (no transport: a TLS handshake that failed half-way, its socket closed already)
+        if self.writer.transport is not None and not self.writer.is_closing():
             self.writer.close()
 
     def drop(self, reason: str) -> None:
         """Close at once, nothing flushed (a pending connection over the cap)."""
         self.close(reason)
-        self.writer.transport.abort()
+        if self.writer.transport is not None:
+            self.writer.transport.abort()
 
     def _trusted(self) -> None:
         if self._pending is not None:
@@ -157,19 +160,32 @@ class TerminalSession:
                     log.exception("recording the disconnection of %s failed", self.device)
 
     async def start_tls(self, context: ssl.SSLContext) -> bool:
-        """The TLS handshake; False (logged, recorded, closed) if it fails."""
+        """The TLS handshake; False (logged, recorded, closed) if it fails. The session's reader
+        and writer are then the TLS stream's. (Not StreamWriter.start_tls: on a connection
+        dropped during the handshake it leaves a writer whose __del__ fails, once per connection.)
+        Nothing is awaited before the handshake starts, so no byte can reach the plain stream."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=wardproto.MAX_FRAME * 4)
+        protocol = asyncio.StreamReaderProtocol(reader)
         try:
-            await self.writer.start_tls(context, ssl_handshake_timeout=self.hub.config.timing.handshake_timeout_s)
-            return True
+            transport = await loop.start_tls(self.writer.transport, protocol, context, server_side=True,
+                                             ssl_handshake_timeout=self.hub.config.timing.handshake_timeout_s)
+            if transport is None:
+                raise ConnectionResetError("closed during the handshake")
         except asyncio.CancelledError:
             raise
-        except (ssl.SSLError, ConnectionError, OSError, asyncio.TimeoutError, EOFError) as exc:
+        except (ssl.SSLError, ConnectionError, OSError, asyncio.TimeoutError, EOFError, RuntimeError) as exc:
+            self._trusted()                 # no longer pending: it ends here
             problem = tls_failure(exc)
-        self._trusted()                 # no longer pending: it ends here
-        flood_log.warning(("tls", problem), "terminal connection from %s: TLS handshake failed: %s", self.address, problem)
-        await self.hub.apply(self.hub.ward.protocol_problem(None, self.address, f"TLS handshake failed: {problem}", closed=True))
-        self.close(f"TLS handshake failed: {problem}")
-        return False
+            flood_log.warning(("tls", problem), "terminal connection from %s: TLS handshake failed: %s", self.address, problem)
+            await self.hub.apply(self.hub.ward.protocol_problem(None, self.address, f"TLS handshake failed: {problem}", closed=True))
+            self.close(f"TLS handshake failed: {problem}")
+            return False
+        # the plain writer stays referenced: collected, it would close the socket under TLS
+        self._plain_writer = self.writer
+        self.reader = reader
+        self.writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        return True
 
     async def _reject(self, device: str | None, problem: str) -> None:
         flood_log.warning(("reject", device), "terminal %s (%s): %s", device or "?", self.address, problem)
@@ -335,7 +351,7 @@ def tls_failure(exc: BaseException) -> str:
     if reason.startswith("TLSV1_ALERT_") or reason.startswith("SSLV3_ALERT_"):
         alert = reason.split("ALERT_", 1)[1].lower().replace("_", " ")
         return f"the peer refused the host's certificate (TLS alert: {alert})"
-    if isinstance(exc, asyncio.TimeoutError):
+    if isinstance(exc, asyncio.TimeoutError) or "taking longer" in str(exc):
         return "no TLS handshake in time"
     if isinstance(exc, (ConnectionError, EOFError)) or not reason:
         return f"connection closed during the TLS handshake ({type(exc).__name__})"

@@ -105,6 +105,13 @@ def _read_key(path: Path, what: str) -> ec.EllipticCurvePrivateKey:
     return key
 
 
+def chain_path(settings: TlsSettings) -> Path:
+    """The host certificate followed by the CA's, for the console: a browser that pins the CA's
+    key (Chromium's --ignore-certificate-errors-spki-list) needs the CA in the chain. Terminals
+    get the host certificate alone: mbedTLS would parse the CA again, on the board's heap."""
+    return settings.cert.with_name(settings.cert.stem + ".chain.pem")
+
+
 def ca_certificate(settings: TlsSettings) -> x509.Certificate:
     return _read_cert(settings.ca_cert, "ward CA certificate")
 
@@ -161,7 +168,9 @@ def issue_host_certificate(config: WardConfig, now: datetime.datetime | None = N
             .sign(ca_key, hashes.SHA256()))
     # the key first: a key without its certificate is harmless, the reverse stops the host
     write_private(settings.key, _key_pem(key))
-    settings.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    chain_path(settings).write_bytes(pem + ca.public_bytes(serialization.Encoding.PEM))
+    settings.cert.write_bytes(pem)
     return info(cert)
 
 
@@ -215,12 +224,12 @@ def renewal_due(settings: TlsSettings, now: datetime.datetime | None = None) -> 
     return cert.not_valid_after_utc - (now or _now()) <= datetime.timedelta(days=settings.renew_days)
 
 
-def server_context(settings: TlsSettings) -> ssl.SSLContext:
-    """The host's side: its certificate, TLS 1.2 or newer."""
+def server_context(settings: TlsSettings, chain: bool = False) -> ssl.SSLContext:
+    """The host's side: its certificate (with the CA's after it for the console), TLS 1.2 or newer."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        ctx.load_cert_chain(settings.cert, settings.key)
+        ctx.load_cert_chain(chain_path(settings) if chain else settings.cert, settings.key)
     except FileNotFoundError:
         raise TlsError(f"{settings.cert}: no host certificate (make one with: wardcall ca init --config <ward.toml>, "
                        "or wardcall ca renew if the CA exists)") from None
@@ -254,9 +263,10 @@ CERT_ALARM = "tls:host-certificate"
 
 @dataclass
 class HostTls:
-    """What serve needs: the server context (None when neither terminals nor console use TLS),
-    lines to log, and standing alarms (id -> text)."""
-    context: ssl.SSLContext | None
+    """What serve needs: the server contexts (None where TLS is off), lines to log, and standing
+    alarms (id -> text)."""
+    terminals: ssl.SSLContext | None
+    console: ssl.SSLContext | None
     notes: list[str]
     alarms: dict[str, str]
 
@@ -298,7 +308,7 @@ def prepare_host(config: WardConfig) -> HostTls:
         alarms[PLAIN_CONSOLE_ALARM] = ("the console is served over plain HTTP ([tls] console = \"http\"): logins and "
                                        "the ward's calls cross the network in clear; a bench setting, not for a ward")
     if settings.terminals == "plain" and settings.console == "http":
-        return HostTls(None, notes, alarms)
+        return HostTls(None, None, notes, alarms)
     if not settings.ca_cert.exists():
         if config.terminals and settings.terminals == "tls":
             raise TlsError(f"{settings.ca_cert}: the ward CA is missing, but {len(config.terminals)} terminal(s) pin it: "
@@ -308,27 +318,30 @@ def prepare_host(config: WardConfig) -> HostTls:
         notes.append(f"ward CA created: {ca.text()} (install it on ward PCs and phones: wardcall ca export)")
         notes.append(f"host certificate issued: {host.text()}")
     notes += keep_host_certificate(config)
+    if not chain_path(settings).exists():        # a certificate from before the chain file: renew it
+        notes.append(f"host certificate issued again (with its chain): {issue_host_certificate(config).text()}")
     text = _certificate_alarm(settings, _now())
     if text:
         alarms[CERT_ALARM] = text
-    return HostTls(server_context(settings), notes, alarms)
+    return HostTls(server_context(settings) if settings.terminals == "tls" else None,
+                   server_context(settings, chain=True) if settings.console == "https" else None, notes, alarms)
 
 
 class CertificateWatch:
     """Every check(): renew the host certificate when due (and the CA key is here) and load a
     changed certificate into the running context, so `wardcall ca renew` needs no restart."""
 
-    def __init__(self, config: WardConfig, context: ssl.SSLContext) -> None:
+    def __init__(self, config: WardConfig, host: HostTls) -> None:
         self.config = config
-        self.context = context
+        self.host = host
         self._stamp = self._files()
 
-    def _files(self) -> tuple[float, float]:
+    def _files(self) -> tuple[float, float, float]:
         s = self.config.tls
         try:
-            return s.cert.stat().st_mtime, s.key.stat().st_mtime
+            return s.cert.stat().st_mtime, s.key.stat().st_mtime, chain_path(s).stat().st_mtime
         except OSError:
-            return 0.0, 0.0
+            return 0.0, 0.0, 0.0
 
     def check(self) -> tuple[list[str], str | None]:
         """(lines to log, the certificate alarm's text or None once it is fine)."""
@@ -340,7 +353,11 @@ class CertificateWatch:
         stamp = self._files()
         if stamp != self._stamp:
             try:
-                self.context.load_cert_chain(self.config.tls.cert, self.config.tls.key)
+                s = self.config.tls
+                if self.host.terminals is not None:
+                    self.host.terminals.load_cert_chain(s.cert, s.key)
+                if self.host.console is not None:
+                    self.host.console.load_cert_chain(chain_path(s), s.key)
                 self._stamp = stamp
                 notes.append(f"host certificate loaded again: {info(host_certificate(self.config.tls)).text()}")
             except (OSError, ssl.SSLError, TlsError) as exc:

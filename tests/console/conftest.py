@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.host import NURSE
+from tests.support.testca import shared_ca_spki
 
 CHROMIUM = os.environ.get("WARDCALL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -71,7 +72,9 @@ def browser(tmp_path):
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
+            # the test wards' consoles are HTTPS with certificates from one CA: trust that CA's key
+            args=CHROMIUM_ARGS + [f"--ignore-certificate-errors-spki-list={shared_ca_spki()}"],
             viewport={"width": 1600, "height": 900})
         context.set_default_timeout(TIMEOUT_MS)
         try:

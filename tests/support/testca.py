@@ -1,0 +1,41 @@
+"""The CA every test ward of this test process shares (its host certificates are their own).
+
+Made when tests/conftest.py is imported, before anything imports aiohttp: SSL_CERT_FILE names
+it, so this process and the host tools it starts trust it as a ward PC trusts the ward CA once
+installed in its system store (`wardcall ca export`); WARDCALL_CA names it too. Chromium, which
+has its own store, is told the CA's key hash instead (tests/console/conftest.py)."""
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from cryptography import x509
+
+from wardcall.config import load_config
+from wardcall.tls import init_ca, spki_sha256
+from wardcall.trust import ENV as TRUST_ENV
+
+_made: dict[str, Path] = {}
+
+
+def shared_ca() -> tuple[Path, Path]:
+    """(CA certificate, CA key) of this test process, made once."""
+    if not _made:
+        folder = Path(tempfile.mkdtemp(prefix="wardcall-test-ca-"))
+        atexit.register(shutil.rmtree, folder, True)
+        (folder / "ca.toml").write_text('[ward]\nname = "Test wards"\n')
+        config = load_config(folder / "ca.toml")
+        init_ca(config)
+        _made["cert"], _made["key"] = config.tls.ca_cert, config.tls.ca_key
+        os.environ[TRUST_ENV] = str(config.tls.ca_cert)
+        os.environ["SSL_CERT_FILE"] = str(config.tls.ca_cert)
+    return _made["cert"], _made["key"]
+
+
+def shared_ca_spki() -> str:
+    """The shared CA's public key hash, as Chromium's --ignore-certificate-errors-spki-list takes it."""
+    cert, _ = shared_ca()
+    return spki_sha256(x509.load_pem_x509_certificate(cert.read_bytes()))
