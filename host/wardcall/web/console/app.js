@@ -2,13 +2,11 @@
 // SSE stream (/api/events: a snapshot, then changes); actions are POSTs. No build step.
 import { h, fill, setText, elapsed, clockTime, duration } from "./dom.js";
 import { Sounder, LEVELS } from "./sound.js";
-import { callsOverTime, responseHistogram, KIND_ORDER, KIND_LABEL } from "./charts.js";
+import { callsOverTime, responseHistogram } from "./charts.js";
+import { KIND_ORDER, KIND_LABEL, PATTERN_OF_KIND, syncBlink, routeText, nameOf } from "./calls.js";
 
 const $ = (id) => document.getElementById(id);
 
-// Lamp patterns as in firmware/lib/wardproto.py KINDS (dome light): [on ms, off ms]; off 0 = steady
-const PATTERN_OF_KIND = { code_blue: "emergency", staff_assist: "high", bathroom: "high", patient: "normal", technical: "normal" };
-const PATTERN_MS = { normal: [1000, 0], high: [1000, 1000], emergency: [300, 300] };
 const STATE_TEXT = { placed: "Waiting", acknowledged: "Seen — coming", attended: "Staff in the room", escalated: "Waiting" };
 const SILENCE_S = 120;
 const HEALTH_EVERY_MS = 3000;
@@ -174,12 +172,6 @@ function sortedCalls() {
 function roomName(id) {
   const room = state.rooms.get(id) || (state.layout && state.layout.rooms.find((r) => r.id === id));
   return room ? room.name : `Room ${id}`;
-}
-
-/** Start every blinking element in phase with the page clock, so all lamps blink together. */
-function syncBlink(el, pattern) {
-  const [on, off] = PATTERN_MS[pattern];
-  if (off) el.style.animationDelay = `-${Math.round(performance.now() % (on + off))}ms`;
 }
 
 function callCard(call) {
