@@ -4,6 +4,7 @@ import { h, fill, setText, elapsed, clockTime, duration } from "./dom.js";
 import { Sounder, LEVELS } from "./sound.js";
 import { callsOverTime, responseHistogram } from "./charts.js";
 import { KIND_ORDER, KIND_LABEL, PATTERN_OF_KIND, syncBlink, routeText, nameOf } from "./calls.js";
+import { AssignmentGrid } from "./assign.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -16,12 +17,15 @@ const state = {
   ward: "", seq: 0, offset: 0,          // offset: host clock − this PC's clock (s)
   calls: new Map(), terminals: new Map(), rooms: new Map(), alarms: new Map(),
   updates: new Map(),                   // over-the-air update progress by "job/device"
+  staff: new Map(),                     // care staff by login: on shift, reachable, where (badge)
+  assignment: null,                     // this shift's assignment (/api/assignment), if the host keeps one
   sound: { audible: false, silenced_until: null, silenced_by: null },
   layout: null,                         // rooms with all their beds (/api/layout), if the host has it
   user: null,
 };
 const link = { es: null, connected: false, lostSince: null, attempts: 0, retry: null, health: null, healthFails: 0 };
 const sounder = new Sounder();
+let grid = null;                        // the assignment grid (assign.js), made in main()
 window.wardcall = { state, link, sounder };   // for the curious (and the tests)
 
 const now = () => Date.now() / 1000 + state.offset;
@@ -56,7 +60,7 @@ function connect() {
   const es = new EventSource("/api/events");
   link.es = es;
   es.addEventListener("snapshot", (e) => { if (es === link.es) onSnapshot(JSON.parse(e.data)); });
-  for (const name of ["call", "terminal", "room", "alarm", "sound", "log", "ota"]) {
+  for (const name of ["call", "terminal", "room", "alarm", "sound", "log", "ota", "staff", "assignment"]) {
     es.addEventListener(name, (e) => { if (es === link.es) onChange(name, JSON.parse(e.data)); });
   }
   es.onerror = () => { if (es === link.es) lost("the event stream ended"); };
@@ -132,6 +136,7 @@ function onSnapshot(snap) {
   state.terminals = new Map(snap.terminals.map((t) => [t.device, t]));
   state.rooms = new Map(snap.rooms.map((r) => [r.id, r]));
   state.alarms = new Map(snap.alarms.map((a) => [a.id, a]));
+  state.staff = new Map((snap.staff || []).map((s) => [s.user, s]));
   state.sound = snap.sound;
   const wasLost = link.lostSince !== null;
   link.connected = true;
@@ -159,6 +164,11 @@ function onChange(name, data) {
     case "sound": state.sound = data.sound; break;
     case "log": activity(data); return;
     case "ota": state.updates.set(`${data.job}/${data.update.device}`, { job: data.job, version: data.version, ...data.update }); break;
+    case "staff": state.staff.set(data.staff.user, data.staff); break;
+    case "assignment":
+      if (!state.assignment || data.assignment.shift === state.assignment.shift || data.assignment.starts > state.assignment.starts) state.assignment = data.assignment;
+      grid.changed(data.assignment);
+      break;
   }
   update();
 }
@@ -167,6 +177,14 @@ function onChange(name, data) {
 
 function sortedCalls() {
   return [...state.calls.values()].sort((a, b) => a.priority - b.priority || a.placed_at - b.placed_at || a.id - b.id);
+}
+
+/** A login as people read it: the name the host gives (staff, assignment), else the login. */
+function staffName(login) {
+  if (!login) return "";
+  const s = state.staff.get(login);
+  if (s && s.name) return s.name;
+  return nameOf(state.assignment && state.assignment.staff, login);
 }
 
 function roomName(id) {
@@ -180,7 +198,8 @@ function callCard(call) {
     h("div", { className: "what" },
       h("div", { className: "kind" }),
       h("div", { className: "where" }),
-      h("div", { className: "status" })),
+      h("div", { className: "status" }),
+      h("div", { className: "route" })),
     h("div", { className: "side" },
       h("div", { className: "elapsed", title: "time since the call was placed" }),
       h("button", { type: "button", className: "btn btn-ack", onclick: () => acknowledge(call.id, el) }, "Acknowledge"),
@@ -200,14 +219,26 @@ function updateCard(el, call) {
     (call.realerts ? `  ·  again ×${call.realerts}` : ""));
   setText(el.querySelector(".where"), `${roomName(call.room)} · Bed ${call.bed}`);
   let status = STATE_TEXT[call.state] || call.state;
-  if (call.state === "acknowledged" && call.acknowledged_by) status += ` (${call.acknowledged_by}, ${clockTime(call.acknowledged_at)})`;
-  if (call.state === "attended" && call.attended_by) status += ` (${call.attended_by})`;
+  if (call.state === "acknowledged" && call.acknowledged_by) status += ` (${staffName(call.acknowledged_by)}, ${clockTime(call.acknowledged_at)})`;
+  if (call.state === "attended" && call.attended_by) status += ` (${staffName(call.attended_by)})`;
   if (call.terminal_status && call.terminal_status !== "online") status += ` · terminal ${call.terminal_status}`;
   if (call.recorded === false) status += " · NOT RECORDED";
   el.dataset.recorded = String(call.recorded !== false);
   setText(el.querySelector(".status"), status);
+  updateRoute(el, call);
   el.querySelector(".btn-ack").hidden = call.state !== "placed" || !may("acknowledge");
   el.setAttribute("aria-label", `${KIND_LABEL[call.kind_name] || call.kind_name} call, ${roomName(call.room)} bed ${call.bed}, ${status}`);
+}
+
+/** Where the call's route stands: to whom, who declined, who was skipped and why, when it passes on. */
+function updateRoute(el, call) {
+  const line = el.querySelector(".route");
+  const r = call.route;
+  line.hidden = !r;
+  if (!r) return;
+  Object.assign(line.dataset, { step: (r.steps && r.steps[r.step]) || "", declined: String((r.declined || []).length),
+    skipped: String((r.skipped || []).length) });
+  setText(line, routeText(call, staffName, now()));
 }
 
 function renderCalls() {
@@ -241,12 +272,16 @@ function renderMap() {
     if (!room.beds.includes(t.bed)) room.beds.push(t.bed);
   }
   const calls = sortedCalls();
+  const located = [...state.staff.values()].filter((s) => s.room);
   fill($("rooms"), rooms.map((room) => {
     const presence = !!room.presence;
-    return h("div", { className: "room", dataset: { room: room.id, presence: String(presence) } },
+    // who is here: staff located in this room by their badge; plain presence says only "staff"
+    const here = located.filter((s) => s.room === room.id).map((s) => s.name || s.user);
+    return h("div", { className: "room", dataset: { room: room.id, presence: String(presence), staff: here.join(", ") } },
       h("div", { className: "room-head" },
         h("span", { className: "room-name" }, room.name || `Room ${room.id}`),
-        presence ? h("span", { className: "staff", title: (room.staff || []).join(", ") }, "● Staff present") : null),
+        here.length ? h("span", { className: "staff staff-names" }, `● ${here.join(", ")}`)
+          : presence ? h("span", { className: "staff" }, "● Staff present") : null),
       h("div", { className: "beds" }, room.beds.map((bed) => {
         const t = terminalFor(room.id, bed);
         const call = calls.find((c) => c.room === room.id && c.bed === bed);
@@ -271,6 +306,21 @@ function renderMap() {
     attempts.map((a) => h("div", { className: "unknown", dataset: { status: "unknown" } },
       h("span", { className: "device-id" }, a.claimed_device || a.device || "?"),
       h("span", {}, ` ${a.reason || ""}${a.address ? " · " + a.address : ""} · ×${a.count}`))));
+}
+
+const REACH_TEXT = { "logged out": "logged out", "phone silent": "phone silent" };
+
+/** Who is where: every care staff member of the ward, on shift first; where her badge last put
+ * her, and whether calls can reach her phone. */
+function renderStaff() {
+  const staff = [...state.staff.values()].sort((a, b) => Number(b.on_shift) - Number(a.on_shift) || (a.name || a.user).localeCompare(b.name || b.user));
+  $("staff-box").hidden = staff.length === 0;
+  fill($("staff-list"), staff.map((s) => h("li", {
+    className: "staff-item", dataset: { user: s.user, room: s.room || "", onShift: String(!!s.on_shift), reachable: String(!!s.reachable) },
+  },
+  h("span", { className: "staff-name" }, s.name || s.user),
+  h("span", { className: "staff-where" }, s.room ? `${roomName(s.room)}${s.since ? ` since ${clockTime(s.since)}` : ""}` : "—"),
+  h("span", { className: "staff-reach" }, !s.on_shift ? "off shift" : s.reachable ? "phone on" : REACH_TEXT[s.why_not] || s.why_not || "not reachable"))));
 }
 
 function statusText(t) {
@@ -338,6 +388,7 @@ function update() {
   document.title = `${state.calls.size ? `(${state.calls.size}) ` : ""}${state.ward || "wardcall"} — nurse console`;
   renderCalls();
   renderMap();
+  renderStaff();
   renderAlarms();
   renderUpdates();
   renderSound();
@@ -427,7 +478,9 @@ function tick() {
   const t = now();
   for (const el of $("calls").children) {
     const call = state.calls.get(Number(el.dataset.id));
-    if (call) setText(el.querySelector(".elapsed"), elapsed(t - call.placed_at));
+    if (!call) continue;
+    setText(el.querySelector(".elapsed"), elapsed(t - call.placed_at));
+    if (call.route && call.route.next_at) updateRoute(el, call);
   }
   setText($("clock"), clockTime(t, true));
 }
@@ -500,6 +553,7 @@ async function started(user) {
   $("login-screen").hidden = true;
   sounder.unlock();
   try { state.layout = await api("GET", "/api/layout"); } catch { state.layout = null; }
+  try { state.assignment = await api("GET", "/api/assignment"); } catch { state.assignment = null; }
   connect();
 }
 
@@ -558,23 +612,30 @@ function reportTable(table, first, rows) {
 
 function showView(name) {
   document.body.dataset.view = name;
-  for (const view of ["board", "history", "admin"]) {
+  for (const view of ["board", "assign", "history", "admin"]) {
     $(`view-${view}`).hidden = name !== view;
     $(`tab-${view}`).setAttribute("aria-pressed", String(name === view));
   }
   if (name === "history") loadHistory();
   if (name === "admin") loadSessions();
+  if (name === "assign") grid.load();
 }
 
 // ---------------------------------------------------------------- start
 
 async function main() {
+  grid = new AssignmentGrid({
+    api, may, toast, roomName,
+    rooms: () => (state.layout ? state.layout.rooms : [...state.rooms.values()].map((r) => ({ ...r, beds: [] }))),
+  });
+  window.wardcall.grid = grid;
   $("login").addEventListener("submit", onLogin);
   $("logout").addEventListener("click", logout);
   $("silence").addEventListener("click", silence);
   $("silence").textContent = `Silence ward ${SILENCE_S / 60} min`;
   $("tab-board").addEventListener("click", () => showView("board"));
   $("tab-history").addEventListener("click", () => showView("history"));
+  $("tab-assign").addEventListener("click", () => showView("assign"));
   $("tab-admin").addEventListener("click", () => showView("admin"));
   for (const name of ["identify", "lamp_test"]) $(`cmd-${name}`).addEventListener("click", () => terminalCommand(name));
   $("cmd-reboot").addEventListener("click", () => {
