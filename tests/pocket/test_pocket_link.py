@@ -27,6 +27,11 @@ def link(page) -> dict:
     return page.evaluate("({snapshots: pocket.link.snapshots, resumes: pocket.link.resumes, lastId: pocket.link.lastId})")
 
 
+def seq_of(event_id: str) -> int:
+    """The change number in an SSE id ("<run>-<seq>", docs/HOST.md)."""
+    return int(event_id.rpartition("-")[2])
+
+
 def cut_the_link(page) -> None:
     """Nothing from this phone reaches the host any more; the stream already open is dropped by
     the page itself once the host stops answering its health checks."""
@@ -73,7 +78,7 @@ def test_the_link_drops_and_the_phone_resumes_where_it_left_off_without_a_snapsh
     expect(card(page, "bed-101-1")).to_have_attribute("data-state", "acknowledged")
     after = link(page)
     assert after["resumes"] == 1 and after["snapshots"] == 1, (missed_from, after)
-    assert int(after["lastId"]) > int(missed_from)
+    assert seq_of(after["lastId"]) > seq_of(missed_from)
     assert page.evaluate("window.sameDocument") is True
     expect(page.locator("#login-screen")).to_be_hidden()
 
@@ -86,7 +91,7 @@ def test_a_restarted_host_gives_the_phone_a_snapshot_never_a_replay_of_another_r
     t0 = sim_terminal(aloop, ward, 0)
     aloop.run(t0.place_call(wardproto.PATIENT))
     expect(card(page, "bed-101-1")).to_be_visible()
-    seen = int(link(page)["lastId"])
+    seen = seq_of(link(page)["lastId"])
 
     page.route("**/api/**", lambda route: route.abort())
     server.kill()                                          # a crash: its recent events are gone

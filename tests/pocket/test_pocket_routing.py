@@ -66,7 +66,7 @@ def test_a_call_reaches_its_nurse_first_and_a_decline_moves_it_to_the_buddy(phon
         expect(other.locator("body")).to_have_attribute("data-sound", "off")
     # Anna's phone sounds (a patient call: low priority) and asks to vibrate
     expect(anna.locator("body")).to_have_attribute("data-sound", "low")
-    anna.wait_for_function("pocket.buzz.count > 0 && pocket.buzz.last === 'low'")
+    anna.wait_for_function("() => pocket.buzz.count > 0 && pocket.buzz.last === 'low'")
     expect(station_card(desk, device).locator(".route")).to_contain_text("For Anna Berg (primary nurse)")
 
     # Anna is busy: Decline passes it to Ben at once (a patient call would wait 30 s)
@@ -186,7 +186,7 @@ def test_the_phone_says_it_is_open_every_15_s_and_a_silent_phone_is_skipped(phon
     expect(desk.locator('#staff-list li[data-user="anna"]')).to_have_attribute("data-reachable", "true")
     expect(anna.locator("#duty")).to_contain_text("calls for you ring here")
     # the next heartbeat 15 s after the first (bounded from below: it can come late, never early)
-    anna.wait_for_function("pocket.link.heartbeats >= 2", timeout=25_000)
+    anna.wait_for_function("() => pocket.link.heartbeats >= 2", timeout=25_000)
     assert len(beats) >= 2 and beats[1] - beats[0] >= 14.5, beats
 
     # Anna's phone goes dark (the page closed): after phone_silent_s the host skips her

@@ -23,7 +23,7 @@ const state = {
 };
 const link = {
   stream: null, lastId: null, connected: false, lostSince: null, attempts: 0, retry: null, healthFails: 0,
-  snapshots: 0, resumes: 0, heartbeats: 0, heartbeatError: null,
+  snapshots: 0, resumes: 0, heartbeats: 0, heartbeatError: null, beat: null,
 };
 const wake = { sentinel: null, state: "off", acquired: 0 };   // state: off | on | unsupported | refused
 const sounder = new Sounder();
@@ -130,9 +130,12 @@ async function healthCheck() {
   }
 }
 
-/** "This phone is open and listening": without it the host skips me ("phone silent"). */
+/** "This phone is open and listening": without it the host skips me ("phone silent"). Sent at
+ * login, whenever the page comes back on screen, and 15 s after the one before. */
 async function heartbeat() {
+  clearTimeout(link.beat);
   if (!loggedIn()) return;
+  link.beat = setTimeout(heartbeat, HEARTBEAT_EVERY_MS);
   try {
     const answer = await api("POST", "/api/pocket/heartbeat", {});
     link.heartbeats += 1;
@@ -192,11 +195,14 @@ function onChange(event, data) {
 
 // ---------------------------------------------------------------- whose call
 
-/** Routed to me now (and not declined by me), or accepted by me. */
+/** Routed to me now (and not declined by me), or taken by me. A call someone else accepted, or
+ * whose route ended at the bedside, is the rest of the ward's. */
 function isMine(call) {
   const r = call.route;
   if (!r || !me()) return false;
-  if (r.accepted_by === me() || call.acknowledged_by === me()) return true;
+  const taker = r.accepted_by || call.acknowledged_by;
+  if (taker) return taker === me();
+  if (r.ended) return false;
   return (r.to || []).includes(me()) && !(r.declined || []).includes(me());
 }
 
@@ -433,6 +439,7 @@ function showLogin(message = "") {
   state.user = null;
   if (link.stream) { link.stream.close(); link.stream = null; }
   clearTimeout(link.retry);
+  clearTimeout(link.beat);
   link.connected = false;
   link.lostSince = null;
   link.lastId = null;
@@ -499,7 +506,6 @@ async function main() {
   });
   setInterval(tick, 1000);
   setInterval(healthCheck, HEALTH_EVERY_MS);
-  setInterval(heartbeat, HEARTBEAT_EVERY_MS);
   try {
     const health = await api("GET", "/api/health");
     setText($("login-ward"), health.ward);
