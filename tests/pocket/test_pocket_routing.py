@@ -211,3 +211,52 @@ def test_touch_targets_are_large_on_a_phone(phones, make_terminals):
     assert anna.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     expect(card.locator(".where")).to_be_in_viewport()
     assert STAFF["anna"][0] in anna.locator("#user-name").inner_text()
+
+
+def sounded(board, since: float) -> bool:
+    """The board's buzzer made a sound (a PWM duty above 0) since `since`."""
+    return any(value for _, value in board.history("buzzer", since=since))
+
+
+def test_a_badge_in_moves_the_chime_to_the_room_the_nurse_is_in(phones, make_terminals):
+    rig = staffed(make_terminals, 6)            # rooms 101 and 103 are Anna's, 102 Ben's
+    url = rig.ward.api_url
+    anna = phone_of(phones, url, "anna")
+    desk = station(phones, url)
+    board = {d: rig.board(i) for i, d in enumerate(rig.devices)}
+    badge = STAFF["anna"][2]
+
+    # Anna badges in at a bed of room 102: she is there, on the station's map and on her phone
+    board["bed-102-1"].present_badge(badge)
+    expect(desk.locator('.room[data-room="102"]')).to_have_attribute("data-staff", "Anna Berg", timeout=ROUTED_MS)
+    expect(desk.locator('.room[data-room="102"] .staff-names')).to_have_text("● Anna Berg")
+    expect(desk.locator('#staff-list li[data-user="anna"] .staff-where')).to_contain_text("Room 102")
+    expect(anna.locator("#user-where")).to_have_text("in Room 102")
+    board["bed-102-1"].remove_badge()                           # she puts the card away (no second toggle)
+
+    # a call on her bed in room 101: her phone, and the terminals of the room she is in (CMD_NOTIFY:
+    # a burst, and the call's pattern on the dome — a patient call: steady); room 103 stays dark
+    since = time.monotonic()
+    board["bed-101-1"].tap("call", 150)
+    expect(my_card(anna, "bed-101-1")).to_be_visible(timeout=ROUTED_MS)
+    for device in ("bed-102-1", "bed-102-2"):
+        board[device].wait_output("dome", 1, 5)
+        assert sounded(board[device], since), device
+    for device in ("bed-103-1", "bed-103-2"):
+        assert not any(v for _, v in board[device].history("dome", since=since)), device
+        assert not sounded(board[device], since), device
+
+    # she walks on to room 103 and badges in there: the call moves with her
+    moved = time.monotonic()
+    board["bed-103-1"].present_badge(badge)
+    expect(desk.locator('.room[data-room="103"]')).to_have_attribute("data-staff", "Anna Berg", timeout=ROUTED_MS)
+    expect(desk.locator('.room[data-room="102"]')).to_have_attribute("data-staff", "")
+    expect(anna.locator("#user-where")).to_have_text("in Room 103")
+    for device in ("bed-103-1", "bed-103-2"):
+        board[device].wait_output("dome", 1, 5)
+        assert sounded(board[device], moved), device
+    for device in ("bed-102-1", "bed-102-2"):
+        board[device].wait_output("dome", 0, 5)                # no call of its own: dark again
+    # accepted on her phone: she is coming
+    my_card(anna, "bed-101-1").locator(".btn-accept").click()
+    expect(station_card(desk, "bed-101-1")).to_have_attribute("data-state", "acknowledged")
