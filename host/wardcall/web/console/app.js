@@ -310,10 +310,11 @@ function renderMap() {
 
 const REACH_TEXT = { "logged out": "logged out", "phone silent": "phone silent" };
 
-/** Who is where: every care staff member of the ward, on shift first; where her badge last put
- * her, and whether calls can reach her phone. */
+/** Who is where: the staff on shift (and anyone else a badge has placed in a room); where her
+ * badge last put her, and whether calls can reach her phone. */
 function renderStaff() {
-  const staff = [...state.staff.values()].sort((a, b) => Number(b.on_shift) - Number(a.on_shift) || (a.name || a.user).localeCompare(b.name || b.user));
+  const staff = [...state.staff.values()].filter((s) => s.on_shift || s.room)
+    .sort((a, b) => Number(b.on_shift) - Number(a.on_shift) || (a.name || a.user).localeCompare(b.name || b.user));
   $("staff-box").hidden = staff.length === 0;
   fill($("staff-list"), staff.map((s) => h("li", {
     className: "staff-item", dataset: { user: s.user, room: s.room || "", onShift: String(!!s.on_shift), reachable: String(!!s.reachable) },

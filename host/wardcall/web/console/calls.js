@@ -38,7 +38,12 @@ export function routeParts(call, name, now) {
   const to = (r.to || []).filter((u) => !(r.declined || []).includes(u));
   parts.to = to.length ? `For ${to.map(name).join(", ")}` : "For nobody reachable";
   if (r.declined && r.declined.length) parts.declined = `declined: ${r.declined.map(name).join(", ")}`;
-  if (r.skipped && r.skipped.length) parts.skipped = `skipped: ${r.skipped.map((s) => `${name(s.user)} (${s.why})`).join(", ")}`;
+  if (r.skipped && r.skipped.length) {
+    // grouped by why: "skipped: Anna Berg, Ben Okafor (logged out); Dora Lind (phone silent)"
+    const byWhy = new Map();
+    for (const s of r.skipped) byWhy.set(s.why, [...(byWhy.get(s.why) || []), name(s.user)]);
+    parts.skipped = `skipped: ${[...byWhy].map(([why, who]) => `${who.join(", ")} (${why})`).join("; ")}`;
+  }
   if (r.next_at && !r.accepted_by && call.state === "placed") {
     const nextStep = r.steps && r.steps[r.step + 1];
     const left = Math.max(0, Math.round(r.next_at - now));
