@@ -296,13 +296,23 @@ function renderCalls() {
   tick();
 }
 
+/** Beds as a nurse says them: a whole room by its number ("101"), else room-bed ("102-1"). */
+function bedList(beds, all) {
+  const out = [];
+  for (const room of [...new Set(beds.map((b) => b.room))]) {
+    const mine = beds.filter((b) => b.room === room);
+    if (mine.length === all.filter((b) => b.room === room).length) out.push(room);
+    else out.push(...mine.map((b) => `${b.room}-${b.bed}`));
+  }
+  return out.join(", ");
+}
+
 function myBeds() {
   const a = state.assignment;
   if (!a || !a.beds) return "";
-  const label = (b) => `${b.room}-${b.bed}`;
-  const primary = a.beds.filter((b) => b.primary === me()).map(label);
-  const buddy = a.beds.filter((b) => b.secondary === me()).map(label);
-  return [primary.length ? `Your beds ${primary.join(", ")}` : "", buddy.length ? `buddy for ${buddy.join(", ")}` : "",
+  const primary = a.beds.filter((b) => b.primary === me());
+  const buddy = a.beds.filter((b) => b.secondary === me());
+  return [primary.length ? `yours: ${bedList(primary, a.beds)}` : "", buddy.length ? `buddy: ${bedList(buddy, a.beds)}` : "",
     a.charge === me() ? "charge nurse" : ""].filter(Boolean).join(" · ");
 }
 
