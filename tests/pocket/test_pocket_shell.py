@@ -118,3 +118,27 @@ def test_installable_with_a_service_worker_that_keeps_the_shell_and_never_the_ap
     expect(page.locator("body")).to_have_attribute("data-connection", "live", timeout=15_000)
     expect(page.locator("#lost")).to_be_hidden()
     expect(page.locator("#user-name")).to_have_text("Test nurse")
+
+
+def test_the_screen_is_kept_on_while_on_duty_and_taken_again_when_back_on_screen(phones, ward_server_factory, make_ward):
+    server = ward_server_factory(make_ward(terminals=1))
+    page = phones("nurse")
+    pocket_login(page, server.api_url, *NURSE)
+    # Chromium's real Screen Wake Lock (a secure context: 127.0.0.1)
+    expect(page.locator("body")).to_have_attribute("data-wake", "on")
+    expect(page.locator("#duty")).to_contain_text("screen stays on")
+    assert page.evaluate("pocket.wake.sentinel.type") == "screen" and page.evaluate("pocket.wake.acquired") == 1
+    # the phone is locked or the app put aside: the browser lets go of the lock (headless Chromium
+    # never hides a page, so the test lets go of it the same way, and sends the event a phone
+    # sends when the page is on screen again)
+    page.evaluate("pocket.wake.sentinel.release()")
+    expect(page.locator("body")).to_have_attribute("data-wake", "off")
+    expect(page.locator("#duty")).to_contain_text("screen may sleep")
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    expect(page.locator("body")).to_have_attribute("data-wake", "on")
+    assert page.evaluate("pocket.wake.acquired") == 2
+    assert page.evaluate("pocket.wake.sentinel.released") is False
+    # logged out: off duty, the screen may sleep
+    page.click("#logout")
+    expect(page.locator("#login-screen")).to_be_visible()
+    assert page.evaluate("pocket.wake.state") == "off" and page.evaluate("pocket.wake.sentinel") is None
