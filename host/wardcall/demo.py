@@ -50,6 +50,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 HOST_EXITED = signal.SIGUSR1     # the host watcher wakes the main thread (blocked in input()) with it
 BUTTONS = ("call", "presence", "assist", "code")
 SHOWN_CHARS = 40                 # of a word the user typed, in an error line
+BADGE_HOLD_S = 0.5               # a badge held to a bed's reader (it looks every 0.1 s)
 
 
 class DemoError(Exception):
@@ -82,7 +83,7 @@ VERBS: dict[str, Verb] = {
     "wifi": Verb("wifi BED off|on", "cut or restore the bed's Wi-Fi", ("off", "on")),
     "power": Verb("power BED", "power-cycle the bed"),
     "lamps": Verb("lamps BED", "show the bed's lamps and buzzer"),
-    "badge": Verb("badge BED " + "|".join(DEMO_STAFF), "present a nurse's badge at the bed (in; again: out)", tuple(DEMO_STAFF)),
+    "badge": Verb("badge BED " + "|".join(DEMO_STAFF), "a nurse's badge at the bed: she is in that room (again: out)", tuple(DEMO_STAFF)),
     "help": Verb("help", "this list", needs_bed=False),
     "quit": Verb("quit", "stop the demo ward (also: exit, Ctrl-C, Ctrl-D)", needs_bed=False),
 }
@@ -402,7 +403,7 @@ class Demo:
 
     def banner(self) -> str:
         names = "\n".join(f"  {i + 1}. {name}{self._assigned(name)}" for i, name in enumerate(self.boards))
-        staff = "\n".join(f"    {login} / {login:<6} {name} ({role.replace('_', ' ')}), badge {badge}"
+        staff = "\n".join(f"    {login + ' / ' + login:<15} {name} ({role.replace('_', ' ')}), badge {badge}"
                            for login, (name, role, badge) in DEMO_STAFF.items())
         return (f"\nwardcall demo ward is running.\n"
                 f"  console:  {self.console_url}   login: carla / carla (charge nurse: the assignment grid)"
@@ -452,7 +453,11 @@ class Demo:
             return f"{board.name}: power-cycled"
         if command.verb == "badge":
             name, _, badge = DEMO_STAFF[command.arg]
+            # a tap of the card: on the reader long enough for its polls, then away (the reader
+            # counts the same card again once it has been away a second)
             board.present_badge(badge)
+            time.sleep(BADGE_HOLD_S)
+            board.remove_badge()
             return f"{board.name}: {name}'s badge presented"
         assert command.verb == "lamps", command
         return f"{board.name}: " + ", ".join(f"{name} {_level(out)}" for name, out in sorted(board.outputs().items()))
