@@ -13,7 +13,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.fixtures.host import NURSE
-from tests.pocket.conftest import pocket_login
+from tests.pocket.conftest import pocket_login, sim_terminal
+from wardcall.protocol import wardproto
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -142,3 +143,21 @@ def test_the_screen_is_kept_on_while_on_duty_and_taken_again_when_back_on_screen
     page.click("#logout")
     expect(page.locator("#login-screen")).to_be_visible()
     assert page.evaluate("pocket.wake.state") == "off" and page.evaluate("pocket.wake.sentinel") is None
+
+
+def test_names_from_the_ward_config_show_as_text_on_the_phone(phones, ward_server_factory, make_ward, aloop):
+    ward = make_ward(terminals=2)
+    evil_room = '<img src=x onerror="window.pwned=1">Room <b>101</b>'
+    evil_name = '<script>window.pwned=2</script>Nurse <i>X</i>'
+    text = ward.config_path.read_text().replace('name = "Room 101"', f"name = '{evil_room}'")
+    ward.config_path.write_text(text.replace('name = "Test nurse"', f"name = '{evil_name}'"))
+    server = ward_server_factory(ward)
+    page = phones("nurse")
+    pocket_login(page, server.api_url, *NURSE)
+    expect(page.locator("#user-name")).to_have_text(evil_name)
+    t = sim_terminal(aloop, ward, 0)
+    aloop.run(t.place_call(wardproto.PATIENT))
+    where = page.locator('li.call[data-device="bed-101-1"] .where')
+    expect(where).to_have_text(f"{evil_room} · Bed 1")
+    assert page.locator("main img, header img, main script, header script").count() == 0
+    assert page.evaluate("window.pwned") is None
