@@ -175,6 +175,12 @@ async def test_a_call_reaches_the_assigned_nurse_first_and_decline_moves_it_to_t
             assert accepted["route"]["accepted_by"] == "nurse2" and accepted["route"]["next_at"] is None
             msg = await term.wait_call_state(call_id, wp.ST_ACKNOWLEDGED)
             assert msg["by"] == "nurse2"
+        # the report (the console's history) says who took it, at which step, and that it was passed on
+        summary = (await people["charge"].api.get("/api/report?since=1h"))["summary"]
+        rows = {(r["group_by"], r["group"]): r for r in summary}
+        assert rows[("nurse", "nurse2")]["calls"] == 1 and rows[("nurse", "nurse2")]["times"]["accept"]["n"] == 1
+        assert rows[("step", "secondary")]["calls"] == 1
+        assert rows[("routing", "passed on at least once")]["calls"] == 1
     lines = [(e["kind"], e["user"]) for e in db_rows(ward, "SELECT * FROM events WHERE call = ? ORDER BY id", call["id"])]
     assert lines[:7] == [("call_placed", None), ("call_routed", None), ("call_declined", "nurse"),
                          ("call_passed_on", None), ("call_routed", None), ("call_acknowledged", "nurse2"),
