@@ -169,3 +169,16 @@ def test_a_version_2_record_gets_routes_and_assignment_tables_and_keeps_every_ca
         assert storage.conn.execute("SELECT route FROM calls WHERE id = 2").fetchone()[0] is not None
     finally:
         storage.close()
+
+
+def test_a_damaged_route_in_the_record_is_routed_again_not_a_host_that_cannot_start(tmp_path):
+    config = ward_config(tmp_path)
+    clock = ManualClock(wall=local(2026, 12, 1, 7))
+    ward = Ward(config, clock)
+    ward.terminal_connected("a1", "fw", "sim", 0, "x")
+    _, call = ward.place_call("a1", 1, wp.PATIENT, 0)
+    for damaged in ("{not json", '{"steps": [], "started_at": 1}', '{"steps": ["all"], "step": 5, "started_at": 1}', "[1, 2]"):
+        row = {**call.row(), "route": damaged}
+        again = Ward(config, clock)
+        again.restore([row], [], 2, [])
+        assert again.call_by_id(call.id).route.steps == ("primary", "secondary", "charge", "all"), damaged
