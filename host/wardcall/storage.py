@@ -821,8 +821,8 @@ class AsyncWriter:
             self._dirty_calls.setdefault(key, call)
         for key, terminal in group.terminals.items():
             self._dirty_terminals.setdefault(key, terminal)
-        for key, assignment in group.assignments.items():
-            self._dirty_assignments.setdefault(key, assignment)
+        for shift, assignment in group.assignments.items():
+            self._dirty_assignments.setdefault(shift, assignment)
         self._cap_held()
         if self.listener is not None:
             try:

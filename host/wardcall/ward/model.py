@@ -134,12 +134,19 @@ class Route:
 
     @classmethod
     def from_stored(cls, text: str | None) -> "Route | None":
+        """The stored route; None if there is none or it cannot be read (the call is routed
+        again from the start: a damaged row must not keep the host from starting)."""
         if not text:
             return None
-        data = json.loads(text)
-        known = {f.name for f in fields(cls)} - {"deadline"}
-        route = cls(**{k: v for k, v in data.items() if k in known})
-        route.steps = tuple(route.steps)
+        try:
+            data = json.loads(text)
+            known = {f.name for f in fields(cls)} - {"deadline"}
+            route = cls(**{k: v for k, v in data.items() if k in known})
+            route.steps = tuple(route.steps)
+            if not route.steps or not 0 <= route.step < len(route.steps):
+                return None
+        except (ValueError, TypeError, AttributeError):
+            return None
         return route
 
     def copy(self) -> "Route":

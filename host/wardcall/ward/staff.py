@@ -106,7 +106,7 @@ class StaffRules(AssignmentRules):
         """Pocket consoles gone silent; unknown badges held back from the record."""
         self._recheck_reach(fx, self.staff_users())
         for device, held, details in self._badge_rows.due(now):
-            self._record(fx, "badge_unknown_summary", device, count=held, period_s=BADGE_ROWS_PERIOD_S, **details)
+            self._record(fx, "badge_unknown_summary", str(device), count=held, period_s=BADGE_ROWS_PERIOD_S, **details)
 
     # ----- where -----
 
