@@ -65,13 +65,17 @@ class Badge:
             self.on_fault("badge reader not answering")
 
     async def poll(self):
-        """One look at the reader."""
-        chip = self.chip
-        r = chip.wake()
-        n = 0
-        if r > 0:
-            n = await chip.select(self._uid)
-        if r < 0 or n < 0:
+        """One look at the reader (what the task does every _POLL_MS)."""
+        r = self.chip.wake()
+        if r:
+            await self._answered(r)
+        else:
+            self._saw(0)
+
+    async def _answered(self, r):
+        # a card answered WUPA (r 1), or the chip did not answer at all (r -1)
+        n = await self.chip.select(self._uid) if r > 0 else -1
+        if n < 0:
             # a chip that lost its set-up (a brown-out) answers again at once; a dead one does not
             if not await self.start():
                 return
@@ -109,9 +113,14 @@ class Badge:
     async def run(self, alive):
         if not self.ok:
             await self.start()
+        chip = self.chip
         while True:
             if self.ok:
-                await self.poll()
+                r = chip.wake()             # the idle look, inlined: no coroutine allocated
+                if r:
+                    await self._answered(r)
+                else:
+                    self._saw(0)
             elif time.ticks_diff(self._ticks(), self._retry) >= 0:
                 await self.start()
             alive()
