@@ -151,5 +151,11 @@ def test_each_card_shows_where_its_route_stands_and_the_map_shows_who_is_where(p
         aloop.call(t["bed-102-1"].presence, False, STAFF["anna"][2])
         expect(page.locator('.room[data-room="102"] .staff-names')).to_have_count(0)
         expect(staff.locator('li[data-user="anna"] .staff-where')).to_have_text("—")
+        # the history: who accepted, at which step, and that the call had to be passed on
+        page.click("#tab-history")
+        expect(page.locator('#table-nurses tr[data-group="anna"] th')).to_have_text("Anna Berg")
+        expect(page.locator('#table-nurses tr[data-group="anna"] td').first).to_have_text("1")
+        expect(page.locator("#routing-counts")).to_contain_text("1 passed on at least once")
+        expect(page.locator("#table-steps tbody tr")).to_have_count(1)
     finally:
         aloop.run(anna.close())

@@ -73,8 +73,8 @@ PhoneFactory = Callable[..., Any]
 # ---------------------------------------------------------------- a staffed ward
 
 # the shift's care staff of the test wards: login -> (name, role, badge UID); password NURSE[1]
-STAFF = {"anna": ("Anna Berg", "nurse", "04a1b2c3"), "ben": ("Ben Okafor", "nurse", "04b2c3d4"),
-         "carla": ("Carla Diaz", "charge_nurse", "04c3d4e5")}
+STAFF = {"anna": ("Anna Berg", "nurse", "0a11b2c3"), "ben": ("Ben Okafor", "nurse", "0b22c3d4"),
+         "carla": ("Carla Diaz", "charge_nurse", "0c33d4e5")}
 PASSWORD = NURSE[1]
 
 

@@ -3,7 +3,7 @@
 import { h, fill, setText, elapsed, clockTime, duration } from "./dom.js";
 import { Sounder, LEVELS } from "./sound.js";
 import { callsOverTime, responseHistogram } from "./charts.js";
-import { KIND_ORDER, KIND_LABEL, PATTERN_OF_KIND, syncBlink, routeText, nameOf } from "./calls.js";
+import { KIND_ORDER, KIND_LABEL, PATTERN_OF_KIND, STEP_LABEL, syncBlink, routeText, nameOf } from "./calls.js";
 import { AssignmentGrid } from "./assign.js";
 
 const $ = (id) => document.getElementById(id);
@@ -597,6 +597,24 @@ async function loadHistory() {
   reportTable($("table-rooms"), "Room", rows("room").map((r) => ({ ...r, label: roomName(r.group) })));
   reportTable($("table-kinds"), "Call type", rows("kind").sort((a, b) => KIND_ORDER.indexOf(a.group) - KIND_ORDER.indexOf(b.group))
     .map((r) => ({ ...r, label: KIND_LABEL[r.group] || r.group })));
+  // routing: who accepted how fast (from when the call reached her), which step took calls, and
+  // how many had to be passed on
+  const counts = Object.fromEntries(rows("routing").map((r) => [r.group, r.calls]));
+  setText($("routing-counts"), rows("routing").length
+    ? `${counts.routed || 0} calls routed · ${counts["passed on at least once"] || 0} passed on at least once · ${counts["placed on an unassigned bed"] || 0} on a bed with no nurse`
+    : "");
+  acceptTable($("table-nurses"), "Nurse", rows("nurse").map((r) => ({ ...r, label: staffName(r.group) })));
+  acceptTable($("table-steps"), "Accepted at the step", rows("step").map((r) => ({ ...r, label: STEP_LABEL[r.group] || r.group })));
+}
+
+function acceptTable(table, first, rows) {
+  const head = [first, "Calls accepted", "Time to accept: median", "max"];
+  fill(table,
+    h("thead", {}, h("tr", {}, head.map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, rows.length ? rows.map((r) => h("tr", { dataset: { group: r.group } },
+      h("th", { scope: "row" }, r.label), h("td", {}, r.calls),
+      h("td", {}, duration(r.times.accept && r.times.accept.median)), h("td", {}, duration(r.times.accept && r.times.accept.max))))
+      : h("tr", {}, h("td", { colspan: head.length }, "No call accepted in this period"))));
 }
 
 function reportTable(table, first, rows) {
