@@ -3,16 +3,23 @@
 next sequence number; each console's event stream (SSE) is a Subscriber reading its own queue.
 
 A console that falls too far behind is cut off rather than slowing the others down; it
-reconnects and starts again from a fresh snapshot.
+reconnects and starts again from a fresh snapshot. A console that reconnects after a short gap
+(a phone moving between access points) names the last change it has (SSE `Last-Event-ID`): the
+bus keeps the latest RECENT_EVENTS changes, so it gets what it missed instead of a snapshot.
+Event ids name the bus's run (`<epoch>-<seq>`): sequence numbers start again with each host run,
+and an id of another run never replays the wrong changes.
 """
 from __future__ import annotations
 
 import asyncio
+import secrets
+from collections import deque
 from typing import Any
 
 from .clock import Clock
 
 SUBSCRIBER_QUEUE = 1000     # changes a slow console may fall behind before it is dropped
+RECENT_EVENTS = 4096        # changes kept for consoles that resume (Last-Event-ID)
 
 Event = tuple[str, dict[str, Any]]
 
@@ -34,10 +41,32 @@ class Subscriber:
 
 
 class ConsoleBus:
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, recent: int = RECENT_EVENTS) -> None:
         self.clock = clock
         self.seq = 0                                  # the number of the latest change
+        self.epoch = secrets.token_hex(4)             # this run's bus (event ids)
         self.subscribers: set[Subscriber] = set()
+        self._recent: deque[Event] = deque(maxlen=recent)
+
+    def event_id(self, seq: int) -> str:
+        """The SSE id of a change."""
+        return f"{self.epoch}-{seq}"
+
+    def since(self, event_id: str) -> list[Event] | None:
+        """The changes after the one an SSE id names, or None if they are not all kept (an id
+        of another run, unknown, or older than the kept changes): then a snapshot it is."""
+        epoch, _, number = event_id.strip().partition("-")
+        if epoch != self.epoch or not number.isdigit() or len(number) > 18:
+            return None
+        seq = int(number)
+        if seq > self.seq:
+            return None
+        if seq == self.seq:
+            return []
+        first = self._recent[0][1]["seq"] if self._recent else self.seq + 1
+        if seq + 1 < first:
+            return None         # some are gone
+        return [e for e in self._recent if e[1]["seq"] > seq]
 
     def add(self, sub: Subscriber) -> None:
         self.subscribers.add(sub)
@@ -52,6 +81,7 @@ class ConsoleBus:
         """Give the change the next number and the time, and queue it for every console."""
         self.seq += 1
         event = (name, {"seq": self.seq, "time": self.clock.wall(), **payload})
+        self._recent.append(event)
         for sub in list(self.subscribers):
             try:
                 sub.queue.put_nowait(event)

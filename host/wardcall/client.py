@@ -68,6 +68,15 @@ class WardApi:
     async def acknowledge(self, call_id: int) -> dict[str, Any]:
         return (await self._call("POST", f"/api/calls/{call_id}/acknowledge"))["call"]
 
+    async def accept(self, call_id: int) -> dict[str, Any]:
+        return (await self._call("POST", f"/api/calls/{call_id}/accept"))["call"]
+
+    async def decline(self, call_id: int, reason: str = "") -> dict[str, Any]:
+        return (await self._call("POST", f"/api/calls/{call_id}/decline", {"reason": reason}))["call"]
+
+    async def pocket_heartbeat(self) -> dict[str, Any]:
+        return await self._call("POST", "/api/pocket/heartbeat", {})
+
     async def silence(self, seconds: float) -> dict[str, Any]:
         return (await self._call("POST", "/api/silence", {"seconds": seconds}))["sound"]
 
@@ -83,16 +92,19 @@ class WardApi:
     async def get(self, path: str) -> Any:
         return await self._call("GET", path)
 
-    def events(self) -> "EventStream":
-        return EventStream(self)
+    def events(self, last_event_id: str | None = None) -> "EventStream":
+        """The event stream; with `last_event_id` it asks to resume after that event."""
+        return EventStream(self, last_event_id)
 
 
 class EventStream:
     """The SSE stream, applied to a live copy of the ward state (`state`), plus every event in
     order (`events`). `async with api.events() as stream:` starts it after the snapshot."""
 
-    def __init__(self, api: WardApi) -> None:
+    def __init__(self, api: WardApi, last_event_id: str | None = None) -> None:
         self.api = api
+        self.resume_from = last_event_id
+        self.last_id: str | None = None      # the id of the latest event (to resume after it)
         self.state: dict[str, Any] = {}
         self.events: list[tuple[str, dict[str, Any]]] = []
         self._changed = asyncio.Event()
@@ -101,13 +113,15 @@ class EventStream:
         self.ended = False
 
     async def __aenter__(self) -> "EventStream":
-        self._response = await self.api.http.get(self.api.base_url + "/api/events", timeout=aiohttp.ClientTimeout(total=None, sock_read=None))
+        headers = {"Last-Event-ID": self.resume_from} if self.resume_from else {}
+        self._response = await self.api.http.get(self.api.base_url + "/api/events", headers=headers,
+                                                 timeout=aiohttp.ClientTimeout(total=None, sock_read=None))
         if self._response.status != 200:
             text = await self._response.text()
             self._response.release()
             raise ApiError(self._response.status, text)
         self._task = asyncio.create_task(self._read())
-        await self.wait_for(lambda s: bool(s), timeout=5)
+        await self._wait(lambda: bool(self.events), timeout=5)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -121,7 +135,8 @@ class EventStream:
     async def _read(self) -> None:
         assert self._response is not None
         try:
-            async for name, data in sse_messages(self._response.content):
+            async for event_id, name, data in sse_events(self._response.content):
+                self.last_id = event_id
                 self._apply(name, json.loads(data))
         finally:
             self.ended = True
@@ -156,6 +171,11 @@ class EventStream:
             state["alarms"] = alarms
         elif name == "sound":
             state["sound"] = payload["sound"]
+        elif name == "staff":
+            entry = payload["staff"]
+            state["staff"] = [entry if x["user"] == entry["user"] else x for x in state.get("staff", [])]
+        elif name == "assignment":
+            state["assignment"] = payload["assignment"]     # not in the snapshot: the latest one told
         if "seq" in payload:
             self.state["seq"] = payload["seq"]
         self._signal()
@@ -218,17 +238,28 @@ async def sse_lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
 async def sse_messages(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str, str]]:
     """Server-Sent Events as (event name, data), data lines joined with newlines; comments
     (keepalives) and fields other than `event` and `data` are skipped."""
+    async for _, name, data in sse_events(content):
+        yield name, data
+
+
+async def sse_events(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str | None, str, str]]:
+    """Server-Sent Events as (last event id, event name, data), the id as EventSource keeps it
+    (the latest `id:` field so far)."""
+    event_id: str | None = None
     name, data = "message", []
     async for raw in sse_lines(content):
         line = raw.decode()
         if not line:
             if data:
-                yield name, "\n".join(data)
+                yield event_id, name, "\n".join(data)
             name, data = "message", []
         elif line.startswith(":"):
             continue
         elif line.startswith("event:"):
             name = line[6:].strip()
+        elif line.startswith("id:"):
+            value = line[3:]
+            event_id = value[1:] if value.startswith(" ") else value
         elif line.startswith("data:"):
             value = line[5:]
             data.append(value[1:] if value.startswith(" ") else value)

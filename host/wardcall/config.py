@@ -22,6 +22,14 @@ DEFAULT_ACK_TIMEOUT_S = {"code_blue": 10.0, "staff_assist": 15.0, "bathroom": 30
 DEFAULT_ATTEND_TIMEOUT_S = 180.0
 DEFAULT_BROADCAST = ("code_blue", "staff_assist")
 DEFAULT_SHIFTS = {"early": "06:00", "late": "14:00", "night": "22:00"}
+# Routing (docs/HOST.md, "Routing"): how long a step waits for an Accept, and the steps per call kind.
+# Emergencies wait for nobody: every step's people at once.
+DEFAULT_WAIT_S = {"code_blue": 0.0, "staff_assist": 0.0, "bathroom": 30.0, "patient": 60.0, "technical": 120.0}
+DEFAULT_CHAIN = {"code_blue": ("all",), "staff_assist": ("all",), "bathroom": ("primary", "secondary", "charge", "all"),
+                 "patient": ("primary", "secondary", "charge", "all"), "technical": ("charge", "all")}
+DEFAULT_PHONE_SILENT_S = 45.0
+ROUTE_STEPS = ("primary", "secondary", "charge", "all")
+BADGE_RE = re.compile(r"^(?:[0-9a-f]{8}|[0-9a-f]{14}|[0-9a-f]{20})$")     # a card UID of 4, 7 or 10 bytes
 
 
 class ConfigError(Exception):
@@ -51,6 +59,7 @@ class TerminalConfig:
 
 # Console roles and what each may do (docs/CONSOLE.md, "Roles"). Everyone logged in sees the board.
 ROLES = ("nurse", "aide", "charge_nurse", "technician", "admin")
+CARE_ROLES = frozenset({"nurse", "aide", "charge_nurse"})     # who can be assigned to beds and routed calls
 PERMISSIONS: dict[str, frozenset[str]] = {
     "nurse": frozenset({"acknowledge", "silence"}),
     "aide": frozenset({"acknowledge", "silence"}),
@@ -67,9 +76,15 @@ class User:
     name: str
     password_hash: str
     role: str = "nurse"
+    badge: str | None = None        # the RFID card's UID, lower-case hex
 
     def may(self, action: str) -> bool:
         return action in PERMISSIONS[self.role]
+
+    @property
+    def care(self) -> bool:
+        """Can be assigned to beds and have calls routed to them."""
+        return self.role in CARE_ROLES
 
 
 @dataclass(frozen=True)
@@ -112,6 +127,19 @@ class Escalation:
     ack_timeout_s: dict[int, float]          # by call kind number
     attend_timeout_s: float = DEFAULT_ATTEND_TIMEOUT_S
     broadcast_kinds: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class Routing:
+    """[routing]: who a call goes to and when it passes on (by call kind number)."""
+    wait_s: dict[int, float]                 # a step waits this long for an Accept (0: no waiting)
+    chain: dict[int, tuple[str, ...]]        # the steps (ROUTE_STEPS), ending with "all"
+    phone_silent_s: float = DEFAULT_PHONE_SILENT_S   # a pocket console not heard from this long is skipped
+
+    @classmethod
+    def defaults(cls) -> "Routing":
+        return cls({KIND_BY_NAME[k]: v for k, v in DEFAULT_WAIT_S.items()},
+                   {KIND_BY_NAME[k]: v for k, v in DEFAULT_CHAIN.items()})
 
 
 @dataclass(frozen=True)
@@ -159,6 +187,7 @@ class WardConfig:
     rooms: dict[str, Room] = field(default_factory=dict)
     terminals: dict[str, TerminalConfig] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
+    routing: Routing = field(default_factory=Routing.defaults)
 
     @property
     def heartbeat_s(self) -> float:
@@ -216,6 +245,12 @@ class _Reader:
         value = self.get(key, int, default)
         if value < 0:
             raise self.error(key, f"must be 0 or more, not {value}")
+        return value
+
+    def non_negative(self, key: str, default: float) -> float:
+        value = float(self.get(key, (int, float), default))
+        if value < 0:
+            raise self.error(key, f"must be 0 or more, not {value:g}")
         return value
 
     def positive(self, key: str, default: float) -> float:
@@ -398,13 +433,47 @@ def parse_config(path: Path, data: dict[str, Any]) -> WardConfig:
         role = u.get("role", str, "nurse")
         if role not in ROLES:
             raise u.error("role", f"unknown role {role!r} (roles: {', '.join(ROLES)})")
-        users[login] = User(login, u.get("name", str, login), hashed, role)
+        badge = u.get("badge", str, None)
+        if badge is not None:
+            badge = badge.strip().lower()
+            if not BADGE_RE.match(badge):
+                raise u.error("badge", f"must be the card's UID in hex, 4, 7 or 10 bytes (like \"04a1b2c3\"), not {u.table['badge']!r}")
+            other = next((o.login for o in users.values() if o.badge == badge), None)
+            if other is not None:
+                raise u.error("badge", f"badge {badge} is already user {other}'s: a badge names one person")
+        users[login] = User(login, u.get("name", str, login), hashed, role, badge)
         u.finish()
+
+    routing = _routing(top.sub("routing"))
 
     top.finish()
     return WardConfig(path=path, ward=ward_name, database=database, secrets=secrets, network=network,
                       timing=timing, escalation=escalation, shifts=shifts, ota=ota, tls=tls, console=console, rooms=rooms,
-                      terminals=terminals, users=users)
+                      terminals=terminals, users=users, routing=routing)
+
+
+def _routing(rt: _Reader) -> Routing:
+    phone_silent_s = rt.positive("phone_silent_s", DEFAULT_PHONE_SILENT_S)
+    wait_r = rt.sub("wait_s")
+    wait_s = {KIND_BY_NAME[name]: wait_r.non_negative(name, default) for name, default in DEFAULT_WAIT_S.items()}
+    wait_r.finish()
+    chain_r = rt.sub("chain")
+    chain: dict[int, tuple[str, ...]] = {}
+    for name, default in DEFAULT_CHAIN.items():
+        steps = chain_r.get(name, list, list(default))
+        unknown = [s for s in steps if s not in ROUTE_STEPS]
+        if unknown or not steps:
+            what = f"unknown step {unknown[0]!r}" if unknown else "no steps"
+            raise chain_r.error(name, f"{what} (steps: {', '.join(ROUTE_STEPS)})")
+        if len(set(steps)) != len(steps):
+            raise chain_r.error(name, f"a step may come only once, not {steps!r}")
+        if steps[-1] != "all":
+            # the last resort: a call not accepted on the way must reach everyone on shift
+            raise chain_r.error(name, f"must end with \"all\" (a call nobody accepts goes to everyone on shift), not {steps!r}")
+        chain[KIND_BY_NAME[name]] = tuple(steps)
+    chain_r.finish()
+    rt.finish()
+    return Routing(wait_s, chain, phone_silent_s)
 
 
 def _tls_settings(r: "_Reader", base: Path, stem: str) -> TlsSettings:

@@ -22,13 +22,14 @@ import logging
 from collections import Counter
 from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
-from .bus import ConsoleBus, Subscriber
+from .bus import ConsoleBus, Event, Subscriber
 from .clock import Clock
 from .config import WardConfig
 from .protocol import wardproto
 from .ratelog import RateLimitedLog
 from .storage import WRITTEN, AsyncWriter, Batch, StorageError
-from .ward import CLEARED, Call, Effects, Ward, WardError
+from .ward import CLEARED, CMD_NOTIFY, Call, Effects, Ward, WardError
+from .ward.assignments import UNSET
 from .ward.state import RECORD_ALARM
 
 log = logging.getLogger("wardcall.hub")
@@ -43,6 +44,7 @@ PRUNE_STEPS_MAX = 200       # steps per run (200 × storage.PRUNE_CHUNK rows); t
 FILES_ALARM = "database_files"
 DISPLACED_WINDOW_S = 60.0   # a board's live session replaced this often within the window ...
 DISPLACED_ALARM = 4         # ... means two boards with one identity (a cloned board or key)
+NOTIFIES_KEPT = 1024        # CMD_NOTIFYs whose RESULT may still come (an older terminal refuses it: chime instead)
 
 
 class TerminalLink(Protocol):
@@ -85,6 +87,8 @@ class WardHub:
         self._upkeep_tasks: dict[str, asyncio.Task] = {}
         self._last_seen_written: dict[str, float | None] = {}
         self._ratelog = RateLimitedLog(log)
+        self._session_users: Callable[[], set[str]] = set     # who has a live console session (web/)
+        self._notifies: dict[int, tuple[str, bytes]] = {}     # cmd_id -> (device, arg) of a CMD_NOTIFY sent
 
     # ----- effects -----
 
@@ -217,6 +221,8 @@ class WardHub:
                 fields = message.fields
                 if message.mtype == wardproto.COMMAND:
                     fields = {"cmd_id": next(self._cmd_ids), **fields}
+                    if fields["cmd"] == CMD_NOTIFY:
+                        self._sent_notify(fields["cmd_id"], message.device, fields["arg"])
                 try:
                     link.send(message.mtype, fields)
                 except Exception as exc:   # a broken link must not stop the others hearing
@@ -231,6 +237,11 @@ class WardHub:
             changes.append(("terminal", {"terminal": ward.terminal_view(terminal)}))
         for room in sorted(fx.rooms):
             changes.append(("room", {"room": ward.room_view(room)}))
+        for shift in sorted(fx.assignments):
+            changes.append(("assignment", {"assignment": ward.assignment_view(ward.shift_named(shift))}))
+        for user in sorted(fx.staff):
+            if user in ward.config.users:
+                changes.append(("staff", {"staff": ward.staff_view(user)}))
         for alarm, active in fx.alarms.values():
             changes.append(("alarm", {"alarm": alarm.view(), "active": active}))
         calls = dict(fx.calls)
@@ -257,9 +268,19 @@ class WardHub:
         return {"seq": self.bus.seq, **self.ward.snapshot()}
 
     async def subscribe(self, user: str, session: str = "") -> tuple[Subscriber, dict[str, Any]]:
+        sub, snapshot, _ = await self.subscribe_from(user, session, None)
+        assert snapshot is not None
+        return sub, snapshot
+
+    async def subscribe_from(self, user: str, session: str, last_event_id: str | None
+                             ) -> tuple[Subscriber, dict[str, Any] | None, list[Event] | None]:
+        """A console's event stream: (subscriber, snapshot, None), or — when it names the last
+        change it has and every change since is still kept — (subscriber, None, the changes
+        it missed). Taken with the subscription in one step: nothing is missed or sent twice."""
         sub = Subscriber(user, session)
+        missed = self.bus.since(last_event_id) if last_event_id else None
         self.bus.add(sub)
-        snapshot = self.state()
+        snapshot = self.state() if missed is None else None
         try:
             await self.apply(self.ward.set_consoles(len(self.bus)))
             await self.record("console_connected", user=user, consoles=len(self.bus))
@@ -270,7 +291,7 @@ class WardHub:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
             raise
-        return sub, snapshot
+        return sub, snapshot, missed
 
     async def unsubscribe(self, sub: Subscriber) -> None:
         self.bus.remove(sub)
@@ -281,6 +302,41 @@ class WardHub:
         fx, call = self.ward.acknowledge(call_id, user)
         await self._answer_once_stored(fx)
         return self.ward.call_view(call)
+
+    async def accept(self, call_id: int, user: str) -> dict[str, Any]:
+        fx, call = self.ward.accept(call_id, user)
+        await self._answer_once_stored(fx)
+        return self.ward.call_view(call)
+
+    async def decline(self, call_id: int, user: str, reason: str) -> dict[str, Any]:
+        fx, call = self.ward.decline(call_id, user, reason)
+        await self._answer_once_stored(fx)
+        return self.ward.call_view(call)
+
+    def assignment(self, shift: str | None) -> dict[str, Any]:
+        return self.ward.assignment_view(self.ward.shift_named(shift))
+
+    async def assign(self, user: str, shift: str | None, charge: Any = UNSET,
+                     changes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        fx, instance = self.ward.assign(user, shift, charge, changes)
+        await self._answer_once_stored(fx)
+        return self.ward.assignment_view(instance)
+
+    async def copy_assignment(self, user: str, source: str | None, target: str | None) -> dict[str, Any]:
+        fx, instance = self.ward.copy_assignment(user, source, target)
+        await self._answer_once_stored(fx)
+        return self.ward.assignment_view(instance)
+
+    async def pocket_heartbeat(self, user: str) -> None:
+        await self.apply(self.ward.pocket_heartbeat(user))
+
+    def use_sessions(self, live_users: Callable[[], set[str]]) -> None:
+        """Where the hub learns who has a live console session (web/auth.py's sessions)."""
+        self._session_users = live_users
+
+    async def sessions_changed(self) -> None:
+        """A login, a logout, sessions ended: routing knows at once (the timers catch expiries)."""
+        await self.apply(self.ward.sessions_live(self._session_users()))
 
     async def silence(self, seconds: float, user: str) -> dict[str, Any]:
         await self._answer_once_stored(self.ward.silence(seconds, user))
@@ -313,8 +369,17 @@ class WardHub:
     def next_cmd_id(self) -> int:
         return next(self._cmd_ids)
 
+    def _sent_notify(self, cmd_id: int, device: str, arg: bytes) -> None:
+        self._notifies[cmd_id] = (device, arg)
+        while len(self._notifies) > NOTIFIES_KEPT:
+            del self._notifies[next(iter(self._notifies))]
+
     def take_result(self, device: str, msg: dict[str, Any]) -> bool:
-        """Hand a RESULT to the code awaiting it (True), or leave it to be recorded (False)."""
+        """Hand a RESULT to the code awaiting it (True), or leave it to be recorded (False). A
+        CMD_NOTIFY refused (older firmware) gets the chime instead."""
+        notify = self._notifies.pop(msg["cmd_id"], None)
+        if notify is not None and notify[0] == device and not msg["ok"]:
+            self._in_background(self.apply(self.ward.notify_refused(device, notify[1])))
         waiter = self.result_waiters.get(msg["cmd_id"])
         if waiter is None or waiter[0] != device:
             return False
@@ -448,8 +513,15 @@ class WardHub:
 
     # ----- timers -----
 
+    def _in_background(self, job: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(job)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def tick(self) -> None:
-        await self.apply(self.ward.tick())
+        # sessions run out by themselves: who is logged in is looked at with every tick
+        fx = self.ward.sessions_live(self._session_users())
+        await self.apply(fx.merge(self.ward.tick()))
         self._upkeep()
 
     def _upkeep(self) -> None:

@@ -1,9 +1,12 @@
 """`wardcall report`: response times (to acknowledge, to attend, to clear) per call type, room
-and shift, from the calls in the record. Every time is measured from when the call was placed."""
+and shift, from the calls in the record, measured from when the call was placed; and routing:
+time to accept per nurse (from when the call reached her) and per step that took it (from when
+it was placed), how many calls had to be passed on, and how many came from a bed nobody had."""
 from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import sqlite3
 import statistics
@@ -16,6 +19,10 @@ from .config import WardConfig
 from .protocol import KIND_NAMES
 
 METRICS = (("acknowledge", "acknowledged_at"), ("attend", "attended_at"), ("clear", "cleared_at"))
+ROUTE_METRICS = ("accept",)                 # nurse and step rows
+SECTIONS = ("kind", "room", "shift", "nurse", "step", "routing")
+# the routing counts (group_by "routing"): calls routed, passed on at least once, from an unassigned bed
+ROUTED, PASSED_ON, UNASSIGNED = "routed", "passed on at least once", "placed on an unassigned bed"
 
 
 @dataclass
@@ -34,7 +41,7 @@ class Stats:
 
 @dataclass
 class ReportRow:
-    group_by: str        # "kind", "room" or "shift"
+    group_by: str        # "kind", "room", "shift", "nurse", "step" or "routing"
     group: str
     calls: int
     times: dict[str, Stats]   # by metric name
@@ -59,7 +66,8 @@ def shift_of(config: WardConfig, wall: float) -> str:
 
 def summarise(config: WardConfig, calls: Iterable[sqlite3.Row]) -> list[ReportRow]:
     groups: dict[tuple[str, str], list[sqlite3.Row]] = {}
-    for call in calls:
+    calls_list = list(calls)
+    for call in calls_list:
         kind = KIND_NAMES.get(call["kind"], str(call["kind"]))
         for group_by, group in (("kind", kind), ("room", call["room"]), ("shift", shift_of(config, call["placed_at"]))):
             groups.setdefault((group_by, group), []).append(call)
@@ -79,6 +87,48 @@ def summarise(config: WardConfig, calls: Iterable[sqlite3.Row]) -> list[ReportRo
         for metric, column in METRICS:
             times[metric] = Stats.of([c[column] - c["placed_at"] for c in members if c[column] is not None])
         rows.append(ReportRow(key[0], key[1], len(members), times))
+    return rows + _routing_rows(calls_list)
+
+
+def _route(call: sqlite3.Row) -> dict | None:
+    try:
+        text = call["route"]
+    except (IndexError, KeyError):
+        return None         # a record from before routing
+    try:
+        route = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return route if isinstance(route, dict) else None
+
+
+def _routing_rows(calls: list[sqlite3.Row]) -> list[ReportRow]:
+    """Who accepted, at which step, how fast; how many calls were passed on or unassigned."""
+    by_nurse: dict[str, list[float]] = {}
+    by_step: dict[str, list[float]] = {}
+    steps_seen: list[str] = []
+    counts = {ROUTED: 0, PASSED_ON: 0, UNASSIGNED: 0}
+    for call in calls:
+        route = _route(call)
+        if route is None:
+            continue
+        counts[ROUTED] += 1
+        counts[PASSED_ON] += route.get("passed_on", 0) > 0
+        counts[UNASSIGNED] += bool(route.get("unassigned"))
+        who, when, step = route.get("accepted_by"), route.get("accepted_at"), route.get("accepted_step")
+        if who is None or when is None or step is None:
+            continue
+        reached = route.get("routed_at", {}).get(who, call["placed_at"])
+        by_nurse.setdefault(who, []).append(when - reached)
+        name = route["steps"][step]
+        by_step.setdefault(name, []).append(when - call["placed_at"])
+        steps_seen += [s for s in route["steps"] if s not in steps_seen]
+    if not counts[ROUTED]:
+        return []
+    rows = [ReportRow("nurse", who, len(v), {"accept": Stats.of(v)}) for who, v in sorted(by_nurse.items())]
+    rows += [ReportRow("step", step, len(by_step[step]), {"accept": Stats.of(by_step[step])}) for step in steps_seen
+             if step in by_step]
+    rows += [ReportRow("routing", name, n, {}) for name, n in counts.items()]
     return rows
 
 
@@ -87,18 +137,19 @@ def _fmt(value: float | None) -> str:
 
 
 def as_table(rows: list[ReportRow]) -> str:
-    header = ["", "calls"]
-    for metric, _ in METRICS:
-        header += [f"{metric} n", "mean s", "median s", "max s"]
     out = []
-    for group_by in ("kind", "room", "shift"):
+    for group_by in SECTIONS:
         section = [r for r in rows if r.group_by == group_by]
         if not section:
             continue
-        lines = [[f"by {group_by}"] + header[1:]]
+        metrics = list(section[0].times)
+        header = ["", "calls"]
+        for metric in metrics:
+            header += [f"{metric} n", "mean s", "median s", "max s"]
+        lines = [[f"by {group_by}" if group_by != "routing" else "routing"] + header[1:]]
         for r in section:
             line = [r.group, str(r.calls)]
-            for metric, _ in METRICS:
+            for metric in metrics:
                 s = r.times[metric]
                 line += [str(s.n), _fmt(s.mean), _fmt(s.median), _fmt(s.max)]
             lines.append(line)
@@ -113,7 +164,8 @@ def as_table(rows: list[ReportRow]) -> str:
     return "\n".join(out)
 
 
-CSV_COLUMNS = ["group_by", "group", "calls"] + [f"{m}_{s}" for m, _ in METRICS for s in ("n", "mean_s", "median_s", "max_s")]
+CSV_METRICS = [m for m, _ in METRICS] + list(ROUTE_METRICS)
+CSV_COLUMNS = ["group_by", "group", "calls"] + [f"{m}_{s}" for m in CSV_METRICS for s in ("n", "mean_s", "median_s", "max_s")]
 
 
 def as_csv(rows: list[ReportRow]) -> str:
@@ -122,8 +174,11 @@ def as_csv(rows: list[ReportRow]) -> str:
     writer.writerow(CSV_COLUMNS)
     for r in rows:
         line: list[object] = [r.group_by, r.group, r.calls]
-        for metric, _ in METRICS:
-            s = r.times[metric]
-            line += [s.n] + ["" if v is None else f"{v:.3f}" for v in (s.mean, s.median, s.max)]
+        for metric in CSV_METRICS:
+            s = r.times.get(metric)
+            if s is None:
+                line += ["", "", "", ""]        # not measured in this group
+            else:
+                line += [s.n] + ["" if v is None else f"{v:.3f}" for v in (s.mean, s.median, s.max)]
         writer.writerow(line)
     return buffer.getvalue()

@@ -127,7 +127,8 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
     calls = await writer.run(storage.open_calls)
     terminals = await writer.run(storage.terminal_rows)
     next_id = await writer.run(storage.next_call_id)
-    fx = hub.ward.restore(calls, terminals, next_id)
+    assignments = await writer.run(storage.assignment_rows)
+    fx = hub.ward.restore(calls, terminals, next_id, assignments)
     fx.merge(hub.ward.note("server_started", pid=os.getpid(), run=storage.run, record=storage.record_id,
                            open_calls=len(hub.ward.calls)))
     if opened.renamed_corrupt is not None:

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
-from .ward import CALL_COLUMNS, Call, Effects, Record, Terminal
+from .ward import CALL_COLUMNS, Assignment, Call, Effects, Record, Terminal
 
 log = logging.getLogger("wardcall.storage")
 
-SCHEMA_VERSION = 2     # 2: calls.hwid, a call's identity is (device, hwid, call id)
+SCHEMA_VERSION = 3     # 2: calls.hwid, a call's identity is (device, hwid, call id); 3: calls.route, assignments
 
 # What a flood can multiply (unauthenticated or repeated input): kept to a row budget and an age.
 # Lines of a call (events.call set) are never pruned, whatever their kind.
@@ -66,6 +66,7 @@ CALLS_TABLE = """CREATE TABLE IF NOT EXISTS {name} (
     escalation INTEGER NOT NULL DEFAULT 0,
     realerts INTEGER NOT NULL DEFAULT 0,
     hwid TEXT NOT NULL DEFAULT '',       -- the calling board's hardware id (hex): call ids are unique per board
+    route TEXT,                          -- JSON: where the call is in its routing chain (ward/model.py Route)
     UNIQUE (device, hwid, call_id)
 );"""
 
@@ -101,23 +102,41 @@ CREATE TABLE IF NOT EXISTS terminals (
     board TEXT,
     address TEXT
 );
+-- the staff assignment of each shift instance ("2026-12-01/early"): its charge nurse, and per bed
+-- ("101/1") the primary and secondary nurse
+CREATE TABLE IF NOT EXISTS shift_assignments (
+    shift TEXT PRIMARY KEY,
+    charge TEXT
+);
+CREATE TABLE IF NOT EXISTS bed_assignments (
+    shift TEXT NOT NULL,
+    bed TEXT NOT NULL,
+    primary_user TEXT,
+    secondary_user TEXT,
+    PRIMARY KEY (shift, bed)
+);
 """.format(noise_index=NOISE_INDEX, noise=NOISE, calls_table=CALLS_TABLE.format(name="calls"))
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring an older record to SCHEMA_VERSION, in one transaction (nothing is lost or changed)."""
+    """Bring an older record to SCHEMA_VERSION, in one transaction (nothing is lost or changed).
+    The tables new in a version are made by SCHEMA itself (CREATE TABLE IF NOT EXISTS)."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
-    if "hwid" in columns:
+    if "hwid" in columns and "route" in columns:
         return
-    # version 1: calls were unique by (device, call id); that constraint needs a new table
-    old = ", ".join(sorted(columns))
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute(CALLS_TABLE.format(name="calls_v2"))
-        conn.execute(f"INSERT INTO calls_v2 ({old}) SELECT {old} FROM calls")
-        conn.execute("DROP TABLE calls")
-        conn.execute("ALTER TABLE calls_v2 RENAME TO calls")
-        conn.execute("CREATE INDEX IF NOT EXISTS calls_open ON calls (state) WHERE state != 'cleared'")
+        if "hwid" not in columns:
+            # version 1: calls were unique by (device, call id); that constraint needs a new table
+            old = ", ".join(sorted(columns))
+            conn.execute(CALLS_TABLE.format(name="calls_v2"))
+            conn.execute(f"INSERT INTO calls_v2 ({old}) SELECT {old} FROM calls")
+            conn.execute("DROP TABLE calls")
+            conn.execute("ALTER TABLE calls_v2 RENAME TO calls")
+            conn.execute("CREATE INDEX IF NOT EXISTS calls_open ON calls (state) WHERE state != 'cleared'")
+        else:
+            # version 2: calls had no route (calls open then are routed again when restored)
+            conn.execute("ALTER TABLE calls ADD COLUMN route TEXT")
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         conn.execute("COMMIT")
     except BaseException:
@@ -270,7 +289,8 @@ class Storage:
 
     # ----- writing -----
 
-    def commit(self, records: Iterable[Record], calls: Iterable[dict[str, Any]], terminals: Iterable[dict[str, Any]]) -> None:
+    def commit(self, records: Iterable[Record], calls: Iterable[dict[str, Any]], terminals: Iterable[dict[str, Any]],
+               assignments: Iterable[dict[str, Any]] = ()) -> None:
         """Store one batch of effects in one transaction; StorageError (with SQLite's own reason,
         e.g. "database or disk is full") if it cannot be written — then nothing of it is stored.
         The record's files are checked first: nothing is written into a file no longer there."""
@@ -297,6 +317,14 @@ class Storage:
             conn.executemany(
                 f"INSERT INTO terminals ({tcols}) VALUES ({tmarks}) ON CONFLICT (device) DO UPDATE SET {tupdates}",
                 [tuple(row[c] for c in TERMINAL_COLUMNS) for row in terminals])
+            for assignment in assignments:
+                # a shift's whole assignment as it is now
+                conn.execute("INSERT INTO shift_assignments (shift, charge) VALUES (?, ?) "
+                             "ON CONFLICT (shift) DO UPDATE SET charge = excluded.charge",
+                             (assignment["shift"], assignment["charge"]))
+                conn.execute("DELETE FROM bed_assignments WHERE shift = ?", (assignment["shift"],))
+                conn.executemany("INSERT INTO bed_assignments (shift, bed, primary_user, secondary_user) VALUES (?, ?, ?, ?)",
+                                 [(assignment["shift"], *bed) for bed in assignment["beds"]])
             conn.execute("COMMIT")
             if self._rows is not None:
                 uncalled = [r.kind for r in records if r.call is None]
@@ -316,7 +344,8 @@ class Storage:
             raise
 
     def commit_effects(self, fx: Effects) -> None:
-        self.commit(fx.records, [c.row() for c in fx.calls.values()], [t.row() for t in fx.terminals.values()])
+        self.commit(fx.records, [c.row() for c in fx.calls.values()], [t.row() for t in fx.terminals.values()],
+                    [a.row() for a in fx.assignments.values()])
 
     # ----- the record's files while the host runs -----
 
@@ -485,6 +514,16 @@ class Storage:
     def next_call_id(self) -> int:
         return (self.conn.execute("SELECT max(id) FROM calls").fetchone()[0] or 0) + 1
 
+    def assignment_rows(self) -> list[dict[str, Any]]:
+        """Every shift's assignment as Assignment.row() gives it (for the restart)."""
+        shifts: dict[str, dict[str, Any]] = {}
+        for r in self.conn.execute("SELECT shift, charge FROM shift_assignments ORDER BY shift"):
+            shifts[r["shift"]] = {"shift": r["shift"], "charge": r["charge"], "beds": []}
+        for r in self.conn.execute("SELECT * FROM bed_assignments ORDER BY shift, bed"):
+            entry = shifts.setdefault(r["shift"], {"shift": r["shift"], "charge": None, "beds": []})
+            entry["beds"].append((r["bed"], r["primary_user"], r["secondary_user"]))
+        return list(shifts.values())
+
 
 # ----- the one writer ---------------------------------------------------------------------------
 
@@ -548,6 +587,7 @@ class Batch:
     calls: dict[int, Call]
     terminals: dict[str, Terminal]
     future: asyncio.Future
+    assignments: dict[str, Assignment] = field(default_factory=dict)
     state: str = QUEUED
     problem: str | None = None
 
@@ -574,6 +614,7 @@ class _Group:
     batches: list[Batch]
     calls: dict[int, Call] = field(default_factory=dict)
     terminals: dict[str, Terminal] = field(default_factory=dict)
+    assignments: dict[str, Assignment] = field(default_factory=dict)
 
 
 class AsyncWriter:
@@ -597,6 +638,7 @@ class AsyncWriter:
         self._held: list[Batch] = []
         self._dirty_calls: dict[int, Call] = {}
         self._dirty_terminals: dict[str, Terminal] = {}
+        self._dirty_assignments: dict[str, Assignment] = {}
         self._drain_task: asyncio.Task | None = None
         self._writing: list[Batch] = []         # the batches of the transaction under way
         self._retry = False
@@ -607,10 +649,9 @@ class AsyncWriter:
         """Queue the effects for the next transaction; the batch's future tells the outcome."""
         future = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieved)
-        batch = Batch(list(fx.records), dict(fx.calls), dict(fx.terminals), future)
+        batch = Batch(list(fx.records), dict(fx.calls), dict(fx.terminals), future, dict(fx.assignments))
         self._queue.append(batch)
-        self._dirty_calls.update(fx.calls)
-        self._dirty_terminals.update(fx.terminals)
+        self._mark(fx)
         self._start()
         return batch
 
@@ -619,11 +660,17 @@ class AsyncWriter:
         own line, raised because a write failed)."""
         future = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieved)
-        batch = Batch(list(fx.records), dict(fx.calls), dict(fx.terminals), future, HELD, "not yet written")
+        batch = Batch(list(fx.records), dict(fx.calls), dict(fx.terminals), future, dict(fx.assignments), HELD,
+                      "not yet written")
         self._held.append(batch)
+        self._mark(fx)
+        return batch
+
+    def _mark(self, fx: Effects) -> None:
+        """The calls, terminals and assignments to write (as they are at the transaction)."""
         self._dirty_calls.update(fx.calls)
         self._dirty_terminals.update(fx.terminals)
-        return batch
+        self._dirty_assignments.update(fx.assignments)
 
     async def commit(self, fx: Effects) -> None:
         """Submit and wait for the outcome (StorageError if it could not be written)."""
@@ -691,8 +738,8 @@ class AsyncWriter:
     async def _drain(self) -> None:
         while self._queue or (self._retry and self._held):
             self._retry = False
-            group = _Group(self._held + self._queue, self._dirty_calls, self._dirty_terminals)
-            self._held, self._queue, self._dirty_calls, self._dirty_terminals = [], [], {}, {}
+            group = _Group(self._held + self._queue, self._dirty_calls, self._dirty_terminals, self._dirty_assignments)
+            self._held, self._queue, self._dirty_calls, self._dirty_terminals, self._dirty_assignments = [], [], {}, {}, {}
             for batch in group.batches:
                 batch.state = WRITING
             self._writing = group.batches
@@ -702,7 +749,7 @@ class AsyncWriter:
             records = [r for b in group.batches for r in b.records]
             try:
                 await self.run(self.storage.commit, records, [row for _, row in call_rows],
-                               [t.row() for t in group.terminals.values()])
+                               [t.row() for t in group.terminals.values()], [a.row() for a in group.assignments.values()])
             except Exception as exc:
                 self._writing = []
                 if _content_error(exc):
@@ -719,18 +766,21 @@ class AsyncWriter:
         """After an error in the content of a write: each batch alone, so that one bad batch (a
         bug) costs only itself, never the calls around it. The rows no batch names go last."""
         left_calls, left_terminals = dict(group.calls), dict(group.terminals)
+        left_assignments = dict(group.assignments)
         batches: list[Batch | None] = [*group.batches, None]
         for i, batch in enumerate(batches):
             calls = batch.calls if batch is not None else dict(left_calls)
             terminals = batch.terminals if batch is not None else dict(left_terminals)
+            assignments = batch.assignments if batch is not None else dict(left_assignments)
             records = batch.records if batch is not None else []
             call_rows = [(c, c.row()) for c in calls.values()]
             try:
                 await self.run(self.storage.commit, records, [row for _, row in call_rows],
-                               [t.row() for t in terminals.values()])
+                               [t.row() for t in terminals.values()], [a.row() for a in assignments.values()])
             except Exception as exc:
                 if not _content_error(exc):
-                    self._failed(_Group([b for b in batches[i:] if b is not None], left_calls, left_terminals), exc)
+                    self._failed(_Group([b for b in batches[i:] if b is not None], left_calls, left_terminals,
+                                        left_assignments), exc)
                     return
                 log.error("not written, a bug: %s; dropped: %s", exc,
                           ", ".join(r.kind for r in records) or f"the rows of calls {sorted(calls)}, terminals {sorted(terminals)}")
@@ -743,6 +793,8 @@ class AsyncWriter:
                 left_calls.pop(call.id, None)
             for device in terminals:
                 left_terminals.pop(device, None)
+            for shift in assignments:
+                left_assignments.pop(shift, None)
             self._written([batch] if batch is not None else [], call_rows)
 
     def _written(self, batches: list[Batch], call_rows: list[tuple[Call, dict[str, Any]]]) -> None:
@@ -769,6 +821,8 @@ class AsyncWriter:
             self._dirty_calls.setdefault(key, call)
         for key, terminal in group.terminals.items():
             self._dirty_terminals.setdefault(key, terminal)
+        for shift, assignment in group.assignments.items():
+            self._dirty_assignments.setdefault(shift, assignment)
         self._cap_held()
         if self.listener is not None:
             try:
@@ -823,7 +877,7 @@ class AsyncWriter:
         something could not be written."""
         ok = True
         try:
-            if self._queue or self._held or self._dirty_calls or self._dirty_terminals:
+            if self._queue or self._held or self._dirty_calls or self._dirty_terminals or self._dirty_assignments:
                 self._retry = True
                 self._start()
             if self._drain_task is not None:

@@ -129,7 +129,7 @@ async def test_a_board_whose_live_session_keeps_being_replaced_is_flagged(make_w
 def test_a_version_1_record_gets_the_hardware_id_column_and_keeps_every_call(tmp_path):
     """An existing ward's record (calls unique by device and call id) is brought forward in
     place: every call stays, cleared ones too, and a second board's call with the same id fits."""
-    from wardcall.storage import Storage
+    from wardcall.storage import SCHEMA_VERSION, Storage
     path = tmp_path / "ward.db"
     conn = sqlite3.connect(path)
     conn.executescript("""
@@ -154,6 +154,6 @@ def test_a_version_1_record_gets_the_hardware_id_column_and_keeps_every_call(tmp
         assert storage.find_call("bed-101-1", 65538)["state"] == "placed"
         storage.conn.execute("INSERT INTO calls (id, device, hwid, call_id, kind, room, bed, state, placed_at, received_at, "
                              "alerted_at) VALUES (3, 'bed-101-1', 'ab', 65537, 4, '101', '1', 'placed', 3, 3, 3)")
-        assert storage.conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "2"
+        assert storage.conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == str(SCHEMA_VERSION)
     finally:
         storage.close()

@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from calendar import timegm
 from pathlib import Path
 
@@ -152,3 +153,85 @@ def test_report_table_and_since(scenario):
     assert groups == ["code_blue", "bathroom", "101", "102", "night"]
     bad = report(scenario, "--since", "yesterday-ish")
     assert bad.returncode == 2 and "--since" in bad.stderr
+
+
+ROUTED_CONFIG = CONFIG + """
+[users.anna]
+password = "scrypt$16384$8$1$c2FsdA==$aGFzaA=="
+[users.ben]
+password = "scrypt$16384$8$1$c2FsdA==$aGFzaA=="
+[users.carla]
+password = "scrypt$16384$8$1$c2FsdA==$aGFzaA=="
+role = "charge_nurse"
+"""
+
+
+def local(hour: int, minute: int = 0) -> float:
+    return time.mktime((2025, 3, 10, hour, minute, 0, 0, 0, -1))
+
+
+@pytest.fixture
+def routed_scenario(tmp_path: Path) -> Path:
+    """Three routed calls; the routing rows below follow from these steps (in the early shift of
+    this machine's local time, as the ward sees it)."""
+    path = tmp_path / "ward.toml"
+    path.write_text(ROUTED_CONFIG)
+    config = load_config(path)
+    clock = ManualClock(wall=local(7, 0))
+    ward = Ward(config, clock)
+    storage = Storage(config.database)
+    commit = storage.commit_effects
+
+    def at(wall: float) -> None:
+        clock.advance(wall - clock.wall())
+        for user in ("anna", "ben", "carla"):
+            commit(ward.pocket_heartbeat(user))
+        commit(ward.tick())
+
+    commit(ward.sessions_live({"anna", "ben", "carla"}))
+    # room 101: anna, buddy ben; room 102 (bed 1) has no nurse
+    commit(ward.assign("carla", None, "carla", [{"rooms": ["101"], "primary": "anna", "secondary": "ben"}])[0])
+    at(local(7, 0))
+    # accepted by its primary nurse after 20 s
+    fx, c1 = ward.place_call("a1", 1, wp.PATIENT, 0); commit(fx)
+    at(local(7, 0) + 20); commit(ward.accept(c1.id, "anna")[0])
+    commit(ward.cancel_call("a1", 1, wp.CANCEL_ORIGIN, 0))
+    # from the unassigned bed: passed on to the charge nurse at once, accepted after 30 s
+    at(local(8, 0))
+    fx, c2 = ward.place_call("b1", 2, wp.PATIENT, 0); commit(fx)
+    at(local(8, 0) + 30); commit(ward.accept(c2.id, "carla")[0])
+    commit(ward.cancel_call("b1", 2, wp.CANCEL_ORIGIN, 0))
+    # declined by anna after 5 s, accepted by ben 10 s after it reached him
+    at(local(9, 0))
+    fx, c3 = ward.place_call("a2", 3, wp.PATIENT, 0); commit(fx)
+    at(local(9, 0) + 5); commit(ward.decline(c3.id, "anna", "busy")[0])
+    at(local(9, 0) + 15); commit(ward.accept(c3.id, "ben")[0])
+    commit(ward.cancel_call("a2", 3, wp.CANCEL_ORIGIN, 0))
+    storage.close()
+    return path
+
+
+def test_report_rows_by_nurse_by_step_and_calls_passed_on(routed_scenario):
+    result = report(routed_scenario, "--csv")
+    assert result.returncode == 0, result.stderr
+    rows = {(r["group_by"], r["group"]): r for r in csv.DictReader(io.StringIO(result.stdout))}
+    routing = [k for k in rows if k[0] in ("nurse", "step", "routing")]
+    assert routing == [("nurse", "anna"), ("nurse", "ben"), ("nurse", "carla"),
+                       ("step", "primary"), ("step", "secondary"), ("step", "charge"),
+                       ("routing", "routed"), ("routing", "passed on at least once"),
+                       ("routing", "placed on an unassigned bed")]
+
+    def accept(key):
+        r = rows[key]
+        return (r["calls"], r["accept_n"], r["accept_mean_s"], r["accept_max_s"])
+
+    assert accept(("nurse", "anna")) == ("1", "1", "20.000", "20.000")
+    assert accept(("nurse", "ben")) == ("1", "1", "10.000", "10.000")       # from when it reached him
+    assert accept(("nurse", "carla")) == ("1", "1", "30.000", "30.000")
+    assert accept(("step", "secondary")) == ("1", "1", "15.000", "15.000")  # from when it was placed
+    assert [rows[("routing", g)]["calls"] for g in ("routed", "passed on at least once", "placed on an unassigned bed")] \
+        == ["3", "2", "1"]
+    assert rows[("kind", "patient")]["accept_n"] == ""                     # not measured per kind
+    table = report(routed_scenario).stdout
+    assert "by nurse" in table and "by step" in table
+    assert next(l for l in table.splitlines() if l.startswith("passed on at least once")).split()[-1] == "2"

@@ -39,7 +39,7 @@ async def test_thousands_of_forged_ids_leave_a_code_blue_on_top(make_ward, ward_
             assert [(c["device"], c["kind_name"]) for c in state["calls"]][:1] == [(term.device, "code_blue")]
             attempts = alarms_of(state, "device_trying_to_connect")
             assert 1 <= len(attempts) <= 6, [a["id"] for a in attempts]
-            assert len(state["alarms"]) <= 6
+            assert len([a for a in state["alarms"] if a["kind"] != "unassigned_beds"]) <= 6     # the test ward's beds are unassigned
         # the counts add up to what reached the host, and the latest ids are shown
         await console.wait_for(lambda s: sum(a["count"] for a in alarms_of(s, "device_trying_to_connect")) >= 2000, timeout=5)
         by_source = {a["id"]: a for a in alarms_of(console.state, "device_trying_to_connect")}
@@ -50,7 +50,7 @@ async def test_thousands_of_forged_ids_leave_a_code_blue_on_top(make_ward, ward_
     # the record: the first attempt per alarm (a summary row a minute would follow), not one each
     rows = refusal_rows(ward.database)
     assert len(rows) <= 6, f"{len(rows)} refusal rows for 7,000 forged attempts"
-    assert len(rows_of(ward.database, "alarm_raised")) <= 6
+    assert len([r for r in rows_of(ward.database, "alarm_raised") if '"unassigned_beds"' not in r["data"]]) <= 6
     log = server.log_text()
     assert len(log) < 100_000, f"the server log grew to {len(log)} bytes"
     refused = [line for line in log.splitlines() if "refused" in line]

@@ -10,8 +10,9 @@ from ..config import WardConfig
 from ..protocol import KIND_NAMES, alarm_priority, wardproto
 from .effects import Effects, Message
 from .flood import AlarmCoalescer, RecordGate
-from .model import ACKNOWLEDGED, ATTENDED, CALL_COLUMNS, CANCEL_REASONS, CLEARED, PLACED, Alarm, Call, WardError
-from .state import WardState
+from .model import (ACKNOWLEDGED, ATTENDED, CANCEL_REASONS, CLEARED, PLACED, ROUTE_ATTENDED, ROUTE_CLEARED, Alarm, Call,
+                    WardError)
+from .routing import RoutingRules
 
 
 LEFT_ROOM_GRACE_S = 2.0     # see CallRules._left_room_grace
@@ -24,7 +25,7 @@ ALARM_UPDATE_PERIOD_S = 1.0    # a standing alarm's count goes to the consoles a
 _ACK_FIELDS = ("state", "acknowledged_at", "last_acknowledged_at", "acknowledged_by", "deadline")
 
 
-class CallRules(WardState):
+class CallRules(RoutingRules):
 
     def __init__(self, config: WardConfig, clock: Clock) -> None:
         super().__init__(config, clock)
@@ -65,7 +66,9 @@ class CallRules(WardState):
         # the terminal shows the call's real state: a call announced again to a host that lost
         # its record may still show "acknowledged" at the bedside from before
         self._call_state(fx, call, wardproto.ST_ESCALATED if call.escalation else wardproto.ST_PLACED, "")
-        # the chime goes with the call even if the record cannot take it (the call is shown too)
+        # routed to its people (their phones, CMD_NOTIFY where they are), then the chime elsewhere;
+        # both go with the call even if the record cannot take it (the call is shown too)
+        self._start_route(fx, call)
         self._announce(fx, call)
         return fx, call
 
@@ -152,7 +155,8 @@ class CallRules(WardState):
             self._record(fx, "cancel_unknown_call", device, call_id=call_id, reason=CANCEL_REASONS.get(reason, str(reason)),
                          hwid=hwid)
             return fx
-        fx.undo.append(lambda before=(call.state, call.cleared_at, call.cleared_reason, call.deadline):
+        fx.undo.append(lambda before=(call.state, call.cleared_at, call.cleared_reason, call.deadline,
+                                      call.route.copy() if call.route else None):
                        self._reopen_call(call, *before))
         now = self.clock.wall()
         call.state = CLEARED
@@ -162,15 +166,17 @@ class CallRules(WardState):
         del self.calls[call.key]
         fx.calls[call.id] = call
         self._record(fx, "call_cleared", call=call, reason=call.cleared_reason, age_ms=age_ms)
+        self._route_ended(fx, call, ROUTE_CLEARED)
         self._call_state(fx, call, wardproto.ST_CLEARED, "")
         fx.sound = True
         return fx
 
     def _reopen_call(self, call: Call, state: str, cleared_at: float | None, cleared_reason: str | None,
-                     deadline: float | None) -> None:
+                     deadline: float | None, route: Any) -> None:
         """Undo cancel_call: its CANCEL could not be stored, so the call stands (the terminal
         sends the CANCEL again)."""
         call.state, call.cleared_at, call.cleared_reason, call.deadline = state, cleared_at, cleared_reason, deadline
+        call.route = route
         self.calls.setdefault(call.key, call)
 
     def presence(self, device: str, on: bool, staff: str, resync: bool = False) -> Effects:
@@ -200,6 +206,7 @@ class CallRules(WardState):
                     fx.calls[call.id] = call
                     self._record(fx, "call_attended", call=call, by=who)
                     self._call_state(fx, call, wardproto.ST_ATTENDED, who)
+                    self._route_ended(fx, call, ROUTE_ATTENDED)
         elif room_had_staff and not any(t.presence for t in self.terminals.values() if t.room == terminal.room):
             # the last nurse left a room where a call still stands (a bathroom cord not reset,
             # a code blue not cleared): it must not be forgotten, so it comes back as an alert —
@@ -208,6 +215,8 @@ class CallRules(WardState):
             for call in list(self.calls.values()):
                 if call.room == terminal.room and call.state == ATTENDED:
                     call.deadline = self.clock.mono() + self._left_room_grace()
+        # a badge says who: she is in this room now (or, presence ended, no longer)
+        self._badge_presence(fx, device, on, staff)
         return fx
 
     def _left_room_grace(self) -> float:
@@ -226,7 +235,8 @@ class CallRules(WardState):
             # acknowledging twice is harmless; the record says who tried
             self._record(fx, "call_acknowledge_ignored", call=call, user=user, why=f"call is already {call.state}")
             return fx, call
-        fx.undo.append(lambda before={k: getattr(call, k) for k in _ACK_FIELDS}: call.__dict__.update(before))
+        fx.undo.append(lambda before={**{k: getattr(call, k) for k in _ACK_FIELDS},
+                                      "route": call.route.copy() if call.route else None}: call.__dict__.update(before))
         now = self.clock.wall()
         call.state = ACKNOWLEDGED
         if call.acknowledged_at is None:
@@ -238,6 +248,19 @@ class CallRules(WardState):
         fx.sound = True
         self._record(fx, "call_acknowledged", call=call, user=user)
         self._call_state(fx, call, wardproto.ST_ACKNOWLEDGED, user)
+        self._route_taken(fx, call, user)
+        return fx, call
+
+    def accept(self, host_call_id: int, user: str) -> tuple[Effects, Call]:
+        """"Coming": a nurse takes a call routed to her (her pocket console's Accept). The same
+        as acknowledging it, recorded with her name; routing stops."""
+        call = self.call_by_id(host_call_id)
+        if call is None:
+            raise WardError(WardError.NOT_FOUND, f"no open call {host_call_id}")
+        step = call.route.step_name if call.route is not None else None
+        fx, call = self.acknowledge(host_call_id, user)
+        if fx.undo:     # acknowledged now (not a call acknowledged already)
+            self._record(fx, "call_accepted", call=call, user=user, step=step, coming=True)
         return fx, call
 
     # ----- alerting the staff -----
@@ -250,10 +273,12 @@ class CallRules(WardState):
         level = alarm_priority(call.kind)
         priority = bytes([level])
         now = self.clock.mono()
+        # terminals where a nurse it is routed to stands were told with CMD_NOTIFY (routing.py)
+        notified = set(call.route.notified) if call.route is not None and call.route.ended is None else set()
         # at escalation 0 only terminals with staff present chime: look at those alone
         targets = self.terminals.values() if call.escalation > 0 else [self.terminals[d] for d in sorted(self.present)]
         for terminal in targets:
-            if terminal.room == call.room or not terminal.online:
+            if terminal.room == call.room or not terminal.online or terminal.device in notified:
                 continue
             if terminal.presence or call.escalation > 0:
                 last = self._chimed.get(terminal.device)
@@ -274,6 +299,7 @@ class CallRules(WardState):
         fx.sound = True
         self._record(fx, "call_escalated", call=call, escalation=call.escalation)
         self._call_state(fx, call, wardproto.ST_ESCALATED, "")
+        self._renotify(fx, call)
         self._announce(fx, call)
 
     def _realert(self, fx: Effects, call: Call, why: str) -> None:
@@ -286,6 +312,7 @@ class CallRules(WardState):
         fx.sound = True
         self._record(fx, "call_realerted", call=call, why=why, realerts=call.realerts)
         self._call_state(fx, call, wardproto.ST_ESCALATED, "")
+        self._route_resumed(fx, call)
         self._announce(fx, call)
 
     def _run_call_timers(self, fx: Effects, now: float) -> None:
@@ -306,7 +333,7 @@ class CallRules(WardState):
         for row in rows:
             if row["state"] == CLEARED or row["kind"] not in KIND_NAMES:
                 continue
-            call = Call(**{k: row[k] for k in CALL_COLUMNS}, recorded=True)
+            call = Call.from_row(row)
             if call.state == PLACED:
                 due = call.alerted_at + self._ack_timeout(call)
             elif call.state == ACKNOWLEDGED:
@@ -317,3 +344,4 @@ class CallRules(WardState):
             call.deadline = None if due is None else now_mono + (due - now_wall)
             self.calls[call.key] = call
             self._record(fx, "call_restored", call=call)
+            self._restore_route(fx, call, now_wall, now_mono)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .model import Alarm, Call, Terminal
+from .model import Alarm, Assignment, Call, Terminal
 
 
 @dataclass
@@ -47,11 +47,13 @@ class Effects:
     alarms: dict[str, tuple[Alarm, bool]] = field(default_factory=dict)   # id -> (alarm, active)
     rooms: set[str] = field(default_factory=set)        # presence changed
     sound: bool = False                                  # silence or audibility changed
+    staff: set[str] = field(default_factory=set)        # users whose reachability, shift or place changed
+    assignments: dict[str, Assignment] = field(default_factory=dict)   # shift id -> its (changed) assignment
     undo: list[Callable[[], None]] = field(default_factory=list)   # run in reverse if not stored
 
     def __bool__(self) -> bool:
         return bool(self.records or self.messages or self.calls or self.terminals or self.alarms
-                    or self.rooms or self.sound)
+                    or self.rooms or self.sound or self.staff or self.assignments)
 
     def merge(self, other: "Effects") -> "Effects":
         self.records += other.records
@@ -61,6 +63,8 @@ class Effects:
         self.alarms.update(other.alarms)
         self.rooms |= other.rooms
         self.sound = self.sound or other.sound
+        self.staff |= other.staff
+        self.assignments.update(other.assignments)
         self.undo += other.undo
         return self
 

@@ -4,7 +4,9 @@ Plain records: the rules that change them are in calls.py, terminals.py and cons
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+import json
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..protocol import wardproto
@@ -19,6 +21,9 @@ CANCEL_REASONS = {wardproto.CANCEL_PRESENCE: "presence", wardproto.CANCEL_ORIGIN
 FAULT_NAMES = {wardproto.FAULT_CORD: "cord", wardproto.FAULT_DEVICE: "device"}
 STATE_CODES = {PLACED: wardproto.ST_PLACED, ACKNOWLEDGED: wardproto.ST_ACKNOWLEDGED,
                ATTENDED: wardproto.ST_ATTENDED, CLEARED: wardproto.ST_CLEARED}
+# a call routed to a nurse, told to the terminals of the room she is in (PROTOCOL.md); the one
+# place it is named until the protocol module has it
+CMD_NOTIFY: int = getattr(wardproto, "CMD_NOTIFY", 7)
 
 
 class WardError(Exception):
@@ -58,6 +63,7 @@ class Call:
     realerts: int = 0
     deadline: float | None = None              # mono: next escalation or re-alert; not stored
     hwid: str = ""                             # the calling board's hardware id (hex, HELLO hwid)
+    route: "Route | None" = None               # who it is routed to (routing.py); stored as JSON
     recorded: bool = False                     # its row is in the record (the hub sets it); not stored
 
     @property
@@ -68,12 +74,107 @@ class Call:
 
     def row(self) -> dict[str, Any]:
         """The stored form (storage.py's calls table)."""
-        return {name: getattr(self, name) for name in CALL_COLUMNS}
+        row = {name: getattr(self, name) for name in CALL_COLUMNS}
+        row["route"] = self.route.stored() if self.route is not None else None
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Call":
+        """A call from its stored row (a restart): recorded, its route as it was."""
+        values = {k: row[k] for k in CALL_COLUMNS if k != "route"}
+        return cls(**values, route=Route.from_stored(row.get("route")), recorded=True)
 
 
 CALL_COLUMNS = ("id", "device", "call_id", "kind", "room", "bed", "state", "placed_at", "received_at",
                 "alerted_at", "acknowledged_at", "acknowledged_by", "last_acknowledged_at", "attended_at",
-                "attended_by", "cleared_at", "cleared_reason", "escalation", "realerts", "hwid")
+                "attended_by", "cleared_at", "cleared_reason", "escalation", "realerts", "hwid", "route")
+
+
+# why a route stopped
+ROUTE_ACCEPTED = "accepted"      # Accept, or acknowledged at a console
+ROUTE_ATTENDED = "attended"      # staff at the bedside
+ROUTE_CLEARED = "cleared"
+
+
+@dataclass
+class Route:
+    """Where a call is in its kind's chain of steps (routing.py has the rules). Only widens:
+    `to` holds everyone it has been routed to so far."""
+    steps: tuple[str, ...]
+    started_at: float                       # wall
+    step: int = 0                           # the current step (index into steps)
+    step_at: float = 0.0                    # wall: when the current step began
+    next_at: float | None = None            # wall: when it passes on without an answer
+    to: list[str] = field(default_factory=list)
+    step_users: list[str] = field(default_factory=list)    # the current step's reachable people
+    declined: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # user -> why ("logged out" | "phone silent")
+    routed_at: dict[str, float] = field(default_factory=dict)   # user -> wall when it reached her
+    accepted_by: str | None = None
+    accepted_at: float | None = None
+    accepted_step: int | None = None
+    ended: str | None = None                # ROUTE_ACCEPTED | ROUTE_ATTENDED | ROUTE_CLEARED; None: routing
+    passed_on: int = 0                      # times it passed on because nobody took it
+    unassigned: bool = False                # placed on a bed with no primary nurse
+    notified: list[str] = field(default_factory=list)      # devices told with CMD_NOTIFY (room of a routed nurse)
+    deadline: float | None = None           # mono, of next_at; not stored
+
+    @property
+    def step_name(self) -> str:
+        return self.steps[self.step]
+
+    @property
+    def last_step(self) -> bool:
+        return self.step >= len(self.steps) - 1
+
+    def stored(self) -> str:
+        data = asdict(self)
+        del data["deadline"]
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_stored(cls, text: str | None) -> "Route | None":
+        """The stored route; None if there is none or it cannot be read (the call is routed
+        again from the start: a damaged row must not keep the host from starting)."""
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            known = {f.name for f in fields(cls)} - {"deadline"}
+            route = cls(**{k: v for k, v in data.items() if k in known})
+            route.steps = tuple(route.steps)
+            if not route.steps or not 0 <= route.step < len(route.steps):
+                return None
+        except (ValueError, TypeError, AttributeError):
+            return None
+        return route
+
+    def copy(self) -> "Route":
+        return copy.deepcopy(self)
+
+
+@dataclass
+class Assignment:
+    """One shift instance's assignment: the charge nurse and each bed's primary and secondary
+    nurse (staff.py has the rules). Changed in place, so the record writes its latest state."""
+    shift: str
+    charge: str | None = None
+    beds: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)   # "room/bed" -> (primary, secondary)
+
+    def primary(self, bed: str) -> str | None:
+        return self.beds.get(bed, (None, None))[0]
+
+    def secondary(self, bed: str) -> str | None:
+        return self.beds.get(bed, (None, None))[1]
+
+    def people(self) -> set[str]:
+        named = {u for pair in self.beds.values() for u in pair if u is not None}
+        return named | ({self.charge} if self.charge else set())
+
+    def row(self) -> dict[str, Any]:
+        """The stored form (storage.py's shift_assignments and bed_assignments)."""
+        return {"shift": self.shift, "charge": self.charge,
+                "beds": [(bed, p, s) for bed, (p, s) in sorted(self.beds.items()) if p or s]}
 
 
 @dataclass
@@ -95,6 +196,7 @@ class Terminal:
     address: str = ""
     pending: int = 0
     uptime: int = 0
+    notify_unsupported: bool = False   # answered CMD_NOTIFY with ok=0 (older firmware): chimes instead
 
     @property
     def status(self) -> str:

@@ -48,6 +48,7 @@ class TerminalRules(CallRules):
         terminal.seen = True
         terminal.connected = True
         terminal.firmware, terminal.board, terminal.address = firmware, board, address
+        terminal.notify_unsupported = False     # new firmware may know CMD_NOTIFY now
         self._record(fx, "terminal_connected", device, firmware=firmware, board=board, caps=caps, address=address,
                      hwid=hwid)
         fx.merge(self.frame_received(device))

@@ -1,14 +1,15 @@
-"""WardViews: calls, terminals and rooms in the JSON form the consoles get (docs/HOST.md, State)."""
+"""WardViews: calls, terminals, rooms and staff in the JSON form the consoles get (docs/HOST.md, State)."""
 from __future__ import annotations
 
 from typing import Any
 
 from ..protocol import KIND_NAMES, alarm_priority, wardproto
 from .model import FAULT_NAMES, Call, Terminal
-from .state import WardState
+from .routing import route_view
+from .staff import StaffRules
 
 
-class WardViews(WardState):
+class WardViews(StaffRules):
 
     def call_view(self, call: Call) -> dict[str, Any]:
         terminal = self.terminals.get(call.device)
@@ -26,6 +27,7 @@ class WardViews(WardState):
             # false while the record could not be written: shown and sounded all the same, and
             # not acknowledged to its terminal until it is stored
             "recorded": call.recorded,
+            "route": route_view(call.route) if call.route is not None else None,
         }
 
     def terminal_view(self, terminal: Terminal) -> dict[str, Any]:
@@ -42,8 +44,12 @@ class WardViews(WardState):
     def room_view(self, room_id: str) -> dict[str, Any]:
         room = self.config.rooms[room_id]
         staff = self.room_staff(room_id)
-        return {"id": room_id, "name": room.name, "presence": bool(staff), "staff": staff}
+        # the terminals with presence on, then who is there by badge (staff.py)
+        return {"id": room_id, "name": room.name, "presence": bool(staff), "staff": staff + self.room_people(room_id)}
 
     def ordered_calls(self) -> list[Call]:
         """Priority first (code blue … technical), then oldest first."""
         return sorted(self.calls.values(), key=lambda c: (c.kind, c.placed_at, c.id))
+
+    def staff_list(self) -> list[dict[str, Any]]:
+        return [self.staff_view(u) for u in self.staff_users()]

@@ -11,6 +11,7 @@ from .errors import error_middleware
 from .keys import HUB, OTA, SESSIONS
 from .ota_routes import add_ota_routes
 from .sessions import Sessions
+from .staff_routes import add_staff_routes
 from .ward_routes import add_ward_routes
 
 MAX_BODY = 64 * 1024                      # JSON actions; package uploads stream past this (ota_routes)
@@ -55,6 +56,7 @@ def make_app(hub: WardHub, ota: OtaService | None = None, sessions: Sessions | N
     app.on_cleanup.append(_stop_updates)
     add_auth(app)
     add_ward_routes(app)
+    add_staff_routes(app)
     add_console_routes(app)
     add_ota_routes(app)
     return app

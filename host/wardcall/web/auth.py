@@ -23,7 +23,7 @@ from ..ratelog import RateLimitedLog
 from .errors import Handler, http_error, json_body, json_error
 from .keys import HUB, SESSIONS
 from .login_guard import LoginGuard
-from .sessions import ConsoleSession
+from .sessions import ConsoleSession, Sessions
 
 log = logging.getLogger("wardcall.web")
 limited = RateLimitedLog(log)
@@ -44,6 +44,11 @@ def shown(text: str, limit: int = NAME_SHOWN) -> str:
     cut = text[:limit]
     safe = cut.encode("utf-8", "backslashreplace").decode("utf-8")
     return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in safe) + ("…" if len(text) > limit else "")
+
+
+def live_users(sessions: Sessions) -> set[str]:
+    """The users with a live console session now (routing skips the others as logged out)."""
+    return {s.user for s in list(sessions.by_id.values()) if sessions.get_by_id(s.id) is not None}
 
 
 def current_session(request: web.Request) -> ConsoleSession:
@@ -146,6 +151,7 @@ async def login(request: web.Request) -> web.Response:
     guard.succeeded(who, address)
     token, session = request.app[SESSIONS].create(account.login, account.name)
     await hub.record("console_login", user=account.login, address=address)
+    await hub.sessions_changed()
     response = web.json_response(_me(session, account))
     response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=request.secure,
                         max_age=int(hub.config.console.session_hours * 3600), path="/")
@@ -158,6 +164,7 @@ async def logout(request: web.Request) -> web.Response:
     request.app[SESSIONS].end_id(session.id)
     hub.bus.end_all(session=session.id)
     await hub.record("console_logout", user=session.user)
+    await hub.sessions_changed()
     response = web.json_response({"ok": True})
     response.del_cookie(COOKIE, path="/")
     return response
@@ -178,6 +185,7 @@ async def end_user_sessions(request: web.Request) -> web.Response:
     for session in ended:
         hub.bus.end_all(session=session.id)
     await hub.record("console_sessions_ended", user=admin.login, of_user=login_name, sessions=len(ended))
+    await hub.sessions_changed()
     return web.json_response({"ended": len(ended)})
 
 
@@ -202,6 +210,7 @@ def add_auth(app: web.Application) -> None:
     hub = app[HUB]
     app[GUARD] = LoginGuard(hub.config.console.login_alarm_failures)
     app[HASHING] = asyncio.Semaphore(2)
+    hub.use_sessions(lambda: live_users(app[SESSIONS]))
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
     app.router.add_get("/api/me", me)

@@ -35,27 +35,39 @@ async def state(request: web.Request) -> web.Response:
     return web.json_response(request.app[HUB].state())
 
 
-def _sse(event: str, payload: dict[str, Any]) -> bytes:
-    return f"id: {payload.get('seq', '')}\nevent: {event}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+def _sse(event_id: str, event: str, payload: dict[str, Any]) -> bytes:
+    return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    """SSE: a full snapshot first, then every change, in order, each with its seq number."""
+    """SSE: a full snapshot first, then every change, in order, each with its id. A console
+    that reconnects with `Last-Event-ID` and whose missed changes are all still kept gets
+    `resumed` and those changes instead of the snapshot."""
     hub = request.app[HUB]
+    bus = hub.bus
     session = current_session(request)
     sessions = request.app[SESSIONS]
+    last_id = request.headers.get("Last-Event-ID", "")[:64] or None
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"})
     try:
         await response.prepare(request)
     except (ConnectionError, asyncio.CancelledError):
         return response          # the client left before the stream began: nothing to end
-    sub, snapshot = await hub.subscribe(session.user, session.id)
+    sub, snapshot, missed = await hub.subscribe_from(session.user, session.id, last_id)
 
     async def write(data: bytes) -> None:
         await asyncio.wait_for(response.write(data), WRITE_TIMEOUT_S)
 
     try:
-        await write(b"retry: 2000\n\n" + _sse("snapshot", snapshot))
+        if missed is None:
+            assert snapshot is not None
+            await write(b"retry: 2000\n\n" + _sse(bus.event_id(snapshot["seq"]), "snapshot", snapshot))
+        else:
+            assert last_id is not None
+            start = int(last_id.strip().rpartition("-")[2])     # the change it has (bus.since checked the id)
+            resumed = {"from": start, "seq": start, "time": hub.clock.wall(), "missed": len(missed)}
+            await write(b"retry: 2000\n\n" + _sse(bus.event_id(start), "resumed", resumed)
+                        + b"".join(_sse(bus.event_id(p["seq"]), name, p) for name, p in missed))
         while True:
             if sub.dropped and sub.queue.empty():
                 break        # fell too far behind: reconnecting gives a fresh snapshot
@@ -69,7 +81,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 continue
             if item is None:
                 break
-            await write(_sse(*item))
+            await write(_sse(bus.event_id(item[1]["seq"]), *item))
     except (ConnectionError, asyncio.CancelledError, asyncio.TimeoutError):
         pass
     finally:
