@@ -1,8 +1,9 @@
 """The ward's certificate authority and the host's TLS certificate (docs/PROTOCOL.md section 13,
 docs/HOST.md "TLS").
 
-`wardcall ca init` makes the ward CA (ECDSA P-256, 20 years; its key mode 0600) and a host
-certificate from it; `wardcall provision` pins the CA in each terminal's config.json; `wardcall
+`wardcall ca init` makes the ward CA (RSA-3072, 20 years; its key mode 0600) and a host
+certificate from it (RSA-3072: the terminal only verifies, and RSA verification costs it far
+less than ECDSA's, docs/PROTOCOL.md section 13); `wardcall provision` pins the CA in each terminal's config.json; `wardcall
 ca export` writes the CA for ward PCs and phones; the host renews its own certificate at start
 when it ends within `renew_days` (a new key each time: the terminals pin the CA, not the key).
 
@@ -23,13 +24,16 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .config import TlsSettings, WardConfig
 from .devicekeys import write_private
 
 CA_YEARS = 20
+KEY_BITS = 3072                              # RSA, e = 65537: the ward's update key's level too
+# TLS 1.2 suites with forward secrecy only (ECDHE); TLS 1.3 has nothing else
+CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 CLOCK_SKEW = datetime.timedelta(hours=1)     # the CA is valid from an hour before its creation
 
 
@@ -55,11 +59,11 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 
 
-def _new_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
+def _new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(65537, KEY_BITS)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
+def _key_pem(key: rsa.RSAPrivateKey) -> str:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption()).decode()
 
@@ -89,7 +93,7 @@ def _read_cert(path: Path, what: str) -> x509.Certificate:
         raise TlsError(f"{path}: the {what} is unreadable: {exc}") from None
 
 
-def _read_key(path: Path, what: str) -> ec.EllipticCurvePrivateKey:
+def _read_key(path: Path, what: str) -> rsa.RSAPrivateKey:
     try:
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:
@@ -100,8 +104,8 @@ def _read_key(path: Path, what: str) -> ec.EllipticCurvePrivateKey:
         raise TlsError(f"{path}: no {what}") from None
     except (OSError, ValueError, TypeError) as exc:
         raise TlsError(f"{path}: the {what} is unreadable: {exc}") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise TlsError(f"{path}: the {what} is not an EC key")
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise TlsError(f"{path}: the {what} is not an RSA key")
     return key
 
 
@@ -158,7 +162,7 @@ def issue_host_certificate(config: WardConfig, now: datetime.datetime | None = N
             .serial_number(x509.random_serial_number())
             .not_valid_before(min(ca.not_valid_before_utc, now)).not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, content_commitment=False,
+            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, content_commitment=False,
                                          data_encipherment=False, key_agreement=False, key_cert_sign=False,
                                          crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -228,6 +232,7 @@ def server_context(settings: TlsSettings, chain: bool = False) -> ssl.SSLContext
     """The host's side: its certificate (with the CA's after it for the console), TLS 1.2 or newer."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(CIPHERS)
     try:
         ctx.load_cert_chain(chain_path(settings) if chain else settings.cert, settings.key)
     except FileNotFoundError:

@@ -1,4 +1,5 @@
-"""The CA every test ward of this test process shares (its host certificates are their own).
+"""The CA every test ward of this test process shares, and a host certificate from it for the
+default names (an RSA-3072 key takes a while to make: test wards copy these two).
 
 Made when tests/conftest.py is imported, before anything imports aiohttp: SSL_CERT_FILE names
 it, so this process and the host tools it starts trust it as a ward PC trusts the ward CA once
@@ -15,7 +16,7 @@ from pathlib import Path
 from cryptography import x509
 
 from wardcall.config import load_config
-from wardcall.tls import init_ca, spki_sha256
+from wardcall.tls import chain_path, init_ca, spki_sha256
 from wardcall.trust import ENV as TRUST_ENV
 
 _made: dict[str, Path] = {}
@@ -30,9 +31,20 @@ def shared_ca() -> tuple[Path, Path]:
         config = load_config(folder / "ca.toml")
         init_ca(config)
         _made["cert"], _made["key"] = config.tls.ca_cert, config.tls.ca_key
+        _made["host"], _made["host_key"], _made["chain"] = config.tls.cert, config.tls.key, chain_path(config.tls)
         os.environ[TRUST_ENV] = str(config.tls.ca_cert)
         os.environ["SSL_CERT_FILE"] = str(config.tls.ca_cert)
     return _made["cert"], _made["key"]
+
+
+def copy_shared(settings) -> None:
+    """The shared CA (its key too) and host certificate into a ward's [tls] files."""
+    shared_ca()
+    for src, dst in ((_made["cert"], settings.ca_cert), (_made["key"], settings.ca_key), (_made["host"], settings.cert),
+                     (_made["host_key"], settings.key), (_made["chain"], chain_path(settings))):
+        shutil.copyfile(src, dst)
+    os.chmod(settings.ca_key, 0o600)
+    os.chmod(settings.key, 0o600)
 
 
 def shared_ca_spki() -> str:
