@@ -17,3 +17,6 @@ LAMP_REASSURE = const(19)
 LAMP_PRESENCE = const(21)
 BUZZER = const(22)
 DOME = const(23)
+# badge reader (an emulated MFRC522 on the emulated SPI bus, boards/emulator/shims/_emu_mfrc522.py):
+# (SPI bus, SCK, MOSI, MISO, CS, RST), as on the ESP32 DevKitC
+BADGE = (1, 18, 13, 34, 16, 17)

@@ -127,6 +127,7 @@ class BoardProcess:
                 WC_WRAP_S=str(b.wrap_s),
                 WC_UID=b.uid,
                 WC_MAIN="1" if run_main else "0",
+                WC_BADGE=b.badge_pins(),
                 MICROPYPATH=path,
             )
             self.proc = subprocess.Popen(

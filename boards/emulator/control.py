@@ -131,6 +131,19 @@ class ControlChannel:
         self._board(name).gpio.set_cord(state)
         return True
 
+    async def op_badge(self, name: str, uids: Optional[list[str]] = None,
+                       reader: Optional[str] = None) -> dict[str, Any]:
+        """The cards on the board's badge reader (UIDs in hex, 4, 7 or 10 bytes; [] = none) and
+        its chip: "ok", "dead" (MISO held low: reads 0x00) or "floating" (reads 0xFF). None
+        leaves either as it is."""
+        b = self._board(name)
+        dead = {"ok": None, "dead": 0x00, "floating": 0xFF}
+        if reader is not None and reader not in dead:
+            raise ValueError(f"reader must be one of {', '.join(dead)}, not {reader!r}")
+        b.set_badge(b.badge_uids if uids is None else list(uids),
+                    b.badge_dead if reader is None else dead[reader])
+        return b.info()["badge"]
+
     async def op_inputs(self, name: str) -> dict[str, bool]:
         b = self._board(name)
         return {pin_name(p): c for p, c in b.gpio.closed.items()}

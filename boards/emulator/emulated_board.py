@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from .board_process import BoardProcess
-from .gpio import Gpio
+from .gpio import BADGE, Gpio
 from .notifier import Notifier
 from .repl import Repl
 from .watchdog import Watchdog
@@ -34,6 +34,17 @@ def hwid_hex(uid: str) -> str:
         raise ValueError(f"hwid must be hexadecimal text, not {uid!r}") from None
     if not 1 <= len(raw) <= 32:
         raise ValueError(f"hwid must be 1 to 32 bytes, not {len(raw)}")
+    return raw.hex()
+
+
+def badge_uid(uid: str) -> str:
+    """A card's UID given as hex text, checked: 4, 7 or 10 bytes (ISO/IEC 14443 A)."""
+    try:
+        raw = bytes.fromhex(uid)
+    except (TypeError, ValueError):
+        raise ValueError(f"a badge UID must be hexadecimal text, not {uid!r}") from None
+    if len(raw) not in (4, 7, 10):
+        raise ValueError(f"a badge UID has 4, 7 or 10 bytes, not {len(raw)}")
     return raw.hex()
 
 
@@ -59,6 +70,10 @@ class Board:
         self.shim_addr: Optional[Addr] = None
         self.runner_running = False  # the runner runs boot.py/main.py: Ctrl-C = SIGINT
         self.mem: Optional[dict[str, Any]] = None
+        # the badge reader: the cards on it (UIDs in hex) and whether its chip answers; the
+        # cards stay on the reader across resets and power cycles, as a card left lying would
+        self.badge_uids: list[str] = []
+        self.badge_dead: Optional[int] = None
         self.gpio = Gpio(cord, self.push, self.changed.notify)
         self.wifi = WifiStation(wifi, connect_ms, ssid, key, self.push_net)
         self.wdt = Watchdog(name, lambda: self.process.request_reset("wdt", 0))
@@ -83,7 +98,23 @@ class Board:
         m = self.net_state()
         m["k"] = "st"
         m["in"] = {str(p): c for p, c in self.gpio.closed.items()}
+        m["badge"] = self.badge_state()
         return m
+
+    def badge_state(self) -> dict[str, Any]:
+        return {"k": "badge", "uids": list(self.badge_uids), "dead": self.badge_dead}
+
+    def badge_pins(self) -> str:
+        """WC_BADGE for the shims: "cs,rst" of the reader ("" without one)."""
+        return f"{BADGE[4]},{BADGE[5]}" if BADGE else ""
+
+    def set_badge(self, uids: list[str], dead: Optional[int]) -> None:
+        if BADGE is None:
+            raise ValueError("this board has no badge reader (boards/emulator/board.py: BADGE = None)")
+        self.badge_uids = [badge_uid(u) for u in uids]
+        self.badge_dead = dead
+        self.push(self.badge_state())
+        self.changed.notify()
 
     def push(self, msg: dict[str, Any]) -> None:
         self.sup.shim.send(self, msg)
@@ -117,6 +148,8 @@ class Board:
             "wdt_ms": self.wdt.ms,
             "heapsize": self.heapsize,
             "hwid": self.uid,
+            "badge": {"uids": list(self.badge_uids), "reader": "ok" if self.badge_dead is None else "dead"}
+            if BADGE else None,
             "connections": len(self.conns),
             "console_end": self.repl.console_base + len(self.repl.console),
         }

@@ -276,6 +276,20 @@ class Board:
     def inputs(self):
         return self._r("inputs")
 
+    # -- the badge reader (a virtual MFRC522 on the board's SPI bus)
+    def present_badge(self, uid_hex, *more):
+        """Put a card (its UID in hex: 4, 7 or 10 bytes) on the reader, in place of any there;
+        more UIDs: several cards at once (the reader resolves the collision)."""
+        return self._r("badge", uids=[uid_hex, *more])
+
+    def remove_badge(self):
+        """Take every card off the reader."""
+        return self._r("badge", uids=[])
+
+    def badge_reader(self, state):
+        """The reader's chip: "ok", "dead" (MISO reads 0x00) or "floating" (0xFF)."""
+        return self._r("badge", reader=state)
+
     # -- outputs
     def output(self, pin):
         """Current value: 0/1 for a Pin, duty_u16 for a PWM (0 when off), None if undriven."""

@@ -15,12 +15,11 @@ from typing import Any, Callable, Optional
 HISTORY_MAX = 20000  # entries kept per output
 
 
-def _load_pinmap() -> dict[str, int]:
-    ns = runpy.run_path(str(Path(__file__).resolve().parent / "board.py"))
-    return {k.lower(): v for k, v in ns.items() if k.isupper() and isinstance(v, int)}
-
-
-PINS = _load_pinmap()
+_BOARD = runpy.run_path(str(Path(__file__).resolve().parent / "board.py"))
+PINS = {k.lower(): v for k, v in _BOARD.items() if k.isupper() and isinstance(v, int)}
+# the badge reader's (SPI bus, SCK, MOSI, MISO, CS, RST): its CS and RST pins are the virtual
+# MFRC522's (shims/_emu_mfrc522.py), seen by it and not reported as outputs
+BADGE: Optional[tuple[int, ...]] = tuple(_BOARD["BADGE"]) if _BOARD.get("BADGE") else None
 PIN_NAMES = {v: k for k, v in PINS.items()}
 INPUTS = ("call", "presence", "assist", "code", "cord_pull", "cord_loop")
 # cord state -> (cord_pull closed, cord_loop closed)

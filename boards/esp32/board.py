@@ -18,3 +18,7 @@ LAMP_REASSURE = const(19)  # reassurance lamp at the bed (red)
 LAMP_PRESENCE = const(21)  # presence lamp (green)
 BUZZER = const(22)         # piezo buzzer, driven by PWM
 DOME = const(23)           # dome light over the door; -1 where not fitted
+# badge reader: an MFRC522 module on SPI, as (SPI bus, SCK, MOSI, MISO, CS (the module's SDA),
+# RST or -1 if not wired); None on a board without a reader (plain presence). MISO on the
+# input-only GPIO 34; GPIO 16/17 are free on the WROOM-32 (a WROVER's PSRAM would take them).
+BADGE = (1, 18, 13, 34, 16, 17)

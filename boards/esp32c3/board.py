@@ -18,3 +18,8 @@ LAMP_REASSURE = const(7)
 LAMP_PRESENCE = const(10)
 BUZZER = const(18)
 DOME = const(19)
+# badge reader: none. The DevKitM-1 breaks out GPIO 0-10 and 18-21; with the inputs and lamps
+# above and UART0 (20/21, the USB console) only GPIO 2, 8 and 9 are left, and an MFRC522 on
+# SPI needs four (SCK, MOSI, MISO, CS): plain presence only. A reader here would need a pin
+# freed (docs/DEPLOY.md, Wiring).
+BADGE = None

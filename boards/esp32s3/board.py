@@ -18,3 +18,7 @@ LAMP_REASSURE = const(17)
 LAMP_PRESENCE = const(18)
 BUZZER = const(8)
 DOME = const(9)
+# badge reader: an MFRC522 module on SPI, as (SPI bus, SCK, MOSI, MISO, CS (the module's SDA),
+# RST or -1 if not wired); None on a board without a reader (plain presence). SPI(1) is the
+# S3's SPI2 (FSPI), whose own pins are 10-13.
+BADGE = (1, 12, 11, 13, 10, 14)

@@ -48,6 +48,10 @@ class App:
         sup.add("inputs", self.inputs.run, 2000)
         sup.add("lamps", self.lamps.run, 2000)
         sup.add("buzzer", self.buzzer.run, 5000)
+        self.badge = None
+        spec = getattr(board, "BADGE", None)    # None: no reader (or a pin map from before readers)
+        if spec:
+            self._start_badge(spec)
         if self.cfg:
             from commands import Commands
             from link import Link
@@ -64,6 +68,16 @@ class App:
         self._mem_logged = self.clock.uptime_ms()
         gc.collect()
         log("boot", "ready (boot %d, heap used %d, free %d)" % (self.boot, gc.mem_alloc(), gc.mem_free()))
+
+    def _start_badge(self, spec):
+        from badge import reader
+        try:
+            self.badge = reader(spec, self.calls.presence_toggled, self.calls.device_problem)
+        except (ValueError, OSError, TypeError) as e:      # pins the port refuses
+            log("badge", "reader not set up: %r" % (e,))
+            self.calls.device_problem("badge reader not set up")
+            return
+        self.sup.add("badge", self.badge.run, 2000)
 
     def _restarted(self, name):
         self.calls.device_problem("task %s restarted" % name)

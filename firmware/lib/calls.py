@@ -50,6 +50,7 @@ class Calls:
         self.path = path
         self.active = [None] * _SLOTS
         self.presence = False
+        self.staff = ""             # the badge that turned presence on ("" for the button)
         self.cord_pulled = False
         self.cord_fault = False
         self.device_fault = False
@@ -66,6 +67,10 @@ class Calls:
         if not isinstance(st, dict):
             st = {}
         self.presence = st.get("p") is True
+        staff = st.get("s")
+        self.staff = staff if self.presence and isinstance(staff, str) else ""
+        if self.presence:
+            log("calls", "presence restored on%s" % ((" (badge %s)" % self.staff) if self.staff else ""))
         for c in st.get("c", ()):
             # [slot] + an open call; [slot, call, state] from an older firmware
             if isinstance(c, list) and (len(c) == 6 or len(c) == 3) and 0 <= c[0] < _SLOTS:
@@ -100,7 +105,7 @@ class Calls:
             if a is not None:
                 c.append([s] + a)
         try:
-            write_json(self.path, {"p": self.presence, "c": c})
+            write_json(self.path, {"p": self.presence, "s": self.staff, "c": c})
         except OSError as e:
             log("calls", "flash write failed: %r" % (e,))
 
@@ -164,7 +169,7 @@ class Calls:
                     self._code_armed = False
                     self.place(S_CODE)
             elif i == I.PRESENCE:
-                self._presence_pressed()
+                self.presence_toggled("")
             elif i == I.CORD_PULL:
                 self.cord_pulled = True
                 self.place(S_BATH)
@@ -189,10 +194,13 @@ class Calls:
             self._code_armed = False
             self.cancel(S_CODE, CANCEL_ORIGIN)
 
-    def _presence_pressed(self):
+    def presence_toggled(self, staff):
+        """The presence button (staff "") or a badge (staff = its UID in hex) at this terminal:
+        presence toggles, PRESENCE names who did it, and the calls presence clears are cleared."""
         self.presence = not self.presence
-        log("calls", "presence %s" % ("on" if self.presence else "off"))
-        self.out.send(M_PRESENCE, {"on": 1 if self.presence else 0, "staff": ""})
+        self.staff = staff if self.presence else ""
+        log("calls", "presence %s%s" % ("on" if self.presence else "off", (" (badge %s)" % staff) if staff else ""))
+        self.out.send(M_PRESENCE, {"on": 1 if self.presence else 0, "staff": staff})
         for s in PRESENCE_CLEARS:
             self.cancel(s, CANCEL_PRESENCE)
         if self.device_fault:

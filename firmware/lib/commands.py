@@ -5,7 +5,8 @@
 from micropython import const
 import json
 from wardproto import (CMD_IDENTIFY, CMD_LAMP_TEST, CMD_REBOOT, CMD_CONFIG, CMD_CHIME, CMD_SILENCE,
-                       ALARM_LOW, ALARM_HIGH, CMD_OTA_BEGIN, CMD_OTA_STATUS)
+                       CMD_NOTIFY, ALARM_LOW, ALARM_HIGH, CMD_OTA_BEGIN, CMD_OTA_STATUS, KINDS,
+                       ProtocolError, parse_notify)
 
 import config
 import lamps as L
@@ -55,7 +56,10 @@ class Commands:
             return 1, "chime", None
         if cmd == CMD_SILENCE:
             self.buzzer.silence()
+            self.lamps.notify(None, 0)
             return 1, "silenced", None
+        if cmd == CMD_NOTIFY:
+            return self._notify(arg)
         if CMD_OTA_BEGIN <= cmd <= CMD_OTA_STATUS:
             if self.ota is None:
                 import gc
@@ -65,3 +69,24 @@ class Commands:
             return self.ota.handle(cmd, arg)
         log("cmd", "unsupported command %d" % cmd)
         return 0, "unsupported command %d" % cmd, None
+
+    def _notify(self, arg):
+        # a call routed to staff located in this room: one burst of its priority, and its kind's
+        # pattern on the dome for a while; the terminal's own calls are not touched (and keep
+        # the dome while they are open). Any terminal of the room takes it, presence or not.
+        try:
+            kind, prio, secs = parse_notify(arg)
+        except ProtocolError as e:
+            return 0, e.message, None
+        if not secs:
+            self.lamps.notify(None, 0)
+            self.buzzer.silence()
+            log("cmd", "notify stopped")
+            return 1, "notify stopped", None
+        name = KINDS[kind][0]
+        self.lamps.notify(KINDS[kind][2], secs * 1000)
+        self.buzzer.chime(prio)
+        log("cmd", "notify %s (priority %d) for %d s" % (name, prio, secs))
+        if not self.lamps.has_dome:
+            return 1, "notify %s %d s (no dome light: burst only)" % (name, secs), None
+        return 1, "notify %s %d s" % (name, secs), None

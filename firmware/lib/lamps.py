@@ -1,7 +1,9 @@
 # Lamp pattern engine. A pattern is a tuple of durations in ms, alternately on and off, starting
 # with on, repeated; () is off; (x, 0) is steady on. set() switches a lamp at once (the
 # reassurance lamp lights in the same call as the button event, before any network activity);
-# the task then only times the edges. An override (identify, lamp test) drives every lamp.
+# the task then only times the edges. An override (identify, lamp test) drives every lamp. A
+# notification (CMD_NOTIFY: a call routed to staff in this room) shows its pattern on the dome
+# for a while, whenever the terminal's own calls leave the dome off: its own call wins.
 # The call patterns are wardproto's (PATTERN_*, the same table the host shows); the lamps'
 # own states are here. The clock (ticks_ms) is a constructor argument, so a test can drive it.
 from micropython import const
@@ -40,6 +42,9 @@ class Lamps:
         self._ovr = None
         self._ovr_t0 = now
         self._ovr_until = now
+        self._note = None           # CMD_NOTIFY: a pattern for the dome while no call of ours shows
+        self._note_t0 = now
+        self._note_until = now
         self._wait = 0
 
     def pattern(self, lamp):
@@ -52,7 +57,36 @@ class Lamps:
         now = self._ticks()
         self._t0[lamp] = now
         if self._ovr is None:
-            self._write(lamp, self._eval(pat, 0))
+            if lamp == DOME and not pat and self._noting(now):
+                self._write(lamp, self._eval(self._note, time.ticks_diff(now, self._note_t0)))
+            else:
+                self._write(lamp, self._eval(pat, 0))
+
+    def notify(self, pat, ms):
+        """Show pat on the dome for ms (CMD_NOTIFY) while the terminal's own calls leave it off;
+        a newer one replaces it; pat None (or ms 0) ends it."""
+        now = self._ticks()
+        if pat is None or ms <= 0:
+            self._note = None
+        else:
+            self._note = pat
+            self._note_t0 = now
+            self._note_until = time.ticks_add(now, ms)
+        if self._ovr is None:
+            own = self._pat[DOME]
+            if not own and self._note is not None:
+                self._write(DOME, self._eval(pat, 0))
+            elif not own:
+                self._write(DOME, 0)
+
+    def notifying(self):
+        """The notification's pattern while it lasts (shown or not), else None."""
+        return self._note if self._noting(self._ticks()) else None
+
+    def _noting(self, now):
+        if self._note is not None and time.ticks_diff(self._note_until, now) <= 0:
+            self._note = None
+        return self._note is not None
 
     def override(self, pat, ms):
         """Show pat on every lamp for ms (identify, lamp test); then the normal patterns."""
@@ -111,6 +145,13 @@ class Lamps:
                 return w if w < left else left
         for i in range(_COUNT):
             pat = self._pat[i]
+            if i == DOME and not pat and self._noting(now):
+                self._write(i, self._eval(self._note, time.ticks_diff(now, self._note_t0)))
+                left = time.ticks_diff(self._note_until, now)
+                w = self._wait if self._wait < left else left
+                if w < wait:
+                    wait = w
+                continue
             el = time.ticks_diff(now, self._t0[i])
             if el > _REBASE_MS:
                 per = self._period(pat)

@@ -94,7 +94,8 @@ CMD_LAMP_TEST = const(2)
 CMD_REBOOT = const(3)
 CMD_CONFIG = const(4)        # arg: JSON object with the config keys to change
 CMD_CHIME = const(5)         # arg: one byte, the alarm priority of a call in another room
-CMD_SILENCE = const(6)       # stop a chime in progress
+CMD_SILENCE = const(6)       # stop a chime in progress (and a CMD_NOTIFY's dome pattern)
+CMD_NOTIFY = const(7)        # arg: call kind, alarm priority, seconds (u8 each; 0 s = stop): notify_arg()
 # Over-the-air update (docs/PROTOCOL.md, "Over-the-air update"); every one answered by RESULT
 CMD_OTA_BEGIN = const(16)    # arg: JSON {"v": version, "n": files, "size": total bytes, "id": package id, "trial_s": s}
 CMD_OTA_FILE = const(17)     # arg: JSON [index, path, size, sha256 hex]
@@ -589,6 +590,31 @@ def accept_announce(mac, frame, nonce):
     if not equal(msg["echo"], nonce):
         raise ProtocolError(E_AUTH, "ANNOUNCE answers another DISCOVER")
     return msg["host"], msg["port"]
+
+
+# --- CMD_NOTIFY's argument: a call routed to staff located in this room ---
+
+def notify_arg(kind, priority, seconds):
+    """CMD_NOTIFY's arg: show `kind`'s lamp pattern on the dome for `seconds` (0: stop) and play
+    one burst of alarm `priority`. ProtocolError(E_MALFORMED) for values out of range."""
+    if not isinstance(kind, int) or kind not in KINDS:
+        raise ProtocolError(E_MALFORMED, "notify: unknown call kind %r" % (kind,))
+    if not isinstance(priority, int) or not ALARM_LOW <= priority <= ALARM_HIGH:
+        raise ProtocolError(E_MALFORMED, "notify: alarm priority must be 1-3, not %r" % (priority,))
+    if not isinstance(seconds, int) or not 0 <= seconds <= 255:
+        raise ProtocolError(E_MALFORMED, "notify: seconds must be 0-255, not %r" % (seconds,))
+    return bytes((kind, priority, seconds))
+
+
+def parse_notify(arg):
+    """(kind, priority, seconds) of a CMD_NOTIFY arg; ProtocolError(E_MALFORMED) if it is not one."""
+    if len(arg) != 3:
+        raise ProtocolError(E_MALFORMED, "notify needs 3 bytes (kind, priority, seconds), not %d" % len(arg))
+    if arg[0] not in KINDS:
+        raise ProtocolError(E_MALFORMED, "notify: unknown call kind %d" % arg[0])
+    if not ALARM_LOW <= arg[1] <= ALARM_HIGH:
+        raise ProtocolError(E_MALFORMED, "notify: alarm priority must be 1-3, not %d" % arg[1])
+    return arg[0], arg[1], arg[2]
 
 
 async def read_frame(reader):

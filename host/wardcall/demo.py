@@ -3,12 +3,15 @@ run the real firmware in the real MicroPython interpreter — for trying wardcal
 
 Everything lives in one folder (default var/demo/, made afresh each run). The demo reads simple
 commands on its standard input so you can press buttons on the emulated beds while you watch
-the console in a browser. One demo at a time per folder: a second one refuses (exit status 2).
+the console in a browser, and present a nurse's badge at a bed. The ward has a shift with three
+nurses (one the charge nurse), each with a badge, assigned to its beds, so calls are routed to
+their pocket consoles (`/pocket/`). One demo at a time per folder: a second one refuses (exit status 2).
 It stops the host and the boards on quit, Ctrl-C, SIGTERM and SIGHUP, and when the host exits.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import fcntl
 import json
 import os
@@ -22,15 +25,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import aiohttp
+
 from .deploy.build import stage
 from .checkout import REPO
+from .client import ApiError, WardApi
 from .passwords import hash_password
 from .provision import provision
 
-DEMO_USER = ("nurse", "nurse")   # demo only: a real ward sets its own users with `wardcall passwd`
-# one demo login per role (login = password), so every part of the console can be tried
-DEMO_USERS = {"nurse": ("Demo Nurse", "nurse"), "charge": ("Demo Charge Nurse", "charge_nurse"),
+DEMO_USER = ("anna", "anna")     # demo only: a real ward sets its own users with `wardcall passwd`
+# the shift's care staff, each with a badge (login = password): two nurses and the charge nurse
+DEMO_STAFF = {"anna": ("Anna Berg", "nurse", "04a1b2c3"), "ben": ("Ben Okafor", "nurse", "04b2c3d4"),
+              "carla": ("Carla Diaz", "charge_nurse", "04c3d4e5")}
+CHARGE_NURSE = "carla"
+# and one login for each other role, so every part of the console can be tried
+DEMO_USERS = {**{login: (name, role) for login, (name, role, _) in DEMO_STAFF.items()},
               "tech": ("Demo Technician", "technician"), "admin": ("Demo Administrator", "admin")}
+# the demo's routing: shorter waits than a ward's defaults, so passing a call on is seen soon
+DEMO_WAIT_S = {"code_blue": 0, "staff_assist": 0, "bathroom": 20, "patient": 30, "technical": 60}
 READY_TIMEOUT_S = 20.0
 ONLINE_TIMEOUT_S = 30.0
 LOCK_NAME = "demo.lock"          # in the demo folder: who runs there (flock, so a crash frees it)
@@ -38,6 +50,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 HOST_EXITED = signal.SIGUSR1     # the host watcher wakes the main thread (blocked in input()) with it
 BUTTONS = ("call", "presence", "assist", "code")
 SHOWN_CHARS = 40                 # of a word the user typed, in an error line
+BADGE_HOLD_S = 0.5               # a badge held to a bed's reader (it looks every 0.1 s)
 
 
 class DemoError(Exception):
@@ -70,6 +83,7 @@ VERBS: dict[str, Verb] = {
     "wifi": Verb("wifi BED off|on", "cut or restore the bed's Wi-Fi", ("off", "on")),
     "power": Verb("power BED", "power-cycle the bed"),
     "lamps": Verb("lamps BED", "show the bed's lamps and buzzer"),
+    "badge": Verb("badge BED " + "|".join(DEMO_STAFF), "a nurse's badge at the bed: she is in that room (again: out)", tuple(DEMO_STAFF)),
     "help": Verb("help", "this list", needs_bed=False),
     "quit": Verb("quit", "stop the demo ward (also: exit, Ctrl-C, Ctrl-D)", needs_bed=False),
 }
@@ -218,13 +232,35 @@ def write_ward(folder: Path, beds: int, api_port: int) -> Path:
         'api_host = "127.0.0.1"', f"api_port = {api_port}", "",
     ]
     for login, (name, role) in DEMO_USERS.items():
-        lines += [f"[users.{login}]", f'name = "{name}"', f'password = "{hash_password(login)}"', f'role = "{role}"', ""]
+        lines += [f"[users.{login}]", f'name = "{name}"', f'password = "{hash_password(login)}"', f'role = "{role}"']
+        if login in DEMO_STAFF:
+            lines.append(f'badge = "{DEMO_STAFF[login][2]}"')
+        lines.append("")
+    lines += ["[routing.wait_s]", *(f"{kind} = {seconds}" for kind, seconds in DEMO_WAIT_S.items()), ""]
     for room in rooms:
         room_beds = ", ".join(f'"{bed}"' for r, bed in places if r == room)
         lines += [f"[rooms.{room}]", f'name = "Room {room}"', f"beds = [{room_beds}]", ""]
     path = folder / "ward.toml"
     path.write_text("\n".join(lines))
     return path
+
+
+def demo_assignment(rooms: Sequence[str]) -> dict[str, Any]:
+    """This shift's assignment: the rooms alternate between the two nurses as primary, each the
+    other's buddy; the charge nurse has the shift (POST /api/assignment, docs/HOST.md)."""
+    nurses = [login for login, (_, role, _) in DEMO_STAFF.items() if role == "nurse"]
+    sets = []
+    for i, room in enumerate(rooms):
+        primary, buddy = nurses[i % 2], nurses[(i + 1) % 2]
+        sets.append({"rooms": [room], "primary": primary, "secondary": buddy})
+    return {"charge": CHARGE_NURSE, "set": sets}
+
+
+async def assign_shift(api_url: str, rooms: Sequence[str]) -> dict[str, Any]:
+    """Log in as the charge nurse and assign this shift (as she would on the console)."""
+    async with WardApi(api_url) as api:
+        await api.login(CHARGE_NURSE, CHARGE_NURSE)
+        return await api.post("/api/assignment", demo_assignment(rooms))
 
 
 def start_server(config: Path, folder: Path, lock_fd: int | None = None) -> tuple[subprocess.Popen, dict[str, Any]]:
@@ -275,12 +311,17 @@ class Demo:
         self.fleet = None
         self.boards: dict[str, Any] = {}
         self.host_status: int | None = None
+        self.assignment: dict[str, Any] | None = None
         self._lock_fd: int | None = None
         self._stopping = False
 
     @property
     def console_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}/"
+
+    @property
+    def pocket_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}/pocket/"
 
     @property
     def started(self) -> bool:
@@ -309,7 +350,15 @@ class Demo:
             name = cfg["device_id"]
             self.boards[name] = self.fleet.add_board(name, files=firmware_files(cfg))
         print(f"wardcall demo: {len(devices)} emulated bed terminals started; waiting for them to come online …", flush=True)
+        self.assignment = self._assign(sorted({room for room, _ in _rooms(self.beds)}))
         self._wait_online()
+
+    def _assign(self, rooms: list[str]) -> dict[str, Any] | None:
+        try:
+            return asyncio.run(assign_shift(self.console_url.rstrip("/"), rooms))
+        except (ApiError, OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:     # the ward runs on; the grid on the console is still there
+            print(f"wardcall demo: this shift is not assigned ({exc}); assign it on the console", flush=True)
+            return None
 
     def _watch_host(self, server: subprocess.Popen) -> None:
         def watch() -> None:
@@ -353,11 +402,24 @@ class Demo:
             self._lock_fd = None
 
     def banner(self) -> str:
-        names = "\n".join(f"  {i + 1}. {name}" for i, name in enumerate(self.boards))
+        names = "\n".join(f"  {i + 1}. {name}{self._assigned(name)}" for i, name in enumerate(self.boards))
+        staff = "\n".join(f"    {login + ' / ' + login:<15} {name} ({role.replace('_', ' ')}), badge {badge}"
+                           for login, (name, role, badge) in DEMO_STAFF.items())
         return (f"\nwardcall demo ward is running.\n"
-                f"  console:  {self.console_url}   login: {DEMO_USER[0]} / {DEMO_USER[1]}"
-                f"  (also charge / charge, tech / tech, admin / admin)\n"
+                f"  console:  {self.console_url}   login: carla / carla (charge nurse: the assignment grid)"
+                f"  (also tech / tech, admin / admin)\n"
+                f"  phones:   {self.pocket_url}   the pocket console, one browser window (or phone) per nurse:\n"
+                f"{staff}\n"
                 f"  beds:\n{names}\n  files:    {self.folder}\n\n{HELP}")
+
+    def _assigned(self, device: str) -> str:
+        """ "   Anna Berg, buddy Ben Okafor" for a bed of the demo's assignment."""
+        bed = next((b for b in (self.assignment or {}).get("beds", []) if f"bed-{b['room']}-{b['bed']}" == device), None)
+        if bed is None:
+            return ""
+        name = {login: entry[0] for login, entry in DEMO_STAFF.items()}
+        primary, buddy = name.get(bed.get("primary") or "", "nobody"), name.get(bed.get("secondary") or "", "")
+        return f"   {primary}" + (f", buddy {buddy}" if buddy else "")
 
     def command(self, line: str) -> str:
         """Parse and carry out one prompt line; the reply to show (a usage line if it is not a
@@ -389,6 +451,14 @@ class Demo:
         if command.verb == "power":
             board.power_cycle()
             return f"{board.name}: power-cycled"
+        if command.verb == "badge":
+            name, _, badge = DEMO_STAFF[command.arg]
+            # a tap of the card: on the reader long enough for its polls, then away (the reader
+            # counts the same card again once it has been away a second)
+            board.present_badge(badge)
+            time.sleep(BADGE_HOLD_S)
+            board.remove_badge()
+            return f"{board.name}: {name}'s badge presented"
         assert command.verb == "lamps", command
         return f"{board.name}: " + ", ".join(f"{name} {_level(out)}" for name, out in sorted(board.outputs().items()))
 

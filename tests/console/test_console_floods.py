@@ -30,8 +30,9 @@ def test_a_code_blue_after_thousands_of_forged_ids_is_the_top_card(page, ward_se
     expect(page.locator("body")).to_have_attribute("data-connection", "live")
     alarms = page.locator("#alarms li.alarm")
     expect(alarms.first).to_be_visible()
-    flood = page.locator('#alarms li.alarm:not([data-kind="unassigned_beds"])')    # the test ward's beds are unassigned
-    assert flood.count() <= 6, f"{flood.count()} alarms on the console"
+    # the flood's alarms (this test ward assigns nobody: its standing "no nurse assigned" is not one)
+    flood_alarms = page.locator('#alarms li.alarm:not([data-kind="unassigned_beds"])')
+    assert flood_alarms.count() <= 6, f"{flood_alarms.count()} alarms on the console"
     assert page.locator("#unknown-devices .unknown").count() <= 6
     for width, height in ((1600, 900), (1000, 800)):        # two columns, and one
         page.set_viewport_size({"width": width, "height": height})

@@ -1,7 +1,8 @@
-"""A realistic ward on the console at 1600×900: several calls of different priorities, one
-acknowledged, staff present in a room, a terminal offline. The test checks what a person would
-see at the moment of the picture: each call's card with its kind, room and bed in the page, and
-the cards' colours in the PNG itself. The picture goes to the test's tmp dir; with WARDCALL_SCREENSHOT=1 it is also written to docs/console.png (for the README):
+"""A realistic ward on the console at 1600×900: a shift of two nurses and the charge nurse, several
+calls of different priorities routed to them, one accepted on a nurse's phone, a nurse located in a
+room by her badge, a terminal offline. The test checks what a person would see at the moment of
+the picture: each call's card with its kind, room, bed and route in the page, and the cards'
+colours in the PNG itself. The picture goes to the test's tmp dir; with WARDCALL_SCREENSHOT=1 it is also written to docs/console.png (for the README):
 
     WARDCALL_SCREENSHOT=1 .venv/bin/pytest tests/console/test_console_screenshot.py
 """
@@ -16,6 +17,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.console.conftest import login, sim_terminal
+from tests.pocket.conftest import PASSWORD, STAFF, assign, staff_toml
+from wardcall.client import WardApi
 from wardcall.protocol import wardproto
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
@@ -56,10 +59,21 @@ def png_colours(page, path: Path, spots: dict[str, dict[str, tuple[float, float]
 
 
 def test_screenshot_of_a_realistic_ward(page, ward_server_factory, make_ward, aloop, tmp_path):
-    ward = make_ward(terminals=12, heartbeat_ms=500)
+    ward = make_ward(terminals=12, heartbeat_ms=500, extra_toml=staff_toml(wait_s={"patient": 120, "bathroom": 90}))
     ward.config_path.write_text(ward.config_path.read_text().replace('name = "Test ward"', 'name = "Ward 7 · Internal medicine"'))
     server = ward_server_factory(ward)
-    login(page, server.api_url)
+    # the shift: rooms 101-103 are Anna's (Ben her buddy), 104-106 Ben's; Carla has the shift
+    assign(aloop, server.api_url, {"charge": "carla", "set": [
+        {"rooms": ["101", "102", "103"], "primary": "anna", "secondary": "ben"},
+        {"rooms": ["104", "105", "106"], "primary": "ben", "secondary": "anna"}]})
+
+    async def phone(user: str) -> WardApi:      # each nurse's pocket console, open
+        api = WardApi(server.api_url)
+        await api.login(user, PASSWORD)
+        await api.post("/api/pocket/heartbeat", {})
+        return api
+    phones = {user: aloop.run(phone(user)) for user in STAFF}
+    login(page, server.api_url, "carla", PASSWORD)
     t = {d["device_id"]: sim_terminal(aloop, ward, d["device_id"]) for d in ward.devices}
     aloop.run(t["bed-101-1"].place_call(wardproto.PATIENT, age_ms=214_000))
     aloop.run(t["bed-104-2"].place_call(wardproto.PATIENT, age_ms=48_000))
@@ -67,10 +81,13 @@ def test_screenshot_of_a_realistic_ward(page, ward_server_factory, make_ward, al
     aloop.run(t["bed-103-1"].place_call(wardproto.CODE_BLUE, age_ms=21_000))
     calls = page.locator("#calls li.call")
     expect(calls).to_have_count(4)
-    page.locator('#calls li.call[data-device="bed-101-1"] .btn-ack').click()
+    # Anna accepts the oldest call on her phone
+    first = next(c for c in aloop.run(phones["anna"].state())["calls"] if c["device"] == "bed-101-1")
+    aloop.run(phones["anna"].post(f"/api/calls/{first['id']}/accept"))
     expect(page.locator('#calls li.call[data-device="bed-101-1"]')).to_have_attribute("data-state", "acknowledged")
-    aloop.call(t["bed-105-1"].presence, True, "nurse")
-    expect(page.locator('.room[data-room="105"]')).to_have_attribute("data-presence", "true")
+    # Ben badges in at bed 105-1
+    aloop.call(t["bed-105-1"].presence, True, STAFF["ben"][2])
+    expect(page.locator('.room[data-room="105"]')).to_have_attribute("data-staff", "Ben Okafor")
     aloop.call(t["bed-106-2"].pause_heartbeats)
     expect(page.locator('.bed[data-device="bed-106-2"]')).to_have_attribute("data-status", "offline", timeout=10_000)
     expect(page.locator('#alarms li[data-kind="terminal_offline"]')).to_be_visible()
@@ -93,7 +110,15 @@ def test_screenshot_of_a_realistic_ward(page, ward_server_factory, make_ward, al
     for card in calls.all():
         expect(card).to_be_in_viewport()
         expect(card.locator(".where")).to_be_visible()
-    expect(page.locator('#calls li.call[data-device="bed-101-1"] .status')).to_contain_text("Seen — coming")
+    expect(page.locator('#calls li.call[data-device="bed-101-1"] .status')).to_contain_text("Seen — coming (Anna Berg")
+    routes = {c.get_attribute("data-device"): c.locator(".route").inner_text() for c in calls.all()}
+    assert "Anna Berg, Ben Okafor, Carla Diaz (everyone on shift)" in routes["bed-103-1"], routes
+    assert routes["bed-102-2"].startswith("For Anna Berg (primary nurse)") and "to the buddy in" in routes["bed-102-2"], routes
+    assert routes["bed-101-1"].startswith("Accepted by Anna Berg — coming"), routes
+    assert routes["bed-104-2"].startswith("For Ben Okafor (primary nurse)"), routes
+    expect(page.locator('.room[data-room="105"] .staff-names')).to_have_text("● Ben Okafor")
+    expect(page.locator('#staff-list li[data-user="ben"] .staff-where')).to_contain_text("Room 105")
+    expect(page.locator('#alarms li[data-kind="unassigned_beds"]')).to_have_count(0)
     expect(page.locator('#alarms li[data-kind="terminal_offline"] .alarm-text')).to_contain_text("bed-106-2")
 
     # and in the picture itself: each card's colour where nothing is drawn on it (its left
@@ -115,3 +140,5 @@ def test_screenshot_of_a_realistic_ward(page, ward_server_factory, make_ward, al
             assert close(seen[device][spot], colour), (device, spot, seen[device][spot], colour)
     if os.environ.get("WARDCALL_SCREENSHOT"):
         shutil.copyfile(path, DOCS / "console.png")
+    for api in phones.values():
+        aloop.run(api.close())

@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LIB = ROOT / "firmware" / "lib"
 SHIMS = Path(__file__).resolve().parent / "shims"
 BOARD = ROOT / "boards" / "emulator"       # its board.py: the same pin map as on the emulator
+EMU_SHIMS = BOARD / "shims"                 # the virtual MFRC522 the test double's SPI carries
 DRIVE = Path(__file__).resolve().parent / "mp_drive.py"
 MICROPYTHON = Path(sys.executable).parent / "micropython"
 if not MICROPYTHON.exists():
@@ -19,7 +20,7 @@ KEY = "5a" * 32
 
 
 def env():
-    return dict(os.environ, MICROPYPATH=".frozen:%s:%s:%s" % (SHIMS, LIB, BOARD))
+    return dict(os.environ, MICROPYPATH=".frozen:%s:%s:%s" % (SHIMS, LIB, BOARD), WC_EMU_SHIMS=str(EMU_SHIMS))
 
 
 def config(port=7300, discovery_port=7301, host="127.0.0.1", device_id="bed-101-1", **extra):

@@ -152,6 +152,8 @@ async def test_supervision_raises_and_clears_terminal_offline(ward_server, ward_
         silent_since = time.monotonic()
         state = await console.wait_for(lambda s: alarms_of(s, "terminal_offline"), timeout=5)
         noticed_after = time.monotonic() - silent_since
+        # the same change also brings the call's terminal status (its event follows the alarm's)
+        state = await console.wait_for(lambda s: find_call(s, term.device, call_id)["terminal_status"] == "offline", timeout=2)
         # three heartbeats after the last one (0.4-0.6 s), never sooner; the upper bound leaves a
         # busy two-core machine room and still fails a host that waits for anything else
         assert 3 * 0.2 - 0.2 - 0.05 <= noticed_after <= 3.0, noticed_after

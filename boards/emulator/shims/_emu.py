@@ -51,6 +51,9 @@ udp_loss = 0
 ssid = ""
 
 pins = {}  # pin number -> machine.Pin (the shim registers configured pins here)
+hooks = {}  # pin number -> fn(level): a pin of an emulated chip (its CS, RST), not reported
+badge = None  # the virtual MFRC522 (machine.py makes it if the board has a reader)
+_badge_state = None  # the supervisor's last {"uids": [hex], "dead": None|0|255} for it
 timers = []  # active machine.Timer objects
 wdt_ms = 0
 _wdt_due = 0
@@ -88,14 +91,27 @@ def _apply(m):
     elif k == "st":
         for p in m["in"]:
             closed[int(p)] = bool(m["in"][p])
+        badge_state(m.get("badge"))
         _net(m)
     elif k == "net":
         _net(m)
+    elif k == "badge":
+        badge_state(m)
     elif k == "mem":
         import gc
         send("M %d %d" % (gc.mem_free(), gc.mem_alloc()))
     elif k == "ack":
         return 1
+
+
+def badge_state(m):
+    global _badge_state
+    if m is None:
+        return
+    _badge_state = m
+    if badge is not None:
+        badge.set_cards([bytes(int(u[i : i + 2], 16) for i in range(0, len(u), 2)) for u in m["uids"]])
+        badge.dead = m.get("dead")
 
 
 def _net(m):

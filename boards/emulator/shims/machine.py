@@ -5,6 +5,21 @@
 # iteration) services the channel, not asynchronously.
 import _emu
 
+if _emu.ros.getenv("WC_BADGE"):  # "cs,rst": a virtual MFRC522 on the SPI bus (imported before
+    import _emu_mfrc522  # the runner mounts the flash at /: the shims' folder is gone then)
+
+    def _badge():
+        cs, rst = [int(x) for x in _emu.ros.getenv("WC_BADGE").split(",")]
+        chip = _emu_mfrc522.Chip()
+        old = _emu.pins.get(rst)
+        chip.powered = old is None or old._mode is None or bool(old._out)
+        _emu.hooks[cs] = chip.cs
+        _emu.hooks[rst] = chip.rst
+        _emu.badge = chip
+        _emu.badge_state(_emu._badge_state)
+
+    _badge()
+    del _badge
 _service = _emu.service
 _send = _emu.send
 _rus = _emu.rtime.ticks_us
@@ -135,6 +150,10 @@ class Pin:
             self._report()
 
     def _report(self):
+        h = _emu.hooks.get(self._id)
+        if h is not None:  # an emulated chip's pin: the chip sees it, the supervisor does not
+            h(self._out)
+            return
         _send("O %d %d %d" % (self._id, self._out, _rus()))
 
     def value_now(self):
@@ -203,6 +222,49 @@ class Pin:
 
     def __repr__(self):
         return "Pin(%d)" % self._id
+
+
+class SPI:
+    # The board's SPI bus: bytes go to the emulated chip whose CS pin is low (the virtual
+    # MFRC522 of a board with a badge reader); with none selected MISO reads 0xFF.
+    MSB = 0
+    LSB = 1
+
+    def __init__(self, id=1, baudrate=1000000, *, polarity=0, phase=0, bits=8, firstbit=0,
+                 sck=None, mosi=None, miso=None):
+        if id not in (1, 2):
+            raise ValueError("SPI(%s) doesn't exist" % (id,))
+        self._id = id
+        self.init(baudrate=baudrate, polarity=polarity, phase=phase, bits=bits, firstbit=firstbit)
+
+    def init(self, baudrate=1000000, *, polarity=0, phase=0, bits=8, firstbit=0, sck=None,
+             mosi=None, miso=None):
+        self._baud = baudrate
+        self._mode = (polarity, phase)
+
+    def deinit(self):
+        pass
+
+    def _x(self, b):
+        c = _emu.badge
+        if c is not None and c.selected:
+            return c.xfer(b)
+        return 0xFF
+
+    def write(self, buf):
+        for b in buf:
+            self._x(b)
+
+    def read(self, n, write=0):
+        return bytes(self._x(write) for _ in range(n))
+
+    def readinto(self, buf, write=0):
+        for i in range(len(buf)):
+            buf[i] = self._x(write)
+
+    def write_readinto(self, wbuf, rbuf):
+        for i in range(len(wbuf)):
+            rbuf[i] = self._x(wbuf[i])
 
 
 class Signal:

@@ -3,6 +3,8 @@ and the history (calls of a period and the summary rows of `wardcall report`).
 
     GET /                            the console page (web/console/index.html)
     GET /console/…                   its scripts and styles
+    GET /pocket/                     the pocket console for phones (web/pocket/), its manifest,
+                                     service worker (scope /pocket/), scripts, style and icons
     GET /api/layout                  {"ward", "rooms": [{"id", "name", "beds": [...]}]}
     GET /api/report?since=24h[&until=…]   calls in the period, the summary rows of `wardcall report`
     GET /api/report.csv?since=…      the same summary as `wardcall report --csv` (a download)
@@ -24,6 +26,12 @@ from .errors import http_error
 from .keys import HUB
 
 CONSOLE_DIR = Path(__file__).parent / "console"
+POCKET_DIR = Path(__file__).parent / "pocket"
+# the pocket console's files, each with the content type a phone needs (a service worker must be
+# JavaScript; an installable app's manifest application/manifest+json); nothing else is served
+POCKET_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".png": "image/png",
+                ".svg": "image/svg+xml", ".webmanifest": "application/manifest+json"}
+POCKET_FILES = {p.name: POCKET_TYPES[p.suffix] for p in POCKET_DIR.iterdir() if p.suffix in POCKET_TYPES}
 MAX_CALLS = 5000          # calls listed by /api/report (the summary always covers the whole period)
 CALL_COLUMNS = ("id", "device", "call_id", "kind", "room", "bed", "state", "placed_at", "acknowledged_at",
                 "acknowledged_by", "attended_at", "attended_by", "cleared_at", "cleared_reason",
@@ -32,6 +40,23 @@ CALL_COLUMNS = ("id", "device", "call_id", "kind", "room", "bed", "state", "plac
 
 async def index(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(CONSOLE_DIR / "index.html")
+
+
+async def pocket_redirect(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/pocket/")
+
+
+async def pocket_file(request: web.Request) -> web.StreamResponse:
+    name = request.match_info.get("name") or "index.html"
+    content_type = POCKET_FILES.get(name)
+    if content_type is None:
+        raise web.HTTPNotFound()
+    # revalidated on every load (a phone gets a new version at once); the service worker keeps
+    # its own copy for when the ward's network does not reach
+    response = web.FileResponse(POCKET_DIR / name, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+    if name == "sw.js":
+        response.headers["Service-Worker-Allowed"] = "/pocket/"
+    return response
 
 
 def _period(request: web.Request) -> tuple[float, float | None]:
@@ -95,6 +120,9 @@ async def layout(request: web.Request) -> web.Response:
 def add_console_routes(app: web.Application) -> None:
     app.router.add_get("/", index)
     app.router.add_static("/console/", CONSOLE_DIR)
+    app.router.add_get("/pocket", pocket_redirect)
+    app.router.add_get("/pocket/", pocket_file)
+    app.router.add_get("/pocket/{name}", pocket_file)
     app.router.add_get("/api/layout", layout)
     app.router.add_get("/api/report", report)
     app.router.add_get("/api/report.csv", report_csv)

@@ -1,6 +1,9 @@
 # Test double of the ESP32 machine module for unit tests under the unix micropython (not the
 # emulator): pins are entries in a dict that the driver script reads and writes; every output
-# change is recorded with its ticks_ms in `trace`.
+# change is recorded with its ticks_ms in `trace`. The SPI bus carries the emulator's virtual
+# MFRC522 (boards/emulator/shims/_emu_mfrc522.py) on the pins of board.BADGE: `chip()` is it.
+import os
+import sys
 import time
 
 pins = {}       # pin number -> level (inputs: set by the test; outputs: set by the firmware)
@@ -9,6 +12,27 @@ resets = []
 UID = b"\x24\x6f\x28\x10\x20\x30"   # unique_id(); a scenario may set another before the app starts
 wdt = []        # fed ticks
 PWM_LOG = []
+hooks = {}      # pin number -> fn(level): the virtual chip's CS and RST
+_chip = None
+
+
+def chip():
+    """The virtual MFRC522 on the SPI bus (made with the first SPI, or now)."""
+    global _chip
+    if _chip is None:
+        path = sys.path
+        sys.path = [os.getenv("WC_EMU_SHIMS")]
+        try:
+            import _emu_mfrc522
+        finally:
+            sys.path = path
+        import board
+        _chip = _emu_mfrc522.Chip()
+        spec = getattr(board, "BADGE", None)
+        if spec:
+            hooks[spec[4]] = _chip.cs
+            hooks[spec[5]] = _chip.rst
+    return _chip
 
 
 class Pin:
@@ -23,11 +47,17 @@ class Pin:
             pins.setdefault(n, 1)
         else:
             pins[n] = value if value is not None else 0
+            h = hooks.get(n)
+            if h is not None:
+                h(pins[n])
 
     def value(self, v=None):
         if v is None:
             return pins.get(self.n, 1)
-        if pins.get(self.n) != v:
+        h = hooks.get(self.n)
+        if h is not None:
+            h(v)
+        elif pins.get(self.n) != v:
             trace.append((time.ticks_ms(), self.n, v))
         pins[self.n] = v
 
@@ -49,6 +79,25 @@ class PWM:
         if d != self._d:
             PWM_LOG.append((time.ticks_ms(), self._f, d))
         self._d = d
+
+
+class SPI:
+    def __init__(self, id, baudrate=1000000, polarity=0, phase=0, sck=None, mosi=None, miso=None):
+        self.chip = chip()
+        self.bytes = 0
+
+    def _x(self, b):
+        self.bytes += 1
+        c = self.chip
+        return c.xfer(b) if c.selected else 0xFF
+
+    def write(self, buf):
+        for b in buf:
+            self._x(b)
+
+    def write_readinto(self, wbuf, rbuf):
+        for i in range(len(wbuf)):
+            rbuf[i] = self._x(wbuf[i])
 
 
 class WDT:

@@ -2,13 +2,12 @@
 // SSE stream (/api/events: a snapshot, then changes); actions are POSTs. No build step.
 import { h, fill, setText, elapsed, clockTime, duration } from "./dom.js";
 import { Sounder, LEVELS } from "./sound.js";
-import { callsOverTime, responseHistogram, KIND_ORDER, KIND_LABEL } from "./charts.js";
+import { callsOverTime, responseHistogram } from "./charts.js";
+import { KIND_ORDER, KIND_LABEL, PATTERN_OF_KIND, STEP_LABEL, syncBlink, routeText, nameOf } from "./calls.js";
+import { AssignmentGrid } from "./assign.js";
 
 const $ = (id) => document.getElementById(id);
 
-// Lamp patterns as in firmware/lib/wardproto.py KINDS (dome light): [on ms, off ms]; off 0 = steady
-const PATTERN_OF_KIND = { code_blue: "emergency", staff_assist: "high", bathroom: "high", patient: "normal", technical: "normal" };
-const PATTERN_MS = { normal: [1000, 0], high: [1000, 1000], emergency: [300, 300] };
 const STATE_TEXT = { placed: "Waiting", acknowledged: "Seen — coming", attended: "Staff in the room", escalated: "Waiting" };
 const SILENCE_S = 120;
 const HEALTH_EVERY_MS = 3000;
@@ -18,12 +17,15 @@ const state = {
   ward: "", seq: 0, offset: 0,          // offset: host clock − this PC's clock (s)
   calls: new Map(), terminals: new Map(), rooms: new Map(), alarms: new Map(),
   updates: new Map(),                   // over-the-air update progress by "job/device"
+  staff: new Map(),                     // care staff by login: on shift, reachable, where (badge)
+  assignment: null,                     // this shift's assignment (/api/assignment), if the host keeps one
   sound: { audible: false, silenced_until: null, silenced_by: null },
   layout: null,                         // rooms with all their beds (/api/layout), if the host has it
   user: null,
 };
 const link = { es: null, connected: false, lostSince: null, attempts: 0, retry: null, health: null, healthFails: 0 };
 const sounder = new Sounder();
+let grid = null;                        // the assignment grid (assign.js), made in main()
 window.wardcall = { state, link, sounder };   // for the curious (and the tests)
 
 const now = () => Date.now() / 1000 + state.offset;
@@ -58,7 +60,7 @@ function connect() {
   const es = new EventSource("/api/events");
   link.es = es;
   es.addEventListener("snapshot", (e) => { if (es === link.es) onSnapshot(JSON.parse(e.data)); });
-  for (const name of ["call", "terminal", "room", "alarm", "sound", "log", "ota"]) {
+  for (const name of ["call", "terminal", "room", "alarm", "sound", "log", "ota", "staff", "assignment"]) {
     es.addEventListener(name, (e) => { if (es === link.es) onChange(name, JSON.parse(e.data)); });
   }
   es.onerror = () => { if (es === link.es) lost("the event stream ended"); };
@@ -134,6 +136,7 @@ function onSnapshot(snap) {
   state.terminals = new Map(snap.terminals.map((t) => [t.device, t]));
   state.rooms = new Map(snap.rooms.map((r) => [r.id, r]));
   state.alarms = new Map(snap.alarms.map((a) => [a.id, a]));
+  state.staff = new Map((snap.staff || []).map((s) => [s.user, s]));
   state.sound = snap.sound;
   const wasLost = link.lostSince !== null;
   link.connected = true;
@@ -161,6 +164,11 @@ function onChange(name, data) {
     case "sound": state.sound = data.sound; break;
     case "log": activity(data); return;
     case "ota": state.updates.set(`${data.job}/${data.update.device}`, { job: data.job, version: data.version, ...data.update }); break;
+    case "staff": state.staff.set(data.staff.user, data.staff); break;
+    case "assignment":
+      if (!state.assignment || data.assignment.shift === state.assignment.shift || data.assignment.starts > state.assignment.starts) state.assignment = data.assignment;
+      grid.changed(data.assignment);
+      break;
   }
   update();
 }
@@ -171,15 +179,17 @@ function sortedCalls() {
   return [...state.calls.values()].sort((a, b) => a.priority - b.priority || a.placed_at - b.placed_at || a.id - b.id);
 }
 
+/** A login as people read it: the name the host gives (staff, assignment), else the login. */
+function staffName(login) {
+  if (!login) return "";
+  const s = state.staff.get(login);
+  if (s && s.name) return s.name;
+  return nameOf(state.assignment && state.assignment.staff, login);
+}
+
 function roomName(id) {
   const room = state.rooms.get(id) || (state.layout && state.layout.rooms.find((r) => r.id === id));
   return room ? room.name : `Room ${id}`;
-}
-
-/** Start every blinking element in phase with the page clock, so all lamps blink together. */
-function syncBlink(el, pattern) {
-  const [on, off] = PATTERN_MS[pattern];
-  if (off) el.style.animationDelay = `-${Math.round(performance.now() % (on + off))}ms`;
 }
 
 function callCard(call) {
@@ -188,7 +198,8 @@ function callCard(call) {
     h("div", { className: "what" },
       h("div", { className: "kind" }),
       h("div", { className: "where" }),
-      h("div", { className: "status" })),
+      h("div", { className: "status" }),
+      h("div", { className: "route" })),
     h("div", { className: "side" },
       h("div", { className: "elapsed", title: "time since the call was placed" }),
       h("button", { type: "button", className: "btn btn-ack", onclick: () => acknowledge(call.id, el) }, "Acknowledge"),
@@ -208,14 +219,26 @@ function updateCard(el, call) {
     (call.realerts ? `  ·  again ×${call.realerts}` : ""));
   setText(el.querySelector(".where"), `${roomName(call.room)} · Bed ${call.bed}`);
   let status = STATE_TEXT[call.state] || call.state;
-  if (call.state === "acknowledged" && call.acknowledged_by) status += ` (${call.acknowledged_by}, ${clockTime(call.acknowledged_at)})`;
-  if (call.state === "attended" && call.attended_by) status += ` (${call.attended_by})`;
+  if (call.state === "acknowledged" && call.acknowledged_by) status += ` (${staffName(call.acknowledged_by)}, ${clockTime(call.acknowledged_at)})`;
+  if (call.state === "attended" && call.attended_by) status += ` (${staffName(call.attended_by)})`;
   if (call.terminal_status && call.terminal_status !== "online") status += ` · terminal ${call.terminal_status}`;
   if (call.recorded === false) status += " · NOT RECORDED";
   el.dataset.recorded = String(call.recorded !== false);
   setText(el.querySelector(".status"), status);
+  updateRoute(el, call);
   el.querySelector(".btn-ack").hidden = call.state !== "placed" || !may("acknowledge");
   el.setAttribute("aria-label", `${KIND_LABEL[call.kind_name] || call.kind_name} call, ${roomName(call.room)} bed ${call.bed}, ${status}`);
+}
+
+/** Where the call's route stands: to whom, who declined, who was skipped and why, when it passes on. */
+function updateRoute(el, call) {
+  const line = el.querySelector(".route");
+  const r = call.route;
+  line.hidden = !r;
+  if (!r) return;
+  Object.assign(line.dataset, { step: (r.steps && r.steps[r.step]) || "", declined: String((r.declined || []).length),
+    skipped: String((r.skipped || []).length) });
+  setText(line, routeText(call, staffName, now()));
 }
 
 function renderCalls() {
@@ -249,12 +272,16 @@ function renderMap() {
     if (!room.beds.includes(t.bed)) room.beds.push(t.bed);
   }
   const calls = sortedCalls();
+  const located = [...state.staff.values()].filter((s) => s.room);
   fill($("rooms"), rooms.map((room) => {
     const presence = !!room.presence;
-    return h("div", { className: "room", dataset: { room: room.id, presence: String(presence) } },
+    // who is here: staff located in this room by their badge; plain presence says only "staff"
+    const here = located.filter((s) => s.room === room.id).map((s) => s.name || s.user);
+    return h("div", { className: "room", dataset: { room: room.id, presence: String(presence), staff: here.join(", ") } },
       h("div", { className: "room-head" },
         h("span", { className: "room-name" }, room.name || `Room ${room.id}`),
-        presence ? h("span", { className: "staff", title: (room.staff || []).join(", ") }, "● Staff present") : null),
+        here.length ? h("span", { className: "staff staff-names" }, `● ${here.join(", ")}`)
+          : presence ? h("span", { className: "staff" }, "● Staff present") : null),
       h("div", { className: "beds" }, room.beds.map((bed) => {
         const t = terminalFor(room.id, bed);
         const call = calls.find((c) => c.room === room.id && c.bed === bed);
@@ -279,6 +306,22 @@ function renderMap() {
     attempts.map((a) => h("div", { className: "unknown", dataset: { status: "unknown" } },
       h("span", { className: "device-id" }, a.claimed_device || a.device || "?"),
       h("span", {}, ` ${a.reason || ""}${a.address ? " · " + a.address : ""} · ×${a.count}`))));
+}
+
+const REACH_TEXT = { "logged out": "logged out", "phone silent": "phone silent" };
+
+/** Who is where: the staff on shift (and anyone else a badge has placed in a room); where her
+ * badge last put her, and whether calls can reach her phone. */
+function renderStaff() {
+  const staff = [...state.staff.values()].filter((s) => s.on_shift || s.room)
+    .sort((a, b) => Number(b.on_shift) - Number(a.on_shift) || (a.name || a.user).localeCompare(b.name || b.user));
+  $("staff-box").hidden = staff.length === 0;
+  fill($("staff-list"), staff.map((s) => h("li", {
+    className: "staff-item", dataset: { user: s.user, room: s.room || "", onShift: String(!!s.on_shift), reachable: String(!!s.reachable) },
+  },
+  h("span", { className: "staff-name" }, s.name || s.user),
+  h("span", { className: "staff-where" }, s.room ? `${roomName(s.room)}${s.since ? ` since ${clockTime(s.since)}` : ""}` : "—"),
+  h("span", { className: "staff-reach" }, !s.on_shift ? "off shift" : s.reachable ? "phone on" : REACH_TEXT[s.why_not] || s.why_not || "not reachable"))));
 }
 
 function statusText(t) {
@@ -346,6 +389,7 @@ function update() {
   document.title = `${state.calls.size ? `(${state.calls.size}) ` : ""}${state.ward || "wardcall"} — nurse console`;
   renderCalls();
   renderMap();
+  renderStaff();
   renderAlarms();
   renderUpdates();
   renderSound();
@@ -435,7 +479,9 @@ function tick() {
   const t = now();
   for (const el of $("calls").children) {
     const call = state.calls.get(Number(el.dataset.id));
-    if (call) setText(el.querySelector(".elapsed"), elapsed(t - call.placed_at));
+    if (!call) continue;
+    setText(el.querySelector(".elapsed"), elapsed(t - call.placed_at));
+    if (call.route && call.route.next_at) updateRoute(el, call);
   }
   setText($("clock"), clockTime(t, true));
 }
@@ -508,6 +554,7 @@ async function started(user) {
   $("login-screen").hidden = true;
   sounder.unlock();
   try { state.layout = await api("GET", "/api/layout"); } catch { state.layout = null; }
+  try { state.assignment = await api("GET", "/api/assignment"); } catch { state.assignment = null; }
   connect();
 }
 
@@ -550,6 +597,24 @@ async function loadHistory() {
   reportTable($("table-rooms"), "Room", rows("room").map((r) => ({ ...r, label: roomName(r.group) })));
   reportTable($("table-kinds"), "Call type", rows("kind").sort((a, b) => KIND_ORDER.indexOf(a.group) - KIND_ORDER.indexOf(b.group))
     .map((r) => ({ ...r, label: KIND_LABEL[r.group] || r.group })));
+  // routing: who accepted how fast (from when the call reached her), which step took calls, and
+  // how many had to be passed on
+  const counts = Object.fromEntries(rows("routing").map((r) => [r.group, r.calls]));
+  setText($("routing-counts"), rows("routing").length
+    ? `${counts.routed || 0} calls routed · ${counts["passed on at least once"] || 0} passed on at least once · ${counts["placed on an unassigned bed"] || 0} on a bed with no nurse`
+    : "");
+  acceptTable($("table-nurses"), "Nurse", rows("nurse").map((r) => ({ ...r, label: staffName(r.group) })));
+  acceptTable($("table-steps"), "Accepted at the step", rows("step").map((r) => ({ ...r, label: STEP_LABEL[r.group] || r.group })));
+}
+
+function acceptTable(table, first, rows) {
+  const head = [first, "Calls accepted", "Time to accept: median", "max"];
+  fill(table,
+    h("thead", {}, h("tr", {}, head.map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, rows.length ? rows.map((r) => h("tr", { dataset: { group: r.group } },
+      h("th", { scope: "row" }, r.label), h("td", {}, r.calls),
+      h("td", {}, duration(r.times.accept && r.times.accept.median)), h("td", {}, duration(r.times.accept && r.times.accept.max))))
+      : h("tr", {}, h("td", { colspan: head.length }, "No call accepted in this period"))));
 }
 
 function reportTable(table, first, rows) {
@@ -566,23 +631,30 @@ function reportTable(table, first, rows) {
 
 function showView(name) {
   document.body.dataset.view = name;
-  for (const view of ["board", "history", "admin"]) {
+  for (const view of ["board", "assign", "history", "admin"]) {
     $(`view-${view}`).hidden = name !== view;
     $(`tab-${view}`).setAttribute("aria-pressed", String(name === view));
   }
   if (name === "history") loadHistory();
   if (name === "admin") loadSessions();
+  if (name === "assign") grid.load();
 }
 
 // ---------------------------------------------------------------- start
 
 async function main() {
+  grid = new AssignmentGrid({
+    api, may, toast, roomName,
+    rooms: () => (state.layout ? state.layout.rooms : [...state.rooms.values()].map((r) => ({ ...r, beds: [] }))),
+  });
+  window.wardcall.grid = grid;
   $("login").addEventListener("submit", onLogin);
   $("logout").addEventListener("click", logout);
   $("silence").addEventListener("click", silence);
   $("silence").textContent = `Silence ward ${SILENCE_S / 60} min`;
   $("tab-board").addEventListener("click", () => showView("board"));
   $("tab-history").addEventListener("click", () => showView("history"));
+  $("tab-assign").addEventListener("click", () => showView("assign"));
   $("tab-admin").addEventListener("click", () => showView("admin"));
   for (const name of ["identify", "lamp_test"]) $(`cmd-${name}`).addEventListener("click", () => terminalCommand(name));
   $("cmd-reboot").addEventListener("click", () => {

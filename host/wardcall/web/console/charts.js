@@ -1,10 +1,6 @@
 // Hand-drawn inline SVG charts for the history view (no libraries, nothing from the network).
 import { svg, clockTime, pad2 } from "./dom.js";
-
-export const KIND_ORDER = ["code_blue", "staff_assist", "bathroom", "patient", "technical"];
-export const KIND_LABEL = {
-  code_blue: "Code blue", staff_assist: "Staff assist", bathroom: "Bathroom", patient: "Patient", technical: "Technical",
-};
+import { KIND_ORDER, KIND_LABEL } from "./calls.js";
 
 const W = 760, H = 260, L = 48, R = 12, T = 14, B = 40;
 

@@ -19,6 +19,7 @@ export class Sounder {
     this.timer = null;
     this.bursts = 0;          // bursts actually started (for the status line and tests)
     this.onchange = () => {};
+    this.onburst = () => {};  // each burst's moment, even while audio is blocked (the pocket console vibrates)
   }
 
   context() {
@@ -52,6 +53,7 @@ export class Sounder {
 
   loop() {
     if (!this.level) return;
+    this.onburst(this.level);
     this.burst(this.level);
     this.timer = setTimeout(() => this.loop(), PATTERNS[this.level].every * 1000);
   }
