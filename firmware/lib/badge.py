@@ -23,9 +23,10 @@ def reader(spec, on_card, on_fault):
     """The board's reader; spec = board.BADGE: (SPI bus, SCK, MOSI, MISO, CS, RST or -1)."""
     from machine import Pin, SPI
     bus, sck, mosi, miso, cs, rst = spec
+    cs = Pin(cs, Pin.OUT, value=1)          # deselected before the bus clocks anything
+    rst = Pin(rst, Pin.OUT, value=1) if rst >= 0 else None
     spi = SPI(bus, baudrate=_BAUD, polarity=0, phase=0, sck=Pin(sck), mosi=Pin(mosi), miso=Pin(miso))
-    chip = Mfrc522(spi, Pin(cs, Pin.OUT, value=1), Pin(rst, Pin.OUT, value=1) if rst >= 0 else None)
-    return Badge(chip, on_card, on_fault)
+    return Badge(Mfrc522(spi, cs, rst), on_card, on_fault)
 
 
 class Badge:

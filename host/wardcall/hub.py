@@ -44,7 +44,6 @@ PRUNE_STEPS_MAX = 200       # steps per run (200 × storage.PRUNE_CHUNK rows); t
 FILES_ALARM = "database_files"
 DISPLACED_WINDOW_S = 60.0   # a board's live session replaced this often within the window ...
 DISPLACED_ALARM = 4         # ... means two boards with one identity (a cloned board or key)
-NOTIFIES_KEPT = 1024        # CMD_NOTIFYs whose RESULT may still come (an older terminal refuses it: chime instead)
 
 
 class TerminalLink(Protocol):
@@ -88,7 +87,6 @@ class WardHub:
         self._last_seen_written: dict[str, float | None] = {}
         self._ratelog = RateLimitedLog(log)
         self._session_users: Callable[[], set[str]] = set     # who has a live console session (web/)
-        self._notifies: dict[int, tuple[str, bytes]] = {}     # cmd_id -> (device, arg) of a CMD_NOTIFY sent
 
     # ----- effects -----
 
@@ -222,7 +220,8 @@ class WardHub:
                 if message.mtype == wardproto.COMMAND:
                     fields = {"cmd_id": next(self._cmd_ids), **fields}
                     if fields["cmd"] == CMD_NOTIFY:
-                        self._sent_notify(fields["cmd_id"], message.device, fields["arg"])
+                        # its RESULT ok=0 (older firmware) gets the chime instead (ward/routing.py)
+                        self.ward.notify_sent(fields["cmd_id"], message.device, fields["arg"])
                 try:
                     link.send(message.mtype, fields)
                 except Exception as exc:   # a broken link must not stop the others hearing
@@ -369,17 +368,8 @@ class WardHub:
     def next_cmd_id(self) -> int:
         return next(self._cmd_ids)
 
-    def _sent_notify(self, cmd_id: int, device: str, arg: bytes) -> None:
-        self._notifies[cmd_id] = (device, arg)
-        while len(self._notifies) > NOTIFIES_KEPT:
-            del self._notifies[next(iter(self._notifies))]
-
     def take_result(self, device: str, msg: dict[str, Any]) -> bool:
-        """Hand a RESULT to the code awaiting it (True), or leave it to be recorded (False). A
-        CMD_NOTIFY refused (older firmware) gets the chime instead."""
-        notify = self._notifies.pop(msg["cmd_id"], None)
-        if notify is not None and notify[0] == device and not msg["ok"]:
-            self._in_background(self.apply(self.ward.notify_refused(device, notify[1])))
+        """Hand a RESULT to the code awaiting it (True), or leave it to be recorded (False)."""
         waiter = self.result_waiters.get(msg["cmd_id"])
         if waiter is None or waiter[0] != device:
             return False
@@ -512,11 +502,6 @@ class WardHub:
                 raise StorageError(f"the clearing of call {device}/{call_id} is not recorded yet: {self._record_problem()}")
 
     # ----- timers -----
-
-    def _in_background(self, job: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(job)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     async def tick(self) -> None:
         # sessions run out by themselves: who is logged in is looked at with every tick

@@ -131,6 +131,7 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
     fx = hub.ward.restore(calls, terminals, next_id, assignments)
     fx.merge(hub.ward.note("server_started", pid=os.getpid(), run=storage.run, record=storage.record_id,
                            open_calls=len(hub.ward.calls)))
+    fx.merge(hub.ward.check_assignments())
     if opened.renamed_corrupt is not None:
         text = f"the record {config.database} was unreadable ({storage.corrupt_problem}); it was kept as {opened.renamed_corrupt} and a new record started"
         log.critical(text)

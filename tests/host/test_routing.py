@@ -406,10 +406,14 @@ def test_a_more_urgent_call_stays_shown_when_a_lesser_one_comes(ward, clock):
 
 def test_a_terminal_that_refuses_notify_gets_the_chime(ward, clock):
     ward.presence("b1", True, "04a1b2c3")
-    fx = ward.notify_refused("b1", bytes([wp.PATIENT, wp.ALARM_LOW, 120]))
-    assert [m.fields["arg"] for m in commands(fx, wp.CMD_CHIME, "b1")] == [bytes([wp.ALARM_LOW])]
-    assert lines(fx, "notify_unsupported")
     fx, _ = ward.place_call("a1", 1, wp.PATIENT, 0)
+    for cmd_id, m in enumerate(commands(fx, 7), start=40):      # as the hub numbers and sends them
+        ward.notify_sent(cmd_id, m.device, m.fields["arg"])
+    assert not commands(ward.command_result("b2", 41, True, "ok"), wp.CMD_CHIME)     # b2 knows it
+    fx = ward.command_result("b1", 40, False, "unknown command")
+    assert [m.fields["arg"] for m in commands(fx, wp.CMD_CHIME, "b1")] == [bytes([wp.ALARM_LOW])]
+    assert lines(fx, "notify_unsupported") and lines(fx, "command_result")
+    fx, _ = ward.place_call("a2", 2, wp.BATHROOM, 0)             # more urgent: shown at once
     assert commands(fx, wp.CMD_CHIME, "b1") and not commands(fx, 7, "b1") and commands(fx, 7, "b2")
 
 

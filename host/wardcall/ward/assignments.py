@@ -199,6 +199,13 @@ class AssignmentRules(WardState):
 
     # ----- the timers -----
 
+    def check_assignments(self) -> Effects:
+        """The unassigned alarm as the current shift stands (at start, after server_started;
+        otherwise the first tick does it)."""
+        fx = Effects()
+        self._check_unassigned(fx)
+        return fx
+
     def _check_shift(self, fx: Effects) -> None:
         """A new shift begins: its assignment goes to the consoles, the alarm follows it."""
         now = shift_at(self.config.shifts, self.clock.wall())
@@ -242,4 +249,4 @@ class AssignmentRules(WardState):
             self.assignments[row["shift"]] = Assignment(row["shift"], row["charge"],
                                                         {bed: (p, s) for bed, p, s in row["beds"]})
         self.shift = shift_at(self.config.shifts, self.clock.wall())
-        self._check_unassigned(fx)
+        # the unassigned alarm follows after the record's server_started (check_assignments)

@@ -21,9 +21,8 @@ CANCEL_REASONS = {wardproto.CANCEL_PRESENCE: "presence", wardproto.CANCEL_ORIGIN
 FAULT_NAMES = {wardproto.FAULT_CORD: "cord", wardproto.FAULT_DEVICE: "device"}
 STATE_CODES = {PLACED: wardproto.ST_PLACED, ACKNOWLEDGED: wardproto.ST_ACKNOWLEDGED,
                ATTENDED: wardproto.ST_ATTENDED, CLEARED: wardproto.ST_CLEARED}
-# a call routed to a nurse, told to the terminals of the room she is in (PROTOCOL.md); the one
-# place it is named until the protocol module has it
-CMD_NOTIFY: int = getattr(wardproto, "CMD_NOTIFY", 7)
+# a call routed to a nurse, told to the terminals of the room she is in (PROTOCOL.md)
+CMD_NOTIFY: int = wardproto.CMD_NOTIFY
 
 
 class WardError(Exception):

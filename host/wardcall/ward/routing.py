@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..clock import Clock
+from ..config import WardConfig
 from ..protocol import alarm_priority, wardproto
 from .effects import Effects, Message
 from .model import CMD_NOTIFY, PLACED, ROUTE_ACCEPTED, ROUTE_CLEARED, Call, Route, WardError
@@ -26,6 +28,7 @@ NO_ANSWER = "no answer"
 DECLINED = "declined"
 NOBODY_REACHABLE = "nobody reachable"
 NOBODY_NEW = "nobody new"     # the step's people have the call already (a nurse who is also the charge)
+NOTIFIES_KEPT = 1024          # CMD_NOTIFYs whose RESULT may still come
 
 
 def route_view(route: Route) -> dict[str, Any]:
@@ -37,6 +40,10 @@ def route_view(route: Route) -> dict[str, Any]:
 
 
 class RoutingRules(StaffRules):
+
+    def __init__(self, config: WardConfig, clock: Clock) -> None:
+        super().__init__(config, clock)
+        self._notifies: dict[int, tuple[str, bytes]] = {}     # cmd_id -> (device, arg) of a CMD_NOTIFY sent
 
     # ----- who a step reaches -----
 
@@ -309,7 +316,8 @@ class RoutingRules(StaffRules):
                 fx.messages.append(Message(device, wardproto.COMMAND, {"cmd": wardproto.CMD_CHIME, "arg": bytes([level])}))
             return
         seconds = 0 if stop else NOTIFY_SHOW_S
-        fx.messages.append(Message(device, wardproto.COMMAND, {"cmd": CMD_NOTIFY, "arg": bytes([call.kind, level, seconds])}))
+        fx.messages.append(Message(device, wardproto.COMMAND, {"cmd": CMD_NOTIFY,
+                                                               "arg": wardproto.notify_arg(call.kind, level, seconds)}))
 
     def _renotify(self, fx: Effects, call: Call) -> None:
         """The call escalated: the terminals showing it sound again."""
@@ -317,6 +325,17 @@ class RoutingRules(StaffRules):
         for device in route.notified if route is not None else []:
             if self._most_urgent_at(device) is call:
                 self._notify(fx, call, device)
+
+    def notify_sent(self, cmd_id: int, device: str, arg: bytes) -> None:
+        """The hub sent a CMD_NOTIFY with this cmd_id (its RESULT comes to command_result)."""
+        self._notifies[cmd_id] = (device, arg)
+        while len(self._notifies) > NOTIFIES_KEPT:
+            del self._notifies[next(iter(self._notifies))]
+
+    def _notify_answered(self, fx: Effects, device: str, cmd_id: int, ok: bool) -> None:
+        sent = self._notifies.pop(cmd_id, None)
+        if sent is not None and sent[0] == device and not ok:
+            fx.merge(self.notify_refused(device, sent[1]))
 
     def notify_refused(self, device: str, arg: bytes) -> Effects:
         """A terminal answered CMD_NOTIFY with RESULT ok=0 (firmware without it): it gets the

@@ -216,6 +216,7 @@ class TerminalRules(CallRules):
     def command_result(self, device: str, cmd_id: int, ok: bool, detail: str) -> Effects:
         fx = Effects()
         self._record(fx, "command_result", device, cmd_id=cmd_id, ok=ok, detail=detail)
+        self._notify_answered(fx, device, cmd_id, ok)       # a CMD_NOTIFY refused: the chime instead
         return fx
 
     # ----- supervision -----
