@@ -3,7 +3,7 @@
 # (imported only when there is an update to check, so a normal start costs no heap for it).
 # boot.py calls boot() before the application starts (never in maintenance mode). This module is
 # NEVER replaced by an update (nor are otacheck, otaproto, boot.py, main.py, maint.py, board.py):
-# it must keep working whatever the new firmware does, so it uses only os, json, time, machine.
+# it must keep working whatever the new firmware does, so it uses only os, sys, json, time, machine.
 #
 # .ota/state.json (a folder name that cannot shadow the module ota), written atomically (temporary file + rename):
 #   "pending"    written by ota.py on CMD_OTA_COMMIT: the signed statement's fields (v, serial, n,
@@ -114,7 +114,7 @@ def _write_json(path, d):
     makedirs(".ota")
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        f.write(json.dumps(d))
+        json.dump(d, f)            # streamed: the state of a big update is never one string in the heap
     try:
         os.rename(tmp, path)
     except OSError:
@@ -158,6 +158,16 @@ def _swap(st):
     st["s"] = "trial"
     write(st)
     rmtree(NEW)
+
+
+def _brief(st):
+    """What the running application needs of a state (the file keeps the rest): the file list of
+    a big update stays out of the heap."""
+    d = {}
+    for k in ("s", "v", "from", "serial", "why"):
+        if k in st:
+            d[k] = st[k]
+    return d
 
 
 def _summary(st, s, why):
@@ -230,7 +240,7 @@ def _arm(ms):
 
 def confirm():
     """The new firmware reached the host: keep it. True if there was a trial to confirm."""
-    global _timer
+    global _timer, state
     if not in_trial():
         return False
     if _timer is not None:
@@ -243,6 +253,7 @@ def confirm():
     state.pop("added", None)
     state.pop("sig", None)
     write(state)
+    state = _brief(state)
     rmtree(OLD)
     _log("firmware %s confirmed (was %s)" % (state.get("v"), state.get("from")))
     return True
@@ -285,8 +296,13 @@ def boot():
     st = read()
     s = st.get("s")
     if s == "pending":
+        import sys
         import otacheck
         why = otacheck.check_staged(st)
+        # the application starts next: the check's modules go (an update loads them again)
+        del otacheck
+        sys.modules.pop("otacheck", None)
+        sys.modules.pop("otaproto", None)
         if why:
             st = _refuse(st, why)
         else:
@@ -303,5 +319,12 @@ def boot():
         st = rollback(st, st.get("why") or "restarted before the new firmware was confirmed")
     elif s == "swapping":
         st = rollback(st, "the swap was interrupted")
-    state = st
+    # a trial keeps what a rollback needs (failed() writes it back), not the file list nor the
+    # signature; any other state only its gist
+    if st.get("s") == "trial":
+        state = st
+        st.pop("files", None)
+        st.pop("sig", None)
+    else:
+        state = _brief(st)
     return st
