@@ -70,6 +70,7 @@ R_INCOMPLETE = "incomplete"      # f of n files received
 R_BUSY_CALLS = "busy_calls"      # n call events not yet delivered
 R_FLASH = "flash"                # m
 R_UNSUPPORTED = "unsupported"    # cmd
+R_NO_MEMORY = "no_memory"        # the terminal ran out of heap: it dropped the update and its receiver
 R_TEXT = "text"                  # not a structured detail (older firmware): m
 
 
@@ -377,6 +378,7 @@ _SENTENCES = {
     R_BUSY_CALLS: "busy: %(n)s call event(s) not yet delivered",
     R_FLASH: "flash error: %(m)s",
     R_UNSUPPORTED: "unsupported command %(cmd)s",
+    R_NO_MEMORY: "the terminal ran out of memory: it dropped the update to keep its calls going",
     R_TEXT: "%(m)s",
 }
 

@@ -247,6 +247,7 @@ def build():
         (O.R_BUSY_CALLS, {"n": 2}, "busy: 2 call event(s) not yet delivered"),
         (O.R_FLASH, {"m": "OSError(28,)"}, "flash error: OSError(28,)"),
         (O.R_UNSUPPORTED, {"cmd": 22}, "unsupported command 22"),
+        (O.R_NO_MEMORY, {}, "the terminal ran out of memory: it dropped the update to keep its calls going"),
         (O.R_BAD_REQUEST, {"m": "x" * 300}, None),       # shortened to fit a RESULT
     ]
     v["results"] = [{"code": c, "fields": f, "sentence": s} for c, f, s in results]
