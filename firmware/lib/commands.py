@@ -16,7 +16,7 @@ IDENTIFY_MS = 10000
 LAMP_TEST_MS = 2000
 # the over-the-air receiver's modules, loaded by the first OTA command and dropped when no update
 # is in progress (otaboot stays: the application uses it)
-_OTA_MODULES = ("ota", "otastatus", "otacheck", "otaproto")
+_OTA_MODULES = ("ota", "otastatus", "otacheck", "otaproto", "otatext")
 # otaproto's RESULT detail R_NO_MEMORY, written out here: with no memory left, nothing is imported
 _NO_MEMORY = '{"c": "no_memory"}'
 

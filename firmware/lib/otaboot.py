@@ -2,8 +2,9 @@
 # confirmation and the rollback; the signature and file check before a swap is otacheck's
 # (imported only when there is an update to check, so a normal start costs no heap for it).
 # boot.py calls boot() before the application starts (never in maintenance mode). This module is
-# NEVER replaced by an update (nor are otacheck, otaproto, boot.py, main.py, maint.py, board.py):
-# it must keep working whatever the new firmware does, so it uses only os, sys, json, time, machine.
+# NEVER replaced by an update (nor are otacheck, otaproto, otatext, boot.py, main.py, maint.py,
+# board.py): it must keep working whatever the new firmware does, so it uses only os, sys, json,
+# time, machine.
 #
 # .ota/state.json (a folder name that cannot shadow the module ota), written atomically (temporary file + rename):
 #   "pending"    written by ota.py on CMD_OTA_COMMIT: the signed statement's fields (v, serial, n,
@@ -301,8 +302,8 @@ def boot():
         why = otacheck.check_staged(st)
         # the application starts next: the check's modules go (an update loads them again)
         del otacheck
-        sys.modules.pop("otacheck", None)
-        sys.modules.pop("otaproto", None)
+        for name in ("otacheck", "otaproto", "otatext"):
+            sys.modules.pop(name, None)
         if why:
             st = _refuse(st, why)
         else:

@@ -104,7 +104,7 @@ def build():
         ("lib/otaproto.py", False), ("lib/maint.py", False), ("lib/main.py", False), ("lib/board.mpy", False), ("lib/sub/boot.py", False),
         ("boot.py", False), ("main.py", False), ("config.json", False), ("otakey.json", False), ("/lib/x.py", False),
         ("lib/../x.py", False), ("lib//x.py", False), ("lib/x.txt", False), ("lib/.py", False), ("lib/ä.py", False),
-        ("lib/x y.py", False), ("lib/", False), ("lib/x/", False), (".ota/state.json", False)]]
+        ("lib/x y.py", False), ("lib/", False), ("lib/x/", False), (".ota/state.json", False), ("lib/otatext.mpy", False)]]
     v["versions"] = [{"value": s, "ok": ok} for s, ok in [
         ("0.1.0", True), ("2.0-rc1+b7", True), ("a" * 32, True), ("a" * 33, False), ("", False), ("1 0", False),
         ("1\nserial 9", False), ("1.0é", False), ("v/1", False)]]
