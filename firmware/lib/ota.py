@@ -6,7 +6,7 @@
 # digest, before the first chunk is taken; each file is checked for size and SHA-256 as it
 # completes. COMMIT writes .ota/state.json "pending" and reboots; boot.py (otaboot.boot) checks it
 # all again and swaps the files in for a trial. Loaded only when the host sends an OTA command,
-# and released (commands.py) when no update is in progress, so it costs no heap otherwise. This
+# and released (otacmd.py) when no update is in progress, so it costs no heap otherwise. This
 # module may itself be updated: the checks that matter are repeated by the boot chain (never
 # updated), and a new firmware that does not confirm is rolled back.
 #
@@ -102,7 +102,7 @@ class Receiver:
                 self._discard()
                 return 1, O.result(O.R_ABORTED), None
             if cmd == CMD_OTA_STATUS:
-                from otastatus import status
+                from otacmd import status
                 return 1, status(self.rx()), None
             raise O.Refused(O.R_UNSUPPORTED, {"cmd": cmd})
         except O.Refused as r:
