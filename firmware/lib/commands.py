@@ -19,7 +19,7 @@ class Commands:
         self.buzzer = buzzer
         self.calls = calls
         self.on_config = on_config     # on_config(new config dict)
-        self.ota = None                # ota.Receiver while an update is in progress (otacmd)
+        self.ota = None                # ota.Receiver, loaded by the first OTA command
 
     def handle(self, cmd, arg):
         if cmd == CMD_IDENTIFY:
