@@ -161,16 +161,6 @@ def _swap(st):
     rmtree(NEW)
 
 
-def _brief(st):
-    """What the running application needs of a state (the file keeps the rest): the file list of
-    a big update stays out of the heap."""
-    d = {}
-    for k in ("s", "v", "from", "serial", "why"):
-        if k in st:
-            d[k] = st[k]
-    return d
-
-
 def _summary(st, s, why):
     return {"s": s, "v": st.get("v", ""), "from": st.get("from", ""), "serial": st.get("serial", 0),
             "why": why[:_WHY_MAX]}
@@ -254,7 +244,7 @@ def confirm():
     state.pop("added", None)
     state.pop("sig", None)
     write(state)
-    state = _brief(state)
+    state = _summary(state, "confirmed", "")    # the file keeps the rest
     rmtree(OLD)
     _log("firmware %s confirmed (was %s)" % (state.get("v"), state.get("from")))
     return True
@@ -321,11 +311,12 @@ def boot():
     elif s == "swapping":
         st = rollback(st, "the swap was interrupted")
     # a trial keeps what a rollback needs (failed() writes it back), not the file list nor the
-    # signature; any other state only its gist
+    # signature; any other state only its gist (the file keeps the rest)
+    state = st
     if st.get("s") == "trial":
-        state = st
         st.pop("files", None)
         st.pop("sig", None)
-    else:
-        state = _brief(st)
+    elif st:
+        why = st.get("why")
+        state = _summary(st, st.get("s"), why if isinstance(why, str) else "")
     return st
