@@ -25,7 +25,7 @@ async def terminal(dev, port, hb_ms, ready, stats):
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             s = wp.Session(key, False)
-            writer.write(s.hello(dev["device_id"], "loadgen-1", "loadgen", 0))
+            writer.write(s.hello(dev["device_id"], "loadgen-1", "loadgen", 0, dev["device_id"].encode()[-32:]))
             s.accept_welcome(await asyncio.wait_for(wp.read_frame(reader), 30))
             break
         except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.TimeoutError, wp.ProtocolError):

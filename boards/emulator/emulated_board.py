@@ -9,7 +9,7 @@
 """
 from __future__ import annotations
 
-import hashlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -26,6 +26,17 @@ if TYPE_CHECKING:
     from .fleet_server import FleetServer
 
 
+def hwid_hex(uid: str) -> str:
+    """A hardware id given as hex text, checked: 1 to 32 bytes (the protocol's HWID_MAX)."""
+    try:
+        raw = bytes.fromhex(uid)
+    except (TypeError, ValueError):
+        raise ValueError(f"hwid must be hexadecimal text, not {uid!r}") from None
+    if not 1 <= len(raw) <= 32:
+        raise ValueError(f"hwid must be 1 to 32 bytes, not {len(raw)}")
+    return raw.hex()
+
+
 class Board:
     def __init__(self, sup: FleetServer, name: str, flash: str | Path, heapsize: str,
                  wrap_s: int, wifi: bool, cord: str, connect_ms: int, ssid: str | None,
@@ -35,7 +46,10 @@ class Board:
         self.flash = Path(flash).resolve()
         self.heapsize = heapsize
         self.wrap_s = int(wrap_s)
-        self.uid = uid or hashlib.sha256(name.encode()).hexdigest()[:12]
+        # machine.unique_id(): this board's own, for its whole life (resets, power cycles); a
+        # new board (even one added under a removed board's name) gets a new one unless the
+        # test names it (a cloned board)
+        self.uid = hwid_hex(uid) if uid is not None else os.urandom(6).hex()
         self.changed = Notifier()  # anything an op may wait for changed
         self.fault: dict[str, float] = {"delay_ms": 0, "udp_loss": 0.0}
         self.conns: set[ProxyConn] = set()
@@ -102,6 +116,7 @@ class Board:
             "net_up": self.net_up(),
             "wdt_ms": self.wdt.ms,
             "heapsize": self.heapsize,
+            "hwid": self.uid,
             "connections": len(self.conns),
             "console_end": self.repl.console_base + len(self.repl.console),
         }

@@ -58,6 +58,13 @@ def make_flash(flash_dir, files=None, board_lib=True):
     return d
 
 
+def _hwid(hwid):
+    """add_board's hwid as the control op's uid argument (hex text), or nothing."""
+    if hwid is None:
+        return {}
+    return {"uid": bytes(hwid).hex() if isinstance(hwid, (bytes, bytearray)) else str(hwid)}
+
+
 class _Aio:
     """`await obj.aio.method(...)`: run a blocking method in a thread."""
 
@@ -196,7 +203,7 @@ class Fleet:
     # -- boards
     def add_board(self, name, flash_dir=None, *, files=None, heapsize=None,
                   wrap_s=20, wifi=True, cord="ok", connect_ms=100, ssid=None, key=None,
-                  boot=True):
+                  boot=True, hwid=None):
         """Add a board and power it on.
 
         flash_dir: the board's flash folder (default workdir/<name>); files: written into it
@@ -205,13 +212,16 @@ class Fleet:
         wrap_s: ticks_ms()/ticks_us() start this many seconds before their 2**30 wrap.
         wifi: radio link initially up. cord: "ok" | "pulled" | "unplugged".
         connect_ms: time a WLAN.connect() takes. ssid/key: if given, only these are accepted.
+        hwid: what machine.unique_id() returns (bytes or hex text, 1 to 32 bytes); default: 6
+        random bytes of this board's own, kept across its resets and power cycles, so every
+        board added is a different physical board. Give two boards one hwid for a cloned board.
         """
         flash_dir = Path(flash_dir) if flash_dir else self.workdir / name
         make_flash(flash_dir, files)
         sized = {} if heapsize is None else {"heapsize": heapsize}
         info = self.request("add_board", name=name, flash=str(flash_dir), **sized,
                             wrap_s=wrap_s, wifi=wifi, cord=cord, connect_ms=connect_ms,
-                            ssid=ssid, key=key, boot=boot)
+                            ssid=ssid, key=key, boot=boot, **_hwid(hwid))
         b = Board(self, name, flash_dir, info)
         self._boards[name] = b
         return b
@@ -238,6 +248,7 @@ class Board:
         self.repl_port = info["repl_port"]
         self.repl_url = f"socket://127.0.0.1:{self.repl_port}"
         self.pty = info.get("pty")
+        self.hwid = bytes.fromhex(info["hwid"])      # what its machine.unique_id() returns
         self.aio = _Aio(self)
 
     def __repr__(self):

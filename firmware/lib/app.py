@@ -1,4 +1,6 @@
-# Wiring: config, state, outputs, inputs, the call state machine, the link, the supervisor.
+# Wiring: config, state, outputs, inputs, the call state machine, the link, the supervisor. Each
+# part gets its collaborators in its constructor; calls and the link share an Outgoing (messages
+# for the host), so neither needs the other to send.
 from micropython import const
 import gc
 import asyncio
@@ -10,19 +12,16 @@ from version import VERSION
 from log import log
 from clock import Clock
 from outbox import Outbox
+from outgoing import Outgoing
 from lamps import Lamps
 from buzzer import Buzzer
 from inputs import Inputs
 from calls import Calls
 from supervisor import Supervisor
 
-WDT_MS = const(10000)
-LOW_MEM = const(8192)
-MEM_LOG_MS = const(10000)
-
-
-def _nosend(mtype, fields):
-    pass
+_WDT_MS = const(10000)
+_LOW_MEM = const(8192)
+_MEM_LOG_MS = const(10000)
 
 
 class App:
@@ -35,7 +34,8 @@ class App:
         self.outbox = Outbox(self.boot)
         self.lamps = Lamps()
         self.buzzer = Buzzer()
-        self.calls = Calls(self.boot, self.outbox, self.lamps, self.buzzer, self.clock, _nosend)
+        self.out = Outgoing()
+        self.calls = Calls(self.boot, self.outbox, self.lamps, self.buzzer, self.clock, self.out)
         self.link = None
         if err:
             log("config", "NOT CONFIGURED: %s" % err)
@@ -44,19 +44,16 @@ class App:
             self.calls.configured = False
         self.calls.refresh()
         self.inputs = Inputs(self.calls.on_input)
-        sup = self.sup = Supervisor()
+        sup = self.sup = Supervisor(self._restarted)
         sup.add("inputs", self.inputs.run, 2000)
         sup.add("lamps", self.lamps.run, 2000)
         sup.add("buzzer", self.buzzer.run, 5000)
         if self.cfg:
             from commands import Commands
             from link import Link
-            commands = Commands(self.lamps, self.buzzer, self.calls, None)
-            self.link = Link(self.cfg, self.calls, self.outbox, self.clock, commands)
-            commands.on_config = self.link.reconfigure
-            self.calls.send = self.link.send
+            commands = Commands(self.lamps, self.buzzer, self.calls)
+            self.link = Link(self.cfg, self.calls, self.outbox, self.clock, self.out, commands)
             sup.add("link", self.link.run, 60000)
-        sup.on_restart = self._restarted
         sup.every(self._tick)
         import otaboot
         if otaboot.in_trial():         # a new firmware on trial: the boot chain confirms it once online
@@ -79,9 +76,9 @@ class App:
             self.calls.device_problem("flash write failed")
         elif self.outbox.ok:
             self._flash_fault = False
-        if gc.mem_free() < LOW_MEM:
+        if gc.mem_free() < _LOW_MEM:
             gc.collect()
-            if gc.mem_free() < LOW_MEM and not self._low_mem:
+            if gc.mem_free() < _LOW_MEM and not self._low_mem:
                 self._low_mem = True
                 self.calls.device_problem("low memory: %d bytes free" % gc.mem_free())
         if self.debug:
@@ -89,7 +86,7 @@ class App:
             used = gc.mem_alloc()
             if used > self._mem_peak:
                 self._mem_peak = used
-            if up - self._mem_logged >= MEM_LOG_MS:
+            if up - self._mem_logged >= _MEM_LOG_MS:
                 self._mem_logged = up
                 self.log_mem()
 
@@ -97,7 +94,7 @@ class App:
         log("mem", "used %d peak %d free %d" % (gc.mem_alloc(), self._mem_peak, gc.mem_free()))
 
     async def main(self):
-        await self.sup.run(WDT_MS)
+        await self.sup.run(_WDT_MS)
 
 
 app = None

@@ -9,25 +9,25 @@ from machine import Pin, PWM
 import board
 from wardproto import ALARM_HIGH, ALARM_MEDIUM, ALARM_LOW
 
-DUTY_ON = const(32768)
-STEP_MS = const(50)
+_DUTY_ON = const(32768)
+_STEP_MS = const(50)
 
 # per priority (index = ALARM_*): burst as on/off durations, tone in Hz, burst repeat in ms
-BURSTS = (
+_BURSTS = (
     (),
     (200, 0),                                                  # low: 1 pulse
     (150, 150, 150, 150, 150, 0),                              # medium: 3 pulses
     (100, 100, 100, 100, 100, 300, 100, 100, 100, 600,          # high: 3 + 2, pause,
      100, 100, 100, 100, 100, 300, 100, 100, 100, 0),          # 3 + 2
 )
-FREQ = (0, 440, 660, 880)
-REPEAT_MS = (0, 15000, 3000, 3000)
-TEST_FREQ = const(1000)
+_FREQ = (0, 440, 660, 880)
+_REPEAT_MS = (0, 15000, 3000, 3000)
+_TEST_FREQ = const(1000)
 
 
 class Buzzer:
     def __init__(self):
-        self._pwm = PWM(Pin(board.BUZZER), freq=FREQ[ALARM_LOW], duty_u16=0)
+        self._pwm = PWM(Pin(board.BUZZER), freq=_FREQ[ALARM_LOW], duty_u16=0)
         self.on = 0
         self._alarm = 0          # priority of the repeating local alarm, 0 = none
         self._chime = 0          # priority of one pending chime burst
@@ -56,7 +56,7 @@ class Buzzer:
     def _tone(self, freq):
         if freq:
             self._pwm.freq(freq)
-            self._pwm.duty_u16(DUTY_ON)
+            self._pwm.duty_u16(_DUTY_ON)
             self.on = 1
         else:
             self._pwm.duty_u16(0)
@@ -65,7 +65,7 @@ class Buzzer:
     async def _sleep(self, ms, alive):
         # in short steps, so that silence() and a lamp test are not kept waiting
         while ms > 0:
-            d = ms if ms < STEP_MS else STEP_MS
+            d = ms if ms < _STEP_MS else _STEP_MS
             await asyncio.sleep_ms(d)
             alive()
             ms -= d
@@ -73,10 +73,10 @@ class Buzzer:
     async def _burst(self, prio, alive, gen):
         self.bursts += 1
         on = True
-        for d in BURSTS[prio]:
+        for d in _BURSTS[prio]:
             if gen != self._gen or self._test_until is not None:
                 break
-            self._tone(FREQ[prio] if on else 0)
+            self._tone(_FREQ[prio] if on else 0)
             await self._sleep(d, alive)
             on = not on
         self._tone(0)
@@ -88,8 +88,8 @@ class Buzzer:
             if self._test_until is not None:
                 if time.ticks_diff(self._test_until, now) > 0:
                     if not self.on:
-                        self._tone(TEST_FREQ)
-                    await asyncio.sleep_ms(STEP_MS)
+                        self._tone(_TEST_FREQ)
+                    await asyncio.sleep_ms(_STEP_MS)
                     continue
                 self._test_until = None
                 self._tone(0)
@@ -100,7 +100,7 @@ class Buzzer:
                 continue
             if self._alarm and time.ticks_diff(now, self._next_alarm) >= 0:
                 prio = self._alarm
-                self._next_alarm = time.ticks_add(now, REPEAT_MS[prio])
+                self._next_alarm = time.ticks_add(now, _REPEAT_MS[prio])
                 await self._burst(prio, alive, self._gen)
                 continue
-            await asyncio.sleep_ms(STEP_MS)
+            await asyncio.sleep_ms(_STEP_MS)

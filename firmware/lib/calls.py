@@ -3,11 +3,12 @@
 # [call id, state, boot, ticks, unix s or 0] - when it was placed, as an outbox event has it, so
 # the CALL re-announced after every WELCOME carries a best-effort age_ms (docs/SESSION.md, Calls).
 # Placing a call lights the lamps first, then writes the outbox (flash), then wakes the link.
+# Messages that are not calls (PRESENCE, FAULT) go through the Outgoing shared with the link.
 from micropython import const
 import time
 from wardproto import (CODE_BLUE, STAFF_ASSIST, BATHROOM, PATIENT, TECHNICAL, KINDS, CALL, CANCEL,
                        PRESENCE as M_PRESENCE, FAULT, FAULT_CORD, FAULT_DEVICE, CANCEL_PRESENCE,
-                       CANCEL_ORIGIN, ST_ACKNOWLEDGED, ST_ATTENDED, ST_CLEARED, STATE_NAMES)
+                       CANCEL_ORIGIN, ST_PLACED, ST_ACKNOWLEDGED, ST_ATTENDED, ST_CLEARED, STATE_NAMES)
 
 import inputs as I
 import lamps as L
@@ -24,7 +25,7 @@ S_BATH = const(2)
 S_PATIENT = const(3)
 S_CORD = const(4)      # technical: cord unplugged or loop broken
 S_DEVICE = const(5)    # technical: the terminal's own fault
-SLOTS = const(6)
+_SLOTS = const(6)
 SLOT_KIND = (CODE_BLUE, STAFF_ASSIST, BATHROOM, PATIENT, TECHNICAL, TECHNICAL)
 SLOT_NAMES = ("code_blue", "staff_assist", "bathroom", "patient", "cord_fault", "device_fault")
 # an open call: [call id, state, boot, ticks, unix]
@@ -35,20 +36,19 @@ A_TICKS = const(3)
 A_UNIX = const(4)
 # slots a presence press clears (bathroom and cord only when the cord is back at rest)
 PRESENCE_CLEARS = (S_ASSIST, S_PATIENT, S_DEVICE)
-OFFLINE_ALARM_MS = const(3000)   # offline this long with a call waiting: the buzzer sounds
+_OFFLINE_ALARM_MS = const(3000)  # offline this long with a call waiting: the buzzer sounds
 
 
 class Calls:
-    def __init__(self, boot, outbox, lamps, buzzer, clock, send, path=PATH):
+    def __init__(self, boot, outbox, lamps, buzzer, clock, out, path=PATH):
         self.boot = boot
         self.outbox = outbox
         self.lamps = lamps
         self.buzzer = buzzer
         self.clock = clock
-        self.send = send            # send(mtype, fields): best effort, now or never
+        self.out = out              # outgoing.Outgoing: messages for the host, the link's wake-up
         self.path = path
-        self.wake = None            # set by the link: called when the outbox has news
-        self.active = [None] * SLOTS
+        self.active = [None] * _SLOTS
         self.presence = False
         self.cord_pulled = False
         self.cord_fault = False
@@ -67,25 +67,25 @@ class Calls:
             st = {}
         self.presence = st.get("p") is True
         for c in st.get("c", ()):
-            # [slot, call, state, boot, ticks, unix]; [slot, call, state] from an older firmware
-            if isinstance(c, list) and (len(c) == 6 or len(c) == 3) and 0 <= c[0] < SLOTS:
+            # [slot] + an open call; [slot, call, state] from an older firmware
+            if isinstance(c, list) and (len(c) == 6 or len(c) == 3) and 0 <= c[0] < _SLOTS:
                 if len(c) == 6:
-                    self.active[c[0]] = [c[1], c[2], c[3], c[4], c[5]]
+                    self.active[c[0]] = c[1:]
                 else:
-                    self.active[c[0]] = [c[1], c[2], 0, 0, 0]   # placed at an unknown time
+                    self.active[c[0]] = c[1:] + [0, 0, 0]   # placed at an unknown time
         # reconcile with the outbox (a power cut between the two writes)
         for ev in self.outbox.items:
             slot = ev[F_SLOT]
-            if not 0 <= slot < SLOTS:
+            if not 0 <= slot < _SLOTS:
                 continue
             cur = self.active[slot]
             if ev[F_TYPE] == CALL and cur is None and not self._cancel_pending(ev[F_CALL]):
-                self.active[slot] = [ev[F_CALL], 0, ev[F_BOOT], ev[F_TICKS], ev[F_UNIX]]
-            elif ev[F_TYPE] == CANCEL and cur is not None and cur[0] == ev[F_CALL]:
+                self.active[slot] = [ev[F_CALL], ST_PLACED, ev[F_BOOT], ev[F_TICKS], ev[F_UNIX]]
+            elif ev[F_TYPE] == CANCEL and cur is not None and cur[A_CALL] == ev[F_CALL]:
                 self.active[slot] = None
-        for s in range(SLOTS):
+        for s in range(_SLOTS):
             if self.active[s] is not None:
-                log("calls", "restored open %s call %d" % (SLOT_NAMES[s], self.active[s][0]))
+                log("calls", "restored open %s call %d" % (SLOT_NAMES[s], self.active[s][A_CALL]))
 
     def _cancel_pending(self, call):
         for ev in self.outbox.items:
@@ -95,10 +95,10 @@ class Calls:
 
     def _save(self):
         c = []
-        for s in range(SLOTS):
+        for s in range(_SLOTS):
             a = self.active[s]
             if a is not None:
-                c.append([s, a[0], a[1], a[2], a[3], a[4]])
+                c.append([s] + a)
         try:
             write_json(self.path, {"p": self.presence, "c": c})
         except OSError as e:
@@ -117,14 +117,13 @@ class Calls:
             return None             # already calling: the lamp already shows it
         call = self._new_id()
         unix = self.clock.unix()
-        self.active[slot] = [call, 0, self.outbox.boot, time.ticks_ms(), unix]
+        self.active[slot] = [call, ST_PLACED, self.outbox.boot, time.ticks_ms(), unix]
         self.refresh()              # the lamp lights now, before flash or network
         kind = SLOT_KIND[slot]
         log("calls", "%s call %d placed" % (SLOT_NAMES[slot], call))
         self.outbox.add(CALL, call, kind, slot, unix)
         self._save()
-        if self.wake:
-            self.wake()
+        self.out.wake()
         return call
 
     def cancel(self, slot, reason):
@@ -133,15 +132,15 @@ class Calls:
             return None
         self.active[slot] = None
         self.refresh()
-        log("calls", "%s call %d cancelled (reason %d)" % (SLOT_NAMES[slot], a[0], reason))
-        self.outbox.add(CANCEL, a[0], reason, slot, self.clock.unix())
+        log("calls", "%s call %d cancelled (reason %d)" % (SLOT_NAMES[slot], a[A_CALL], reason))
+        self.outbox.add(CANCEL, a[A_CALL], reason, slot, self.clock.unix())
         self._save()
-        if self.wake:
-            self.wake()
-        return a[0]
+        self.out.wake()
+        return a[A_CALL]
 
     def fault(self, code, active, detail):
-        self.send(FAULT, {"code": code, "active": 1 if active else 0, "detail": detail})
+        """FAULT to the host; raised while the link is down, it is sent after the next WELCOME."""
+        self.out.send(FAULT, {"code": code, "active": 1 if active else 0, "detail": detail})
 
     def device_problem(self, detail):
         """The terminal's own fault (flash, memory, a task restarted): a technical call."""
@@ -180,6 +179,7 @@ class Calls:
                 self._code_armed = False
             elif i == I.CORD_PULL:
                 self.cord_pulled = False
+                log("calls", "cord back at rest")
             elif i == I.CORD_LOOP:
                 self.cord_fault = True
                 log("calls", "cord unplugged or its loop broken")
@@ -192,7 +192,7 @@ class Calls:
     def _presence_pressed(self):
         self.presence = not self.presence
         log("calls", "presence %s" % ("on" if self.presence else "off"))
-        self.send(M_PRESENCE, {"on": 1 if self.presence else 0, "staff": ""})
+        self.out.send(M_PRESENCE, {"on": 1 if self.presence else 0, "staff": ""})
         for s in PRESENCE_CLEARS:
             self.cancel(s, CANCEL_PRESENCE)
         if self.device_fault:
@@ -211,7 +211,7 @@ class Calls:
         once, but may have lost its record since. Most urgent first; the link sends them before
         the outbox's stored events, so a CANCEL never goes before its CALL."""
         again = []
-        for s in range(SLOTS):
+        for s in range(_SLOTS):
             a = self.active[s]
             if a is not None and not self.outbox.waiting(CALL, a[A_CALL]):
                 again.append([CALL, a[A_CALL], SLOT_KIND[s], s, a[A_BOOT], a[A_TICKS], a[A_UNIX], None])
@@ -219,14 +219,17 @@ class Calls:
         return again
 
     def on_state(self, call, state, by):
-        for s in range(SLOTS):
+        """CALL_STATE from the host. Every state but CLEARED is taken as it comes, PLACED too: the
+        host sends PLACED for a call it takes as new (after losing its record), and the lamp
+        must then show the call's pattern again, not "acknowledged"."""
+        for s in range(_SLOTS):
             a = self.active[s]
-            if a is not None and a[0] == call:
+            if a is not None and a[A_CALL] == call:
                 if state == ST_CLEARED:
                     log("calls", "host reports call %d cleared but it is open here: kept" % call)
                     return
-                if a[1] != state:
-                    a[1] = state
+                if a[A_STATE] != state:
+                    a[A_STATE] = state
                     log("calls", "call %d %s%s" % (call, STATE_NAMES[state], (" by " + by) if by else ""))
                     self._save()
                     self.refresh()
@@ -242,8 +245,15 @@ class Calls:
             self.refresh()
 
     # --- outputs ---
+    @staticmethod
+    def _answered(a):
+        # the console took the call (acknowledged, or a nurse is in the room): PLACED and
+        # ESCALATED are not
+        st = a[A_STATE]
+        return st == ST_ACKNOWLEDGED or st == ST_ATTENDED
+
     def top(self):
-        for s in range(SLOTS):
+        for s in range(_SLOTS):
             if self.active[s] is not None:
                 return s
         return -1
@@ -265,15 +275,14 @@ class Calls:
             lamps.set(L.DOME, L.OFF)
         else:
             pat = KINDS[SLOT_KIND[top]][2]
-            st = self.active[top][1]
-            lamps.set(L.REASSURE, L.ACKNOWLEDGED if st == ST_ACKNOWLEDGED or st == ST_ATTENDED else pat)
+            lamps.set(L.REASSURE, L.ACKNOWLEDGED if self._answered(self.active[top]) else pat)
             lamps.set(L.DOME, pat)
         lamps.set(L.PRESENCE, L.STEADY if self.presence else L.OFF)
         alarm = 0
-        if not self.online and time.ticks_diff(time.ticks_ms(), self._offline_since) >= OFFLINE_ALARM_MS:
-            for s in range(SLOTS):
+        if not self.online and time.ticks_diff(time.ticks_ms(), self._offline_since) >= _OFFLINE_ALARM_MS:
+            for s in range(_SLOTS):
                 a = self.active[s]
-                if a is not None and a[1] != ST_ACKNOWLEDGED and a[1] != ST_ATTENDED:
+                if a is not None and not self._answered(a):
                     alarm = KINDS[SLOT_KIND[s]][1]
                     break
         self.buzzer.alarm(alarm)

@@ -1,6 +1,8 @@
 # Host commands (COMMAND → RESULT). They arrive on the authenticated session only, so they are
 # authenticated like everything else. handle() returns (ok, detail, after) where after is None,
-# "reboot" (reset once the RESULT is sent) or "reconnect" (new settings take effect).
+# "reboot" (reset once the RESULT is sent) or "reconnect" (the config changed on the flash: the
+# link takes it up and reconnects with the new settings).
+from micropython import const
 import json
 from wardproto import (CMD_IDENTIFY, CMD_LAMP_TEST, CMD_REBOOT, CMD_CONFIG, CMD_CHIME, CMD_SILENCE,
                        ALARM_LOW, ALARM_HIGH, CMD_OTA_BEGIN, CMD_OTA_STATUS)
@@ -9,27 +11,26 @@ import config
 import lamps as L
 from log import log
 
-IDENTIFY_MS = 10000
-LAMP_TEST_MS = 2000
+_IDENTIFY_MS = const(10000)
+_LAMP_TEST_MS = const(2000)
 
 
 class Commands:
-    def __init__(self, lamps, buzzer, calls, on_config):
+    def __init__(self, lamps, buzzer, calls):
         self.lamps = lamps
         self.buzzer = buzzer
         self.calls = calls
-        self.on_config = on_config     # on_config(new config dict)
         self.ota = None                # ota.Receiver, loaded by the first OTA command
 
     def handle(self, cmd, arg):
         if cmd == CMD_IDENTIFY:
             log("cmd", "identify")
-            self.lamps.override(L.IDENTIFY, IDENTIFY_MS)
+            self.lamps.override(L.IDENTIFY, _IDENTIFY_MS)
             return 1, "identify", None
         if cmd == CMD_LAMP_TEST:
             log("cmd", "lamp test")
-            self.lamps.override(L.STEADY, LAMP_TEST_MS)
-            self.buzzer.test(LAMP_TEST_MS)
+            self.lamps.override(L.STEADY, _LAMP_TEST_MS)
+            self.buzzer.test(_LAMP_TEST_MS)
             return 1, "lamp test", None
         if cmd == CMD_REBOOT:
             log("cmd", "reboot")
@@ -44,7 +45,6 @@ class Commands:
                 log("cmd", "config change refused: %s" % err)
                 return 0, err, None
             log("cmd", "config changed: %s" % ",".join(sorted(changes)))
-            self.on_config(cfg)
             return 1, "config written", "reconnect"
         if cmd == CMD_CHIME:
             if len(arg) != 1 or not ALARM_LOW <= arg[0] <= ALARM_HIGH:

@@ -1,6 +1,7 @@
 # Finding the host by UDP: DISCOVER (device id, fresh nonce, device key tag) broadcast to the
 # subnet's broadcast address (never 255.255.255.255), retried 1 s doubling to 8 s with jitter;
-# only an ANNOUNCE whose tag verifies and that echoes the latest nonce is accepted.
+# only an ANNOUNCE whose tag verifies and that echoes the latest nonce is accepted. resolve()
+# turns the host's name into the address the link connects to; every address conversion is here.
 from micropython import const
 import time
 import errno
@@ -11,7 +12,40 @@ import wardproto
 from backoff import Backoff
 from log import log
 
-POLL_MS = const(50)
+_POLL_MS = const(50)
+
+
+def _numeric(host):
+    parts = host.split(".")
+    if len(parts) != 4:
+        return False
+    for p in parts:
+        if not p or len(p) > 3 or not p.isdigit() or int(p) > 255:
+            return False
+    return True
+
+
+def address_text(addr):
+    """The IPv4 address in a getaddrinfo() result as text: the ESP32 port gives a tuple
+    ("192.168.1.5", port), the unix port a raw sockaddr."""
+    if isinstance(addr, tuple):
+        return addr[0]
+    family, raw, _ = socket.sockaddr(addr)
+    return socket.inet_ntop(family, raw)
+
+
+def resolve(host, port):
+    """(numeric address, port) for the host, or None if the name does not resolve now. The
+    link keeps the answer: on a board getaddrinfo blocks everything while DNS answers."""
+    if _numeric(host):
+        return host, port
+    try:
+        ip = address_text(socket.getaddrinfo(host, port, socket.AF_INET)[0][-1])
+    except (OSError, IndexError) as e:
+        log("discovery", "cannot look up %s: %r" % (host, e))
+        return None
+    log("discovery", "%s is %s" % (host, ip))
+    return ip, port
 
 
 def broadcast(ip, mask):
@@ -40,7 +74,7 @@ async def find_host(wifi, device, mac, port, alive):
                 log("discovery", "send failed: %r" % (e,))
             deadline = time.ticks_add(time.ticks_ms(), backoff.next())
             while time.ticks_diff(deadline, time.ticks_ms()) > 0:
-                await asyncio.sleep_ms(POLL_MS)
+                await asyncio.sleep_ms(_POLL_MS)
                 alive()
                 try:
                     data = s.recv(wardproto.MAX_FRAME)

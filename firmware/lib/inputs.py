@@ -1,8 +1,9 @@
 # Debounced polling of every input in one task (after Peter Hinch's Pushbutton/Switch): each
-# input is read every POLL_MS; a new level is accepted once it has been stable for DEBOUNCE_MS,
+# input is read every _POLL_MS; a new level is accepted once it has been stable for _DEBOUNCE_MS,
 # so a glitch shorter than that is ignored. Inputs are active low with the internal pull-up.
 # The handler gets (event, input) synchronously from the poll loop: PRESS, RELEASE, and HOLD
-# once after HOLD_MS of continuous press (buttons only). No allocation in the loop.
+# once after _HOLD_MS of continuous press (buttons only). No allocation in the loop. The clock
+# (ticks_ms) is a constructor argument, so a test can drive poll() in exact time.
 from micropython import const
 import time
 import asyncio
@@ -11,9 +12,9 @@ import board
 
 from log import exc
 
-POLL_MS = const(10)
-DEBOUNCE_MS = const(30)
-HOLD_MS = const(2000)
+_POLL_MS = const(10)
+_DEBOUNCE_MS = const(30)
+_HOLD_MS = const(2000)
 
 # inputs, by index
 CALL = const(0)
@@ -22,7 +23,7 @@ ASSIST = const(2)
 CODE = const(3)
 CORD_PULL = const(4)   # active = cord pulled
 CORD_LOOP = const(5)   # active = cord plugged in and its loop intact
-COUNT = const(6)
+_COUNT = const(6)
 NAMES = ("call", "presence", "assist", "code", "cord_pull", "cord_loop")
 
 # events
@@ -32,19 +33,20 @@ HOLD = const(3)
 
 
 class Inputs:
-    def __init__(self, handler):
+    def __init__(self, handler, ticks_ms=time.ticks_ms):
         self.handler = handler
+        self._ticks = ticks_ms
         self._pins = [Pin(p, Pin.IN, Pin.PULL_UP) for p in (
             board.CALL, board.PRESENCE, board.ASSIST, board.CODE, board.CORD_PULL, board.CORD_LOOP)]
         # the rest state: buttons released, cord plugged in and not pulled; a cord that is
         # unplugged at start-up is therefore reported like one unplugged later
-        self.state = bytearray(COUNT)
+        self.state = bytearray(_COUNT)
         self.state[CORD_LOOP] = 1
         self._raw = bytearray(self.state)
-        self._held = bytearray(COUNT)
-        now = time.ticks_ms()
-        self._since = [now] * COUNT
-        self._down = [now] * COUNT
+        self._held = bytearray(_COUNT)
+        now = self._ticks()
+        self._since = [now] * _COUNT
+        self._down = [now] * _COUNT
 
     def active(self, i):
         return self.state[i]
@@ -56,17 +58,17 @@ class Inputs:
             exc("inputs", "handler failed for %s" % NAMES[i], e)
 
     def poll(self):
-        now = time.ticks_ms()
+        now = self._ticks()
         pins = self._pins
         raw = self._raw
         state = self.state
-        for i in range(COUNT):
+        for i in range(_COUNT):
             v = 1 - pins[i].value()
             if v != raw[i]:
                 raw[i] = v
                 self._since[i] = now
             elif v != state[i]:
-                if time.ticks_diff(now, self._since[i]) >= DEBOUNCE_MS:
+                if time.ticks_diff(now, self._since[i]) >= _DEBOUNCE_MS:
                     state[i] = v
                     if v:
                         self._down[i] = now
@@ -74,7 +76,7 @@ class Inputs:
                         self._emit(PRESS, i)
                     else:
                         self._emit(RELEASE, i)
-            elif v and i < CORD_PULL and not self._held[i] and time.ticks_diff(now, self._down[i]) >= HOLD_MS:
+            elif v and i < CORD_PULL and not self._held[i] and time.ticks_diff(now, self._down[i]) >= _HOLD_MS:
                 self._held[i] = 1
                 self._emit(HOLD, i)
 
@@ -82,4 +84,4 @@ class Inputs:
         while True:
             self.poll()
             alive()
-            await asyncio.sleep_ms(POLL_MS)
+            await asyncio.sleep_ms(_POLL_MS)

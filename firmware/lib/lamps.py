@@ -2,39 +2,41 @@
 # with on, repeated; () is off; (x, 0) is steady on. set() switches a lamp at once (the
 # reassurance lamp lights in the same call as the button event, before any network activity);
 # the task then only times the edges. An override (identify, lamp test) drives every lamp.
+# The call patterns are wardproto's (PATTERN_*, the same table the host shows); the lamps'
+# own states are here. The clock (ticks_ms) is a constructor argument, so a test can drive it.
 from micropython import const
 import time
 import asyncio
 from machine import Pin
 import board
+from wardproto import PATTERN_NORMAL
 
 # lamps, by index
 REASSURE = const(0)
 PRESENCE = const(1)
 DOME = const(2)
-COUNT = const(3)
+_COUNT = const(3)
 
 OFF = ()
-STEADY = (1000, 0)             # normal-priority call waiting; presence on
-HIGH = (1000, 1000)            # bathroom, staff assist: 1 s on / 1 s off
-EMERGENCY = (300, 300)         # code blue: 0.3 s on / 0.3 s off
+STEADY = PATTERN_NORMAL        # steady on: presence, lamp test (a normal call's pattern too)
 ACKNOWLEDGED = (1800, 200)     # call acknowledged at the console: on, with a short dip every 2 s
 OFFLINE = (100, 2900)          # host unreachable, no call: a short blip every 3 s
 NOT_CONFIGURED = (100, 150, 100, 650)   # double blink every second
 IDENTIFY = (150, 150)          # CMD_IDENTIFY, on every lamp
-MAX_SLEEP_MS = const(100)
-REBASE_MS = const(600000)      # keep ticks_diff arguments far from the wrap
+_MAX_SLEEP_MS = const(100)
+_REBASE_MS = const(600000)      # keep ticks_diff arguments far from the wrap
 
 
 class Lamps:
-    def __init__(self):
+    def __init__(self, ticks_ms=time.ticks_ms):
+        self._ticks = ticks_ms
         pins = (board.LAMP_REASSURE, board.LAMP_PRESENCE, board.DOME)
         self._pins = [Pin(p, Pin.OUT, value=0) if p >= 0 else None for p in pins]
         self.has_dome = pins[DOME] >= 0
-        self._pat = [OFF] * COUNT
-        now = time.ticks_ms()
-        self._t0 = [now] * COUNT
-        self.level = bytearray(COUNT)
+        self._pat = [OFF] * _COUNT
+        now = self._ticks()
+        self._t0 = [now] * _COUNT
+        self.level = bytearray(_COUNT)
         self._ovr = None
         self._ovr_t0 = now
         self._ovr_until = now
@@ -47,18 +49,18 @@ class Lamps:
         if self._pat[lamp] is pat:
             return
         self._pat[lamp] = pat
-        now = time.ticks_ms()
+        now = self._ticks()
         self._t0[lamp] = now
         if self._ovr is None:
             self._write(lamp, self._eval(pat, 0))
 
     def override(self, pat, ms):
         """Show pat on every lamp for ms (identify, lamp test); then the normal patterns."""
-        now = time.ticks_ms()
+        now = self._ticks()
         self._ovr = pat
         self._ovr_t0 = now
         self._ovr_until = time.ticks_add(now, ms)
-        for i in range(COUNT):
+        for i in range(_COUNT):
             self._write(i, self._eval(pat, 0))
 
     def _write(self, lamp, v):
@@ -74,7 +76,7 @@ class Lamps:
         for d in pat:
             total += d
         if total == 0:
-            self._wait = MAX_SLEEP_MS
+            self._wait = _MAX_SLEEP_MS
             return 0
         ph = elapsed % total
         on = 1
@@ -84,7 +86,7 @@ class Lamps:
                 return on
             ph -= d
             on ^= 1
-        self._wait = MAX_SLEEP_MS
+        self._wait = _MAX_SLEEP_MS
         return 0
 
     def _period(self, pat):
@@ -94,23 +96,23 @@ class Lamps:
         return total
 
     def step(self):
-        """Drive every lamp for now; returns ms until the next edge (at most MAX_SLEEP_MS)."""
-        now = time.ticks_ms()
-        wait = MAX_SLEEP_MS
+        """Drive every lamp for now; returns ms until the next edge (at most _MAX_SLEEP_MS)."""
+        now = self._ticks()
+        wait = _MAX_SLEEP_MS
         if self._ovr is not None:
             if time.ticks_diff(self._ovr_until, now) <= 0:
                 self._ovr = None
             else:
                 el = time.ticks_diff(now, self._ovr_t0)
-                for i in range(COUNT):
+                for i in range(_COUNT):
                     self._write(i, self._eval(self._ovr, el))
                 w = self._wait
                 left = time.ticks_diff(self._ovr_until, now)
                 return w if w < left else left
-        for i in range(COUNT):
+        for i in range(_COUNT):
             pat = self._pat[i]
             el = time.ticks_diff(now, self._t0[i])
-            if el > REBASE_MS:
+            if el > _REBASE_MS:
                 per = self._period(pat)
                 if per:
                     self._t0[i] = time.ticks_add(self._t0[i], (el // per) * per)

@@ -3,29 +3,44 @@
 # WELCOME and resent until CALL_ACK (preceded by the calls still open here, announced again the
 # same way, so a host that lost its record learns them again), a dead link detected within 3
 # heartbeat intervals, and reconnection with exponential backoff plus jitter (0.5 s doubling to
-# 30 s, + up to half).
+# 30 s, + up to half). The host's name is looked up once and again only after repeated failures
+# (a lookup blocks the board while DNS answers). Messages that are not calls (PRESENCE, FAULT,
+# RESULT) come from the Outgoing shared with the call state machine; FAULTs raised while the link
+# was down go first after WELCOME.
 from micropython import const
 import time
 import asyncio
 import machine
+from binascii import hexlify
 import board
 import wardproto as P
 
+import config
 from backoff import Backoff, sleep_alive
-from discovery import find_host
+from discovery import find_host, resolve
 from log import log, exc
 from outbox import F_TYPE, F_CALL, F_ARG, F_SENT
 from version import VERSION
 from wifi import Wifi
 
-CONNECT_MS = const(5000)
-HANDSHAKE_MS = const(5000)
-IO_MS = const(5000)
-RESEND_MS = const(3000)
-DEFAULT_HB_MS = const(1000)
-MIN_HB_MS = const(100)
-TX_MAX = const(16)
-REDISCOVER_AFTER = const(3)
+_CONNECT_MS = const(5000)
+_HANDSHAKE_MS = const(5000)
+_IO_MS = const(5000)
+_RESEND_MS = const(3000)
+_DEFAULT_HB_MS = const(1000)
+_MIN_HB_MS = const(100)
+_LOOKUP_AFTER = const(3)      # failed sessions before the host is looked up (or discovered) again
+
+
+def hardware_id():
+    """This board's hardware identity for HELLO: machine.unique_id() (6 bytes on an ESP32, its
+    base MAC), hashed down if a port gives more than the protocol's HWID_MAX bytes."""
+    uid = bytes(machine.unique_id())
+    if 1 <= len(uid) <= P.HWID_MAX:
+        return uid
+    log("link", "unique_id() gave %d bytes: sending its SHA-256" % len(uid))
+    import hashlib
+    return hashlib.sha256(uid).digest()[:P.HWID_MAX]
 
 
 def clip(text, limit=200):
@@ -37,43 +52,34 @@ def clip(text, limit=200):
 
 
 class Link:
-    def __init__(self, cfg, calls, outbox, clock, commands):
+    def __init__(self, cfg, calls, outbox, clock, out, commands):
         self.cfg = cfg
         self.calls = calls
         self.outbox = outbox
         self.clock = clock
+        self.out = out                  # outgoing.Outgoing, shared with calls
         self.commands = commands
         self.key = P.key_from_hex(cfg["key"])
         self.mac = P.Hmac(self.key)
         self.wifi = Wifi(cfg["wifi"]["ssid"], cfg["wifi"].get("password", ""))
+        self.hwid = hardware_id()
+        log("link", "hardware id %s" % hexlify(self.hwid).decode())
         self.caps = P.CAP_CORD | P.CAP_BUZZER | P.CAP_CODE | P.CAP_OTA | (P.CAP_DOME if board.DOME >= 0 else 0)
         self.online = False
-        self.hb_ms = DEFAULT_HB_MS
+        self.hb_ms = _DEFAULT_HB_MS
         self.sessions = 0
-        self._tx = []
-        self._ev = asyncio.Event()
         self._up = False
         self._last_rx = 0
         self._after = None
-        self._host = None
+        self._host = None               # (address, port) of the host, looked up once
         self._backoff = Backoff(500, 30000)
-        calls.wake = self.wake
 
-    # --- for the rest of the firmware ---
-    def wake(self):
-        self._ev.set()
-
-    def send(self, mtype, fields):
-        """Send a message on the live session; dropped when offline (heartbeats resync state)."""
-        if not self._up:
+    def _reconfigure(self):
+        # CMD_CONFIG wrote a new config.json: take it up (host, port, Wi-Fi ...)
+        cfg, err = config.load()
+        if err:
+            log("link", "new config not taken up: %s" % err)
             return
-        if len(self._tx) >= TX_MAX:
-            log("link", "send queue full: dropping %s" % P.TYPE_NAMES[self._tx[0][0]])
-            self._tx.pop(0)
-        self._tx.append((mtype, fields))
-        self._ev.set()
-
-    def reconfigure(self, cfg):
         self.cfg = cfg
         self._host = None
         self.wifi.configure(cfg["wifi"]["ssid"], cfg["wifi"].get("password", ""))
@@ -83,18 +89,28 @@ class Link:
         self.calls.set_online(on)
 
     # --- the task ---
+    async def _find_host(self, alive):
+        """(address, port) from config.json or UDP discovery, the name looked up; or None."""
+        if self.cfg["host"]:
+            found = (self.cfg["host"], self.cfg["port"])
+        else:
+            found = await find_host(self.wifi, self.cfg["device_id"], self.mac,
+                                    self.cfg["discovery_port"], alive)
+            if found is None:
+                return None
+        return resolve(found[0], found[1])
+
     async def run(self, alive):
         failures = 0
         while True:
             alive()
             await self.wifi.connect(alive)
-            if self.cfg["host"]:
-                self._host = (self.cfg["host"], self.cfg["port"])
-            elif self._host is None or failures >= REDISCOVER_AFTER:
-                self._host = await find_host(self.wifi, self.cfg["device_id"], self.mac,
-                                             self.cfg["discovery_port"], alive)
+            if self._host is None or failures >= _LOOKUP_AFTER:
+                self._host = await self._find_host(alive)
                 failures = 0
                 if self._host is None:
+                    if self.wifi.connected():       # the name did not resolve: try again later
+                        await sleep_alive(self._backoff.next(), alive)
                     continue
             established = await self._session(self._host[0], self._host[1], alive)
             if established:
@@ -108,6 +124,7 @@ class Link:
                 machine.reset()
             if self._after == "reconnect":
                 self._after = None
+                self._reconfigure()
                 continue
             wait = self._backoff.next()
             log("link", "reconnecting in %d ms" % wait)
@@ -116,7 +133,7 @@ class Link:
     async def _session(self, host, port, alive):
         log("link", "connecting to %s:%d" % (host, port))
         try:
-            reader, writer = await asyncio.wait_for_ms(asyncio.open_connection(host, port), CONNECT_MS)
+            reader, writer = await asyncio.wait_for_ms(asyncio.open_connection(host, port), _CONNECT_MS)
         except (OSError, asyncio.TimeoutError) as e:
             log("link", "cannot connect: %r" % (e,))
             return False
@@ -124,8 +141,8 @@ class Link:
             return await self._run_session(reader, writer, alive)
         finally:
             self._up = False
+            self.out.stop()
             self._set_online(False)
-            self._tx.clear()
             try:
                 writer.close()
                 await asyncio.wait_for_ms(writer.wait_closed(), 1000)
@@ -134,14 +151,14 @@ class Link:
 
     async def _write(self, writer, frame):
         writer.write(frame)
-        await asyncio.wait_for_ms(writer.drain(), IO_MS)
+        await asyncio.wait_for_ms(writer.drain(), _IO_MS)
 
     async def _run_session(self, reader, writer, alive):
         sess = P.Session(self.key, False)
         cfg = self.cfg
         try:
-            await self._write(writer, sess.hello(cfg["device_id"], VERSION, board.NAME, self.caps))
-            frame = await asyncio.wait_for_ms(P.read_frame(reader), HANDSHAKE_MS)
+            await self._write(writer, sess.hello(cfg["device_id"], VERSION, board.NAME, self.caps, self.hwid))
+            frame = await asyncio.wait_for_ms(P.read_frame(reader), _HANDSHAKE_MS)
             msg = sess.accept_welcome(frame)
         except (OSError, EOFError, asyncio.TimeoutError) as e:
             log("link", "no WELCOME from the host: %r" % (e,))
@@ -150,16 +167,16 @@ class Link:
             log("link", "bad WELCOME dropped: %s" % e)
             return False
         hb = msg["hb_ms"]
-        self.hb_ms = hb if hb >= MIN_HB_MS else DEFAULT_HB_MS
+        self.hb_ms = hb if hb >= _MIN_HB_MS else _DEFAULT_HB_MS
         self.clock.sync(msg["time"])
         self.sessions += 1
-        self._tx.clear()
         self._up = True
         self._last_rx = time.ticks_ms()
+        faults = self.out.start()
         self.outbox.unsend(self.calls.reannounce())
         self._set_online(True)
-        log("link", "online (heartbeat %d ms, %d event(s) to send, %d open call(s) to announce again)"
-            % (self.hb_ms, len(self.outbox), len(self.outbox.again)))
+        log("link", "online (heartbeat %d ms, %d fault(s) raised offline, %d event(s) to send, "
+            "%d open call(s) to announce again)" % (self.hb_ms, faults, len(self.outbox), len(self.outbox.again)))
         task = asyncio.create_task(self._reader(reader, sess))
         try:
             await self._sender(writer, sess, alive)
@@ -198,7 +215,7 @@ class Link:
                     exc("link", "handling %s failed" % P.TYPE_NAMES.get(msg["type"], "?"), e)
         finally:
             self._up = False
-            self._ev.set()
+            self.out.wake()
 
     def _dispatch(self, msg):
         t = msg["type"]
@@ -207,12 +224,12 @@ class Link:
         if t == P.CALL_ACK:
             if self.outbox.ack(msg["call"], msg["of"]):
                 log("link", "host stored %s %d" % (P.TYPE_NAMES.get(msg["of"], "?"), msg["call"]))
-            self._ev.set()
+            self.out.wake()
         elif t == P.CALL_STATE:
             self.calls.on_state(msg["call"], msg["state"], msg["by"])
         elif t == P.COMMAND:
             ok, detail, after = self.commands.handle(msg["cmd"], msg["arg"])
-            self.send(P.RESULT, {"cmd_id": msg["cmd_id"], "ok": ok, "detail": clip(detail)})
+            self.out.send(P.RESULT, {"cmd_id": msg["cmd_id"], "ok": ok, "detail": clip(detail)})
             if after:
                 self._after = after
         elif t == P.ERROR:
@@ -237,29 +254,47 @@ class Link:
         return sess.encode(P.CANCEL, {"call": ev[F_CALL], "reason": ev[F_ARG], "age_ms": age})
 
     async def _due(self, writer, sess, events, now, wait):
-        """Send every event not sent yet this session or unacknowledged for RESEND_MS; returns
+        """Send every event not sent yet this session or unacknowledged for _RESEND_MS; returns
         min(wait, ms until the next resend is due)."""
         if not events:
             return wait
         for ev in list(events):     # a copy: CALL_ACK may remove events while we write
             sent = ev[F_SENT]
-            if sent is None or time.ticks_diff(now, sent) >= RESEND_MS:
+            if sent is None or time.ticks_diff(now, sent) >= _RESEND_MS:
                 if sent is not None:
                     log("link", "resending unacknowledged event %d" % ev[F_CALL])
                 ev[F_SENT] = now
                 await self._write(writer, self._event(sess, ev))
                 sent = now
-            left = RESEND_MS - time.ticks_diff(now, sent)
+            left = _RESEND_MS - time.ticks_diff(now, sent)
             if left < wait:
                 wait = left
         return wait
 
+    async def _send_queued(self, writer, sess):
+        # the Outgoing's messages in order; one is forgotten only once written (a FAULT the
+        # session ended on is sent again in the next), or if it cannot be encoded at all
+        out = self.out
+        while True:
+            m = out.first()
+            if m is None:
+                return
+            try:
+                frame = sess.encode(m[0], m[1])
+            except P.ProtocolError as e:
+                log("link", "cannot encode %s: %s (dropped)" % (P.TYPE_NAMES.get(m[0], "?"), e))
+                out.done()
+                continue
+            await self._write(writer, frame)
+            out.done()
+
     async def _sender(self, writer, sess, alive):
         hb = self.hb_ms
         next_hb = time.ticks_ms()
+        out = self.out
         try:
             while self._up:
-                self._ev.clear()
+                out.clear_wake()
                 now = time.ticks_ms()
                 if time.ticks_diff(now, self._last_rx) >= 3 * hb:
                     log("link", "no frame from the host for %d ms: link dead" % (3 * hb))
@@ -267,14 +302,12 @@ class Link:
                 if not self.wifi.connected():
                     log("link", "Wi-Fi lost")
                     break
-                while self._tx:
-                    mtype, fields = self._tx.pop(0)
-                    await self._write(writer, sess.encode(mtype, fields))
+                await self._send_queued(writer, sess)
                 # the open calls announced again first, then the stored events in order: a
                 # CANCEL is stored after its CALL, so it never goes before it
                 wait = await self._due(writer, sess, self.outbox.again, now, hb)
                 wait = await self._due(writer, sess, self.outbox.items, now, wait)
-                if self._after is not None and not self._tx:
+                if self._after is not None and not len(out):
                     break
                 if time.ticks_diff(now, next_hb) >= 0:
                     await self._write(writer, self._heartbeat(sess))
@@ -284,10 +317,7 @@ class Link:
                 if left < wait:
                     wait = left
                 if wait > 0:
-                    try:
-                        await asyncio.wait_for_ms(self._ev.wait(), wait)
-                    except asyncio.TimeoutError:
-                        pass
+                    await out.wait_wake(wait)
         except (OSError, asyncio.TimeoutError) as e:
             log("link", "send failed: %r" % (e,))
         except P.ProtocolError as e:

@@ -25,11 +25,11 @@ F_BOOT = const(4)
 F_TICKS = const(5)
 F_UNIX = const(6)
 F_SENT = const(7)
-STORED = const(7)
+_STORED = const(7)
 
 
 def _valid(ev):
-    if not isinstance(ev, list) or len(ev) != STORED or ev[F_TYPE] not in (CALL, CANCEL):
+    if not isinstance(ev, list) or len(ev) != _STORED or ev[F_TYPE] not in (CALL, CANCEL):
         return False
     for v in ev:
         if not isinstance(v, int) or v < 0:
@@ -58,7 +58,7 @@ class Outbox:
 
     def _save(self):
         try:
-            write_json(self.path, [ev[:STORED] for ev in self.items])
+            write_json(self.path, [ev[:_STORED] for ev in self.items])
             self.ok = True
         except OSError as e:
             self.ok = False
@@ -77,7 +77,7 @@ class Outbox:
                         self.items.remove(other)
                         return
         ev = self.items.pop(0)
-        log("outbox", "full: dropping the oldest event %r" % (ev[:STORED],))
+        log("outbox", "full: dropping the oldest event %r" % (ev[:_STORED],))
 
     def add(self, mtype, call, arg, slot, unix):
         """Persist an event before it is sent; returns True if it reached the flash."""

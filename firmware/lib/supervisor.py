@@ -7,13 +7,13 @@ import asyncio
 
 from log import log, exc
 
-CHECK_MS = const(500)
-RESTART_WINDOW_MS = const(60000)
-MAX_RESTARTS = const(5)        # per task within RESTART_WINDOW_MS; more: let the watchdog act
+_CHECK_MS = const(500)
+_RESTART_WINDOW_MS = const(60000)
+_MAX_RESTARTS = const(5)       # per task within _RESTART_WINDOW_MS; more: let the watchdog act
 
 
 class Supervisor:
-    def __init__(self):
+    def __init__(self, on_restart=None):
         self.names = []
         self._factories = []
         self._limits = []
@@ -25,7 +25,7 @@ class Supervisor:
         self._first_restart = []
         self._ticks = []
         self.restarts = 0
-        self.on_restart = None    # on_restart(name): the application reports a device fault
+        self.on_restart = on_restart    # on_restart(name): the application reports a device fault
         self.healthy = True
         self.wdt = None
 
@@ -43,7 +43,7 @@ class Supervisor:
         self._first_restart.append(0)
 
     def every(self, fn):
-        """fn() is called on every check (every CHECK_MS)."""
+        """fn() is called on every check (every _CHECK_MS)."""
         self._ticks.append(fn)
 
     def _mark(self, i):
@@ -69,11 +69,11 @@ class Supervisor:
         healthy = True
         for i in range(len(self.names)):
             if self._dead[i]:
-                if self._restarts[i] == 0 or time.ticks_diff(now, self._first_restart[i]) > RESTART_WINDOW_MS:
+                if self._restarts[i] == 0 or time.ticks_diff(now, self._first_restart[i]) > _RESTART_WINDOW_MS:
                     self._restarts[i] = 0
                     self._first_restart[i] = now
                 self._restarts[i] += 1
-                if self._restarts[i] > MAX_RESTARTS:
+                if self._restarts[i] > _MAX_RESTARTS:
                     log("sup", "task %s keeps failing: leaving it to the watchdog" % self.names[i])
                     healthy = False
                     continue
@@ -97,7 +97,7 @@ class Supervisor:
         for i in range(len(self.names)):
             self._start(i)
         while True:
-            await asyncio.sleep_ms(CHECK_MS)
+            await asyncio.sleep_ms(_CHECK_MS)
             if self._check() and self.wdt is not None:
                 self.wdt.feed()
             for fn in self._ticks:

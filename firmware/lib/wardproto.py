@@ -19,7 +19,7 @@ try:
 except ImportError:  # pragma: no cover - every supported port has os.urandom
     _urandom = None
 
-VERSION = const(1)
+VERSION = const(2)         # 2: HELLO carries the board's hardware id (hwid)
 HEADER_LEN = const(9)       # LEN + VER + TYPE + FLAGS + SEQ
 TAG_LEN = const(32)
 MIN_FRAME = const(41)       # header and tag, empty body
@@ -27,6 +27,7 @@ MAX_FRAME = const(1024)     # hard limit on a whole frame, LEN field included
 MAX_BODY = const(983)       # MAX_FRAME - MIN_FRAME
 NONCE_LEN = const(8)
 KEY_LEN = const(32)
+HWID_MAX = const(32)        # a hardware id (HELLO hwid) is 1 to 32 bytes
 FLAG_FROM_HOST = const(1)
 
 # Message types
@@ -125,9 +126,10 @@ CAP_CODE = const(8)
 CAP_OTA = const(16)
 
 # Field kinds: B u8, H u16, I u32, s text (u8 length + UTF-8), b bytes (u16 length),
-# n nonce (NONCE_LEN raw bytes)
+# n nonce (NONCE_LEN raw bytes), h hardware id (u8 length 1..HWID_MAX + raw bytes)
 SCHEMAS = {
-    HELLO: (("device", "s"), ("nonce", "n"), ("firmware", "s"), ("board", "s"), ("caps", "H")),
+    HELLO: (("device", "s"), ("nonce", "n"), ("firmware", "s"), ("board", "s"), ("caps", "H"),
+            ("hwid", "h")),
     WELCOME: (("nonce", "n"), ("echo", "n"), ("time", "I"), ("hb_ms", "H"), ("flags", "B")),
     HEARTBEAT: (("status", "B"), ("pending", "B"), ("uptime", "I")),
     CALL: (("call", "I"), ("kind", "B"), ("priority", "B"), ("age_ms", "I")),
@@ -150,6 +152,8 @@ TYPE_NAMES = {
     DISCOVER: "DISCOVER", ANNOUNCE: "ANNOUNCE",
 }
 
+# the key-derivation label kept its version-1 text: every frame's VER byte is under its tag, so
+# frames of the two versions cannot be taken for one another anyway
 _SESSION_LABEL = b"wardcall/1 session"
 
 
@@ -317,6 +321,12 @@ def encode_body(mtype, fields):
                     raise ProtocolError(E_MALFORMED, "field %s too long" % name)
                 out += struct.pack(">H", len(value))
                 out += value
+            elif kind == "h":
+                value = _raw(value, name)
+                if not 1 <= len(value) <= HWID_MAX:
+                    raise ProtocolError(E_MALFORMED, "field %s must be 1 to %d bytes" % (name, HWID_MAX))
+                out.append(len(value))
+                out += value
             else:  # "n"
                 value = _raw(value, name)
                 if len(value) != NONCE_LEN:
@@ -345,11 +355,13 @@ def decode_body(mtype, body):
             size = 4
         elif kind == "n":
             size = NONCE_LEN
-        elif kind == "s":
+        elif kind == "s" or kind == "h":
             if pos >= end:
                 raise ProtocolError(E_MALFORMED, "%s truncated at %s" % (TYPE_NAMES[mtype], name))
             size = body[pos]
             pos += 1
+            if kind == "h" and not 1 <= size <= HWID_MAX:
+                raise ProtocolError(E_MALFORMED, "field %s must be 1 to %d bytes" % (name, HWID_MAX))
         else:  # "b"
             if pos + 2 > end:
                 raise ProtocolError(E_MALFORMED, "%s truncated at %s" % (TYPE_NAMES[mtype], name))
@@ -501,9 +513,12 @@ class Session:
         self._mac = Hmac(session_key(self._device_key, device_nonce, host_nonce))
 
     # device side
-    def hello(self, device, firmware, board, caps):
+    def hello(self, device, firmware, board, caps, hwid):
+        """hwid: the board's hardware identity (machine.unique_id(), 1 to HWID_MAX bytes), so the
+        host can tell two physical boards apart that claim one device id."""
         return encode_frame(self._device_mac, HELLO, 0, {
             "device": device, "nonce": self.nonce, "firmware": firmware, "board": board, "caps": caps,
+            "hwid": hwid,
         }, False)
 
     def accept_welcome(self, frame):
@@ -518,6 +533,7 @@ class Session:
 
     # host side
     def accept_hello(self, frame):
+        """The HELLO's message dict (device, nonce, firmware, board, caps, hwid as bytes)."""
         msg = decode_frame(self._device_mac, frame, False)
         if msg["type"] != HELLO or msg["seq"] != 0:
             raise ProtocolError(E_SEQUENCE, "expected HELLO, got %s" % TYPE_NAMES[msg["type"]])

@@ -9,8 +9,8 @@ import network
 from backoff import Backoff
 from log import log
 
-ATTEMPT_MS = const(15000)
-CYCLE_AFTER = const(5)
+_ATTEMPT_MS = const(15000)
+_CYCLE_AFTER = const(5)
 
 
 class Wifi:
@@ -39,7 +39,7 @@ class Wifi:
         attempt = 0
         while not self.wlan.isconnected():
             attempt += 1
-            if attempt > 1 and attempt % CYCLE_AFTER == 1:
+            if attempt > 1 and attempt % _CYCLE_AFTER == 1:
                 log("wifi", "%d attempts failed: restarting the interface" % (attempt - 1))
                 self.wlan.active(False)
                 await asyncio.sleep_ms(100)
@@ -49,7 +49,7 @@ class Wifi:
                 self.wlan.connect(self.ssid, self.password)
             except OSError as e:
                 log("wifi", "connect failed: %r" % (e,))
-            deadline = time.ticks_add(time.ticks_ms(), ATTEMPT_MS)
+            deadline = time.ticks_add(time.ticks_ms(), _ATTEMPT_MS)
             while not self.wlan.isconnected() and time.ticks_diff(deadline, time.ticks_ms()) > 0:
                 await asyncio.sleep_ms(100)
                 alive()

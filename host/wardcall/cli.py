@@ -100,7 +100,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    from .record_text import format_event, recent_events
+    from .record_queries import recent_events
+    from .record_text import format_event
     config = _config(args)
     conn = open_readonly(config.database)
     last_id = 0

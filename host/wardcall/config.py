@@ -81,6 +81,15 @@ class Network:
     announce_host: str = ""       # "" = the local address the DISCOVER arrived on
     api_host: str = "127.0.0.1"
     api_port: int = 7380
+    # limits (docs/HOST.md, "Limits"); 0 = derived from the process's descriptor limit
+    pending_connections_max: int = 0           # terminal connections before their first authentic frame
+    pending_connections_per_address: int = 0   # 0 = the same as the total
+    http_connections_max: int = 0
+    http_connections_per_address: int = 128
+    http_header_timeout_s: float = 10.0        # a request head must arrive within this
+    http_body_timeout_s: float = 30.0          # and a small body (≤ 1 MiB) within this
+    announce_burst: int = 200                  # ANNOUNCE replies per source address: a token bucket
+    announce_per_s: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -181,6 +190,12 @@ class _Reader:
             raise self.error(key, f"port {value} is outside 0-65535")
         return value
 
+    def count(self, key: str, default: int) -> int:
+        value = self.get(key, int, default)
+        if value < 0:
+            raise self.error(key, f"must be 0 or more, not {value}")
+        return value
+
     def positive(self, key: str, default: float) -> float:
         value = float(self.get(key, (int, float), default))
         if value <= 0:
@@ -252,6 +267,14 @@ def parse_config(path: Path, data: dict[str, Any]) -> WardConfig:
         announce_host=net.get("announce_host", str, Network.announce_host),
         api_host=net.get("api_host", str, Network.api_host),
         api_port=net.port("api_port", Network.api_port),
+        pending_connections_max=net.count("pending_connections_max", Network.pending_connections_max),
+        pending_connections_per_address=net.count("pending_connections_per_address", Network.pending_connections_per_address),
+        http_connections_max=net.count("http_connections_max", Network.http_connections_max),
+        http_connections_per_address=net.count("http_connections_per_address", Network.http_connections_per_address),
+        http_header_timeout_s=net.positive("http_header_timeout_s", Network.http_header_timeout_s),
+        http_body_timeout_s=net.positive("http_body_timeout_s", Network.http_body_timeout_s),
+        announce_burst=net.count("announce_burst", Network.announce_burst),
+        announce_per_s=net.positive("announce_per_s", Network.announce_per_s),
     )
     net.finish()
 

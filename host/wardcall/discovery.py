@@ -1,16 +1,45 @@
 """UDP discovery: a terminal without a host address broadcasts DISCOVER; the host answers known
 devices whose tag verifies with ANNOUNCE (its address and TCP port), tagged with that device's key.
+
+A datagram's source address can be forged, so nothing here is unbounded: refusals go to the
+ward, which aggregates them per source; ANNOUNCE replies are rate-limited per source address
+(a token bucket: `[network] announce_burst`, `announce_per_s`); log lines are rate-limited.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
+import time
+from typing import Callable
 
 from .hub import WardHub
 from .protocol import ProtocolError, wardproto
+from .ratelog import RateLimitedLog
 
 log = logging.getLogger("wardcall.discovery")
+flood_log = RateLimitedLog(log)
+BUCKETS = 4096          # source addresses with a bucket of their own; the oldest are forgotten
+
+
+class TokenBuckets:
+    """One token bucket per key: `burst` at most, refilled at `rate` a second."""
+
+    def __init__(self, burst: int, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst = burst
+        self.rate = rate
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}     # key -> (tokens, when)
+
+    def take(self, key: str) -> bool:
+        now = self.clock()
+        tokens, then = self._buckets.pop(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - then) * self.rate)
+        allowed = tokens >= 1.0
+        self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+        if len(self._buckets) > BUCKETS:
+            del self._buckets[next(iter(self._buckets))]
+        return allowed
 
 
 def local_address_towards(peer_ip: str) -> str:
@@ -30,6 +59,9 @@ class DiscoveryProtocol(asyncio.DatagramProtocol):
         self.hub = hub
         self.tcp_port = tcp_port
         self.transport: asyncio.DatagramTransport | None = None
+        network = hub.config.network
+        self.replies = TokenBuckets(network.announce_burst, network.announce_per_s)
+        self._pending: set[asyncio.Future] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -37,12 +69,17 @@ class DiscoveryProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         try:
             self._answer(data, addr)
-        except Exception:   # nothing a datagram contains may stop discovery
-            log.exception("discovery datagram from %s failed", addr)
+        except Exception as exc:   # nothing a datagram contains may stop discovery
+            if flood_log.log(logging.ERROR, ("failed", type(exc).__name__), "discovery datagram from %s failed: %r", addr, exc):
+                log.error("the traceback of that failure", exc_info=True)
 
     def _refuse(self, device: str, address: str, reason: str) -> None:
-        log.warning("discovery: refused %r from %s: %s", device, address, reason)
-        asyncio.ensure_future(self.hub.apply(self.hub.ward.auth_refused(device, address, f"discovery: {reason}")))
+        flood_log.warning(("refused", reason if reason in ("unknown device", "wrong key") else "other"), "discovery: refused %r from %s: %s", device[:64], address, reason)
+        fx = self.hub.ward.auth_refused(device, address, f"discovery: {reason}")
+        if fx:      # mostly nothing: the ward counts the attempt and records a row a minute
+            task = asyncio.ensure_future(self.hub.apply(fx))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
 
     def _answer(self, data: bytes, addr: tuple) -> None:
         address = f"{addr[0]}:{addr[1]}"
@@ -50,7 +87,7 @@ class DiscoveryProtocol(asyncio.DatagramProtocol):
             device = wardproto.peek_device(data)
             mtype, _, _ = wardproto.peek_header(data)
         except ProtocolError as exc:
-            log.info("discovery: dropped a datagram from %s: %s", address, exc.message)
+            flood_log.info(("dropped",), "discovery: dropped a datagram from %s: %s", address, exc.message)
             return
         if mtype != wardproto.DISCOVER:
             return
@@ -64,13 +101,17 @@ class DiscoveryProtocol(asyncio.DatagramProtocol):
         except ProtocolError as exc:
             self._refuse(device, address, "wrong key" if exc.code == wardproto.E_AUTH else exc.message)
             return
+        if not self.replies.take(addr[0]):
+            flood_log.warning(("limited",), "discovery: %s (%s) asks too often: not answered (at most %d at once, "
+                              "then %g a second per address)", device, address, self.replies.burst, self.replies.rate)
+            return
         network = self.hub.config.network
         host = network.announce_host
         if not host:
             host = network.terminal_host if network.terminal_host not in ("", "0.0.0.0", "::") else local_address_towards(addr[0])
         assert self.transport is not None
         self.transport.sendto(wardproto.announce(mac, msg["nonce"], host, self.tcp_port), addr)
-        log.info("discovery: told %s (%s) the host is %s:%d", device, address, host, self.tcp_port)
+        flood_log.info(("told", device), "discovery: told %s (%s) the host is %s:%d", device, address, host, self.tcp_port)
 
 
 async def start_discovery(hub: WardHub, host: str, port: int, tcp_port: int) -> tuple[asyncio.DatagramTransport, int]:

@@ -1,11 +1,14 @@
 """The hub joins the ward state machine to the world: it stores every batch of effects, and only
 after the commit sends frames to terminals and publishes changes to the consoles.
 
-When the record cannot be written (disk full, I/O error) the real error is logged and the
-`database` alarm goes straight to the consoles (it needs no disk); what a sender is acknowledged
-for only once stored (a terminal's CALL or CANCEL, a console's acknowledge or silence) is taken
-back out of the live ward and StorageError tells the caller not to acknowledge it. The first
-write that succeeds again clears the alarm.
+When the record cannot be written (disk full, I/O error) or does not answer within RECORD_PATIENCE_S
+(a dying disk, NFS), the change is shown all the same: the live ward goes on, a call goes on
+every console at once (marked not recorded) and the `database` alarm sounds. What could not be
+written is held by the writer (storage.py) and goes with the next write that succeeds, or with a
+retry from the timers. What a sender is acknowledged for only once stored is not acknowledged
+until then: a terminal's CALL or CANCEL gets no CALL_ACK (the terminal resends it every 3 s), a
+console's acknowledge is taken back and answered 503 (a silence is kept: it hides nothing). The timers never wait for the
+record longer than that patience, so supervision and escalation go on.
 
 Terminal sessions (terminal_server.py), the web layer (web/) and the timers all go through it;
 the consoles hear about changes through its ConsoleBus (bus.py).
@@ -17,21 +20,35 @@ import contextlib
 import itertools
 import logging
 from collections import Counter
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
 from .bus import ConsoleBus, Subscriber
 from .clock import Clock
 from .config import WardConfig
 from .protocol import wardproto
-from .storage import AsyncWriter, StorageError
-from .ward import CLEARED, Effects, Record, Ward, WardError
+from .ratelog import RateLimitedLog
+from .storage import WRITTEN, AsyncWriter, Batch, StorageError
+from .ward import CLEARED, Call, Effects, Ward, WardError
 from .ward.state import RECORD_ALARM
 
 log = logging.getLogger("wardcall.hub")
 
+RECORD_PATIENCE_S = 2.0     # a write not answered by then: the record "does not answer" (alarm, shown anyway)
+RECORD_RETRY_S = 1.0        # what is held is tried again this often while nothing else writes
+LAST_SEEN_WRITE_S = 10.0    # online terminals' last_seen written to the record (one transaction)
+FILE_CHECK_S = 1.0          # the record's files compared with the open record
+CHECKPOINT_S = 30.0         # WAL checkpoint: the database file holds what the WAL does
+PRUNE_S = 60.0              # lines beyond their budget deleted (storage.prune_step)
+PRUNE_STEPS_MAX = 200       # steps per run (200 × storage.PRUNE_CHUNK rows); the rest the next minute
+FILES_ALARM = "database_files"
+DISPLACED_WINDOW_S = 60.0   # a board's live session replaced this often within the window ...
+DISPLACED_ALARM = 4         # ... means two boards with one identity (a cloned board or key)
+
 
 class TerminalLink(Protocol):
     """What the hub needs of a live terminal session."""
+
+    address: str
 
     def send(self, mtype: int, fields: dict[str, Any]) -> None: ...
 
@@ -39,97 +56,171 @@ class TerminalLink(Protocol):
 
 
 class WardHub:
-    def __init__(self, config: WardConfig, keys: dict[str, bytes], writer: AsyncWriter, clock: Clock) -> None:
+    def __init__(self, config: WardConfig, keys: dict[str, bytes], writer: AsyncWriter, clock: Clock,
+                 patience_s: float = RECORD_PATIENCE_S) -> None:
         self.config = config
         self.keys = keys
         self.writer = writer
+        writer.listener = self
         self.clock = clock
+        self.patience_s = patience_s
         self.ward = Ward(config, clock)
-        self.links: dict[str, TerminalLink] = {}
+        self.links: dict[str, TerminalLink] = {}              # device -> its newest session
+        self.boards: dict[str, dict[str, TerminalLink]] = {}  # device -> hwid -> session, every live board
+        self._displaced: dict[str, list[float]] = {}          # device -> when a live session was replaced
         self.bus = ConsoleBus(clock)
         self._cmd_ids = itertools.count(1)
         # cmd_id -> (device, future of (ok, detail)): RESULTs awaited in code (ota/transfer.py), not recorded
         self.result_waiters: dict[int, tuple[str, asyncio.Future]] = {}
-        # (device, call id) -> [lock, users]: one CALL/CANCEL of a call at a time (a resend on a
-        # new session waits until the first is stored or taken back)
-        self._call_locks: dict[tuple[str, int], list[Any]] = {}
-        self._unwritten: list[Record] = []     # the record-alarm's own lines, written when it can be
-        self._recovering = False
+        # (device, hwid, call id) -> [lock, users]: one CALL/CANCEL of a call at a time (a resend
+        # on a new session waits until the first is stored or taken back)
+        self._call_locks: dict[tuple[str, str, int], list[Any]] = {}
+        # calls cleared on the board whose clearing is not in the record yet (its write did not
+        # answer and could not be taken back): a resent CANCEL is acknowledged once it is
+        self._unrecorded_clears: dict[tuple[str, str, int], Call] = {}
         self._background: set[asyncio.Future] = set()
+        self._hung_job: float | None = None             # the writer's job a wait gave up on
+        self._upkeep_origin = clock.mono()
+        self._upkeep_due: dict[str, float] = {}
+        self._upkeep_tasks: dict[str, asyncio.Task] = {}
+        self._last_seen_written: dict[str, float | None] = {}
+        self._ratelog = RateLimitedLog(log)
 
     # ----- effects -----
 
-    async def apply(self, fx: Effects) -> None:
-        """Store, then tell terminals, then tell consoles.
+    async def apply(self, fx: Effects) -> bool:
+        """Store, then tell terminals, then tell consoles; True if it is stored.
 
-        If the store fails, the error is logged and the `database` alarm published. An input with
-        `undo` (a terminal's CALL or CANCEL, a console's acknowledge or silence) is then taken
-        back, nothing of it is sent or published, and StorageError is raised: the caller must not
-        acknowledge it (the terminal resends it; the console is told). Other changes stand — the
-        live ward has moved on (a call escalated, a terminal went offline) — so they are still
-        sent and published; only the record misses them."""
+        If it cannot be stored in time (the write failed, or the record did not answer within
+        the patience) it is delivered all the same and held for the next write — except an input
+        with `undo` (a console's acknowledge, a terminal's CANCEL) whose write can still
+        be taken back: that is taken back, nothing of it is sent or published, and StorageError
+        tells the caller not to acknowledge it."""
+        if not fx:
+            return True
+        batch = await self._store(fx)
+        return batch.state == WRITTEN
+
+    async def _store(self, fx: Effects) -> Batch:
+        if fx.undo and self._stalled():
+            # nothing that is answered only once stored is queued behind a write that hangs
+            fx.revert()
+            raise StorageError(f"{self._not_answering_text()}: not done, try again")
+        batch = self.writer.submit(fx)
+        problem = await self._outcome(batch)
+        if problem is None:
+            self._deliver(fx)
+            return batch
+        if fx.undo and self.writer.withdraw(batch):
+            fx.revert()
+            self._log_not_stored(fx, problem, "taken back: not acknowledged, so it is sent again")
+            raise StorageError(problem)
+        # held for the next write (or in a write that has not answered, which cannot be taken
+        # back): the live ward has moved on, so it is shown
+        self._log_not_stored(fx, problem, "shown; written when the record can be")
+        self._deliver(fx)
+        return batch
+
+    async def _outcome(self, batch: Batch) -> str | None:
+        """None once the batch is stored; else what stands in the way (within the patience)."""
+        if not batch.future.done() and not self._stalled():
+            await asyncio.wait([batch.future], timeout=self.patience_s)
+        if batch.future.done():
+            exc = batch.future.exception()
+            return None if exc is None else self._unwritable_text(str(exc) or type(exc).__name__)
+        self._not_answering()
+        return self._not_answering_text()
+
+    def _record_problem(self) -> str:
+        alarm = self.ward.alarms.get(RECORD_ALARM)
+        return alarm.text if alarm is not None else "the record is being written"
+
+    def _stalled(self) -> bool:
+        """The record does not answer: its current job has run past the patience, or is the one a
+        wait already gave up on."""
+        job = self.writer.current_job()
+        return job is not None and (job == self._hung_job or self.writer.busy_for() > self.patience_s)
+
+    @staticmethod
+    def _unwritable_text(problem: str) -> str:
+        return f"the record cannot be written: {problem}"
+
+    def _not_answering_text(self) -> str:
+        waited = self.writer.busy_for()
+        shown = self.patience_s if waited < 10 else waited // 10 * 10
+        return f"the record has not answered for {shown:g} s (a write waits for the disk)"
+
+    def _log_not_stored(self, fx: Effects, problem: str, what: str) -> None:
+        kinds = Counter(r.kind for r in fx.records)
+        self._ratelog.log(logging.ERROR, ("not stored", what), "%s; not stored: %s (%s)", problem,
+                          ", ".join(f"{kind} x{n}" if n > 1 else kind for kind, n in kinds.items()) or "nothing", what)
+
+    # ----- what the writer tells (storage.WriterListener) -----
+
+    def record_written(self, calls: list[tuple[Call, str]]) -> None:
+        """A transaction is in the record: calls in it are recorded now (the consoles are told),
+        and if nothing is held any more the alarm clears."""
+        shown: dict[int, Call] = {}
+        for call, state in calls:
+            if not call.recorded:
+                call.recorded = True
+                if self.ward.calls.get(call.key) is call:
+                    shown[call.id] = call
+            if state == CLEARED and self._unrecorded_clears.get(call.key) is call:
+                del self._unrecorded_clears[call.key]
+        if shown:
+            self._publish(Effects(calls=shown))
+        if RECORD_ALARM in self.ward.alarms and not self.writer.held and not self._stalled():
+            fx = self.ward.record_writable()
+            if self.writer.dropped:
+                fx.merge(self.ward.note("records_dropped", dropped=dict(self.writer.dropped),
+                                        why="held while the record could not be written"))
+                self.writer.dropped.clear()
+            log.warning("the record is written again")
+            self.writer.submit(fx)
+            self._deliver(fx)
+
+    def record_failed(self, problem: str) -> None:
+        self._record_trouble(self._unwritable_text(problem))
+
+    def record_files_changed(self, reports: list[str]) -> None:
+        for text in reports:
+            standing = self.ward.alarms.get(FILES_ALARM)
+            if standing is not None and standing.text == text:
+                continue        # told already (a write-back that keeps failing)
+            fx = self.ward.database_alarm(text, FILES_ALARM)
+            self.writer.submit(fx)
+            self._deliver(fx)
+
+    def _not_answering(self) -> None:
+        self._hung_job = self.writer.current_job()
+        self._record_trouble(self._not_answering_text())
+
+    def _record_trouble(self, text: str) -> None:
+        """Raise (or retell) the record alarm: straight to the consoles, it needs no disk; its own
+        line goes to the record with the next write."""
+        fx = self.ward.record_unwritable(text)
         if not fx:
             return
-        try:
-            await self.writer.commit(fx)
-        except Exception as exc:
-            problem = str(exc) or type(exc).__name__
-            withdrawn = bool(fx.undo)
-            if withdrawn:
-                fx.revert()
-            self._not_stored(fx, problem, withdrawn)
-            if withdrawn:
-                raise StorageError(f"the record cannot be written: {problem}") from exc
-            self._deliver(fx)
-            return
+        if fx.records:
+            log.error("%s", text)
+            self.writer.hold(Effects(records=fx.records))
         self._deliver(fx)
-        if RECORD_ALARM in self.ward.alarms:
-            await self._record_writable()
-
-    def _not_stored(self, fx: Effects, problem: str, withdrawn: bool = False) -> None:
-        kinds = Counter(r.kind for r in fx.records)
-        log.error("the record cannot be written: %s; not stored: %s%s", problem,
-                  ", ".join(f"{kind} x{n}" if n > 1 else kind for kind, n in kinds.items()) or "nothing",
-                  " (taken back: not acknowledged, so it is sent again)" if withdrawn else "")
-        alarm = self.ward.record_unwritable(problem)
-        if alarm:
-            self._unwritten += alarm.records
-            self._deliver(alarm)
-
-    async def _record_writable(self) -> None:
-        """A write succeeded while the record alarm stands: write the alarm's lines, clear it."""
-        if self._recovering:
-            return
-        self._recovering = True
-        try:
-            fx = self.ward.record_writable()
-            held, self._unwritten = self._unwritten, []
-            try:
-                await self.writer.commit(Effects(records=held + fx.records))
-            except Exception as exc:
-                self._unwritten = held + self._unwritten
-                self._not_stored(fx, str(exc) or type(exc).__name__)     # raises it again
-                return
-            if RECORD_ALARM in self.ward.alarms:
-                fx.alarms.pop(RECORD_ALARM, None)   # failed again meanwhile: the consoles keep it
-            log.warning("the record is written again")
-            self._deliver(fx)
-        finally:
-            self._recovering = False
 
     def _deliver(self, fx: Effects) -> None:
         """Send the frames to the terminals, then publish the changes to the consoles."""
         for message in fx.messages:
-            link = self.links.get(message.device)
-            if link is None:
-                continue        # the terminal resynchronises from the open calls when it returns
-            fields = message.fields
-            if message.mtype == wardproto.COMMAND:
-                fields = {"cmd_id": next(self._cmd_ids), **fields}
-            try:
-                link.send(message.mtype, fields)
-            except Exception as exc:   # a broken link must not stop the others hearing
-                log.warning("sending %s to %s failed: %s", wardproto.TYPE_NAMES.get(message.mtype), message.device, exc)
+            live = self.boards.get(message.device, {})
+            # a call's state goes to the board that placed it; anything else to every board
+            links = [live[message.hwid]] if message.hwid in live else [] if message.hwid is not None else list(live.values())
+            for link in links:   # none: the terminal resynchronises from the open calls when it returns
+                fields = message.fields
+                if message.mtype == wardproto.COMMAND:
+                    fields = {"cmd_id": next(self._cmd_ids), **fields}
+                try:
+                    link.send(message.mtype, fields)
+                except Exception as exc:   # a broken link must not stop the others hearing
+                    log.warning("sending %s to %s failed: %s", wardproto.TYPE_NAMES.get(message.mtype), message.device, exc)
         self._publish(fx)
 
     def _publish(self, fx: Effects) -> None:
@@ -188,12 +279,27 @@ class WardHub:
 
     async def acknowledge(self, call_id: int, user: str) -> dict[str, Any]:
         fx, call = self.ward.acknowledge(call_id, user)
-        await self.apply(fx)
+        await self._answer_once_stored(fx)
         return self.ward.call_view(call)
 
     async def silence(self, seconds: float, user: str) -> dict[str, Any]:
-        await self.apply(self.ward.silence(seconds, user))
+        await self._answer_once_stored(self.ward.silence(seconds, user))
         return self.ward.sound_view()
+
+    async def _answer_once_stored(self, fx: Effects) -> None:
+        """A console action is answered once it is stored. Its write failed, or is queued behind
+        one that does not answer: taken back, StorageError (503). Its write is the one that does
+        not answer: it cannot be taken back, so it stands (shown), and the answer waits for the
+        record."""
+        changes = bool(fx.undo)
+        batch = await self._store(fx)
+        if not changes or batch.state == WRITTEN:
+            return
+        try:
+            await asyncio.shield(batch.future)
+        except StorageError as exc:
+            raise StorageError(f"{self._unwritable_text(str(exc))}; the change stands and is recorded "
+                               "when the record can be written") from None
 
     async def command(self, device: str, cmd: int, arg: bytes, user: str, name: str = "") -> int:
         link = self.links.get(device)
@@ -219,25 +325,54 @@ class WardHub:
 
     # ----- terminals -----
 
-    def attach(self, device: str, link: TerminalLink) -> None:
-        """A new authenticated session; a second session of the same device replaces the first."""
-        old = self.links.get(device)
-        self.links[device] = link
+    def attach(self, device: str, link: TerminalLink, hwid: str = "") -> Effects:
+        """A new authenticated session of one board of the device. It replaces that board's older
+        session. Another board of the same device id stays connected — the calls of both are
+        delivered — and an alarm says two boards claim it; so does a board whose live session
+        keeps being replaced (two boards with one hardware id too: a cloned board or key)."""
+        fx = Effects()
+        live = self.boards.setdefault(device, {})
+        old = live.get(hwid)
         if old is not None and old is not link:
-            old.close("replaced by a new session of the same device")
+            old.close("replaced by a new session of the same board")
+            now = self.clock.mono()
+            recent = [t for t in self._displaced.get(device, []) if now - t < DISPLACED_WINDOW_S] + [now]
+            self._displaced[device] = recent
+            if len(recent) >= DISPLACED_ALARM:
+                fx.merge(self.ward.boards_claim(
+                    device, [(hwid, old.address), (hwid, link.address)],
+                    f"its sessions replaced each other {len(recent)} times within {DISPLACED_WINDOW_S:g} s "
+                    "(two boards with one identity: a cloned board or key?)", standing=False))
+        live[hwid] = link
+        self.links[device] = link
+        if len(live) > 1:
+            fx.merge(self.ward.boards_claim(device, [(h, s.address) for h, s in sorted(live.items())],
+                                            "both are connected and the calls of both are delivered", standing=True))
+        return fx
 
-    def detach(self, device: str, link: TerminalLink) -> bool:
-        """Forget a session that ended; False if a newer session already replaced it."""
+    async def detach(self, device: str, link: TerminalLink, hwid: str = "") -> bool:
+        """Forget a session that ended; True if the device has no session left (False if a newer
+        session of the board replaced it, or another board of the device is still connected)."""
+        live = self.boards.get(device, {})
+        if live.get(hwid) is not link:
+            return False
+        del live[hwid]
         if self.links.get(device) is link:
-            del self.links[device]
+            if live:
+                self.links[device] = next(iter(live.values()))
+            else:
+                del self.links[device]
+        if len(live) == 1:
+            await self.apply(self.ward.boards_claim_ended(device))
+        if not live:
+            self.boards.pop(device, None)
             return True
         return False
 
     @contextlib.asynccontextmanager
-    async def _one_at_a_time(self, device: str, call_id: int) -> AsyncIterator[None]:
+    async def _one_at_a_time(self, key: tuple[str, str, int]) -> AsyncIterator[None]:
         """A CALL or CANCEL of one call is handled after the one before it is stored or taken
         back (two sessions of a terminal, the old one still waiting for the disk)."""
-        key = (device, call_id)
         entry = self._call_locks.setdefault(key, [asyncio.Lock(), 0])
         entry[1] += 1
         try:
@@ -248,39 +383,135 @@ class WardHub:
             if entry[1] == 0:
                 del self._call_locks[key]
 
-    async def _stored_call(self, device: str, call_id: int) -> dict[str, Any] | None:
-        """A call not open on the board: its row in the record, if any. A row still open there is
-        put back on the board first (its CALL was taken back after a failed write while another
-        change of it was stored), so the call is neither lost nor left open for ever."""
-        stored = await self.writer.find_call(device, call_id)
-        if stored is not None and stored["state"] != CLEARED and not self.ward.is_open(device, call_id):
+    async def _stored_call(self, device: str, call_id: int, hwid: str) -> dict[str, Any] | None:
+        """A call not open on the board: its row in the record, if any (StorageError if the record
+        does not answer in time). A row still open there is put back on the board first, so the
+        call is neither lost nor left open for ever."""
+        if self._stalled():
+            raise StorageError(self._not_answering_text())
+        try:
+            stored = await asyncio.wait_for(self.writer.find_call(device, call_id, hwid), self.patience_s)
+        except asyncio.TimeoutError:
+            self._not_answering()
+            raise StorageError(self._not_answering_text()) from None
+        if stored is not None and stored["state"] != CLEARED and not self.ward.is_open(device, call_id, hwid):
             log.warning("call %s/%d is open in the record but was not on the board: put back", device, call_id)
             await self.apply(self.ward.reinstate_call(stored))
         return stored
 
-    async def terminal_call(self, device: str, call_id: int, kind: int, age_ms: int) -> None:
-        """Raises StorageError if the call could not be stored: then it must not be acknowledged."""
+    async def terminal_call(self, device: str, call_id: int, kind: int, age_ms: int, hwid: str = "") -> None:
+        """A CALL from the board `hwid` of the device. Raises StorageError if the call is not in
+        the record (yet): then it must not be acknowledged. It is on the board all the same,
+        marked not recorded."""
         ward = self.ward
-        async with self._one_at_a_time(device, call_id):
-            if not ward.is_open(device, call_id):
-                stored = await self._stored_call(device, call_id)
-                if stored is not None and not ward.is_open(device, call_id):
+        key = (device, hwid, call_id)
+        async with self._one_at_a_time(key):
+            if not ward.is_open(device, call_id, hwid):
+                cleared = self._unrecorded_clears.get(key)
+                if cleared is not None:
+                    # its clearing waits for the record; the call itself may be there already
+                    await self.apply(ward.repeated_cleared_call(device, call_id, "CALL", hwid))
+                    if not cleared.recorded:
+                        raise StorageError(f"call {device}/{call_id} is not recorded yet: {self._record_problem()}")
+                    return
+                stored = await self._stored_call(device, call_id, hwid)
+                if stored is not None and not ward.is_open(device, call_id, hwid):
                     # a retransmission of a call that is already cleared: acknowledged again, no change
-                    await self.apply(ward.repeated_cleared_call(device, call_id, "CALL"))
+                    await self.apply(ward.repeated_cleared_call(device, call_id, "CALL", hwid))
                     return
-            fx, _ = ward.place_call(device, call_id, kind, age_ms)
+            fx, call = ward.place_call(device, call_id, kind, age_ms, hwid)
             await self.apply(fx)
+            if call is not None and not call.recorded:
+                raise StorageError(f"call {device}/{call_id} is shown but not recorded yet: {self._record_problem()}")
 
-    async def terminal_cancel(self, device: str, call_id: int, reason: int, age_ms: int) -> None:
-        """Raises StorageError if the cancel could not be stored: then it must not be acknowledged."""
+    async def terminal_cancel(self, device: str, call_id: int, reason: int, age_ms: int, hwid: str = "") -> None:
+        """Raises StorageError if the cancel is not in the record (yet): then it must not be
+        acknowledged. A cancel whose write failed is taken back (the call stays on the board);
+        one whose write does not answer stands, and is acknowledged once it is written."""
         ward = self.ward
-        async with self._one_at_a_time(device, call_id):
-            if not ward.is_open(device, call_id):
-                stored = await self._stored_call(device, call_id)
-                if stored is not None and stored["state"] == CLEARED:
-                    await self.apply(ward.repeated_cleared_call(device, call_id, "CANCEL"))
+        key = (device, hwid, call_id)
+        async with self._one_at_a_time(key):
+            if not ward.is_open(device, call_id, hwid):
+                if key in self._unrecorded_clears:
+                    await self.apply(ward.repeated_cleared_call(device, call_id, "CANCEL", hwid))
+                    if key in self._unrecorded_clears:
+                        raise StorageError(f"the clearing of call {device}/{call_id} is not recorded yet: {self._record_problem()}")
                     return
-            await self.apply(ward.cancel_call(device, call_id, reason, age_ms))
+                stored = await self._stored_call(device, call_id, hwid)
+                if stored is not None and stored["state"] == CLEARED:
+                    await self.apply(ward.repeated_cleared_call(device, call_id, "CANCEL", hwid))
+                    return
+            call = ward.calls.get(key)
+            if not await self.apply(ward.cancel_call(device, call_id, reason, age_ms, hwid)) and call is not None:
+                self._unrecorded_clears[key] = call
+                raise StorageError(f"the clearing of call {device}/{call_id} is not recorded yet: {self._record_problem()}")
+
+    # ----- timers -----
 
     async def tick(self) -> None:
         await self.apply(self.ward.tick())
+        self._upkeep()
+
+    def _upkeep(self) -> None:
+        """The record's upkeep, from the timers: retry what is held, write last_seen, watch the
+        files, checkpoint, prune. None of it waits; nothing is queued behind a write that hangs."""
+        now = self.clock.mono()
+        if self._stalled():
+            self._not_answering()
+            return
+        if self.writer.held and self._due("retry", now, RECORD_RETRY_S):
+            self.writer.flush()
+        if self._due("last_seen", now, LAST_SEEN_WRITE_S):
+            self._write_last_seen()
+        storage = self.writer.storage
+        if self._due("files", now, FILE_CHECK_S):
+            self._start_upkeep("files", self.writer.check_files)
+        if self._due("checkpoint", now, CHECKPOINT_S):
+            self._start_upkeep("checkpoint", lambda: self.writer.run(storage.checkpoint))
+        if self._due("prune", now, PRUNE_S):
+            self._start_upkeep("prune", self._prune)
+
+    async def upkeep_done(self) -> None:
+        """Wait for the upkeep jobs under way (tests; a clean stop)."""
+        running = [t for t in self._upkeep_tasks.values() if not t.done()]
+        if running:
+            await asyncio.wait(running)
+
+    def _due(self, name: str, now: float, period: float) -> bool:
+        due = self._upkeep_due.setdefault(name, self._upkeep_origin + period)
+        if now < due:
+            return False
+        self._upkeep_due[name] = now + period
+        return True
+
+    def _start_upkeep(self, name: str, job: Callable[[], Awaitable[Any]]) -> None:
+        running = self._upkeep_tasks.get(name)
+        if running is not None and not running.done():
+            return
+        task = asyncio.ensure_future(job())
+        self._upkeep_tasks[name] = task
+        task.add_done_callback(lambda t, name=name: self._upkeep_done(name, t))
+
+    def _upkeep_done(self, name: str, task: asyncio.Future) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._ratelog.warning(("upkeep", name), "record upkeep %s failed: %s", name, task.exception())
+
+    def _write_last_seen(self) -> None:
+        """Online terminals' last_seen (a heartbeat is not recorded one by one): one transaction."""
+        changed = {d: t for d, t in self.ward.terminals.items()
+                   if t.online and t.last_seen is not None and self._last_seen_written.get(d) != t.last_seen}
+        if changed:
+            self._last_seen_written.update({d: t.last_seen for d, t in changed.items()})
+            self.writer.submit(Effects(terminals=changed))
+
+    async def _prune(self) -> None:
+        """Prune step by step: what the ward writes meanwhile goes between the steps."""
+        deleted: Counter = Counter()
+        for _ in range(PRUNE_STEPS_MAX):
+            step = await self.writer.run(self.writer.storage.prune_step, self.clock.wall())
+            if not step:
+                break
+            deleted.update(step)
+        if deleted:
+            log.info("record: pruned %s", ", ".join(f"{kind} x{n}" for kind, n in sorted(deleted.items())))
+            await self.record("record_pruned", deleted=dict(deleted))

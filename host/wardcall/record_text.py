@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import WardConfig
+from .record_queries import latest_server_start, open_calls, terminal_rows
 from .protocol import KIND_NAMES
 
 
@@ -35,23 +36,12 @@ def format_event(row: sqlite3.Row) -> str:
     return "  ".join(parts)
 
 
-def recent_events(conn: sqlite3.Connection, after_id: int = 0, last: int | None = None) -> list[sqlite3.Row]:
-    if last is not None:
-        rows = list(conn.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (last,)))
-        return rows[::-1]
-    return list(conn.execute("SELECT * FROM events WHERE id > ? ORDER BY id", (after_id,)))
-
-
 @dataclass(frozen=True)
 class ServerCheck:
     """Whether this ward's server answers: `running` only when its /api/health names this
     ward and the run of the latest server start in the record; `text` says what was found."""
     running: bool
     text: str
-
-
-def latest_server_start(conn: sqlite3.Connection) -> sqlite3.Row | None:
-    return conn.execute("SELECT run, data FROM events WHERE kind = 'server_started' ORDER BY id DESC LIMIT 1").fetchone()
 
 
 def check_server(config: WardConfig, conn: sqlite3.Connection, timeout: float = 2.0) -> ServerCheck:
@@ -80,7 +70,7 @@ def check_server(config: WardConfig, conn: sqlite3.Connection, timeout: float = 
 def status_text(config: WardConfig, conn: sqlite3.Connection, server: ServerCheck) -> str:
     now = time.time()
     out = [f"ward {config.ward}    {clock_text(now)}    server {server.text}", ""]
-    calls = list(conn.execute("SELECT * FROM calls WHERE state != 'cleared' ORDER BY kind, placed_at, id"))
+    calls = open_calls(conn)
     out.append(f"open calls: {len(calls)}")
     for c in calls:
         age = now - c["placed_at"]
@@ -93,7 +83,7 @@ def status_text(config: WardConfig, conn: sqlite3.Connection, server: ServerChec
             extra.append(f"re-alerted {c['realerts']}x")
         out.append(f"  #{c['id']:<5} {KIND_NAMES.get(c['kind'], '?'):<13} room {c['room']:<6} bed {c['bed'] or '-':<4} "
                    f"{c['state']:<13} {int(age // 60):3d} min {int(age % 60):02d} s  {'  '.join(extra)}")
-    terminals = {row["device"]: row for row in conn.execute("SELECT * FROM terminals")}
+    terminals = {row["device"]: row for row in terminal_rows(conn)}
     out += ["", "terminals:"]
     for device, t in sorted(config.terminals.items(), key=lambda kv: (kv[1].room, kv[1].bed, kv[0])):
         row = terminals.get(device)

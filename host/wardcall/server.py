@@ -1,26 +1,41 @@
 """`wardcall serve`: one asyncio process with the terminal sessions (TCP), discovery (UDP),
-the console API (HTTP) and the timers, over one record."""
+the console API (HTTP) and the timers, over one record.
+
+One host per record: the record's lock is taken before anything is written, and a second host
+stops with one line. A record that cannot be written, or a port in use, stops the host at start
+with one line and exit status 2 (cli.py): a host that cannot write cannot acknowledge any call,
+and the terminals keep their lamps and buzzer working locally.
+"""
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
+import resource
 import signal
 from pathlib import Path
+from typing import Awaitable, Callable, TypeVar
 
 from aiohttp import web
 
 from .clock import SystemClock
-from .config import WardConfig
+from .config import ConfigError, WardConfig
 from .discovery import start_discovery
 from .hub import WardHub
 from .devicekeys import load_keys
+from .record_guard import RecordLock, check_identity
 from .storage import AsyncWriter, open_storage
 from .terminal_server import TerminalServer
 from .web import make_app
+from .web.listener import start_api_listener
 
 log = logging.getLogger("wardcall.server")
+
+STOP_RECORD_TIMEOUT_S = 5.0     # at the end, what is held gets this long to reach the record
+
+T = TypeVar("T")
 
 
 def tick_interval(config: WardConfig) -> float:
@@ -38,11 +53,52 @@ async def run_timers(hub: WardHub, interval: float) -> None:
             log.exception("timer tick failed")
 
 
+def raise_descriptor_limit() -> int:
+    """Every terminal is a socket: the soft limit on open files goes up to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, want, exc)
+    return soft
+
+
+async def _listen(config: WardConfig, key: str, host: str, port: int, start: Callable[[], Awaitable[T]]) -> T:
+    """Start one listener; a port in use is one line naming it and the key to change."""
+    try:
+        return await start()
+    except OSError as exc:
+        host_key = key.replace("_port", "_host")
+        if exc.errno == errno.EADDRINUSE:
+            problem = f"{host}:{port} is in use (another wardcall serve, or another program): stop it or change [network] {key}"
+        elif exc.errno == errno.EACCES:
+            problem = f"{host}:{port} may not be used by this user: change [network] {key}"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            key = host_key
+            problem = f"{host} is not an address of this machine: change [network] {key}"
+        else:
+            raise
+        raise ConfigError(config.path, f"[network] {key}", problem) from None
+
+
 async def serve(config: WardConfig, ready_file: Path | None = None) -> None:
+    files = raise_descriptor_limit()
     keys = load_keys(config.secrets)
     missing = sorted(set(config.terminals) - set(keys))
     if missing:
         log.warning("no key for terminal(s) %s in %s: they will be refused", ", ".join(missing), config.secrets)
+    lock = RecordLock(config.database)
+    lock.acquire()              # before anything is written: one host per record
+    try:
+        await _serve(config, keys, ready_file, files)
+    finally:
+        lock.release()
+
+
+async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | None, files: int) -> None:
     opened = open_storage(config.database)
     storage = opened.storage
     writer = AsyncWriter(storage)
@@ -52,41 +108,58 @@ async def serve(config: WardConfig, ready_file: Path | None = None) -> None:
     terminals = await writer.run(storage.terminal_rows)
     next_id = await writer.run(storage.next_call_id)
     fx = hub.ward.restore(calls, terminals, next_id)
-    fx.merge(hub.ward.note("server_started", pid=os.getpid(), run=storage.run, open_calls=len(hub.ward.calls)))
+    fx.merge(hub.ward.note("server_started", pid=os.getpid(), run=storage.run, record=storage.record_id,
+                           open_calls=len(hub.ward.calls)))
     if opened.renamed_corrupt is not None:
         text = f"the record {config.database} was unreadable ({storage.corrupt_problem}); it was kept as {opened.renamed_corrupt} and a new record started"
         log.critical(text)
         fx.merge(hub.ward.database_alarm(text))
-    await hub.apply(fx)
-    log.info("record %s: %d open call(s) restored", config.database, len(hub.ward.calls))
+    missing_text = check_identity(config.path, config.database, storage.record_id, storage.new_record)
+    if missing_text is not None and opened.renamed_corrupt is None:
+        log.critical(missing_text)
+        fx.merge(hub.ward.database_alarm(missing_text))
 
     net = config.network
     terminal_server = TerminalServer(hub)
-    tcp_port = await terminal_server.start(net.terminal_host, net.terminal_port)
-    udp_transport, udp_port = await start_discovery(hub, net.discovery_host, net.discovery_port, tcp_port)
-    timers = asyncio.create_task(run_timers(hub, tick_interval(config)), name="timers")
     runner = web.AppRunner(make_app(hub), access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, net.api_host, net.api_port)
-    await site.start()
-    api_port = runner.addresses[0][1]
-    log.info("ward %s: terminals on %s:%d, discovery on %s:%d, console API on http://%s:%d/",
-             config.ward, net.terminal_host, tcp_port, net.discovery_host, udp_port, net.api_host, api_port)
-    if ready_file is not None:
-        ready_file.write_text(json.dumps({"pid": os.getpid(), "terminal_port": tcp_port,
-                                          "discovery_port": udp_port, "api_port": api_port}))
+    udp_transport = None
+    timers = None
+    listener = None
+    try:
+        tcp_port = await _listen(config, "terminal_port", net.terminal_host, net.terminal_port,
+                                 lambda: terminal_server.start(net.terminal_host, net.terminal_port))
+        udp_transport, udp_port = await _listen(config, "discovery_port", net.discovery_host, net.discovery_port,
+                                                lambda: start_discovery(hub, net.discovery_host, net.discovery_port, tcp_port))
+        await runner.setup()
+        listener = await _listen(config, "api_port", net.api_host, net.api_port,
+                                 lambda: start_api_listener(runner, net.api_host, net.api_port, net))
+        api_port = listener.port
+        await hub.apply(fx)
+        log.info("record %s: %d open call(s) restored", config.database, len(hub.ward.calls))
+        timers = asyncio.create_task(run_timers(hub, tick_interval(config)), name="timers")
+        log.info("ward %s: terminals on %s:%d, discovery on %s:%d, console API on http://%s:%d/ (open-file limit %s)",
+                 config.ward, net.terminal_host, tcp_port, net.discovery_host, udp_port, net.api_host, api_port,
+                 "unlimited" if files == resource.RLIM_INFINITY else files)
+        if ready_file is not None:
+            ready_file.write_text(json.dumps({"pid": os.getpid(), "terminal_port": tcp_port,
+                                              "discovery_port": udp_port, "api_port": api_port}))
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-    log.info("stopping")
-    hub.bus.end_all()
-    timers.cancel()
-    udp_transport.close()
-    await terminal_server.stop()
-    await runner.cleanup()
-    await hub.record("server_stopped", open_calls=len(hub.ward.calls))
-    writer.close()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("stopping")
+        hub.bus.end_all()
+    finally:
+        if timers is not None:
+            timers.cancel()
+        if udp_transport is not None:
+            udp_transport.close()
+        await terminal_server.stop()
+        if listener is not None:
+            await listener.close()
+        await runner.cleanup()
+        if timers is not None:
+            await hub.record("server_stopped", open_calls=len(hub.ward.calls))
+        await writer.aclose(STOP_RECORD_TIMEOUT_S)

@@ -1,22 +1,77 @@
 """TCP sessions with the bed terminals (docs/SESSION.md): handshake, heartbeats, calls.
 
-One TerminalSession per connection. Bad input never escapes a session: it is logged, recorded,
-answered with ERROR where the session can go on, and otherwise the connection is closed.
+One TerminalSession per connection. Bad input never escapes a session: it is logged (rate-
+limited), recorded (the ward rate-limits that), answered with ERROR where the session can go on,
+and otherwise the connection is closed.
+
+Connections that have not yet sent an authentic frame are capped per source address and in
+total (PendingConnections): past a cap the oldest is dropped, so idle or replayed connections
+cannot keep a real terminal out or use up the process's file descriptors.
 """
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import resource
 import time
+from collections import OrderedDict
 from typing import Any
 
+from .by_source import BySource
+from .config import Network
 from .hub import WardHub
 from .protocol import ProtocolError, wardproto
+from .ratelog import RateLimitedLog
 from .storage import StorageError
+from .ward.terminals import source_of
 
 log = logging.getLogger("wardcall.terminals")
+flood_log = RateLimitedLog(log)     # every line a peer can cause goes through this
 
 MAX_WRITE_BUFFER = 256 * 1024     # a peer that stops reading is cut off rather than buffered forever
+LISTEN_BACKLOG = 4096            # the kernel's queue: a whole ward reconnects at once after an outage
+ACCEPT_BATCH = 64                # the console API's listener accepts this many per wake-up
+PENDING_SHARE = 4                 # by default a quarter of the descriptor limit for pending connections
+PENDING_MIN = 64
+OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def descriptor_limit() -> int:
+    """The process's soft limit on open files (sockets count)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY and soft > 0 else 1 << 20
+
+
+def pending_limits(network: Network) -> tuple[int, int]:
+    """(in total, per source address) for terminal connections before their first authentic frame.
+    Per address defaults to the total: emulated boards and the load generator all connect from
+    127.0.0.1; dropping from the busiest address first keeps a flood from hurting the others."""
+    total = network.pending_connections_max or max(PENDING_MIN, descriptor_limit() // PENDING_SHARE)
+    per_address = min(network.pending_connections_per_address or total, total)
+    return total, per_address
+
+
+def accept_batch() -> int:
+    """How many connections asyncio accepts per wake-up (its `backlog` argument): enough to
+    keep up with a ward reconnecting at once, few enough that the descriptors they take before
+    the caps see them cannot run out (a sixteenth of the limit, 64 … 1024)."""
+    return min(1024, max(ACCEPT_BATCH, descriptor_limit() // 16))
+
+
+def install_loop_error_handler(loop: asyncio.AbstractEventLoop) -> None:
+    """Out of descriptors, asyncio stops accepting for a second and reports it, with a
+    traceback, to the loop's exception handler, every time: one rate-limited line instead.
+    Everything else goes to the default handler, rate-limited by its message."""
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in OUT_OF_RESOURCES:
+            flood_log.warning(("loop", exc.errno), "out of resources (%s; open files limit %d): accepting new "
+                              "connections paused for 1 s", exc.strerror or exc, descriptor_limit())
+            return
+        if flood_log.log(logging.ERROR, ("loop", str(context.get("message"))), "event loop: %s", context.get("message")):
+            loop.default_exception_handler(context)
+    loop.set_exception_handler(handler)
 
 
 def _address(writer: asyncio.StreamWriter) -> str:
@@ -27,12 +82,16 @@ def _address(writer: asyncio.StreamWriter) -> str:
 
 
 class TerminalSession:
-    def __init__(self, hub: WardHub, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, hub: WardHub, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 pending: "PendingConnections | None" = None) -> None:
         self.hub = hub
         self.reader = reader
         self.writer = writer
         self.address = _address(writer)
+        self.source = source_of(self.address)
+        self._pending = pending             # until the first authentic frame
         self.device: str | None = None
+        self.hwid = ""                    # the board's hardware id (hex), from its HELLO
         self.session: Any = None
         self.closed_because: str | None = None
         self._heartbeat_task: asyncio.Task | None = None
@@ -53,6 +112,16 @@ class TerminalSession:
         if not self.writer.is_closing():
             self.writer.close()
 
+    def drop(self, reason: str) -> None:
+        """Close at once, nothing flushed (a pending connection over the cap)."""
+        self.close(reason)
+        self.writer.transport.abort()
+
+    def _trusted(self) -> None:
+        if self._pending is not None:
+            self._pending.remove(self)
+            self._pending = None
+
     # ----- the session -----
 
     async def run(self) -> None:
@@ -64,21 +133,24 @@ class TerminalSession:
         except asyncio.CancelledError:
             self.closed_because = self.closed_because or "server stopping"
             raise
-        except Exception:  # a bug in one session must not take the server down
-            log.exception("session with %s (%s) failed", self.device or "?", self.address)
+        except Exception as exc:  # a bug in one session must not take the server down
+            if flood_log.log(logging.ERROR, ("failed", type(exc).__name__), "session with %s (%s) failed: %r",
+                             self.device or "?", self.address, exc):
+                log.error("the traceback of that failure", exc_info=True)
             self.closed_because = self.closed_because or "internal error"
         finally:
+            self._trusted()
             if self._heartbeat_task is not None:
                 self._heartbeat_task.cancel()
             self.close(self.closed_because or "session ended")
-            if self.device is not None and self.hub.detach(self.device, self):
+            if self.device is not None and await self.hub.detach(self.device, self, self.hwid):
                 try:
                     await self.hub.apply(self.hub.ward.terminal_disconnected(self.device, self.closed_because or ""))
                 except Exception:
                     log.exception("recording the disconnection of %s failed", self.device)
 
     async def _reject(self, device: str | None, problem: str) -> None:
-        log.warning("terminal %s (%s): %s", device or "?", self.address, problem)
+        flood_log.warning(("reject", device), "terminal %s (%s): %s", device or "?", self.address, problem)
         await self.hub.apply(self.hub.ward.protocol_problem(device, self.address, problem, closed=True))
         self.close(problem)
 
@@ -100,7 +172,7 @@ class TerminalSession:
         key = hub.keys.get(device)
         if device not in hub.config.terminals or key is None:
             reason = "unknown device" if device not in hub.config.terminals else "device has no key on this host"
-            log.warning("refused %r from %s: %s", device, self.address, reason)
+            flood_log.warning(("refused", reason), "refused %r from %s: %s", device[:64], self.address, reason)
             await hub.apply(hub.ward.auth_refused(device, self.address, reason))
             self.close(reason)
             return False
@@ -109,12 +181,13 @@ class TerminalSession:
             hello = session.accept_hello(frame)
         except ProtocolError as exc:
             reason = "wrong key" if exc.code == wardproto.E_AUTH else exc.message
-            log.warning("refused %r from %s: %s (%s)", device, self.address, reason, exc.message)
+            flood_log.warning(("refused", reason if reason == "wrong key" else "other"), "refused %r from %s: %s (%s)", device, self.address, reason, exc.message)
             await hub.apply(hub.ward.auth_refused(device, self.address, reason))
             self.close(reason)
             return False
         self.session = session
         self.device = device
+        self.hwid = hello["hwid"].hex()     # which physical board: call ids are unique per board
         self._hello = hello
         self.writer.write(session.welcome(int(hub.clock.wall()), hub.config.timing.heartbeat_ms, 0))
         # A HELLO proves nothing by itself: anyone can replay one. The session takes the
@@ -127,9 +200,12 @@ class TerminalSession:
         """The first authentic session frame arrived: this is the terminal now."""
         hello, self._hello = self._hello, None
         assert hello is not None
-        self.hub.attach(device, self)
-        log.info("terminal %s connected from %s (firmware %s, board %s)", device, self.address, hello["firmware"], hello["board"])
-        await self.hub.apply(self.hub.ward.terminal_connected(device, hello["firmware"], hello["board"], hello["caps"], self.address))
+        self._trusted()
+        claims = self.hub.attach(device, self, self.hwid)
+        log.info("terminal %s connected from %s (firmware %s, board %s, hardware id %s)", device, self.address,
+                 hello["firmware"], hello["board"], self.hwid)
+        await self.hub.apply(claims.merge(self.hub.ward.terminal_connected(
+            device, hello["firmware"], hello["board"], hello["caps"], self.address, self.hwid)))
 
     async def _heartbeats(self) -> None:
         started = time.monotonic()
@@ -170,7 +246,7 @@ class TerminalSession:
                     # authentic but its content is wrong: say so and carry on
                     if self._hello is not None:
                         await self._adopt(device)
-                    log.warning("terminal %s: rejected a frame: %s", device, exc.message)
+                    flood_log.warning(("frame", device), "terminal %s: rejected a frame: %s", device, exc.message)
                     await hub.apply(hub.ward.protocol_problem(device, self.address, exc.message, closed=False))
                     self.send(wardproto.ERROR, {"code": exc.code, "detail": exc.message[:255]})
                     continue
@@ -189,14 +265,21 @@ class TerminalSession:
             await hub.apply(ward.heartbeat(device, msg["status"], msg["pending"], msg["uptime"]))
         elif mtype == wardproto.CALL:
             try:
-                await hub.terminal_call(device, msg["call"], msg["kind"], msg["age_ms"])
+                await hub.terminal_call(device, msg["call"], msg["kind"], msg["age_ms"], self.hwid)
             except StorageError:
                 return      # not stored (logged, alarmed): no CALL_ACK, the terminal keeps it and resends
+            if ward.take_refused_call(device, msg["call"], self.hwid):
+                # over the cap of open calls (alarmed): not acknowledged, so the terminal keeps
+                # it and sends it again — delayed, never lost
+                flood_log.warning(("busy", device), "terminal %s: call %d refused: too many open calls of its kind",
+                                  device, msg["call"])
+                self.send(wardproto.ERROR, {"code": wardproto.E_BUSY, "detail": "too many open calls of this kind"})
+                return
             # only now, with the call committed, may the terminal drop it from its outbox
             self.send(wardproto.CALL_ACK, {"call": msg["call"], "of": wardproto.CALL})
         elif mtype == wardproto.CANCEL:
             try:
-                await hub.terminal_cancel(device, msg["call"], msg["reason"], msg["age_ms"])
+                await hub.terminal_cancel(device, msg["call"], msg["reason"], msg["age_ms"], self.hwid)
             except StorageError:
                 return      # as for a CALL: the terminal resends the CANCEL
             self.send(wardproto.CALL_ACK, {"call": msg["call"], "of": wardproto.CANCEL})
@@ -209,12 +292,47 @@ class TerminalSession:
                 return          # awaited by an update in progress (ota/transfer.py): not recorded one by one
             await hub.apply(ward.command_result(device, msg["cmd_id"], bool(msg["ok"]), msg["detail"]))
         elif mtype == wardproto.ERROR:
-            log.warning("terminal %s reports error %d: %s", device, msg["code"], msg["detail"])
+            flood_log.warning(("error", device), "terminal %s reports error %d: %s", device, msg["code"], msg["detail"])
             await hub.apply(ward.protocol_problem(device, self.address, f"terminal reports error {msg['code']}: {msg['detail']}", closed=False))
         else:
             name = wardproto.TYPE_NAMES.get(mtype, str(mtype))
             await hub.apply(ward.protocol_problem(device, self.address, f"unexpected {name} in a session", closed=False))
             self.send(wardproto.ERROR, {"code": wardproto.E_UNSUPPORTED, "detail": f"{name} is not expected here"})
+
+
+class PendingConnections:
+    """Connections that have not sent an authentic frame yet, by source address, oldest first.
+    Past the cap of an address its oldest goes; past the total cap the oldest of the address
+    holding the most goes — so a flood from some addresses drops its own connections first."""
+
+    def __init__(self, total: int, per_address: int) -> None:
+        self.total = total
+        self.per_address = per_address
+        self._sessions: BySource[TerminalSession] = BySource()
+        self.dropped = 0
+
+    @property
+    def count(self) -> int:
+        return self._sessions.count
+
+    def add(self, session: TerminalSession) -> None:
+        mine = self._sessions.add(session.source, session)
+        if len(mine) > self.per_address:
+            self._drop(mine, f"more than {self.per_address} connections from {session.source} before a handshake")
+        elif self.count > self.total:
+            busiest = max(self._sessions.groups(), key=len)
+            self._drop(busiest, f"more than {self.total} connections before a handshake")
+
+    def _drop(self, sessions: OrderedDict[TerminalSession, None], why: str) -> None:
+        oldest = next(iter(sessions))
+        self.remove(oldest)
+        self.dropped += 1
+        flood_log.warning(("pending", why.split(" from ")[0]), "%s: dropped the oldest (from %s; %d dropped so far)",
+                          why, oldest.address, self.dropped)
+        oldest.drop(why)
+
+    def remove(self, session: TerminalSession) -> None:
+        self._sessions.remove(session.source, session)
 
 
 class TerminalServer:
@@ -223,14 +341,25 @@ class TerminalServer:
         self.server: asyncio.Server | None = None
         self.sessions: set[TerminalSession] = set()
         self._tasks: set[asyncio.Task] = set()
+        self.pending = PendingConnections(*pending_limits(hub.config.network))
 
     async def start(self, host: str, port: int) -> int:
-        # a deep backlog: a whole ward reconnects at once after a network or host outage
-        self.server = await asyncio.start_server(self._accept, host, port, limit=wardproto.MAX_FRAME * 4, backlog=4096)
+        loop = asyncio.get_running_loop()
+        if loop.get_exception_handler() is None:
+            install_loop_error_handler(loop)
+        self.server = await asyncio.start_server(self._accept, host, port, limit=wardproto.MAX_FRAME * 4,
+                                                 backlog=accept_batch())
+        # debug: a start that fails on a later port says only that (serve's own line names the limit)
+        log.debug("terminal connections before a handshake: at most %d, %d per address (open files limit %d)",
+                 self.pending.total, self.pending.per_address, descriptor_limit())
+        for sock in self.server.sockets:
+            with sock.dup() as listening:       # the same socket: a deep queue in the kernel
+                listening.listen(LISTEN_BACKLOG)
         return self.server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        session = TerminalSession(self.hub, reader, writer)
+        session = TerminalSession(self.hub, reader, writer, self.pending)
+        self.pending.add(session)
         self.sessions.add(session)
         task = asyncio.current_task()
         if task is not None:

@@ -6,17 +6,14 @@ so nothing a test writes reaches another. A first deploy is costly (mpy-cross, ~
 runs once per module (`first_deploy`); tests that start from a deployed board get a new board
 whose flash is a copy of that one (`deployed_board`).
 """
-import json
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import count
 
 import pytest
 
 from wardcall import checkout
 from wardcall.deploy import build
-from wardcall.deploy.deploy import deploy
+from wardcall.deploy.deploy import DeployRequest, deploy
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 READY = "wardcall: boot: ready"          # firmware/lib/app.py, once the app runs
@@ -89,7 +86,7 @@ def first_deploy(module_fleet, tmp_path_factory, firmware, configs):
     flash = tmp_path_factory.mktemp("first") / "flash"
     b = add_board(module_fleet, flash)
     mark = b.console_mark()
-    r = deploy(b.repl_url, "bed-1", configs, firmware_dir=firmware, wait=False, board="emulator")
+    r = deploy(DeployRequest(b.repl_url, "bed-1", configs, firmware_dir=firmware, wait=False, board="emulator"))
     # the app starts after the final reset (nothing ran before: a blank board has no main.py)
     console = b.wait_console(READY, timeout=30, since=mark)
     # off, so that its flash is a quiet template for deployed_board (the app writes bootcount)
@@ -103,30 +100,3 @@ def deployed_board(module_fleet, first_deploy, tmp_path):
     b = add_board(module_fleet, tmp_path / "flash", template=first_deploy.board.flash_dir)
     yield b
     module_fleet.remove_board(b.name)
-
-
-@pytest.fixture
-def fake_host():
-    """GET /api/state listing the devices in `online` as online."""
-    online = set()
-
-    class H(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = json.dumps({"terminals": [{"device_id": d, "online": True} for d in sorted(online)]}).encode()
-            self.send_response(200 if self.path == "/api/state" else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a):
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    srv.online = online
-    srv.url = "http://127.0.0.1:%d" % srv.server_address[1]
-    yield srv
-    srv.shutdown()
-    srv.server_close()

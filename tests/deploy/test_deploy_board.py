@@ -1,6 +1,7 @@
 """`deploy` against emulated ESP32 boards (boards/emulator) with the real mpremote and the real
 firmware: what lands on flash, change detection, maintenance mode, and each failure with its
-message. Fixtures in conftest.py (one fleet per module, one board per test)."""
+message; the wait for the terminal online at the real `wardcall serve` (tests/fixtures/host.py).
+Fixtures in conftest.py (one fleet per module, one board per test)."""
 import hashlib
 import json
 import os
@@ -8,15 +9,20 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from wardcall.deploy import build
 from wardcall.deploy.board import port_state
-from wardcall.deploy.deploy import deploy
+from wardcall.deploy.deploy import DeployRequest, deploy
 from tests.support.waiting import wait_until
 from wardcall.deploy.errors import DeployError
+from wardcall.deploy.ward_bridge import device_config, load_ward
+from wardcall.host_api import HostApi
+from tests.fixtures.host import LOOPBACK, NURSE
 
 from .conftest import MAINTENANCE, READY
 
@@ -26,7 +32,7 @@ MPREMOTE = [sys.executable, "-m", "mpremote"]
 def run(board, firmware, configs, device="bed-1", **kw):
     kw.setdefault("wait", False)
     kw.setdefault("board", "emulator")
-    return deploy(board.repl_url, device, configs, firmware_dir=firmware, **kw)
+    return deploy(DeployRequest(board.repl_url, device, configs, firmware_dir=firmware, **kw))
 
 
 def listing(board):
@@ -148,7 +154,7 @@ def test_no_board_on_a_closed_port(firmware, configs):
     s.close()  # nothing listens there now
     started = time.monotonic()
     with pytest.raises(DeployError) as e:
-        deploy(port, "bed-1", configs, firmware_dir=firmware, wait=False, timeout=20)
+        deploy(DeployRequest(port, "bed-1", configs, firmware_dir=firmware, wait=False, timeout=20))
     assert e.value.code == "no-board"
     assert port in str(e.value) and "fix:" in str(e.value)
     assert time.monotonic() - started < 10   # no retries: nothing will appear there
@@ -158,7 +164,7 @@ def test_no_board_on_a_closed_port(firmware, configs):
 def test_no_board_on_a_missing_serial_device(firmware, configs, tmp_path):
     port = str(tmp_path / "ttyUSB9")
     with pytest.raises(DeployError) as e:
-        deploy(port, "bed-1", configs, firmware_dir=firmware, wait=False, timeout=20)
+        deploy(DeployRequest(port, "bed-1", configs, firmware_dir=firmware, wait=False, timeout=20))
     assert e.value.code == "no-board" and "does not exist" in str(e.value)
     assert port in str(e.value)
 
@@ -182,7 +188,7 @@ def test_board_busy_while_another_mpremote_holds_it(deployed_board, firmware, co
         wait_until(busy, 20, "the holder opening %s" % pty)
         before = snapshot(b)
         with pytest.raises(DeployError) as e:
-            deploy(pty, "bed-1", configs, firmware_dir=firmware, wait=False, timeout=20)
+            deploy(DeployRequest(pty, "bed-1", configs, firmware_dir=firmware, wait=False, timeout=20))
     finally:
         holder.kill()
         holder.wait(10)
@@ -192,8 +198,8 @@ def test_board_busy_while_another_mpremote_holds_it(deployed_board, firmware, co
     assert "close other programs" in str(e.value)
     assert snapshot(b) == before
     # the holder gone, the same deploy on the same port goes through
-    r = deploy(pty, "bed-1", configs, firmware_dir=firmware, wait=False, board="emulator",
-               timeout=30)
+    r = deploy(DeployRequest(pty, "bed-1", configs, firmware_dir=firmware, wait=False, board="emulator",
+                             timeout=30))
     assert r.ok and r.reason == "up to date"
 
 
@@ -234,19 +240,80 @@ def test_not_enough_flash(board, firmware, configs):
     assert snapshot(board) == before
 
 
-@pytest.mark.timeout(60)
-def test_waits_for_online_at_the_host(deployed_board, firmware, configs, fake_host):
-    fake_host.online.add("bed-1")
-    r = run(deployed_board, firmware, configs, wait=True, host_url=fake_host.url, online_timeout=5)
+def state(server):
+    """The host's state, read once, as a console (the nurse)."""
+    api = HostApi(server.api_url, *NURSE)
+    api.login()
+    return api.get("/api/state")
+
+
+def host_view(server, device):
+    return next((t for t in state(server)["terminals"] if t["device"] == device), None)
+
+
+@pytest.mark.timeout(150)
+def test_waits_for_online_at_the_host(deployed_board, firmware, make_ward, ward_server_factory):
+    """The real `wardcall serve`, a really provisioned device: the board gets that device's config
+    (its key, the host on loopback, the ward's terminal port) and comes online. The host starts
+    only once deploy is waiting for it, so deploy can only say "online" after the host saw it."""
+    ward = make_ward(terminals=1, heartbeat_ms=1000)
+    device = ward.devices[0]["device_id"]
+    config = load_ward(ward.config_path)
+
+    def provider(d):
+        return device_config(config, d, wifi_ssid="ward-test", wifi_password="not-a-secret", host=LOOPBACK)
+
+    waiting = threading.Event()
+    returned = []
+
+    def log(line):
+        if "waiting for %s online" % device in line:
+            waiting.set()
+
+    def job():
+        r = deploy(DeployRequest(deployed_board.repl_url, device, provider, firmware_dir=firmware, board="emulator",
+                                 host_url=ward.api_url, host_user=NURSE[0], host_password=NURSE[1],
+                                 online_timeout=90), log=log)
+        returned.append(time.monotonic())
+        return r
+
+    with ThreadPoolExecutor(1) as pool:
+        done = pool.submit(job)
+        assert waiting.wait(60) or done.result(0), "deploy never got to waiting for the host"
+        host_starting = time.monotonic()
+        server = ward_server_factory(ward)
+        r = done.result(120)
     assert r.ok and r.online and r.steps[-1] == "online"
+    assert r.copied == ["/config.json"]
+    assert returned[0] > host_starting       # deploy waited for the host (unreachable at first)
+    # at the moment deploy returned (no waiting here) the console shows the terminal online
+    seen = host_view(server, device)
+    assert seen["status"] in ("online", "fault") and seen["connected"], seen
+    assert seen["board"] == "emulator"
 
 
-@pytest.mark.timeout(60)
-def test_online_timeout_message(deployed_board, firmware, configs, fake_host):
+@pytest.mark.timeout(90)
+def test_online_timeout_message(deployed_board, firmware, configs, make_ward, ward_server_factory):
+    """A device the host does not know: the board really tries (the host's port, the host on
+    loopback) and is refused; deploy stops after --online-timeout, naming the device and the port."""
+    ward = make_ward(terminals=1, heartbeat_ms=1000)
+    server = ward_server_factory(ward)
+
+    def provider(d):
+        return dict(configs(d), host=LOOPBACK, port=ward.terminal_port, discovery_port=ward.discovery_port)
+
     started = time.monotonic()
     with pytest.raises(DeployError) as e:
-        run(deployed_board, firmware, configs, wait=True, host_url=fake_host.url, online_timeout=1.5)
+        run(deployed_board, firmware, provider, wait=True, host_url=server.api_url, host_user=NURSE[0],
+            host_password=NURSE[1], online_timeout=1.5)
     assert e.value.code == "not-online"
     assert "did not come online" in str(e.value) and "does not know bed-1" in str(e.value)
     assert "within 2 s" in str(e.value) and deployed_board.repl_url in str(e.value)
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 60
+    # the board did reach the host, which refused it: the console shows the attempt
+    def refused():
+        return [a for a in state(server)["alarms"]
+                if a["kind"] == "device_trying_to_connect" and a.get("claimed_device") == "bed-1"]
+    alarm = wait_until(refused, 30, "the host refusing bed-1")[0]
+    assert alarm["reason"] == "unknown device"
+    assert host_view(server, "bed-1") is None

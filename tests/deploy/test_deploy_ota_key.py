@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from wardcall.config import load_config
-from wardcall.deploy.deploy import deploy
+from wardcall.deploy.deploy import DeployRequest, deploy
 from wardcall.deploy.ward_bridge import ota_key
 from wardcall.ota import signing
 from wardcall.protocol import otaproto
@@ -21,7 +21,8 @@ def ward_public_key():
 
 
 def run(board, firmware, configs, **kw):
-    return deploy(board.repl_url, "bed-1", configs, firmware_dir=firmware, wait=False, board="emulator", **kw)
+    return deploy(DeployRequest(board.repl_url, "bed-1", configs, firmware_dir=firmware, wait=False,
+                                board="emulator", **kw))
 
 
 @pytest.mark.timeout(120)

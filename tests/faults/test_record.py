@@ -168,6 +168,70 @@ async def test_disk_full_under_the_event_log_raises_an_alarm_and_drops_nothing(s
         await api.close()
 
 
+async def resend_until_acknowledged(ward, term, kind: int, call_id: int, within_s: float = 30.0) -> None:
+    """What the firmware does with a call in its outbox: send it again every 3 s until CALL_ACK."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        try:
+            if not term.connected:
+                await term.connect()
+            await term.place_call(kind, call_id=call_id, timeout=3)
+            return
+        except (TimeoutError, ConnectionError, OSError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(90)
+async def test_a_code_blue_on_a_full_disk_is_shown_at_once_and_recorded_once(small_disk, make_ward, ward_server_factory):
+    """The disk is full when a code blue arrives: every console shows and sounds it at once,
+    marked not recorded; its terminal gets no CALL_ACK (so it keeps it and resends it); once
+    there is room it is recorded once, as it stands then, and acknowledged."""
+    ward = make_ward(terminals=2, heartbeat_ms=500, ack_timeout_s={"code_blue": 2.0})
+    on_disk(ward, small_disk)
+    database = small_disk.dir / "ward.db"
+    server = ward_server_factory(ward)
+    term = ward.terminal(0)
+    await term.connect()
+    api, other = await server.login(), await server.login()
+    try:
+        async with api.events() as console, other.events() as second:
+            await term.place_call(wp.PATIENT)
+            small_disk.fill(server)
+            code = term.next_call_id()
+            mark = len(term.inbox)
+            term.send(wp.CALL, {"call": code, "kind": wp.CODE_BLUE, "priority": wp.CODE_BLUE, "age_ms": 0})
+            for stream in (console, second):
+                state = await stream.wait_for(lambda s: find_call(s, term.device, code) is not None, timeout=3)
+                shown = find_call(state, term.device, code)
+                assert shown["kind_name"] == "code_blue" and shown["recorded"] is False, shown
+                assert state["sound"]["audible"] is True
+                assert alarms_of(state, "database"), state["alarms"]
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                await term.wait_for(lambda m: m["type"] == wp.CALL_ACK and m["call"] == code, timeout=3.5, start=mark)
+                pytest.fail("the host acknowledged a call it could not store")
+            # its escalation runs while it is not recorded
+            await console.wait_for(lambda s: find_call(s, term.device, code)["escalation"] >= 2, timeout=5)
+            assert db_rows(database, "SELECT id FROM calls WHERE call_id = ?", code) == []
+
+            small_disk.free(server)
+            await resend_until_acknowledged(ward, term, wp.CODE_BLUE, code)
+            state = await console.wait_for(lambda s: find_call(s, term.device, code)["recorded"] is True
+                                           and not alarms_of(s, "database"), timeout=5)
+            shown = find_call(state, term.device, code)
+        rows = db_rows(database, "SELECT id, state, escalation FROM calls WHERE device = ? AND call_id = ?", term.device, code)
+        assert len(rows) == 1, rows
+        assert rows[0]["state"] == "placed" and rows[0]["escalation"] >= shown["escalation"] - 1 >= 1, (rows, shown)
+        placed = db_rows(database, "SELECT id FROM events WHERE kind = 'call_placed' AND call = ?", rows[0]["id"])
+        assert len(placed) == 1
+        assert db_rows(database, "SELECT id FROM events WHERE kind = 'call_escalated' AND call = ?", rows[0]["id"])
+    finally:
+        await term.close()
+        await api.close()
+        await other.close()
+
+
 # ----------------------------------------------------------------------------------------------
 # corrupt record at start
 

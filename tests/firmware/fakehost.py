@@ -11,6 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware" / "lib"))
 import wardproto as P  # noqa: E402
+from tests.support.waiting import wait_until  # noqa: E402
 
 
 def stop_loop(loop):
@@ -39,6 +40,7 @@ class FakeHost:
         self.port = None
         self.udp_port = None
         self.silent = False         # stop sending heartbeats (simulate a dead host)
+        self.refuse = 0             # close this many new connections at once, unanswered
         self._loop = None
         self._writer = None
         self._session = None
@@ -79,6 +81,10 @@ class FakeHost:
 
     # --- the session ---
     async def _client(self, reader, writer):
+        if self.refuse:
+            self.refuse -= 1
+            writer.close()
+            return
         sess = P.Session(bytes.fromhex(self.key), True)
         try:
             frame = await asyncio.wait_for(P.read_frame(reader), 5)
@@ -165,13 +171,7 @@ class FakeHost:
         self._loop.call_soon_threadsafe(go)
 
     def wait_for(self, pred, timeout=10.0, what="condition"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            r = pred()
-            if r:
-                return r
-            time.sleep(0.02)
-        raise AssertionError("timed out waiting for " + what)
+        return wait_until(pred, timeout, what)
 
 
 class _Discovery(asyncio.DatagramProtocol):

@@ -12,6 +12,7 @@ the board's flash with two lines put in front of the real main.py (see that file
 in firmware/ has no test hook: a hang or an error is caused inside one real supervised task (its
 alive() callback is gated), triggered at the moment the test chooses by grounding a spare GPIO.
 """
+import json
 import re
 import shutil
 import subprocess
@@ -22,6 +23,8 @@ from pathlib import Path
 import pytest
 
 import tests.fixtures.ward as ward_fixtures
+from tests.faults.ledger import db_rows
+from tests.support.waiting import wait_until
 from wardcall.demo import firmware_files
 
 HOOK = Path(__file__).resolve().parent / "mp_faulthook.py"
@@ -63,17 +66,19 @@ def faulty_terminals(make_terminals, monkeypatch):
     return make
 
 
+def recorded_faults(rig, device):
+    """The FAULTs in the host's record (events of kind fault), oldest first."""
+    return [json.loads(r["data"]) for r in db_rows(rig.ward.database,
+            "SELECT data FROM events WHERE kind = 'fault' AND device = ? ORDER BY id", device)]
+
+
 def wait_start(board, starts, timeout):
-    """Poll the board's state (deadline) until its interpreter has been cold-started `starts`
-    times and is running again; returns that state."""
-    deadline = time.monotonic() + timeout
-    st = board.state()
-    while time.monotonic() < deadline:
+    """Wait until the board's interpreter has been cold-started `starts` times and is running
+    again; returns that state."""
+    def started():
         st = board.state()
-        if st["starts"] >= starts and st["phase"] == "running":
-            return st
-        time.sleep(0.05)
-    raise AssertionError(f"{board.name}: not restarted within {timeout} s: {st}\n{board.console()[-1500:]}")
+        return st if st["starts"] >= starts and st["phase"] == "running" else None
+    return wait_until(started, timeout, f"{board.name} started {starts} times and running")
 
 
 @pytest.mark.timeout(120)
@@ -88,7 +93,7 @@ def test_hung_task_leads_to_a_watchdog_reset_and_the_unacknowledged_call_arrives
     b.tap("assist", 150)
     b.wait_output("lamp_reassure", 1, 2)
     cid = call_id_from(b.console(), "staff_assist")
-    rig.wait(lambda: host_calls(rig, dev, cid), 10, "call stored at the host")
+    wait_until(lambda: host_calls(rig, dev, cid), 10, "call stored at the host")
     b.wifi(False)
     assert "host stored CALL" not in b.console(), "precondition: the CALL_ACK arrived before the cut"
     # the inputs task hangs; the others go on, so only the supervisor can notice
@@ -123,7 +128,7 @@ def test_hung_task_leads_to_a_watchdog_reset_and_the_unacknowledged_call_arrives
     mark = b.console_mark()
     b.tap("call", 150)
     pid = call_id_from(b.wait_console("patient call", 3, since=mark), "patient")
-    rig.wait(lambda: host_calls(rig, dev, pid), 5, "a patient call after the reset")
+    wait_until(lambda: host_calls(rig, dev, pid), 5, "a patient call after the reset")
     assert len(host_calls(rig, dev)) == 2
 
 
@@ -143,12 +148,14 @@ def test_failing_task_is_logged_and_restarted_and_the_terminal_keeps_working(fau
     assert "Traceback" in text[text.index("task %s failed" % task):]
     b.wait_console("device fault: task %s restarted" % task, 5, since=mark)
     # reported to the host as a device fault with a technical call
-    tech = rig.wait(lambda: [c for c in host_calls(rig, dev) if c["kind_name"] == "technical"], 10,
+    tech = wait_until(lambda: [c for c in host_calls(rig, dev) if c["kind_name"] == "technical"], 10,
                     "technical call at the host")
     assert len(tech) == 1
-    # the terminal shows as faulty at the host (FAULT_DEVICE, or HB_DEVICE_FAULT in its heartbeats
-    # when the FAULT message itself went while the link was down: link.send drops when offline)
-    rig.wait(lambda: (rig.terminal(dev) or {}).get("status") == "fault", 10, "device fault at the host")
+    # the FAULT itself reaches the host's record with its detail - for the link task it was
+    # raised while the link was down, kept, and sent right after the next WELCOME
+    fault = wait_until(lambda: recorded_faults(rig, dev), 15, "the FAULT in the host's record")
+    assert fault == [{"fault": "device", "active": True, "detail": "task %s restarted" % task}], fault
+    wait_until(lambda: (rig.terminal(dev) or {}).get("status") == "fault", 10, "device fault at the host")
     if task == "link":
         b.wait_console("link: online", 10, since=mark)      # the new link task has a new session
     else:
@@ -158,7 +165,7 @@ def test_failing_task_is_logged_and_restarted_and_the_terminal_keeps_working(fau
     mark2 = b.console_mark()
     b.tap("call", 150)
     pid = call_id_from(b.wait_console("patient call", 3, since=mark2), "patient")
-    rig.wait(lambda: host_calls(rig, dev, pid), 5, "a patient call after the restart")
+    wait_until(lambda: host_calls(rig, dev, pid), 5, "a patient call after the restart")
     b.wait_console("host stored CALL %d" % pid, 5, since=mark2)
     st = b.state()
     assert st["starts"] == 1 and st["phase"] == "running", st     # no reset, no watchdog
@@ -215,4 +222,4 @@ def test_presence_held_at_start_enters_maintenance_mode_and_release_returns_to_n
     assert st["phase"] == "running" and st["wdt_ms"] == WDT_MS and st["reset_cause"] == HARD_RESET, st
     assert "MAINTENANCE" not in b.console(since=mark)
     b.tap("call", 150)
-    rig.wait(lambda: host_calls(rig, dev), 5, "a call after maintenance")
+    wait_until(lambda: host_calls(rig, dev), 5, "a call after maintenance")

@@ -141,19 +141,20 @@ async def scenario(app):
     await press(board.CALL)
     check(app.lamps.pattern(L.REASSURE) == (1000, 0), "call shown locally while offline")
     set_input(board.CORD_PULL, True)
-    await asyncio.sleep_ms(3600)
-    check(len(machine.PWM_LOG) > 0, "buzzer sounds in the room while the host is unreachable")
-    check(len(app.outbox) == 2, "both calls wait in the outbox")
+    await until(lambda: len(app.outbox) == 2, 500, "both calls wait in the outbox")
+    placed = time.ticks_ms()
+    await until(lambda: len(machine.PWM_LOG) > 0, 6000, "buzzer sounds in the room while the host is unreachable")
+    print("WAITED_MS", time.ticks_diff(time.ticks_ms(), placed))
     network.state["up"] = True
     await until(lambda: app.link.online, 8000, "back online")
     await until(lambda: len(app.outbox) == 0, 3000, "delivered")
-    await asyncio.sleep_ms(300)
-    check(app.buzzer._alarm == 0, "local alarm stops once online")
+    await until(lambda: app.buzzer._alarm == 0, 1000, "local alarm stops once online")
 """, flash_for(tmp_path, host), 30000)
     mprun.assert_passed(out)
     calls = host.messages(P.CALL)
     assert [m["kind"] for m in calls] == [P.BATHROOM, P.PATIENT][::-1], calls
-    assert all(m["age_ms"] >= 3000 for m in calls), calls
+    waited = int(out.split("WAITED_MS ")[1].split()[0])
+    assert all(m["age_ms"] >= waited for m in calls), (waited, calls)     # placed before all that
     assert host.hellos == 2
 
 
@@ -201,7 +202,9 @@ async def scenario(app):
 """, flash_for(tmp_path, host), 30000)
     mprun.assert_passed(out)
     ms = int(out.split("DETECTED_MS ")[1].split()[0])
-    assert ms <= 3 * 300 + 300 + 150, out     # 3 heartbeat intervals after the last frame
+    # 3 heartbeat intervals (900 ms) after the last frame from the host, which came at most one
+    # interval before it went silent; the upper bound leaves a busy machine a second to spare
+    assert 3 * 300 - 300 <= ms <= 3 * 300 + 1000, out
 
 
 def test_host_found_by_udp_discovery(tmp_path, host):
@@ -218,8 +221,14 @@ def test_host_commands(tmp_path, host):
     proc = mprun.start_scenario(r"""
 import json, lamps as L
 async def scenario(app):
+    shown = []                  # every override, as it happens (identify lasts only until the lamp test)
+    override = app.lamps.override
+    def recorded(pat, ms):
+        shown.append(pat)
+        override(pat, ms)
+    app.lamps.override = recorded
     await until(lambda: app.link.online, 5000, "online")
-    await until(lambda: app.lamps._ovr is L.IDENTIFY, 3000, "identify blinks every lamp")
+    await until(lambda: L.IDENTIFY in shown, 3000, "identify blinks every lamp")
     await until(lambda: app.buzzer.on == 1 and app.lamps._ovr is L.STEADY, 3000, "lamp test")
     await until(lambda: app.lamps._ovr is None, 3000, "lamp test over")
     await press(board.PRESENCE)
@@ -279,3 +288,82 @@ async def scenario(app):
     calls = host.messages(P.CALL)
     assert len(calls) == 2 and calls[0]["call"] == calls[1]["call"], calls
     assert "1 undelivered event(s) from before the restart" in out2
+
+
+def session(host, n):
+    """The messages the host received in its n-th session (1-based), HELLO excluded."""
+    out, k = [], 0
+    for m in host.messages():
+        if m["type"] == P.HELLO:
+            k += 1
+        elif k == n:
+            out.append(m)
+    return out
+
+
+def test_faults_raised_while_offline_are_sent_first_after_welcome_in_order(tmp_path, host):
+    # the cord unplugged and plugged in 5 times while the Wi-Fi is down: 10 FAULTs, of which the
+    # terminal keeps the last 8 (a bounded queue) and sends them, in order, before anything else
+    out = mprun.run_scenario(r"""
+import network
+async def cord(ok):
+    set_input(board.CORD_LOOP, ok)
+    await until(lambda: app_.calls.cord_fault != ok, 500, "cord %s" % ("plugged" if ok else "unplugged"))
+app_ = None
+async def scenario(app):
+    global app_
+    app_ = app
+    await until(lambda: app.link.online, 5000, "online")
+    network.state["up"] = False
+    await until(lambda: not app.link.online, 2000, "offline")
+    for _ in range(5):
+        await cord(False)
+        await cord(True)
+    check(app.out.held() == 8, "8 faults held")
+    network.state["up"] = True
+    await until(lambda: app.link.online, 8000, "back online")
+    await until(lambda: app.out.held() == 0 and len(app.outbox) == 0, 3000, "delivered")
+""", flash_for(tmp_path, host), 30000)
+    mprun.assert_passed(out)
+    second = session(host, 2)
+    faults = [(m["code"], m["active"], m["detail"]) for m in second if m["type"] == P.FAULT]
+    unplugged = (P.FAULT_CORD, 1, "cord unplugged or loop broken")
+    plugged = (P.FAULT_CORD, 0, "cord plugged in")
+    assert faults == [unplugged, plugged] * 4, faults
+    # the first messages of the new session, before any heartbeat or call
+    assert [m["type"] for m in second[:8]] == [P.FAULT] * 8, second[:10]
+    # the two oldest were dropped, each with a console line
+    assert out.count("offline fault queue full: dropping FAULT 1 (cord unplugged or loop broken)") == 1, out
+    assert out.count("offline fault queue full: dropping FAULT 1 (cord plugged in)") == 1, out
+    assert "8 fault(s) raised offline" in out
+    # the technical call was placed offline too, and delivered after the faults
+    assert [m["kind"] for m in second if m["type"] == P.CALL] == [P.TECHNICAL], second
+
+
+def test_the_host_name_is_looked_up_once_and_again_after_repeated_failures(tmp_path, host):
+    dropped = set()
+
+    def on_msg(h, m):
+        # sessions 1 and 2 end (as on a host restart); after session 3 three connections are
+        # refused: the terminal looks the name up again before its 4th session
+        n = h.hellos
+        if m["type"] == P.HEARTBEAT and n <= 3 and n not in dropped:
+            dropped.add(n)
+            if n == 3:
+                h.refuse = 3
+            h.drop()
+    host.on_message = on_msg
+    out = mprun.run_scenario(r"""
+async def scenario(app):
+    await until(lambda: app.link.sessions == 4 and app.link.online, 25000, "session 4")
+""", flash_for(tmp_path, host, host="localhost"), 40000)
+    mprun.assert_passed(out)
+    lines = out.splitlines()
+    looked_up = [i for i, l in enumerate(lines) if "discovery: localhost is 127.0.0.1" in l]
+    online = [i for i, l in enumerate(lines) if "link: online" in l]
+    refused = [i for i, l in enumerate(lines) if "no WELCOME from the host" in l]
+    assert len(online) == 4 and len(refused) == 3, out
+    # once for sessions 1-3, and once more after the three refused connections
+    assert len(looked_up) == 2, out
+    assert looked_up[0] < online[0] and online[2] < refused[0] and refused[2] < looked_up[1] < online[3], out
+    assert out.count("link: connecting to 127.0.0.1:%d" % host.port) == 7, out

@@ -60,7 +60,7 @@ async def test_call_lifecycle_end_to_end(ward_server, ward_api):
         await term.wait_call_state(call_id, wp.ST_CLEARED)
         await console.wait_for(lambda s: find_call(s, device, call_id) is None)
 
-    assert term.call_states(call_id) == ["acknowledged", "attended", "cleared"]
+    assert term.call_states(call_id) == ["placed", "acknowledged", "attended", "cleared"]   # placed: the host tells a new call its real state
     row = db_rows(ward, "SELECT * FROM calls WHERE device = ? AND call_id = ?", device, call_id)[0]
     assert row["state"] == "cleared" and row["acknowledged_by"] == "nurse" and row["attended_by"] == "nurse-7"
     assert row["placed_at"] <= row["acknowledged_at"] <= row["attended_at"] <= row["cleared_at"]
@@ -126,7 +126,7 @@ async def test_escalation_and_realert_timing(make_ward, ward_server_factory):
         await term.wait_call_state(call_id, wp.ST_ACKNOWLEDGED, start=mark)
         state = await console.wait_for(lambda s: find_call(s, term.device, call_id)["realerts"] == 1, timeout=5)
         realerted_after = time.monotonic() - acked
-        assert 0.8 <= realerted_after < 0.8 + 1.0
+        assert 0.8 <= realerted_after < 0.8 + 3.0, realerted_after     # never early; late only by load
         call = find_call(state, term.device, call_id)
         assert call["state"] == "placed" and call["acknowledged_by"] == "nurse"
         await term.wait_call_state(call_id, wp.ST_ESCALATED, start=mark)
@@ -146,7 +146,11 @@ async def test_supervision_raises_and_clears_terminal_offline(ward_server, ward_
         silent_since = time.monotonic()
         state = await console.wait_for(lambda s: alarms_of(s, "terminal_offline"), timeout=5)
         noticed_after = time.monotonic() - silent_since
-        assert noticed_after <= 3 * 0.2 + 0.5          # three heartbeats, a timer tick and slack
+        # the same change also brings the call's terminal status (its event follows the alarm's)
+        state = await console.wait_for(lambda s: find_call(s, term.device, call_id)["terminal_status"] == "offline", timeout=2)
+        # three heartbeats after the last one (0.4-0.6 s), never sooner; the upper bound leaves a
+        # busy two-core machine room and still fails a host that waits for anything else
+        assert 3 * 0.2 - 0.2 - 0.05 <= noticed_after <= 3.0, noticed_after
         alarm = alarms_of(state, "terminal_offline")[0]
         assert alarm["device"] == term.device and "terminal offline" in alarm["text"]
         assert find_terminal(state, term.device)["status"] == "offline"
@@ -224,7 +228,7 @@ async def test_replayed_hello_does_not_displace_the_terminal(ward_server, ward_a
     ward = ward_server.ward
     good = await connected(ward, 0)
     device = good.device
-    captured = wp.Session(good.key, False).hello(device, "simterm-1", "emulator", 0)   # a HELLO seen on the air
+    captured = wp.Session(good.key, False).hello(device, "simterm-1", "emulator", 0, good.hwid)   # a HELLO seen on the air
     reader, writer = await asyncio.open_connection(ward_server.host, ward_server.terminal_port)
     try:
         writer.write(captured)

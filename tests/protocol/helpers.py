@@ -42,12 +42,17 @@ def vector_count():
     return sum(len(frames[s]) for s in ("valid", "rejected", "handshakes", "discovery")) + len(hmacs["cases"])
 
 
-def raw_frame(key, mtype, seq, body, flags=0, version=1, length=None):
+def raw_frame(key, mtype, seq, body, flags=0, version=None, length=None):
     """A frame built by hand (struct + CPython hmac), e.g. with a body wardproto would not encode."""
+    if version is None:
+        version = wp.VERSION
     if length is None:
         length = 7 + len(body) + 32
     signed = struct.pack(">HBBBI", length, version, mtype, flags, seq) + body
     return signed + hmac.new(key, signed, hashlib.sha256).digest()
+
+
+HWID = bytes.fromhex("246f28a1b2c3")      # a 6-byte ESP32 machine.unique_id()
 
 
 def pair(key=KEY_A, dn=b"\x11" * 8, hn=b"\x22" * 8, device="bed-101-1"):
@@ -56,7 +61,7 @@ def pair(key=KEY_A, dn=b"\x11" * 8, hn=b"\x22" * 8, device="bed-101-1"):
     dev.nonce = dn
     host = wp.Session(key, True)
     host.nonce = hn
-    host.accept_hello(dev.hello(device, "0.1.0", "esp32", 31))
+    host.accept_hello(dev.hello(device, "0.1.0", "esp32", 31, HWID))
     dev.accept_welcome(host.welcome(1767225600, 1000))
     return dev, host
 

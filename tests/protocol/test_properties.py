@@ -29,6 +29,8 @@ def field(kind):
         return short_text()
     if kind == "n":
         return st.binary(min_size=8, max_size=8)
+    if kind == "h":
+        return st.binary(min_size=1, max_size=wp.HWID_MAX)
     return st.binary(max_size=976)  # "b": the most a COMMAND arg can be
 
 
@@ -81,6 +83,9 @@ def test_encoder_refuses_out_of_range_values(mtype, data):
     elif kind == "n":
         bad = data.draw(st.one_of(st.binary(max_size=7), st.binary(min_size=9, max_size=12),
                                   st.just("abcdefgh"), st.just(8), st.just(None)))
+    elif kind == "h":
+        bad = data.draw(st.one_of(st.just(b""), st.binary(min_size=wp.HWID_MAX + 1, max_size=wp.HWID_MAX + 40),
+                                  st.just("246f28a1b2c3"), st.just(6), st.just(None)))
     else:
         bad = data.draw(st.one_of(st.just("text"), st.just(3), st.just(None), st.binary(min_size=984, max_size=990)))
     fields[name] = bad

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from .helpers import KEY_A, KEY_B, hb, pair, wp
+from .helpers import HWID, KEY_A, KEY_B, hb, pair, raw_frame, wp
 
 
 def code_of(fn, *args):
@@ -65,7 +65,7 @@ def test_reflected_frames_are_refused():
 
 def test_reflected_handshake_frames():
     dev = wp.Session(KEY_A, False)
-    hello = dev.hello("bed-101-1", "0.1.0", "esp32", 31)
+    hello = dev.hello("bed-101-1", "0.1.0", "esp32", 31, HWID)
     assert code_of(dev.accept_welcome, hello) == wp.E_AUTH     # own HELLO reflected
     host = wp.Session(KEY_A, True)
     host.accept_hello(hello)
@@ -76,17 +76,17 @@ def test_reflected_handshake_frames():
 def test_stale_welcome_is_refused():
     old_dev = wp.Session(KEY_A, False)
     host = wp.Session(KEY_A, True)
-    host.accept_hello(old_dev.hello("bed-101-1", "0.1.0", "esp32", 31))
+    host.accept_hello(old_dev.hello("bed-101-1", "0.1.0", "esp32", 31, HWID))
     stale = host.welcome(1000, 1000)
     # the terminal reconnects: a new Session, a new nonce
     dev = wp.Session(KEY_A, False)
     assert dev.nonce != old_dev.nonce
-    dev.hello("bed-101-1", "0.1.0", "esp32", 31)
+    dev.hello("bed-101-1", "0.1.0", "esp32", 31, HWID)
     assert code_of(dev.accept_welcome, stale) == wp.E_AUTH
     assert not dev.established
     # a WELCOME with another key, or a non-WELCOME, is refused too
     other = wp.Session(KEY_B, True)
-    other.accept_hello(wp.Session(KEY_B, False).hello("bed-102-1", "0.1.0", "esp32", 31))
+    other.accept_hello(wp.Session(KEY_B, False).hello("bed-102-1", "0.1.0", "esp32", 31, HWID))
     assert code_of(dev.accept_welcome, other.welcome(0, 1000)) == wp.E_AUTH
     ann = wp.announce(wp.Hmac(KEY_A), dev.nonce, "10.0.0.1", 7300)
     assert code_of(dev.accept_welcome, ann) == wp.E_SEQUENCE
@@ -98,15 +98,51 @@ def test_hello_must_be_a_hello_with_seq_0():
     disc = wp.discover(mac, "bed-101-1", b"\x01" * 8)
     assert code_of(wp.Session(KEY_A, True).accept_hello, disc) == wp.E_SEQUENCE
     hello1 = wp.encode_frame(mac, wp.HELLO, 1, {"device": "d", "nonce": b"\x01" * 8, "firmware": "",
-                                                "board": "", "caps": 0}, False)
+                                                "board": "", "caps": 0, "hwid": HWID}, False)
     assert code_of(wp.Session(KEY_A, True).accept_hello, hello1) == wp.E_SEQUENCE
+
+
+def test_hello_carries_the_boards_hardware_id():
+    # the host tells two physical boards claiming one device id apart by it (SESSION.md, Identity)
+    for hwid in (HWID, b"\x00", bytes(range(wp.HWID_MAX)), bytearray(b"\x01\x02")):
+        dev = wp.Session(KEY_A, False)
+        msg = wp.Session(KEY_A, True).accept_hello(dev.hello("bed-101-1", "0.1.0", "esp32", 31, hwid))
+        assert msg["hwid"] == bytes(hwid) and type(msg["hwid"]) is bytes
+        assert msg["device"] == "bed-101-1" and msg["nonce"] == dev.nonce
+    # two boards, one device id and key: the same HELLO but for the hwid
+    a = wp.Session(KEY_A, False)
+    b = wp.Session(KEY_A, False)
+    b.nonce = a.nonce
+    ha = a.hello("bed-101-1", "0.1.0", "esp32", 31, b"\x24\x6f\x28\x00\x00\x01")
+    hb_ = b.hello("bed-101-1", "0.1.0", "esp32", 31, b"\x24\x6f\x28\x00\x00\x02")
+    assert ha != hb_ and wp.peek_device(ha) == wp.peek_device(hb_) == "bed-101-1"
+
+
+@pytest.mark.parametrize("hwid", [b"", bytes(wp.HWID_MAX + 1), "246f28a1b2c3", None, 6])
+def test_hello_refuses_a_missing_or_oversized_hardware_id(hwid):
+    assert code_of(wp.Session(KEY_A, False).hello, "bed-101-1", "0.1.0", "esp32", 31, hwid) == wp.E_MALFORMED
+
+
+def test_a_version_1_hello_gets_a_clean_version_error():
+    # a terminal still on protocol version 1 (no hwid): refused for its version, not its body
+    v1 = raw_frame(KEY_A, wp.HELLO, 0, b"\x09bed-101-1" + b"\x01" * 8 + b"\x050.1.0\x05esp32\x00\x1f", version=1)
+    for fn in (wp.peek_header, wp.peek_device, wp.Session(KEY_A, True).accept_hello):
+        with pytest.raises(wp.ProtocolError) as e:
+            fn(v1)
+        assert e.value.code == wp.E_UNSUPPORTED
+        assert str(e.value) == "protocol version 1 is not supported (this side speaks 2)"
+    # and its body under a version-2 header lacks the hwid
+    body_only = raw_frame(KEY_A, wp.HELLO, 0, v1[wp.HEADER_LEN:-wp.TAG_LEN])
+    with pytest.raises(wp.ProtocolError) as e:
+        wp.Session(KEY_A, True).accept_hello(body_only)
+    assert e.value.code == wp.E_MALFORMED and "truncated at hwid" in str(e.value)
 
 
 def test_replayed_hello_gives_the_replayer_nothing():
     # The host cannot tell a replayed HELLO from a fresh one (see PROTOCOL.md, weaknesses), but the
     # session key depends on its own fresh nonce, so the replayer can neither read nor forge frames.
     dev, host = pair()
-    hello = dev.hello("bed-101-1", "0.1.0", "esp32", 31)
+    hello = dev.hello("bed-101-1", "0.1.0", "esp32", 31, HWID)
     host2 = wp.Session(KEY_A, True)
     host2.accept_hello(hello)
     host2.welcome(0, 1000)
@@ -175,7 +211,7 @@ def test_spoofed_announce_is_refused():
     host = wp.Session(KEY_A, True)
     dev = wp.Session(KEY_A, False)
     dev.nonce = nonce
-    host.accept_hello(dev.hello("bed-101-1", "", "", 0))
+    host.accept_hello(dev.hello("bed-101-1", "", "", 0, HWID))
     assert code_of(wp.accept_announce, mac, host.welcome(0, 1000), nonce) == wp.E_MALFORMED
 
 

@@ -5,6 +5,7 @@ refused while the legitimate path still works. Real `wardcall serve`, real HTTP.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import statistics
 import time
@@ -266,3 +267,27 @@ async def test_a_session_survives_a_host_restart_but_not_its_logout(ward_server)
         assert gone.value.status == 401
     finally:
         await api.close()
+
+
+async def test_a_hostile_login_name_is_cut_short_and_escaped_before_it_is_logged_or_stored(ward_server):
+    """A lone surrogate made the failed-login line unwritable (the database alarm went off); a
+    60 KB name was written whole to the log at every attempt."""
+    url = ward_server.api_url + "/api/login"
+    names = ["\ud800nurse", "x" * 60_000, "bad\x00\x1b[31mname\n"]
+    for n, name in enumerate(names):
+        async with from_address(f"127.0.2.{n + 1}") as http:     # elsewhere: the nurse's own PC is not kept waiting
+            # ASCII JSON text: the lone surrogate travels as the escape \ud800, as a browser can send it
+            body = json.dumps({"user": name, "password": "wrong"})
+            async with http.post(url, data=body, headers={"Content-Type": "application/json"},
+                                 timeout=aiohttp.ClientTimeout(total=15)) as r:
+                assert r.status == 401, await r.text()
+    api = await ward_server.login()
+    try:
+        state = await api.state()
+    finally:
+        await api.close()
+    assert not [a for a in state["alarms"] if a["kind"] == "database"], state["alarms"]
+    stored = [r["user"] for r in events_of(ward_server.ward.database, "console_login_failed")]
+    assert len(stored) == 3 and all(len(u) <= 70 for u in stored), [len(u) for u in stored]
+    assert stored[0] == "\\ud800nurse" and "\\x00" in stored[2] and "\n" not in stored[2]
+    assert "x" * 100 not in ward_server.log_text()

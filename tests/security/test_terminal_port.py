@@ -38,7 +38,7 @@ class RawTerminal:
     async def handshake(self) -> dict:
         await self.open()
         self.session = wp.Session(self.key, False)
-        self.write(self.session.hello(self.device, "raw-1", "raw", 0))
+        self.write(self.session.hello(self.device, "raw-1", "raw", 0, b"raw-1"))
         return self.session.accept_welcome(await asyncio.wait_for(wp.read_frame(self.reader), 5))
 
     async def closed_by_host(self, timeout: float = 5.0) -> bool:

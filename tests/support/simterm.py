@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import time
 from typing import Any, Callable
@@ -17,6 +18,13 @@ from wardcall.protocol import ProtocolError, wardproto
 DEFAULT_CAPS = wardproto.CAP_CORD | wardproto.CAP_DOME | wardproto.CAP_BUZZER | wardproto.CAP_CODE
 
 
+def default_hwid(device: str) -> bytes:
+    """The hardware id a SimTerminal sends unless told otherwise: fixed per device id, so two
+    SimTerminals for one device look like one physical board (a reconnection); a test that
+    wants two boards claiming one device id passes another `hwid`."""
+    return hashlib.sha256(device.encode()).digest()[:6]
+
+
 class Refused(Exception):
     """The host closed the connection instead of answering HELLO (unknown device, wrong key)."""
 
@@ -24,7 +32,7 @@ class Refused(Exception):
 class SimTerminal:
     def __init__(self, device: str, key: bytes | str, host: str, port: int, *, firmware: str = "simterm-1",
                  board: str = "simulated", caps: int = DEFAULT_CAPS, boot_count: int = 1,
-                 auto_result: bool = True) -> None:
+                 auto_result: bool = True, hwid: bytes | None = None) -> None:
         self.device = device
         self.key = wardproto.key_from_hex(key) if isinstance(key, str) else key
         self.host = host
@@ -32,6 +40,7 @@ class SimTerminal:
         self.firmware = firmware
         self.board = board
         self.caps = caps
+        self.hwid = default_hwid(device) if hwid is None else hwid   # HELLO hwid (machine.unique_id())
         self.boot_count = boot_count
         self.auto_result = auto_result
         self.status = 0                         # HEARTBEAT status bits
@@ -57,6 +66,12 @@ class SimTerminal:
     # ----- connection -----
 
     @property
+    def local_address(self) -> str:
+        """"host:port" of this end of the connection, as the host sees it."""
+        name = self._writer.get_extra_info("sockname") if self._writer is not None else None
+        return f"{name[0]}:{name[1]}" if name else ""
+
+    @property
     def connected(self) -> bool:
         return self._writer is not None and not self.closed.is_set()
 
@@ -66,7 +81,7 @@ class SimTerminal:
         self.closed = asyncio.Event()
         self._reader, self._writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), timeout)
         self._session = wardproto.Session(self.key, False)
-        self._writer.write(self._session.hello(self.device, self.firmware, self.board, self.caps))
+        self._writer.write(self._session.hello(self.device, self.firmware, self.board, self.caps, self.hwid))
         try:
             frame = await asyncio.wait_for(wardproto.read_frame(self._reader), timeout)
         except (EOFError, asyncio.IncompleteReadError, ConnectionError):

@@ -54,11 +54,11 @@ def raises(code, fn, *args):
 
 
 def fields_in(mtype, jf):
-    """JSON fields to wardproto values: nonce and bytes kinds from hex."""
+    """JSON fields to wardproto values: nonce, bytes and hardware id kinds from hex."""
     out = {}
     for name, kind in wp.SCHEMAS[mtype]:
         v = jf[name]
-        out[name] = h(v) if kind == "n" or kind == "b" else v
+        out[name] = h(v) if kind == "n" or kind == "b" or kind == "h" else v
     return out
 
 
@@ -110,12 +110,13 @@ def check_handshake(v):
     host = wp.Session(key, True)
     host.nonce = hn
     hi = v["hello"]
-    hello = dev.hello(hi["device"], hi["firmware"], hi["board"], hi["caps"])
+    hwid = h(hi["hwid"])
+    hello = dev.hello(hi["device"], hi["firmware"], hi["board"], hi["caps"], hwid)
     expect(hello == h(v["hello_frame"]), "HELLO encoded to %s" % hx(hello))
     expect(wp.peek_device(hello) == hi["device"], "peek_device of HELLO")
     msg = host.accept_hello(hello)
     same_msg(msg, wp.HELLO, 0, {"device": hi["device"], "nonce": dn, "firmware": hi["firmware"],
-                               "board": hi["board"], "caps": hi["caps"]})
+                               "board": hi["board"], "caps": hi["caps"], "hwid": hwid})
     expect(not host.established, "host established before WELCOME")
     we = v["welcome"]
     welcome = host.welcome(we["time"], we["hb_ms"], we["flags"])

@@ -21,7 +21,8 @@ KEY = bytes(range(32))
 MAC = wp.Hmac(KEY)
 
 SAMPLES = (
-    (wp.HELLO, {"device": "bed-101-1", "nonce": b"\x01" * 8, "firmware": "0.1.0", "board": "esp32", "caps": 31}),
+    (wp.HELLO, {"device": "bed-101-1", "nonce": b"\x01" * 8, "firmware": "0.1.0", "board": "esp32", "caps": 31,
+                "hwid": b"\x24\x6f\x28\xa1\xb2\xc3"}),
     (wp.WELCOME, {"nonce": b"\x02" * 8, "echo": b"\x01" * 8, "time": 1767225600, "hb_ms": 1000, "flags": 0}),
     (wp.HEARTBEAT, {"status": 3, "pending": 1, "uptime": 99}),
     (wp.CALL, {"call": 0x10001, "kind": 2, "priority": 2, "age_ms": 5}),
@@ -104,7 +105,7 @@ def pair():
     dev.nonce = b"\x11" * 8
     host = wp.Session(KEY, True)
     host.nonce = b"\x22" * 8
-    host.accept_hello(dev.hello("bed-101-1", "0.1.0", "esp32", 31))
+    host.accept_hello(dev.hello("bed-101-1", "0.1.0", "esp32", 31, b"\x24\x6f\x28\xa1\xb2\xc3"))
     dev.accept_welcome(host.welcome(0, 1000))
     return dev, host
 

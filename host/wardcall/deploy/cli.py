@@ -7,32 +7,44 @@
 Adds `flash`, `deploy`, `fleet deploy` and `monitor`. Every handler returns an exit code: 0 ok,
 1 failed (the message says what and how to fix it), 2 bad usage.
 """
+from __future__ import annotations
+
 import argparse
+import functools
 import os
 import sys
+from typing import IO, TYPE_CHECKING, Any, Callable
 
 from .. import checkout as paths
 from .errors import DeployError
 
+if TYPE_CHECKING:
+    from ..config import WardConfig
+    from .deploy import DeployRequest
+
 DEFAULT_CONFIG = os.environ.get("WARDCALL_CONFIG", "ward.toml")
 
 
-def _fail(err, stream=None):
+def _fail(err: DeployError, stream: IO[str] | None = None) -> int:
     stream = stream or sys.stderr
     stream.write("wardcall: error: %s\n" % err)
     stream.flush()
     return 1
 
 
-def _log(args):
-    if getattr(args, "verbose", False):
-        return lambda msg: (sys.stderr.write(msg + "\n"), sys.stderr.flush())
-    return None
+def _log(args: argparse.Namespace) -> Callable[[str], None] | None:
+    if not getattr(args, "verbose", False):
+        return None
+
+    def log(msg: str) -> None:
+        sys.stderr.write(msg + "\n")
+        sys.stderr.flush()
+    return log
 
 
 # ---------------------------------------------------------------- flash
 
-def cmd_flash(args):
+def cmd_flash(args: argparse.Namespace) -> int:
     from .flash import erase_args, flash, load_flash_info, write_args
     try:
         if args.dry_run:
@@ -52,7 +64,7 @@ def cmd_flash(args):
 
 # ---------------------------------------------------------------- deploy
 
-def _add_deploy_options(p):
+def _add_deploy_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=DEFAULT_CONFIG,
                    help="ward configuration TOML (default: %(default)s or $WARDCALL_CONFIG)")
     p.add_argument("--host-url", help="host HTTP API to confirm the terminal online "
@@ -79,8 +91,8 @@ def _add_deploy_options(p):
     p.add_argument("-v", "--verbose", action="store_true", help="show every mpremote step")
 
 
-def _provision_options(args):
-    opts = {}
+def _provision_options(args: argparse.Namespace) -> dict[str, str]:
+    opts: dict[str, str] = {}
     if args.wifi_ssid:
         opts["wifi_ssid"] = args.wifi_ssid
     pw = args.wifi_password or os.environ.get("WARDCALL_WIFI_PASSWORD")
@@ -91,10 +103,14 @@ def _provision_options(args):
     return opts
 
 
-def _deploy_kwargs(args, ward):
-    from .deploy import DEFAULT_MIN_FREE
+def _request_maker(args: argparse.Namespace, ward: WardConfig) -> functools.partial[DeployRequest]:
+    """DeployRequest(port, device, board=...) with everything else from the command line and the
+    ward (read once: the update key, the host's address, the device configs)."""
+    from .deploy import DEFAULT_MIN_FREE, DeployRequest
     from .ward_bridge import host_url, ota_key
-    return dict(
+    return functools.partial(
+        DeployRequest,
+        device_config=_config_provider(args, ward),
         ota_key=ota_key(ward),
         compile=not args.no_compile,
         host_url=args.host_url or host_url(ward),
@@ -105,24 +121,23 @@ def _deploy_kwargs(args, ward):
         wait=not args.no_wait,
         host_user=args.host_user,
         host_password=os.environ.get("WARDCALL_HOST_PASSWORD"),
-        log=_log(args),
     )
 
 
-def _config_provider(args, ward):
+def _config_provider(args: argparse.Namespace, ward: WardConfig) -> Callable[[str], dict[str, Any]]:
     from .ward_bridge import device_config
     opts = _provision_options(args)
     return lambda device: device_config(ward, device, **opts)
 
 
-def cmd_deploy(args):
+def cmd_deploy(args: argparse.Namespace) -> int:
     from .deploy import deploy
     from .ward_bridge import load_ward
     try:
         ward = load_ward(args.config)
-        kwargs = _deploy_kwargs(args, ward)
+        request = _request_maker(args, ward)(args.port, args.device, board=args.board)
         print("deploying %s to %s ..." % (args.device, args.port), flush=True)
-        r = deploy(args.port, args.device, _config_provider(args, ward), board=args.board, **kwargs)
+        r = deploy(request, log=_log(args))
     except DeployError as e:
         return _fail(e)
     for w in r.warnings:
@@ -135,8 +150,8 @@ def cmd_deploy(args):
 
 # ---------------------------------------------------------------- fleet
 
-def cmd_fleet_deploy(args):
-    from .deploy import deploy
+def cmd_fleet_deploy(args: argparse.Namespace) -> int:
+    from .deploy import Result, deploy
     from .fleet import Progress, discover_ports, fleet_deploy, load_plan, summary_table
     from .ward_bridge import load_ward
     try:
@@ -155,16 +170,15 @@ def cmd_fleet_deploy(args):
         if not entries:
             raise DeployError("no boards to deploy", code="plan",
                               fix="pass --plan PLAN (TOML or CSV) or --discover --devices ...")
-        kwargs = _deploy_kwargs(args, ward)
-        provider = _config_provider(args, ward)
+        make = _request_maker(args, ward)
     except DeployError as e:
         return _fail(e)
+    log = _log(args)
 
-    def one(entry):
-        return deploy(entry["port"], entry["device"], provider,
-                      board=entry.get("board") or args.board, **kwargs)
+    def one(entry: dict[str, str]) -> Result:
+        return deploy(make(entry["port"], entry["device"], board=entry.get("board") or args.board), log=log)
 
-    if kwargs["ota_key"] is None:
+    if make.keywords["ota_key"] is None:
         print("warning: the ward has no over-the-air update key: these terminals will refuse every update "
               "(make it with `wardcall update keygen`, then deploy again)", flush=True)
     print("deploying %d boards, %d at a time" % (len(entries), args.workers), flush=True)
@@ -175,7 +189,7 @@ def cmd_fleet_deploy(args):
 
 # ---------------------------------------------------------------- monitor
 
-def cmd_monitor(args):
+def cmd_monitor(args: argparse.Namespace) -> int:
     from .monitor import list_ports, monitor
     if args.list:
         ports = list_ports()
@@ -197,7 +211,7 @@ def cmd_monitor(args):
 
 # ---------------------------------------------------------------- registration
 
-def register(subparsers):
+def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
     """Add flash, deploy, fleet (fleet deploy) and monitor to an argparse subparsers object."""
     boards = list(paths.REAL_BOARDS)
 
@@ -257,7 +271,7 @@ def register(subparsers):
     return subparsers
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (python -m wardcall.deploy.cli) until the lead wires register() in."""
     parser = argparse.ArgumentParser(prog="wardcall")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -4,11 +4,14 @@ The chip and the offset come from boards/<board>/flash.json ({"chip": ..., "flas
 nothing here hard-codes them. esptool runs as a subprocess (`python -m esptool`), so what is tested
 is the real command line.
 """
+from __future__ import annotations
+
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from .. import checkout as paths
 from .errors import DeployError
@@ -20,7 +23,7 @@ ESP_IMAGE_MAGIC = 0xE9
 CHIP_IDS = {"esp32": 0, "esp32s2": 2, "esp32c3": 5, "esp32s3": 9, "esp32c2": 12, "esp32c6": 13}
 
 
-def load_flash_info(board, boards_dir=None):
+def load_flash_info(board: str, boards_dir: str | Path | None = None) -> dict[str, Any]:
     """{"chip": str, "flash_offset": int} from boards/<board>/flash.json, or a DeployError."""
     base = Path(boards_dir) if boards_dir else paths.BOARDS
     path = base / board / "flash.json"
@@ -45,22 +48,22 @@ def load_flash_info(board, boards_dir=None):
     return {"chip": chip, "flash_offset": offset}
 
 
-def esptool_command(chip, port, baud=DEFAULT_BAUD):
+def esptool_command(chip: str, port: str, baud: int = DEFAULT_BAUD) -> list[str]:
     """The esptool program and its global options (chip, port, baud)."""
     return [sys.executable, "-m", "esptool", "--chip", chip, "--port", port, "--baud", str(baud)]
 
 
-def erase_args(chip, port, baud=DEFAULT_BAUD):
+def erase_args(chip: str, port: str, baud: int = DEFAULT_BAUD) -> list[str]:
     return esptool_command(chip, port, baud) + ["erase-flash"]
 
 
-def write_args(chip, port, offset, firmware, baud=DEFAULT_BAUD):
+def write_args(chip: str, port: str, offset: int, firmware: str | Path, baud: int = DEFAULT_BAUD) -> list[str]:
     return esptool_command(chip, port, baud) + ["write-flash", hex(offset), str(firmware)]
 
 
-def check_firmware_image(firmware, chip):
+def check_firmware_image(image: str | Path, chip: str) -> None:
     """Refuse a file that is not an ESP image for this chip before touching the board."""
-    firmware = Path(firmware)
+    firmware = Path(image)
     if not firmware.is_file():
         raise DeployError(
             "firmware file %s does not exist" % firmware,
@@ -88,7 +91,7 @@ def check_firmware_image(firmware, chip):
         )
 
 
-def _explain_esptool_failure(port, output):
+def _explain_esptool_failure(port: str, output: str) -> DeployError:
     low = output.lower()
     if "no such file" in low or "errno 2]" in low:
         return DeployError(
@@ -132,7 +135,7 @@ def _explain_esptool_failure(port, output):
     )
 
 
-def run_esptool(args, port, timeout=300, echo=True):
+def run_esptool(args: list[str], port: str, timeout: float = 300, echo: bool = True) -> str:
     """Run one esptool command; raise a DeployError that explains a failure."""
     try:
         proc = subprocess.run(
@@ -153,8 +156,8 @@ def run_esptool(args, port, timeout=300, echo=True):
     return proc.stdout
 
 
-def flash(port, board, firmware, baud=DEFAULT_BAUD, erase=True, boards_dir=None, echo=True,
-          timeout=300):
+def flash(port: str, board: str, firmware: str | Path, baud: int = DEFAULT_BAUD, erase: bool = True,
+          boards_dir: str | Path | None = None, echo: bool = True, timeout: float = 300) -> list[list[str]]:
     """Erase the flash (unless erase=False) and write MicroPython at the board's offset."""
     if not port:
         raise DeployError("no port given", code="no-port", fix="pass --port /dev/ttyUSB0")

@@ -4,12 +4,15 @@ Opens the port with an exclusive lock (so a deploy started meanwhile reports the
 than fighting over it), prints everything the board writes, and sends what you type. Ctrl-] quits;
 Ctrl-T then R resets an ESP32 through the DTR/RTS lines (real boards only).
 """
+from __future__ import annotations
+
 import os
 import select
 import sys
 import termios
 import time
 import tty
+from typing import BinaryIO
 
 import serial
 
@@ -19,7 +22,7 @@ EXIT_KEY = b"\x1d"    # Ctrl-]
 MENU_KEY = b"\x14"    # Ctrl-T
 
 
-def open_port(port, baud=115200):
+def open_port(port: str, baud: int = 115200) -> serial.SerialBase:
     kwargs = {"baudrate": baud, "timeout": 0}
     if "://" not in port:
         kwargs["exclusive"] = True
@@ -38,7 +41,7 @@ def open_port(port, baud=115200):
         raise DeployError("cannot open %s: %s" % (port, text), code="no-board", port=port)
 
 
-def hard_reset(ser):
+def hard_reset(ser: serial.SerialBase) -> None:
     """EN low for 100 ms through RTS, with IO0 (DTR) high: the usual ESP32 auto-reset circuit."""
     ser.dtr = False
     ser.rts = True
@@ -46,7 +49,8 @@ def hard_reset(ser):
     ser.rts = False
 
 
-def monitor(port, baud=115200, out=None, inp=None, duration=None, raw=False, reset=False):
+def monitor(port: str, baud: int = 115200, out: BinaryIO | None = None, inp: BinaryIO | None = None,
+            duration: float | None = None, raw: bool = False, reset: bool = False) -> None:
     """Copy the port to `out` and `inp` to the port until Ctrl-], EOF or `duration` seconds."""
     out = out or sys.stdout.buffer
     ser = open_port(port, baud)
@@ -59,9 +63,10 @@ def monitor(port, baud=115200, out=None, inp=None, duration=None, raw=False, res
         except (OSError, AttributeError, ValueError):
             fd_in = None
     old = None
-    if fd_in is not None and os.isatty(fd_in):
-        old = termios.tcgetattr(fd_in)
-        tty.setraw(fd_in)
+    tty_fd = fd_in if fd_in is not None and os.isatty(fd_in) else None   # stays set if input ends
+    if tty_fd is not None:
+        old = termios.tcgetattr(tty_fd)
+        tty.setraw(tty_fd)
     if reset and "://" not in port:
         hard_reset(ser)
     deadline = time.monotonic() + duration if duration else None
@@ -109,12 +114,12 @@ def monitor(port, baud=115200, out=None, inp=None, duration=None, raw=False, res
         raise DeployError("lost %s: %s" % (port, e), code="no-board", port=port,
                           fix="the board was unplugged or reset; run the monitor again")
     finally:
-        if old is not None:
-            termios.tcsetattr(fd_in, termios.TCSADRAIN, old)
+        if tty_fd is not None and old is not None:
+            termios.tcsetattr(tty_fd, termios.TCSADRAIN, old)
         ser.close()
         sys.stderr.write("\n--- monitor closed ---\n")
 
 
-def list_ports():
+def list_ports() -> list[tuple[str, str, str]]:
     from serial.tools import list_ports as lp
     return [(p.device, p.description or "", p.hwid or "") for p in sorted(lp.comports())]

@@ -1,10 +1,18 @@
 """The bridge to the host's configuration and provisioning code (wardcall.config, wardcall.devicekeys,
 wardcall.provision). Deploy never reads the ward TOML or the secrets file itself.
 """
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 from .errors import DeployError
 
+if TYPE_CHECKING:
+    from wardcall.config import WardConfig
 
-def load_ward(path):
+
+def load_ward(path: str | Path) -> WardConfig:
     from wardcall.config import ConfigError, load_config
     try:
         return load_config(path)
@@ -13,7 +21,7 @@ def load_ward(path):
                           fix="fix the ward TOML (%s)" % path)
 
 
-def host_url(ward):
+def host_url(ward: WardConfig) -> str:
     """The host's HTTP API as seen from this machine (a wildcard bind means loopback)."""
     host = ward.network.api_host
     if host in ("", "0.0.0.0", "::"):
@@ -23,7 +31,7 @@ def host_url(ward):
     return "http://%s:%d" % (host, ward.network.api_port)
 
 
-def not_provisioned(ward, device, why):
+def not_provisioned(ward: WardConfig, device: str, why: str) -> DeployError:
     known = sorted(ward.terminals)
     return DeployError(
         "device %s is not provisioned in %s: %s" % (device, ward.path, why),
@@ -34,7 +42,8 @@ def not_provisioned(ward, device, why):
     )
 
 
-def device_config(ward, device, wifi_ssid="", wifi_password="", host=None):
+def device_config(ward: WardConfig, device: str, wifi_ssid: str = "", wifi_password: str = "",
+                  host: str | None = None) -> dict[str, Any]:
     """The device's config.json as `wardcall provision` writes it: wardcall.provision.board_config
     with the key from the secrets file (wardcall.devicekeys.load_keys)."""
     from wardcall.config import ConfigError
@@ -51,7 +60,7 @@ def device_config(ward, device, wifi_ssid="", wifi_password="", host=None):
     return board_config(ward, device, keys[device].hex(), wifi_ssid, wifi_password, host)
 
 
-def ota_key(ward):
+def ota_key(ward: WardConfig) -> str | None:
     """The text of the board's update key file from the ward's public key ([ota] public_key),
     or None if the ward has no update key yet."""
     from wardcall.ota.errors import OtaError

@@ -5,81 +5,152 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..clock import Clock
+from ..config import WardConfig
 from ..protocol import KIND_NAMES, alarm_priority, wardproto
 from .effects import Effects, Message
-from .model import ACKNOWLEDGED, ATTENDED, CALL_COLUMNS, CANCEL_REASONS, CLEARED, PLACED, Call, WardError
+from .flood import AlarmCoalescer, RecordGate
+from .model import ACKNOWLEDGED, ATTENDED, CALL_COLUMNS, CANCEL_REASONS, CLEARED, PLACED, Alarm, Call, WardError
 from .state import WardState
 
 
+LEFT_ROOM_GRACE_S = 2.0     # see CallRules._left_room_grace
+# A terminal holds at most one call per slot (technical: two). Four open calls of one kind leave
+# room for a replaced board's old call beside the new board's; a fifth is a broken terminal.
+OPEN_CALLS_PER_KIND = 4
+CHIME_PERIOD_S = 3.0        # at most one chime per terminal this often, unless of a higher priority
+FLOOD_RECORD_PERIOD_S = 60.0   # refused input: one record row per source and minute at most
+ALARM_UPDATE_PERIOD_S = 1.0    # a standing alarm's count goes to the consoles at most once a second
 _ACK_FIELDS = ("state", "acknowledged_at", "last_acknowledged_at", "acknowledged_by", "deadline")
 
 
 class CallRules(WardState):
 
+    def __init__(self, config: WardConfig, clock: Clock) -> None:
+        super().__init__(config, clock)
+        self.refused_calls: set[tuple[str, int]] = set()    # (device, call id): CALLs over the cap, for the session
+        self._call_refusal_rows = RecordGate(FLOOD_RECORD_PERIOD_S, burst=1)
+        self._alarm_updates = AlarmCoalescer(ALARM_UPDATE_PERIOD_S)
+        self._chimed: dict[str, tuple[float, int]] = {}     # device -> (mono, priority) of its last chime
+
     # ----- from the terminals -----
 
-    def is_open(self, device: str, call_id: int) -> bool:
-        return (device, call_id) in self.calls
+    def is_open(self, device: str, call_id: int, hwid: str = "") -> bool:
+        return (device, hwid, call_id) in self.calls
 
-    def place_call(self, device: str, call_id: int, kind: int, age_ms: int) -> tuple[Effects, Call | None]:
-        """A CALL from a terminal. A repeat of an open call (same device and call id) changes
-        nothing. The hub checks the record for calls already cleared before calling this."""
+    def place_call(self, device: str, call_id: int, kind: int, age_ms: int, hwid: str = "") -> tuple[Effects, Call | None]:
+        """A CALL from a terminal's board. A repeat of an open call (same device, board and call
+        id) changes nothing. The hub checks the record for calls already cleared before this."""
         fx = Effects()
-        existing = self.calls.get((device, call_id))
+        existing = self.calls.get((device, hwid, call_id))
         if existing is not None:
             self._record(fx, "call_repeated", call=existing, age_ms=age_ms)
             return fx, existing
+        if sum(1 for c in self.calls.values() if c.device == device and c.kind == kind) >= OPEN_CALLS_PER_KIND:
+            return self._refuse_call(device, call_id, kind, hwid), None
         terminal = self.terminals[device]
         now = self.clock.wall()
         call = Call(id=self.next_call_id, device=device, call_id=call_id, kind=kind, room=terminal.room,
                     bed=terminal.bed, placed_at=now - min(age_ms, 86_400_000) / 1000.0, received_at=now,
-                    alerted_at=now)
+                    alerted_at=now, hwid=hwid)
         self.next_call_id += 1
         if kind in self.config.escalation.broadcast_kinds:
             call.escalation = 1     # emergencies go everywhere at once
         call.deadline = self.clock.mono() + self._ack_timeout(call)
+        # no undo: a call goes on the board even if the record cannot be written (it is shown as
+        # not recorded, and the hub does not acknowledge it to the terminal until it is stored)
         self.calls[call.key] = call
         fx.calls[call.id] = call
-        fx.undo.append(lambda placed=call.row(): self._withdraw_call(call, placed))
         self._record(fx, "call_placed", call=call, age_ms=age_ms, bed=call.bed, escalation=call.escalation)
+        # the terminal shows the call's real state: a call announced again to a host that lost
+        # its record may still show "acknowledged" at the bedside from before
+        self._call_state(fx, call, wardproto.ST_ESCALATED if call.escalation else wardproto.ST_PLACED, "")
+        # the chime goes with the call even if the record cannot take it (the call is shown too)
         self._announce(fx, call)
         return fx, call
 
-    def _withdraw_call(self, call: Call, placed: dict[str, Any]) -> None:
-        """Undo place_call: its CALL could not be stored, so the call is not on the board (the
-        terminal, not acknowledged, sends it again)."""
-        if self.calls.get(call.key) is call:
-            del self.calls[call.key]
-            # its number is given to the next call — unless something else changed (and so may
-            # have stored) the call meanwhile: a number in the record is never used twice
-            if call.row() == placed and self.next_call_id == call.id + 1:
-                self.next_call_id = call.id
+    def _refuse_call(self, device: str, call_id: int, kind: int, hwid: str) -> Effects:
+        """A CALL beyond OPEN_CALLS_PER_KIND: not taken. The session answers ERROR E_BUSY instead
+        of CALL_ACK, so the terminal keeps it and sends it again (delayed, never lost); an alarm
+        names the terminal, and the record gets the first refusal and then a count a minute."""
+        fx = Effects()
+        self.refused_calls.add((device, hwid, call_id))
+        terminal = self.terminals[device]
+        now, wall = self.clock.mono(), self.clock.wall()
+        held = self._call_refusal_rows.admit(device, now, {"call_kind": KIND_NAMES.get(kind, str(kind))})
+        if held is not None:
+            self._record(fx, "call_refused", device, call_id=call_id, call_kind=KIND_NAMES.get(kind, str(kind)),
+                         room=terminal.room, open=OPEN_CALLS_PER_KIND, unrecorded_before=held)
+        alarm_id = f"misbehaving:{device}"
+        alarm = self.alarms.get(alarm_id)
+        refused = alarm.data["refused"] + 1 if alarm is not None else 1
+        text = (f"terminal misbehaving: {device} (room {terminal.room}, bed {terminal.bed or '-'}) sends more calls "
+                f"than a terminal holds: {refused} refused (at most {OPEN_CALLS_PER_KIND} open per kind)")
+        if alarm is None:
+            self._raise_alarm(fx, Alarm(alarm_id, "terminal_misbehaving", text, since=wall, last=wall, device=device,
+                                        room=terminal.room, expires=now + self.config.timing.attempt_alarm_s,
+                                        data={"refused": refused}))
+            self._alarm_updates.published(alarm_id, now)
+        else:
+            alarm.count, alarm.last, alarm.text = refused, wall, text
+            alarm.expires = now + self.config.timing.attempt_alarm_s
+            alarm.data["refused"] = refused
+            self._alarm_update(fx, alarm, now)
+        return fx
+
+    def take_refused_call(self, device: str, call_id: int, hwid: str = "") -> bool:
+        """Was this CALL refused (over the cap)? Asked once by the session that got it."""
+        try:
+            self.refused_calls.remove((device, hwid, call_id))
+            return True
+        except KeyError:
+            return False
+
+    def _alarm_update(self, fx: Effects, alarm: Alarm, now: float) -> None:
+        """A standing alarm changed (one more attempt): to the consoles now, or within a second."""
+        if self._alarm_updates.changed(alarm.id, now):
+            fx.alarms[alarm.id] = (alarm, True)
+
+    def _flush_floods(self, fx: Effects, now: float) -> None:
+        """From the timer tick: the held-back alarm updates and record counts of a flood."""
+        for alarm_id in self._alarm_updates.due(now):
+            alarm = self.alarms.get(alarm_id)
+            if alarm is not None:
+                fx.alarms[alarm_id] = (alarm, True)
+            else:
+                self._alarm_updates.forget(alarm_id)
+        if len(self._alarm_updates) > 256:
+            self._alarm_updates.keep_only(self.alarms)
+        for device, held, details in self._call_refusal_rows.due(now):
+            self._record(fx, "call_refused_summary", device, count=held, period_s=FLOOD_RECORD_PERIOD_S, **details)
 
     def reinstate_call(self, row: dict[str, Any]) -> Effects:
         """A call open in the record but not on the board (its CALL was taken back after a write
         failed while another change of it was stored): it comes back, as after a restart."""
         fx = Effects()
         self._restore_calls(fx, [row], self.clock.wall(), self.clock.mono())
-        call = self.calls.get((row["device"], row["call_id"]))
+        call = self.calls.get((row["device"], row.get("hwid") or "", row["call_id"]))
         if call is not None:
             fx.calls[call.id] = call
             self.next_call_id = max(self.next_call_id, call.id + 1)
         return fx
 
-    def repeated_cleared_call(self, device: str, call_id: int, of: str) -> Effects:
+    def repeated_cleared_call(self, device: str, call_id: int, of: str, hwid: str = "") -> Effects:
         """A CALL or CANCEL of a call the record holds as cleared: nothing changes. A repeated
         CANCEL is told CLEARED again (its terminal may have missed the first CALL_STATE)."""
         fx = Effects()
-        self._record(fx, "message_repeated", device, call_id=call_id, of=of)
+        self._record(fx, "message_repeated", device, call_id=call_id, of=of, hwid=hwid)
         if of == "CANCEL":
-            fx.messages.append(Message(device, wardproto.CALL_STATE, {"call": call_id, "state": wardproto.ST_CLEARED, "by": ""}))
+            fx.messages.append(Message(device, wardproto.CALL_STATE, {"call": call_id, "state": wardproto.ST_CLEARED, "by": ""},
+                                       hwid=hwid))
         return fx
 
-    def cancel_call(self, device: str, call_id: int, reason: int, age_ms: int) -> Effects:
+    def cancel_call(self, device: str, call_id: int, reason: int, age_ms: int, hwid: str = "") -> Effects:
         fx = Effects()
-        call = self.calls.get((device, call_id))
+        call = self.calls.get((device, hwid, call_id))
         if call is None:
-            self._record(fx, "cancel_unknown_call", device, call_id=call_id, reason=CANCEL_REASONS.get(reason, str(reason)))
+            self._record(fx, "cancel_unknown_call", device, call_id=call_id, reason=CANCEL_REASONS.get(reason, str(reason)),
+                         hwid=hwid)
             return fx
         fx.undo.append(lambda before=(call.state, call.cleared_at, call.cleared_reason, call.deadline):
                        self._reopen_call(call, *before))
@@ -118,7 +189,9 @@ class CallRules(WardState):
         who = staff or device
         if on:
             for call in list(self.calls.values()):
-                if call.room == terminal.room and call.state in (PLACED, ACKNOWLEDGED):
+                if call.room == terminal.room and call.state == ATTENDED:
+                    call.deadline = None    # a nurse is back in the room before the grace ran out
+                elif call.room == terminal.room and call.state in (PLACED, ACKNOWLEDGED):
                     call.state = ATTENDED
                     if call.attended_at is None:
                         call.attended_at = self.clock.wall()
@@ -129,11 +202,18 @@ class CallRules(WardState):
                     self._call_state(fx, call, wardproto.ST_ATTENDED, who)
         elif room_had_staff and not any(t.presence for t in self.terminals.values() if t.room == terminal.room):
             # the last nurse left a room where a call still stands (a bathroom cord not reset,
-            # a code blue not cleared): it must not be forgotten, so it comes back as an alert
+            # a code blue not cleared): it must not be forgotten, so it comes back as an alert —
+            # after a short grace, because pressing presence to clear a call sends PRESENCE off
+            # just before the CANCEL of that same press (the timer in _run_call_timers)
             for call in list(self.calls.values()):
                 if call.room == terminal.room and call.state == ATTENDED:
-                    self._realert(fx, call, "staff left the room with the call still standing")
+                    call.deadline = self.clock.mono() + self._left_room_grace()
         return fx
+
+    def _left_room_grace(self) -> float:
+        """How long a call attended in a room the last nurse left waits for its CANCEL before it
+        comes back: two heartbeats, at least LEFT_ROOM_GRACE_S."""
+        return max(LEFT_ROOM_GRACE_S, 2 * self.config.heartbeat_s)
 
     # ----- from the consoles -----
 
@@ -164,14 +244,22 @@ class CallRules(WardState):
 
     def _announce(self, fx: Effects, call: Call) -> None:
         """Tell the staff: a chime at terminals in other rooms — where a nurse is present, or at
-        every online terminal once the call is escalated (emergencies start escalated)."""
-        priority = bytes([alarm_priority(call.kind)])
+        every online terminal once the call is escalated (emergencies start escalated).
+        A terminal that chimed less than CHIME_PERIOD_S ago is not chimed again unless this
+        call's priority is higher: a burst of calls is one chime, not a drum roll."""
+        level = alarm_priority(call.kind)
+        priority = bytes([level])
+        now = self.clock.mono()
         # at escalation 0 only terminals with staff present chime: look at those alone
         targets = self.terminals.values() if call.escalation > 0 else [self.terminals[d] for d in sorted(self.present)]
         for terminal in targets:
             if terminal.room == call.room or not terminal.online:
                 continue
             if terminal.presence or call.escalation > 0:
+                last = self._chimed.get(terminal.device)
+                if last is not None and now - last[0] < CHIME_PERIOD_S and level <= last[1]:
+                    continue
+                self._chimed[terminal.device] = (now, level)
                 fx.messages.append(Message(terminal.device, wardproto.COMMAND,
                                            {"cmd": wardproto.CMD_CHIME, "arg": priority}))
 
@@ -209,6 +297,8 @@ class CallRules(WardState):
                 self._escalate(fx, call)
             elif call.state == ACKNOWLEDGED:
                 self._realert(fx, call, "acknowledged but not attended in time")
+            elif call.state == ATTENDED:    # its room emptied and no CANCEL came within the grace
+                self._realert(fx, call, "staff left the room with the call still standing")
 
     # ----- after a restart -----
 
@@ -216,7 +306,7 @@ class CallRules(WardState):
         for row in rows:
             if row["state"] == CLEARED or row["kind"] not in KIND_NAMES:
                 continue
-            call = Call(**{k: row[k] for k in CALL_COLUMNS})
+            call = Call(**{k: row[k] for k in CALL_COLUMNS}, recorded=True)
             if call.state == PLACED:
                 due = call.alerted_at + self._ack_timeout(call)
             elif call.state == ACKNOWLEDGED:

@@ -38,12 +38,10 @@ class ConsoleRules(WardState):
     # ----- sound -----
 
     def silence(self, seconds: float, user: str) -> Effects:
+        """Silence every console. It is never taken back when the record cannot be written: the
+        record alarm itself must be silenceable, and silence hides nothing (the line is held and
+        written when the record can be)."""
         fx = Effects()
-        before = (self.silenced_at, self.silenced_until, self.silenced_by, self._silence_deadline)
-
-        def undo() -> None:
-            self.silenced_at, self.silenced_until, self.silenced_by, self._silence_deadline = before
-        fx.undo.append(undo)
         now = self.clock.wall()
         self.silenced_at = now
         self.silenced_until = now + seconds

@@ -30,10 +30,12 @@ class Record:
 
 @dataclass
 class Message:
-    """A frame for a terminal; COMMAND frames get their cmd_id from the hub."""
+    """A frame for a terminal; COMMAND frames get their cmd_id from the hub. `hwid` names the
+    physical board it is for by its hardware id (a call's state); None: every live session of the device."""
     device: str
     mtype: int
     fields: dict[str, Any]
+    hwid: str | None = None
 
 
 @dataclass

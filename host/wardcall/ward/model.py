@@ -57,10 +57,14 @@ class Call:
     escalation: int = 0
     realerts: int = 0
     deadline: float | None = None              # mono: next escalation or re-alert; not stored
+    hwid: str = ""                             # the calling board's hardware id (hex, HELLO hwid)
+    recorded: bool = False                     # its row is in the record (the hub sets it); not stored
 
     @property
-    def key(self) -> tuple[str, int]:
-        return (self.device, self.call_id)
+    def key(self) -> tuple[str, str, int]:
+        """A call's identity: the terminal's call ids are unique per physical board only (a
+        replacement board, or a second board wrongly given the same device id, counts anew)."""
+        return (self.device, self.hwid, self.call_id)
 
     def row(self) -> dict[str, Any]:
         """The stored form (storage.py's calls table)."""
@@ -69,7 +73,7 @@ class Call:
 
 CALL_COLUMNS = ("id", "device", "call_id", "kind", "room", "bed", "state", "placed_at", "received_at",
                 "alerted_at", "acknowledged_at", "acknowledged_by", "last_acknowledged_at", "attended_at",
-                "attended_by", "cleared_at", "cleared_reason", "escalation", "realerts")
+                "attended_by", "cleared_at", "cleared_reason", "escalation", "realerts", "hwid")
 
 
 @dataclass

@@ -54,7 +54,8 @@ class WardState:
         return fx
 
     def _call_state(self, fx: Effects, call: Call, state: int, by: str) -> None:
-        fx.messages.append(Message(call.device, wardproto.CALL_STATE, {"call": call.call_id, "state": state, "by": by[:255]}))
+        fx.messages.append(Message(call.device, wardproto.CALL_STATE, {"call": call.call_id, "state": state, "by": by[:255]},
+                                   hwid=call.hwid))
 
     # ----- alarms -----
 
@@ -85,21 +86,28 @@ class WardState:
             if alarm.expires is not None and alarm.expires <= now:
                 self._clear_alarm(fx, alarm.id, "no further attempts")
 
-    def database_alarm(self, text: str) -> Effects:
+    def database_alarm(self, text: str, alarm_id: str = "database") -> Effects:
+        """A problem with the record itself (kind `database`): unreadable at start, missing, its
+        files deleted while the host runs. It stays until the host restarts."""
         fx = Effects()
         wall = self.clock.wall()
-        self._raise_alarm(fx, Alarm("database", "database", text, since=wall, last=wall))
+        self._raise_alarm(fx, Alarm(alarm_id, "database", text, since=wall, last=wall))
+        fx.sound = True
         return fx
 
-    def record_unwritable(self, problem: str) -> Effects:
-        """The record cannot be written (disk full, I/O error): an alarm that sounds. The hub
-        publishes it without storing it first — it could not."""
+    def record_unwritable(self, text: str) -> Effects:
+        """The record cannot be written (disk full, I/O error) or does not answer: an alarm that
+        sounds; its text follows what the record says. The hub publishes it without storing it
+        first — it could not."""
         fx = Effects()
-        if RECORD_ALARM not in self.alarms:
-            wall = self.clock.wall()
-            self._raise_alarm(fx, Alarm(RECORD_ALARM, "database", f"the record cannot be written: {problem}",
-                                        since=wall, last=wall))
+        alarm = self.alarms.get(RECORD_ALARM)
+        wall = self.clock.wall()
+        if alarm is None:
+            self._raise_alarm(fx, Alarm(RECORD_ALARM, "database", text, since=wall, last=wall))
             fx.sound = True
+        elif alarm.text != text:
+            alarm.text = text       # the same trouble, told better: it does not sound again
+            fx.alarms[RECORD_ALARM] = (alarm, True)
         return fx
 
     def record_writable(self) -> Effects:

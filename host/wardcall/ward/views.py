@@ -21,8 +21,11 @@ class WardViews(WardState):
             "acknowledged_at": call.acknowledged_at, "acknowledged_by": call.acknowledged_by,
             "attended_at": call.attended_at, "attended_by": call.attended_by,
             "cleared_at": call.cleared_at, "cleared_reason": call.cleared_reason,
-            "escalation": call.escalation, "realerts": call.realerts,
+            "escalation": call.escalation, "realerts": call.realerts, "hwid": call.hwid,
             "terminal_status": terminal.status if terminal else "unknown",
+            # false while the record could not be written: shown and sounded all the same, and
+            # not acknowledged to its terminal until it is stored
+            "recorded": call.recorded,
         }
 
     def terminal_view(self, terminal: Terminal) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 WardError with a kind (not found, conflict, invalid); this is where kinds become statuses."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Awaitable, Callable
@@ -13,6 +14,7 @@ from ..ward import WardError
 
 log = logging.getLogger("wardcall.web")
 
+BODY_TIMEOUT_S = 30.0       # a body that takes longer to arrive is refused (a slow or stalled client)
 STATUS_OF_KIND = {WardError.NOT_FOUND: 404, WardError.CONFLICT: 409, WardError.INVALID: 400}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -32,10 +34,12 @@ async def json_body(request: web.Request) -> dict:
     if not request.can_read_body:
         return {}
     try:
-        body = await request.json()
+        body = await asyncio.wait_for(request.json(), BODY_TIMEOUT_S)
     except (ValueError, UnicodeDecodeError):
         # ValueError covers JSONDecodeError and CPython's limit on integer digits
         raise WardError(WardError.INVALID, "the request body is not JSON (or holds a number too long)")
+    except (asyncio.TimeoutError, ConnectionError):
+        raise WardError(WardError.INVALID, f"the request body did not arrive within {BODY_TIMEOUT_S:g} s")
     if not isinstance(body, dict):
         raise WardError(WardError.INVALID, "the request body must be a JSON object")
     return body

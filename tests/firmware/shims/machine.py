@@ -6,6 +6,7 @@ import time
 pins = {}       # pin number -> level (inputs: set by the test; outputs: set by the firmware)
 trace = []      # (ticks_ms, pin, level) for output pins
 resets = []
+UID = b"\x24\x6f\x28\x10\x20\x30"   # unique_id(); a scenario may set another before the app starts
 wdt = []        # fed ticks
 PWM_LOG = []
 
@@ -63,6 +64,10 @@ def reset():
     resets.append(time.ticks_ms())
     print("MACHINE RESET")
     raise SystemExit(0)
+
+
+def unique_id():
+    return UID
 
 
 def idle():
