@@ -160,7 +160,7 @@ def test_an_update_given_up_gives_its_heap_back(tmp_path):
     out = run(r"""
 import sys
 from commands import Commands
-c = Commands(None, None, Calls(), None)
+c = Commands(None, None, Calls())
 feed(c.handle, "status.txt")
 feed(c.handle, "cmds.txt")                    # once before measuring: the modules' names interned
 feed(c.handle, "abort.txt")
@@ -186,7 +186,7 @@ def test_out_of_memory_on_the_update_path_is_answered_and_gives_the_heap_back(tm
     out = run(r"""
 import sys
 from commands import Commands
-c = Commands(None, None, Calls(), None)
+c = Commands(None, None, Calls())
 cmd, arg = %d, binascii.unhexlify(%r)
 gc.collect()
 hold = []
