@@ -216,6 +216,8 @@ def ota_trial(heap, work, ward_cache, mpy=False, update=True):
     name = dev["device_id"]
     _TRIALS[0] += 1
     tag = "%s-%d" % (heap, _TRIALS[0])
+    for stale in ("ward.db", "ward.db-wal", "ward.db-shm"):    # a fresh record: no call of an earlier try
+        (cfg.parent / stale).unlink(missing_ok=True)
     server = Server(cfg)
     server.start()
     fleet = Fleet.start(work / ("fleet-" + tag))
