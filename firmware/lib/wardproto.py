@@ -128,6 +128,7 @@ CAP_OTA = const(16)
 
 # Field kinds: B u8, H u16, I u32, s text (u8 length + UTF-8), b bytes (u16 length),
 # n nonce (NONCE_LEN raw bytes), h hardware id (u8 length 1..HWID_MAX + raw bytes)
+MAX_TEXT = const(255)        # bytes of UTF-8 in a text field
 SCHEMAS = {
     HELLO: (("device", "s"), ("nonce", "n"), ("firmware", "s"), ("board", "s"), ("caps", "H"),
             ("hwid", "h")),
@@ -291,7 +292,7 @@ def _text(value, field):
         value = value.encode()
     elif not _utf8_ok(value):
         raise ProtocolError(E_MALFORMED, "field %s is not UTF-8" % field)
-    if len(value) > 255:
+    if len(value) > MAX_TEXT:
         raise ProtocolError(E_MALFORMED, "field %s longer than 255 bytes" % field)
     return value
 

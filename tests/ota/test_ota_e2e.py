@@ -78,7 +78,9 @@ def test_update_that_crashes_at_start_rolls_back(ota_ward, firmware_copy):
     dev = rig.devices[0]
     board = rig.board(0)
     lib_before = {p.name: p.read_bytes() for p in (board.flash_dir / "lib").iterdir() if p.is_file()}
-    broken = firmware_copy("0.2.0-broken", {"lib/app.py": ("import gc\n", "import gc\nraise RuntimeError('broken on purpose')\n")})
+    # a long reason: the status that reports it must still reach the host whole (it is JSON)
+    broken = firmware_copy("0.2.0-broken", {"lib/app.py": (
+        "import gc\n", "import gc\nraise RuntimeError('broken on purpose: ' + 'x' * 150)\n")})
     job, out = update(rig, signed_build(rig, broken), trial_s=30)
     r = result(job, dev)
     assert r["state"] == "rolled_back", out + board.console()[-4000:]
