@@ -21,8 +21,8 @@ smallest heap that takes an update with a call pressed during it.
    steps, the result passed three times in a row): the smallest heap with which the update is
    installed and confirmed at the first try, the call reaches the host during the transfer and is
    still open after the reboot, and the board never runs out of memory. The update ships .mpy
-   (`wardcall update --mpy`), or with --package sources the sources as `wardcall update` sends
-   them by default (the board then compiles the new firmware at its first boot). --part floor: the
+   (`wardcall update`'s default), or with --package sources the sources as `wardcall update
+   --sources` sends them (the board then compiles the new firmware at its first boot). --part floor: the
    same with a call only, no update (the application's own need).
 
     .venv/bin/python bench/bench_firmware_memory.py                    # 1, 2 and 3 (.mpy)
@@ -406,7 +406,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", choices=("all", "calls", "update", "margin", "floor", "trial"), default="all")
     ap.add_argument("--package", choices=("mpy", "sources"), default="mpy",
-                    help="the update ships lib/*.mpy (`wardcall update --mpy`) or the sources (its default)")
+                    help="the update ships lib/*.mpy (`wardcall update`, its default) or the sources (`--sources`)")
     ap.add_argument("--heap", default="120wK", help="--part trial: the board's heap")
     args = ap.parse_args()
     mpy = args.package == "mpy"
@@ -431,7 +431,7 @@ def main():
     if args.part in ("all", "margin"):
         print("over-the-air update of the whole firmware (shipped as %s) with a call pressed during the transfer, "
               "an emulated board (the firmware as deploy stages it, .mpy) against the real wardcall serve:"
-              % ("lib/*.mpy, `wardcall update --mpy`" if mpy else "sources, as `wardcall update` sends it"))
+              % ("lib/*.mpy, as `wardcall update` sends it" if mpy else "sources, `wardcall update --sources`"))
         with tempfile.TemporaryDirectory(prefix="bench-otaheap-") as work:
             k, _ = ota_margin(Path(work), mpy)
         if k is None:
