@@ -92,12 +92,7 @@ function onSnapshot(snap) {
 }
 
 function onChange(name, data) {
-  takeEvent(state, name, data);
-  switch (name) {
-    case "call":
-      break;                  // takeEvent has it
-    case "terminal": state.terminals.set(data.terminal.device, data.terminal); break;
-    case "room": state.rooms.set(data.room.id, data.room); break;
+  if (!takeEvent(state, name, data)) switch (name) {     // calls, rooms, terminals, staff: taken
     case "alarm":
       if (data.active) state.alarms.set(data.alarm.id, data.alarm);
       else state.alarms.delete(data.alarm.id);
@@ -105,7 +100,6 @@ function onChange(name, data) {
     case "sound": state.sound = data.sound; break;
     case "log": activity(data); return;
     case "ota": state.updates.set(`${data.job}/${data.update.device}`, { job: data.job, version: data.version, ...data.update }); break;
-    case "staff": state.staff.set(data.staff.user, data.staff); break;
     case "assignment":
       if (!state.assignment || data.assignment.shift === state.assignment.shift || data.assignment.starts > state.assignment.starts) state.assignment = data.assignment;
       grid.changed(data.assignment);

@@ -63,14 +63,22 @@ export function markConnected(link) {
   return wasLost;
 }
 
-/** What every event of the stream carries: its sequence number (to resume from), the host's
- * clock, and for a "call" event the call's new state (a cleared call leaves the board). */
+/** What every event of the stream carries (its sequence number, to resume from, and the host's
+ * clock), and the events both consoles keep alike: a call's new state (a cleared call leaves
+ * the board), a room, a terminal, a member of staff. True if the event was one of those. */
 export function takeEvent(state, name, data) {
   if (typeof data.seq === "number") state.seq = data.seq;
   if (typeof data.time === "number") state.offset = data.time - Date.now() / 1000;
-  if (name !== "call") return;
-  if (data.call.state === "cleared") state.calls.delete(data.call.id);
-  else state.calls.set(data.call.id, data.call);
+  switch (name) {
+    case "call":
+      if (data.call.state === "cleared") state.calls.delete(data.call.id);
+      else state.calls.set(data.call.id, data.call);
+      return true;
+    case "room": state.rooms.set(data.room.id, data.room); return true;
+    case "terminal": state.terminals.set(data.terminal.device, data.terminal); return true;
+    case "staff": state.staff.set(data.staff.user, data.staff); return true;
+    default: return false;
+  }
 }
 
 /** reconnect() again after ms (default: the pace of retryDelay). */

@@ -128,15 +128,9 @@ function linkUp() {
 }
 
 function onChange(event, data) {
-  takeEvent(state, event, data);
-  switch (event) {
-    case "call":
-      break;                  // takeEvent has it
-    case "room": state.rooms.set(data.room.id, data.room); break;
-    case "terminal": state.terminals.set(data.terminal.device, data.terminal); break;
-    case "staff": state.staff.set(data.staff.user, data.staff); break;
-    case "assignment": state.assignment = data.assignment; break;
-    default: return;            // alarms, updates, the station's sound: not this phone's business
+  if (!takeEvent(state, event, data)) {        // calls, rooms, terminals, staff: taken
+    if (event !== "assignment") return;         // alarms, updates, the station's sound: not this phone's business
+    state.assignment = data.assignment;
   }
   render();
 }
