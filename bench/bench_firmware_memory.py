@@ -1,25 +1,44 @@
-"""Peak and free heap of the bed terminal firmware through a full call cycle.
+"""Peak and free heap of the bed terminal firmware: a call cycle, an over-the-air update, and the
+smallest heap that takes an update with a call pressed during it.
 
-Runs the real application (firmware/lib) under the MicroPython unix port with the firmware
-test doubles (tests/firmware/shims) against a scripted host (tests/firmware/fakehost.py), at
-an ESP32-sized heap (-X heapsize=112wK: 112 KiB scaled to the 64-bit word size; the emulator's
-boards get 120wK, which includes its shims), and prints gc.mem_alloc()/gc.mem_free() after a gc.collect() at each stage: boot,
-online, call placed, CALL_ACK, acknowledged at the console, cancelled by presence (a badge on
-the reader, the badge task running as on every board with a reader), plus
-micropython.mem_peak() (the unix build's high-water mark of allocated bytes, garbage included).
-The test double's virtual MFRC522 (the emulator's, on the test SPI bus) is counted in those
-figures and costs heap an ESP32 does not spend: its share is printed on its own. Then it finds
-the smallest heap that still completes the cycle, and prints the same cycle on a board without
-a reader (board.BADGE = None: presence by the button) for comparison.
+1. The call cycle: the real application (firmware/lib, .py sources compiled on the board) under
+   the MicroPython unix port with the firmware test doubles (tests/firmware/shims) against a
+   scripted host (tests/firmware/fakehost.py), at an ESP32-sized heap (-X heapsize=112wK: 112 KiB
+   scaled to the 64-bit word size; the emulator's boards get 120wK, which includes its shims):
+   gc.mem_alloc()/gc.mem_free() after a gc.collect() at each stage (boot, online, call placed,
+   CALL_ACK, acknowledged at the console, cancelled by presence) plus micropython.mem_peak() (the
+   unix build's high-water mark of allocated bytes, garbage included); then the smallest heap that
+   still completes the cycle. The badge reader's task runs as on every board with a reader;
+   the test double's virtual MFRC522 costs heap an ESP32 does not spend, so its share is printed
+   on its own, and the same cycle on a board without a reader (board.BADGE = None) for comparison.
+2. The update, stage by stage: the same application, but with lib/ as `wardcall deploy` stages it
+   (.mpy from mpy-cross), fed a signed update of the whole firmware through its command handler,
+   the call button pressed halfway through the chunks: the heap after gc.collect() and the largest
+   free block at each stage, down to the receiver released after it.
+3. The margin: an emulated board (boards/emulator, the firmware as deploy stages it) online at the
+   real `wardcall serve`, updated through the server's API while its radio is slowed so that a call
+   pressed during the transfer comes while the chunks flow; bisected over the board's heap (4wK
+   steps, the result passed three times in a row): the smallest heap with which the update is
+   installed and confirmed at the first try, the call reaches the host during the transfer and is
+   still open after the reboot, and the board never runs out of memory. The update ships .mpy
+   (`wardcall update`'s default), or with --package sources the sources as `wardcall update
+   --sources` sends them (the board then compiles the new firmware at its first boot). --part floor: the
+   same with a call only, no update (the application's own need).
 
-    .venv/bin/python bench/bench_firmware_memory.py
+    .venv/bin/python bench/bench_firmware_memory.py                    # 1, 2 and 3 (.mpy)
+    .venv/bin/python bench/bench_firmware_memory.py --part margin --package sources
+    .venv/bin/python bench/bench_firmware_memory.py --part trial --heap 104wK   # one try, its console
 """
+import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "host"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from tests.firmware import mprun  # noqa: E402
 from tests.firmware.fakehost import FakeHost, P  # noqa: E402
@@ -76,7 +95,276 @@ def run(heap, badge=True):
         host.stop()
 
 
-def main():
+# ----- part 2: the heap through an over-the-air update, in the application -----
+
+UPDATE = r"""
+import gc, micropython, binascii
+def mem(stage):
+    gc.collect()
+    print("MEM %-26s alloc %7d free %7d" % (stage, gc.mem_alloc(), gc.mem_free()))
+    micropython.mem_info()
+async def scenario(app):
+    await until(lambda: app.link.online, 5000, "online")
+    mem("online")
+    cmds = app.link.commands
+    n = 0
+    sig = False
+    chunks = 0
+    for line in open("cmds.txt"):
+        c, a = line.split()
+        c = int(c)
+        n += 1
+        ok, detail, after = cmds.handle(c, b"" if a == "-" else binascii.unhexlify(a))
+        line = a = None
+        if not ok:
+            raise Failed("refused: %s" % detail)
+        if c == 16:
+            mem("BEGIN (receiver loaded)")
+        if c == 17 and not sig and '"sig": "ok"' in detail:
+            sig = True
+            mem("signature verified")
+        if c == 18:
+            chunks += 1
+            if chunks == CHUNKS // 2:
+                mem("half the chunks")
+                await press(board.CALL)
+                await until(lambda: len(app.outbox) == 0, 3000, "CALL_ACK")
+                mem("call placed and stored")
+        if c == 19:
+            mem("committed (state written)")
+        await asyncio.sleep_ms(0)
+    cmds.handle(21, b"")
+    mem("status after: released")
+"""
+
+
+def staged_lib(dst):
+    """firmware/lib as `wardcall deploy` stages it (lib/*.mpy from mpy-cross), without board.mpy
+    (the test doubles' board.py stands in)."""
+    import shutil
+    from wardcall.deploy.build import stage
+    for remote, local in stage("emulator", compile=True).items():
+        if remote.startswith("/lib/") and remote != "/lib/board.mpy":
+            shutil.copy(local, dst / remote[len("/lib/"):])
+
+
+def update_stages(heap="112wK"):
+    """The real application (the staged .mpy lib) online at a scripted host, fed a signed update
+    of the whole firmware through its command handler, the call button pressed halfway through
+    the chunks; the heap after gc.collect() per stage and the largest free block."""
+    import os
+    import subprocess
+    from wardcall.ota import build_package, signing
+    from wardcall.protocol import otaproto
+    from tests.ota import signed
+    pkg = signed.sign(build_package(ROOT / "firmware").files, "0.2.0", 1767225600)
+    cmds = signed.commands(pkg)
+    host = FakeHost("bed-101-1", mprun.KEY, hb_ms=300)
+    host.start()
+    try:
+        with tempfile.TemporaryDirectory() as flash:
+            flash = Path(flash)
+            lib = flash / "_lib"
+            lib.mkdir()
+            staged_lib(lib)
+            mprun.write_config(flash, mprun.config(port=host.port))
+            (flash / otaproto.KEY_FILE).write_text(signed.key_text())
+            (flash / "cmds.txt").write_text("".join("%d %s\n" % (c, a.hex() or "-") for c, a in cmds))
+            chunks = sum(1 for c, _ in cmds if c == P.CMD_OTA_CHUNK)
+            (flash / "_scenario.py").write_text("CHUNKS = %d\n" % chunks + UPDATE)
+            env = dict(os.environ, MICROPYPATH=".frozen:%s:%s:%s" % (mprun.SHIMS, lib, mprun.BOARD))
+            p = subprocess.run([str(mprun.MICROPYTHON), "-X", "heapsize=" + heap, str(mprun.DRIVE), "_scenario.py",
+                                "60000"], cwd=flash, env=env, capture_output=True, text=True, timeout=90)
+            out = p.stdout + p.stderr
+    finally:
+        host.stop()
+    rows = []
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("MEM"):
+            big = next((l.split("max free sz:")[1].strip() for l in lines[i:i + 8] if "max free sz:" in l), "?")
+            rows.append((line[4:30].strip(), int(line.split("alloc")[1].split()[0]),
+                         int(line.split("free")[1].split()[0]), int(big) * 32 if big.isdigit() else None))
+    return "SCENARIO PASSED" in out, rows, out, pkg
+
+
+# ----- part 3: the margin of an over-the-air update, with a call pressed during the transfer -----
+
+TECH = ("tech", "bench tech password")
+MARGIN_LO, MARGIN_HI = 80, 120          # wK: the bisection's range (120wK: the emulator's default)
+TRIAL_WAIT_S = 90.0                     # a trial that is not done by then has failed
+_TRIALS = [0]
+_LAST_CONSOLE = [""]
+
+
+def _ota_ward(work):
+    """A one-bed ward (bench/_common.write_ward) with a technician login and the ward's update
+    key pair (as `wardcall update keygen` makes it)."""
+    from _common import write_ward
+    from wardcall.config import load_config
+    from wardcall.ota import signing
+    from wardcall.passwords import hash_password
+    cfg, devices = write_ward(work, 1, heartbeat_ms=200)
+    with cfg.open("a") as f:
+        f.write('[users.%s]\nname = "Bench technician"\npassword = "%s"\nrole = "technician"\n'
+                % (TECH[0], hash_password(TECH[1])))
+    ward = load_config(cfg)
+    signing.generate_keys(ward.ota.private_key, ward.ota.public_key)
+    return cfg, ward, devices[0]
+
+
+def ota_trial(heap, work, ward_cache, mpy=False, update=True):
+    """One emulated board (the firmware as deploy stages it, .mpy) with `heap`, online at the real
+    `wardcall serve`; an update of the whole firmware with the call button pressed while the
+    chunks flow (update=False: only the call). It works if the update is installed and confirmed
+    at the first try, the call reaches the host while the chunks flow and is still open after the
+    reboot, and the board never ran out of memory (not even a MemoryError it handled).
+    (ok, why, figures)."""
+    from _common import Console, Server
+    from boards.emulator.fleet import Fleet
+    from tests.fixtures.ward import firmware_files
+    from wardcall.ota import UpdateClient, build_package, signing
+    from wardcall.ota.cli import sign_for_update
+    from wardcall.protocol import otaproto
+    cfg, ward, dev = ward_cache
+    name = dev["device_id"]
+    _TRIALS[0] += 1
+    tag = "%s-%d" % (heap, _TRIALS[0])
+    for stale in ("ward.db", "ward.db-wal", "ward.db-shm"):    # a fresh record: no call of an earlier try
+        (cfg.parent / stale).unlink(missing_ok=True)
+    server = Server(cfg)
+    server.start()
+    fleet = Fleet.start(work / ("fleet-" + tag))
+    console = board = None
+    try:
+        files = firmware_files(dev)
+        files[otaproto.KEY_FILE] = signing.board_key_text(signing.load_public_key(ward.ota.public_key))
+        board = fleet.add_board(name, flash_dir=work / ("flash-" + tag), files=files, heapsize=heap)
+        console = Console(server.api_url)
+        if not _until(lambda: _connected(console, name), 30):
+            return False, "not online: " + _tail(board), {}
+        if not update:
+            t0 = time.monotonic()
+            board.tap("call", ms=120)
+            got = _until(lambda: _calls(console, name), 5)
+            latency = time.monotonic() - t0
+            time.sleep(5)
+            text = board.console()
+            if not got or _memory_error(text):
+                return False, _memory_error(text) or "the call did not reach the host: " + _tail(board), {}
+            return True, "the call at the host %.2f s after the press began" % latency, {}
+        version = "0.2.0-heap" + tag
+        fw = work / ("fw-" + tag)
+        _firmware_copy(fw, version)
+        pkg = sign_for_update(ward, build_package(fw, compile=mpy))
+        board.fault(delay_ms=15)        # a slower radio: the transfer takes a few seconds
+        client = UpdateClient(server.api_url, *TECH)
+        client.login()
+        job = client.start(pkg, [name], 20, 1, False, False)["job"]
+        if not _until(lambda: client.job(job)["devices"][0]["sent"] > 0 or client.job(job)["done"], 30):
+            return False, "the transfer did not start", {}
+        during = client.job(job)["devices"][0]
+        low = board.heap() or {}
+        t0 = time.monotonic()
+        board.tap("call", ms=120)
+        got = _until(lambda: _calls(console, name), 5)
+        latency = time.monotonic() - t0
+        state = client.job(job)["devices"][0]
+        board.fault(delay_ms=0)
+        if not got:
+            return False, "the call pressed during the transfer did not reach the host: " + _tail(board), {}
+        if during["state"] != "sending" or state["state"] != "sending" or state["sent"] >= state["total"]:
+            return False, "the call was not pressed during the transfer (%s %s; %s)" % (
+                state["state"], state["detail"], _memory_error(board.console()) or _tail(board)), {}
+
+        def finished():
+            return _memory_error(board.console()) or client.job(job)["done"]
+        _until(finished, TRIAL_WAIT_S)
+        text = board.console()
+        final = client.job(job)["devices"][0]
+        figures = {"call_s": latency, "free_during": low.get("free"),
+                   "ready": [l.split("ready ")[1] for l in text.splitlines() if "boot: ready" in l]}
+        if _memory_error(text):
+            return False, _memory_error(text), figures
+        if final["state"] != "ok":
+            return False, "update %s: %s" % (final["state"], final["detail"]), figures
+        if not _calls(console, name):
+            return False, "the call did not survive the update's reboot", figures
+        return True, "update ok; the call at the host %.2f s after the press began" % latency, figures
+    finally:
+        _LAST_CONSOLE[0] = board.console() if board is not None else ""
+        if console is not None:
+            console.close()
+        fleet.stop()
+        server.stop()
+
+
+def _firmware_copy(dst, version):
+    import shutil
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(ROOT / "firmware", dst, ignore=shutil.ignore_patterns("__pycache__"))
+    (dst / "lib" / "version.py").write_text('VERSION = "%s"\n' % version)
+
+
+def _until(pred, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _connected(console, device):
+    return any(t["device"] == device and t.get("connected") for t in console.state().get("terminals", []))
+
+
+def _calls(console, device):
+    return [c for c in console.state().get("calls", []) if c["device"] == device]
+
+
+def _memory_error(text):
+    """The first MemoryError on the console (or "out of memory" line of one the firmware handled)
+    and where it was raised (the traceback's last line); "" if none."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if "MemoryError" in line or "out of memory" in line:
+            where = [l.strip() for l in lines[max(0, i - 3):i + 3] if l.strip().startswith("File ")]
+            return "MemoryError on the board: %s%s" % (line.strip(), (" at " + where[-1]) if where else "")
+    return ""
+
+
+def _tail(board):
+    return " | ".join(board.console().strip().splitlines()[-3:])
+
+
+def ota_margin(work, mpy=False, update=True, lo=MARGIN_LO, hi=MARGIN_HI, step=4, confirm=2):
+    """The smallest emulator heap (wK) with which the update and the call during it work."""
+    ward_cache = _ota_ward(work / "ward")
+    results = {}
+
+    def trial(k):
+        ok, why, fig = ota_trial("%dwK" % k, work, ward_cache, mpy, update)
+        results[k] = (ok, why)
+        print("  %3dwK: %s  %s" % (k, "ok    " if ok else "FAILED", why), flush=True)
+        return ok
+    if not trial(hi):
+        return None, results
+    while hi - lo > step:
+        mid = (lo + hi) // 2
+        if trial(mid):
+            hi = mid
+        else:
+            lo = mid
+    # a heap that passed once may still fail (the heap's fragmentation depends on timing): the
+    # margin is the smallest heap that passes `confirm` more times in a row
+    while hi < MARGIN_HI and not all(trial(hi) for _ in range(confirm)):
+        hi += step
+    return hi, results
+
+
+def call_cycle():
     out = run("112wK")
     print("heap 112wK (ESP32-sized: ~112 KiB on a 32-bit ESP32), badge reader on:")
     for line in out.splitlines():
@@ -99,6 +387,59 @@ def main():
         if line.startswith("MEM") or "SCENARIO" in line:
             print("  " + line)
     return 0 if "SCENARIO PASSED" in out else 1
+
+
+def update_stages_report():
+    ok, rows, out, pkg = update_stages()
+    print("update of the whole firmware (%d files, %d bytes) in the application, lib/*.mpy as deploy stages it, "
+          "heap 112wK (64-bit bytes; the largest free block of the heap):" % (len(pkg.files), pkg.size))
+    base = rows[0][1] if rows else 0
+    for stage, alloc, free, big in rows:
+        print("  MEM %-26s alloc %7d (%+6d) free %7d largest free %7s" % (stage, alloc, alloc - base, free, big))
+    if not ok:
+        print(out[-3000:])
+        return 1
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=("all", "calls", "update", "margin", "floor", "trial"), default="all")
+    ap.add_argument("--package", choices=("mpy", "sources"), default="mpy",
+                    help="the update ships lib/*.mpy (`wardcall update`, its default) or the sources (`--sources`)")
+    ap.add_argument("--heap", default="120wK", help="--part trial: the board's heap")
+    args = ap.parse_args()
+    mpy = args.package == "mpy"
+    rc = 0
+    if args.part == "trial":
+        with tempfile.TemporaryDirectory(prefix="bench-otaheap-") as work:
+            ok, why, fig = ota_trial(args.heap, Path(work), _ota_ward(Path(work) / "ward"), mpy)
+        print("%s: %s %s %s" % (args.heap, "ok" if ok else "FAILED", why, fig))
+        if not ok:
+            print("--- the board's console, last 60 lines ---\n" + "\n".join(_LAST_CONSOLE[0].splitlines()[-60:]))
+        return 0 if ok else 1
+    if args.part == "floor":
+        print("a call only, no update: an emulated board at the real wardcall serve")
+        with tempfile.TemporaryDirectory(prefix="bench-otaheap-") as work:
+            k, _ = ota_margin(Path(work), update=False)
+        print("smallest emulator heap with which the call works: %swK" % k)
+        return 0 if k else 1
+    if args.part in ("all", "calls"):
+        rc |= call_cycle()
+    if args.part in ("all", "update"):
+        rc |= update_stages_report()
+    if args.part in ("all", "margin"):
+        print("over-the-air update of the whole firmware (shipped as %s) with a call pressed during the transfer, "
+              "an emulated board (the firmware as deploy stages it, .mpy) against the real wardcall serve:"
+              % ("lib/*.mpy, as `wardcall update` sends it" if mpy else "sources, `wardcall update --sources`"))
+        with tempfile.TemporaryDirectory(prefix="bench-otaheap-") as work:
+            k, _ = ota_margin(Path(work), mpy)
+        if k is None:
+            print("  it fails with the emulator's default heap (%dwK)" % MARGIN_HI)
+            return 1
+        print("smallest emulator heap with which the update and the call work: %dwK (default %dwK: %d%% to spare; "
+              "about 17wK of it are the emulator's shims)" % (k, MARGIN_HI, 100 * (MARGIN_HI - k) // MARGIN_HI))
+    return rc
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """`make run` starts `wardcall demo`: the real host plus emulated beds running the real firmware.
 These drive the demo as a user would: the beds come online, a call typed at the demo's prompt
-shows on the console's state and acknowledging it there changes the bed's lamp; a second
+shows on the console's state and acknowledging it there changes the bed's lamp; `wardcall
+update --all` with the demo's technician login updates every bed over the air; a second
 `make run` leaves the running one alone; bad commands get one usage line; SIGTERM, SIGHUP and
 the host's death stop everything the demo started."""
 from __future__ import annotations
@@ -9,6 +10,7 @@ import asyncio
 import json
 import os
 import pty
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,7 +25,7 @@ from hypothesis import given, settings, strategies as st
 from tests.fixtures.host import free_port
 from tests.support.waiting import wait_until
 from wardcall.client import WardApi, find_terminal
-from wardcall.demo import ALIASES, BUTTONS, DEMO_USER, LOCK_NAME, VERBS, Demo, UsageError, parse_command
+from wardcall.demo import ALIASES, BUTTONS, DEMO_USER, DEMO_USERS, LOCK_NAME, VERBS, Demo, UsageError, parse_command
 
 pytestmark = pytest.mark.timeout(120)
 START_S = 60.0          # one bed: the host, the fleet, and the board online (2 busy cores)
@@ -58,6 +60,46 @@ async def test_demo_ward_takes_a_call_end_to_end(tmp_path):
     finally:
         await asyncio.to_thread(demo.stop)
     assert demo.server is None and demo.fleet is None
+
+
+FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
+UPDATE_S = 150.0        # two beds, one after the other on a busy machine: transfer, reboot, trial
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_the_demo_ward_is_updated_over_the_air(tmp_path):
+    demo = Demo(tmp_path / "demo", beds=2, api_port=free_port())
+    new = tmp_path / "firmware"
+    shutil.copytree(FIRMWARE, new, ignore=shutil.ignore_patterns("__pycache__"))
+    (new / "lib" / "version.py").write_text('VERSION = "0.2.0-demo"\n')
+    tech = next(login for login, (_, role) in DEMO_USERS.items() if role == "technician")
+    try:
+        await asyncio.to_thread(demo.start)
+        assert f"wardcall update --config {demo.config_path} --all" in demo.banner()
+        # `wardcall update` as the banner says, with the technician's demo login (login = password)
+        proc = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "wardcall.cli", "update", "--config", str(demo.config_path), "--all",
+                             "--host-user", tech, "--firmware", str(new), "--trial-s", "30", "--parallel", "1"],
+            env=dict(os.environ, WARDCALL_HOST_PASSWORD=tech), capture_output=True, text=True, timeout=UPDATE_S)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out + "\n".join(b.console()[-3000:] for b in demo.boards.values())
+        table = {line.split()[0]: line.split()[1:4] for line in out.splitlines() if line.startswith("bed-")}
+        assert table == {"bed-101-1": ["ok", "0.1.0", "0.2.0-demo"], "bed-101-2": ["ok", "0.1.0", "0.2.0-demo"]}, out
+        async with WardApi(f"http://127.0.0.1:{demo.api_port}") as api:
+            await api.login(*DEMO_USER)
+            async with api.events() as console:
+                await console.wait_for(lambda s: all(
+                    (find_terminal(s, d) or {}).get("firmware") == "0.2.0-demo"
+                    and (find_terminal(s, d) or {}).get("status") == "online" for d in ("bed-101-1", "bed-101-2")),
+                    timeout=30)
+                # the updated bed still takes a call
+                assert await asyncio.to_thread(demo.command, "call 1") == "bed-101-1: call pressed"
+                await console.wait_for(lambda s: any(c["device"] == "bed-101-1" for c in s["calls"]), timeout=10)
+        for board in demo.boards.values():
+            assert "firmware 0.2.0-demo confirmed" in board.console()
+    finally:
+        await asyncio.to_thread(demo.stop)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -114,18 +114,39 @@ class ControlChannel:
     async def op_info(self, name: str) -> dict[str, Any]:
         return self._board(name).info()
 
-    async def op_input(self, name: str, pin: str | int, closed: bool) -> bool:
-        b = self._board(name)
-        b.gpio.set_input(pin_number(pin), closed)
-        return True
-
-    async def op_tap(self, name: str, pin: str | int, ms: float = 150) -> bool:
+    async def op_input(self, name: str, pin: str | int, closed: bool, settle_ms: int = 0,
+                       timeout: float = 10.0) -> bool:
+        """Open or close a contact. With settle_ms, answer only once the board's code has read
+        the new level at two reads settle_ms apart (raises if it has not within timeout)."""
         b = self._board(name)
         p = pin_number(pin)
-        b.gpio.set_input(p, True)
-        await asyncio.sleep(ms / 1000)  # the press duration itself
-        b.gpio.set_input(p, False)
+        seq = b.gpio.set_input(p, closed, settle_ms)
+        await self._settled(b, p, seq, closed, settle_ms, timeout)
         return True
+
+    async def op_tap(self, name: str, pin: str | int, ms: float = 150, settle_ms: int = 0,
+                     timeout: float = 10.0) -> bool:
+        """Press for ms milliseconds, then release. With settle_ms, the press lasts until the
+        board's code has also read it closed at two reads settle_ms apart, and the answer comes
+        once it has read the release the same way: a debounced input loop took both."""
+        b = self._board(name)
+        p = pin_number(pin)
+
+        seq = b.gpio.set_input(p, True, settle_ms)
+        await asyncio.sleep(ms / 1000)  # the press duration itself
+        try:
+            await self._settled(b, p, seq, True, settle_ms, timeout)
+        finally:
+            seq = b.gpio.set_input(p, False, settle_ms)
+        await self._settled(b, p, seq, False, settle_ms, timeout)
+        return True
+
+    @staticmethod
+    async def _settled(b: Board, p: int, seq: int, closed: bool, settle_ms: int, timeout: float) -> None:
+        """Wait until the board's code has read change seq steadily (nothing without settle_ms)."""
+        if settle_ms > 0 and not await b.changed.wait(lambda: b.gpio.seen.get(p, 0) >= seq, timeout):
+            raise TimeoutError(f"{b.name}: its code did not read {pin_name(p)} "
+                               f"{'closed' if closed else 'open'} for {settle_ms} ms within {timeout:g} s")
 
     async def op_cord(self, name: str, state: str) -> bool:
         self._board(name).gpio.set_cord(state)

@@ -258,16 +258,25 @@ class Board:
         return self.fleet.request(op, name=self.name, **kw)
 
     # -- inputs
-    def press(self, pin):
-        """Close the contact of an input ("call", "presence", ..., or "gpio5"): reads 0."""
-        self._r("input", pin=pin, closed=True)
+    def press(self, pin, settle_ms=0, timeout=10.0):
+        """Close the contact of an input ("call", "presence", ..., or "gpio5"): reads 0. With
+        settle_ms, return once the board's code has read it closed at two reads settle_ms apart
+        (EmulatorError if not within timeout s): a debounced input loop has then taken it."""
+        self._r("input", pin=pin, closed=True, settle_ms=settle_ms, timeout=timeout,
+                _timeout=timeout + 30)
 
-    def release(self, pin):
-        self._r("input", pin=pin, closed=False)
+    def release(self, pin, settle_ms=0, timeout=10.0):
+        """Open the contact again; settle_ms as for press."""
+        self._r("input", pin=pin, closed=False, settle_ms=settle_ms, timeout=timeout,
+                _timeout=timeout + 30)
 
-    def tap(self, pin, ms=150):
-        """Press for ms milliseconds (timed by the supervisor), then release."""
-        self._r("tap", pin=pin, ms=ms, _timeout=ms / 1000 + 30)
+    def tap(self, pin, ms=150, settle_ms=60, timeout=10.0):
+        """Press for ms milliseconds (timed by the supervisor), then release, as a person does:
+        the press lasts until the board's code has read it closed at two reads settle_ms apart,
+        and tap returns once it has read the release so (the firmware debounces 30 ms), so two
+        taps are two presses however much the board lags. settle_ms=0: timed only."""
+        self._r("tap", pin=pin, ms=ms, settle_ms=settle_ms, timeout=timeout,
+                _timeout=ms / 1000 + 2 * timeout + 30)
 
     def cord(self, state):
         """"ok" (plugged, not pulled), "pulled" or "unplugged"."""

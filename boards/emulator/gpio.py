@@ -54,15 +54,33 @@ class Gpio:
         self._push = push  # sends a message to the board's shims
         self._changed = changed
         self.closed: dict[int, bool] = {PINS[n]: False for n in INPUTS}
+        # input changes are numbered; seen[pin] is the number of the last change the board has
+        # read steadily (see set_input's settle_ms)
+        self.seen: dict[int, int] = {}
+        self._seq = 0
         self.outputs: dict[int, Output] = {}
         self.history: dict[int, collections.deque[Change]] = {}
         self.set_cord(cord, push=False)
 
     # -- inputs
-    def set_input(self, pin: int, closed: bool) -> None:
+    def set_input(self, pin: int, closed: bool, settle_ms: int = 0) -> int:
+        """Open or close the contact; returns the change's number. With settle_ms, the board
+        reports once its own code has read the new level at two reads settle_ms or more apart
+        (what a debouncing input loop needs to accept it): seen[pin] then reaches the number."""
+        self._seq += 1
         self.closed[pin] = bool(closed)
-        self._push({"k": "in", "p": pin, "c": bool(closed)})
+        m: dict[str, Any] = {"k": "in", "p": pin, "c": bool(closed)}
+        if settle_ms > 0:
+            m.update(n=self._seq, w=int(settle_ms))
+        self._push(m)
         self._changed()
+        return self._seq
+
+    def input_seen(self, pin: int, seq: int) -> None:
+        """The board has read change `seq` of pin steadily (reported by its machine shim)."""
+        if seq > self.seen.get(pin, 0):
+            self.seen[pin] = seq
+            self._changed()
 
     def set_cord(self, state: str, push: bool = True) -> None:
         pull, loop_ = CORD_CONTACTS[state]

@@ -81,6 +81,9 @@ class ShimChannel(asyncio.DatagramProtocol):
             p, fr, d, tus = arg.split()
             fr, d = int(fr), int(d)
             b.gpio.record_output(int(p), d if fr else 0, fr, int(tus) / 1e6)
+        elif k == b"I":
+            p, n = arg.split()
+            b.gpio.input_seen(int(p), int(n))
         elif k == b"F":
             b.wdt.feed()
         elif k == b"W":

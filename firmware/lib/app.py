@@ -48,16 +48,19 @@ class App:
         sup.add("inputs", self.inputs.run, 2000)
         sup.add("lamps", self.lamps.run, 2000)
         sup.add("buzzer", self.buzzer.run, 5000)
-        self.badge = None
-        spec = getattr(board, "BADGE", None)    # None: no reader (or a pin map from before readers)
-        if spec:
-            self._start_badge(spec)
         if self.cfg:
             from commands import Commands
             from link import Link
             commands = Commands(self.lamps, self.buzzer, self.calls)
             self.link = Link(self.cfg, self.calls, self.outbox, self.clock, self.out, commands)
             sup.add("link", self.link.run, 60000)
+        # the reader after the link: compiled from sources (after an update) the link's modules,
+        # the largest, are compiled while the heap holds the least
+        self.badge = None
+        spec = getattr(board, "BADGE", None)    # None: no reader (or a pin map from before readers)
+        if spec:
+            gc.collect()
+            self._start_badge(spec)
         sup.every(self._tick)
         import otaboot
         if otaboot.in_trial():         # a new firmware on trial: the boot chain confirms it once online

@@ -61,12 +61,11 @@ class Commands:
         if cmd == CMD_NOTIFY:
             return self._notify(arg)
         if CMD_OTA_BEGIN <= cmd <= CMD_OTA_STATUS:
-            if self.ota is None:
-                import gc
-                gc.collect()           # the receiver's import (compiled here if sent as .py) wants room
-                from ota import Receiver
-                self.ota = Receiver(self.calls.outbox)
-            return self.ota.handle(cmd, arg)
+            try:
+                import otacmd          # the update's entry: loads the receiver, gives the heap back
+            except MemoryError:        # otaproto.R_NO_MEMORY: the host says so, and asks again later
+                return 0, '{"c": "no_memory"}', None
+            return otacmd.handle(self, cmd, arg)
         log("cmd", "unsupported command %d" % cmd)
         return 0, "unsupported command %d" % cmd, None
 

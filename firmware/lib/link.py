@@ -46,8 +46,9 @@ def hardware_id():
     return hashlib.sha256(uid).digest()[:P.HWID_MAX]
 
 
-def clip(text, limit=200):
-    """text cut to at most limit bytes of UTF-8 (protocol text fields hold 255)."""
+def clip(text, limit=P.MAX_TEXT):
+    """text cut to at most limit bytes of UTF-8 (what a protocol text field holds: a RESULT
+    detail up to that length, such as an update status, must arrive whole to stay JSON)."""
     b = text.encode()
     if len(b) <= limit:
         return text

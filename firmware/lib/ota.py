@@ -5,24 +5,34 @@
 # whole of it. Every file is declared, and the declarations must hash to the signed manifest
 # digest, before the first chunk is taken; each file is checked for size and SHA-256 as it
 # completes. COMMIT writes .ota/state.json "pending" and reboots; boot.py (otaboot.boot) checks it
-# all again and swaps the files in for a trial. Loaded only when the host sends an OTA command, so
-# it costs no heap otherwise. This module may itself be updated: the checks that matter are
-# repeated by the boot chain (never updated), and a new firmware that does not confirm is rolled
-# back.
+# all again and swaps the files in for a trial. Loaded only when the host sends an OTA command,
+# and released (otacmd.py) when no update is in progress, so it costs no heap otherwise. This
+# module may itself be updated: the checks that matter are repeated by the boot chain (never
+# updated), and a new firmware that does not confirm is rolled back.
+#
+# Heap (docs/FIRMWARE.md, Memory): whatever the number of files, a transfer keeps the same few
+# objects alive. The declarations go to flash as they come (.ota/manifest: the signed manifest's
+# exact lines), not into a list; only the file being received is held (path, size, SHA-256
+# digest); chunks are written and hashed from a view of the command's argument; the state COMMIT
+# writes is streamed to the flash, never built as one string.
 from micropython import const
 import os
+import gc
+import json
 import hashlib
+from binascii import hexlify, unhexlify
 
 import otaboot as B
 import otacheck as C
 import otaproto as O
 from log import log
-from version import VERSION
+from version import VERSION            # the version an update replaces (the state's "from")
 from wardproto import (CMD_OTA_BEGIN, CMD_OTA_FILE, CMD_OTA_CHUNK, CMD_OTA_COMMIT, CMD_OTA_ABORT,
                        CMD_OTA_STATUS)
 
-_WHY_MAX = const(120)
 _CHECK_STEPS = const(2)        # slices of the signature check per command (17 in all)
+_MANIFEST = ".ota/manifest"    # the declarations so far; gone once committed or discarded
+_EMPTY_SHA = hashlib.sha256(b"").digest()
 
 
 def free_bytes():
@@ -33,8 +43,14 @@ def free_bytes():
         return None
 
 
-def _ascii(text, limit):
-    return "".join([c for c in text[:limit] if 32 <= ord(c) < 127 and c != '"' and c != "\\"])
+def _declared(path, twin):
+    """Is path, or its twin, declared already (a line of _MANIFEST)?"""
+    with open(_MANIFEST) as f:
+        for line in f:
+            p = line[:line.find(" ")]
+            if p == path or p == twin:
+                return True
+    return False
 
 
 class Receiver:
@@ -47,15 +63,24 @@ class Receiver:
         self.hdr = None             # the BEGIN header
         self.sig = b""
         self.check = None           # otacheck.SignatureCheck of the BEGIN's signature
-        self.files = []             # declared: [path, size, sha256 hex]
+        self.nd = 0                 # files declared (their lines are in _MANIFEST)
+        self.total = 0              # their sizes
         self.decl = None            # SHA-256 of the declarations so far (the manifest digest)
         self.verified = False       # signature good, every file declared, the manifest digest matched
         self.cur = 0                # the file being received
         self.off = 0                # bytes of it written and hashed
         self.h = None
+        self.path = None            # the file being received: path, size, SHA-256 digest
+        self.size = 0
+        self.sha = None
+
+    def busy(self):
+        """An update is in progress (BEGIN taken, not committed nor discarded)."""
+        return self.id is not None
 
     def _discard(self):
         B.rmtree(B.NEW)
+        B.remove(_MANIFEST)
         self._clear()
 
     def handle(self, cmd, arg):
@@ -77,7 +102,8 @@ class Receiver:
                 self._discard()
                 return 1, O.result(O.R_ABORTED), None
             if cmd == CMD_OTA_STATUS:
-                return 1, self.status(), None
+                from otacmd import status
+                return 1, status(self.rx()), None
             raise O.Refused(O.R_UNSUPPORTED, {"cmd": cmd})
         except O.Refused as r:
             return 0, r.detail(), None
@@ -104,33 +130,27 @@ class Receiver:
 
     def _ready(self):
         """Once the signature is good and the whole manifest declared: chunks may come."""
-        if self.verified or not self.check.ok or len(self.files) < self.hdr["n"]:
+        if self.verified or not self.check.ok or self.nd < self.hdr["n"]:
             return
         self.verified = True
         B.makedirs(B.NEW + "lib")
-        self._skip_empty()
+        self._next_file()
 
-    def status(self):
-        st = B.read()
-        d = {"s": st.get("s", "idle"), "v": st.get("v", ""), "from": st.get("from", ""), "run": VERSION,
-             "serial": C.installed_serial(), "key": C.key_state()}
-        if self.id is not None:
-            d["rx"] = [len(self.files), self.cur, self.off]
-        why = st.get("why", "")
-        if why:
-            d["why"] = _ascii(why, _WHY_MAX)
-        return O.result(O.R_STATUS, d)
+    def rx(self):
+        """[declared, file, offset] of the transfer in progress, None without one (for STATUS)."""
+        return [self.nd, self.cur, self.off] if self.id is not None else None
 
     def _at(self):
-        return 1, O.result(O.R_AT, {"d": len(self.files), "f": self.cur, "o": self.off,
-                                    "sig": "ok" if self.check.ok else "checking"}), None
+        # the answer to nearly every command: formatted here rather than through a dict
+        return 1, '{"c": "%s", "d": %d, "f": %d, "o": %d, "sig": "%s"}' % (
+            O.R_AT, self.nd, self.cur, self.off, "ok" if self.check.ok else "checking"), None
 
     def _begin(self, arg):
         hdr, sig = O.decode_begin(arg)
         if B.in_trial():
             raise O.Refused(O.R_BUSY_TRIAL, {"v": B.state.get("v", "")})
         stmt = O.begin_statement(hdr)
-        check = C.SignatureCheck(hdr["kid"], stmt, sig)
+        check = C.SignatureCheck(hdr["kid"], stmt, sig)      # refuses at once without the ward's key
         installed = C.installed_serial()
         if hdr["serial"] <= installed:
             log("ota", "refused firmware %s: serial %d, installed %d" % (hdr["v"], hdr["serial"], installed))
@@ -145,6 +165,10 @@ class Receiver:
         free = free_bytes()
         if free is not None and hdr["size"] + O.RESERVE > free:
             raise O.Refused(O.R_NO_SPACE, {"need": hdr["size"] + O.RESERVE, "free": free})
+        B.makedirs(".ota")
+        with open(_MANIFEST, "w"):
+            pass
+        gc.collect()            # the key's parsing left garbage: free it before the transfer starts
         self.id, self.hdr, self.sig, self.check = pid, hdr, sig, check
         self.decl = hashlib.sha256()
         log("ota", "receiving firmware %s (serial %d, %d file(s), %d bytes): checking its signature"
@@ -152,45 +176,57 @@ class Receiver:
         self._advance()
         return self._at()
 
+    def _line(self, i):
+        with open(_MANIFEST, "rb") as f:
+            for n, line in enumerate(f):
+                if n == i:
+                    return line
+        return b""
+
     def _file(self, arg):
         if self.id is None:
             raise O.Refused(O.R_NOT_STARTED)
         i, path, size, sha = O.decode_file(arg)
-        if i < len(self.files):
-            if self.files[i] != [path, size, sha]:
+        line = O.entry_line(path, size, sha)
+        if i < self.nd:
+            if self._line(i) != line:
                 raise O.Refused(O.R_BAD_REQUEST, {"m": "file %d declared differently before" % i})
             return self._at()                             # a resumed transfer, or waiting for the check
-        if i != len(self.files) or i >= self.hdr["n"]:
-            raise O.Refused(O.R_ORDER, {"d": len(self.files), "f": self.cur, "o": self.off})
-        for f in self.files:
-            if f[0] == path or f[0] == O.twin(path):
-                raise O.Refused(O.R_BAD_REQUEST, {"m": "file %s twice" % path})
-        total = size
-        for f in self.files:
-            total += f[1]
-        if total > self.hdr["size"]:
+        if i != self.nd or i >= self.hdr["n"]:
+            raise O.Refused(O.R_ORDER, {"d": self.nd, "f": self.cur, "o": self.off})
+        if _declared(path, O.twin(path)):
+            raise O.Refused(O.R_BAD_REQUEST, {"m": "file %s twice" % path})
+        if self.total + size > self.hdr["size"]:
             raise O.Refused(O.R_TOO_BIG, {"m": "files exceed the declared size"})
-        self.files.append([path, size, sha])
-        self.decl.update(O.entry_line(path, size, sha))
-        if len(self.files) < self.hdr["n"]:
+        with open(_MANIFEST, "ab") as f:
+            f.write(line)
+        self.nd += 1
+        self.total += size
+        self.decl.update(line)
+        if self.nd < self.hdr["n"]:
             return self._at()
-        if O.hexstr(self.decl.digest()) != self.hdr["m"] or total != self.hdr["size"]:
+        if O.hexstr(self.decl.digest()) != self.hdr["m"] or self.total != self.hdr["size"]:
             log("ota", "firmware %s refused: the declared files are not the signed manifest" % self.hdr["v"])
             self._discard()
             raise O.Refused(O.R_MANIFEST)
         self._ready()
         return self._at()
 
-    def _skip_empty(self):
-        """Empty files are complete as soon as they are declared and verified."""
-        while self.cur < len(self.files) and self.files[self.cur][1] == 0:
-            path = self.files[self.cur][0]
-            B.makedirs(B.NEW + path[:path.rfind("/")])
-            with open(B.NEW + path, "wb"):
+    def _next_file(self):
+        """Load the entry of file self.cur (if any is left); empty files are complete as soon as
+        they are declared and verified."""
+        while self.cur < self.nd:
+            p = self._line(self.cur).split()
+            self.path, self.size, self.sha = p[0].decode(), int(p[1]), unhexlify(p[2])
+            if self.size:
+                return
+            B.makedirs(B.NEW + self.path[:self.path.rfind("/")])
+            with open(B.NEW + self.path, "wb"):
                 pass
-            if self.files[self.cur][2] != O.hexstr(hashlib.sha256(b"").digest()):
-                self._hash_mismatch(path)
+            if self.sha != _EMPTY_SHA:
+                self._hash_mismatch(self.path)
             self.cur += 1
+        self.path, self.sha = None, None
 
     def _hash_mismatch(self, path):
         log("ota", "%s refused: its SHA-256 is not the signed one; update %s discarded" % (path, self.hdr["v"]))
@@ -200,18 +236,18 @@ class Receiver:
     def _chunk(self, arg):
         if self.id is None:
             raise O.Refused(O.R_NOT_STARTED)
-        if len(self.files) < self.hdr["n"]:
-            raise O.Refused(O.R_UNDECLARED, {"d": len(self.files), "n": self.hdr["n"]})
+        if self.nd < self.hdr["n"]:
+            raise O.Refused(O.R_UNDECLARED, {"d": self.nd, "n": self.hdr["n"]})
         if not self.verified:
             raise O.Refused(O.R_CHECKING)
         i, off, data = O.decode_chunk(arg)
         n = len(data)
         if i < self.cur or (i == self.cur and off + n <= self.off and n):
             return self._at()                             # a chunk seen before (resent)
-        if i != self.cur or i >= len(self.files) or off != self.off:
-            raise O.Refused(O.R_ORDER, {"d": len(self.files), "f": self.cur, "o": self.off})
-        path, size, sha = self.files[i]
-        if off + n > size:
+        if i != self.cur or i >= self.nd or off != self.off:
+            raise O.Refused(O.R_ORDER, {"d": self.nd, "f": self.cur, "o": self.off})
+        path = self.path
+        if off + n > self.size:
             raise O.Refused(O.R_TOO_BIG, {"m": "chunk past the end of %s" % path})
         if off == 0:
             B.makedirs(B.NEW + path[:path.rfind("/")])
@@ -220,28 +256,54 @@ class Receiver:
             f.write(data)
         self.h.update(data)
         self.off += n
-        if self.off == size:
-            got = O.hexstr(self.h.digest())
+        if self.off == self.size:
+            got = self.h.digest()
             self.h = None
-            if got != sha:
+            if got != self.sha:
                 self._hash_mismatch(path)
             self.cur += 1
             self.off = 0
-            self._skip_empty()
+            self._next_file()
         return self._at()
 
     def _commit(self):
         if self.id is None:
             raise O.Refused(O.R_NOT_STARTED)
-        if not self.verified or self.cur != len(self.files):
+        if not self.verified or self.cur != self.nd:
             raise O.Refused(O.R_INCOMPLETE, {"f": self.cur, "n": self.hdr["n"]})
         if self.outbox is not None and len(self.outbox):
             raise O.Refused(O.R_BUSY_CALLS, {"n": len(self.outbox)})
         hdr = self.hdr
-        B.write({"s": "pending", "v": hdr["v"], "from": VERSION, "serial": hdr["serial"], "n": hdr["n"],
-                 "size": hdr["size"], "m": hdr["m"], "kid": hdr["kid"], "sig": O.hexstr(self.sig),
-                 "files": self.files, "trial_ms": hdr["trial_s"] * 1000})
+        gc.collect()
+        self._write_pending(hdr)
         log("ota", "firmware %s committed: rebooting to install it" % hdr["v"])
         v = hdr["v"]
         self._clear()
         return 1, O.result(O.R_COMMITTED, {"v": v}), "reboot"
+
+    def _write_pending(self, hdr):
+        """.ota/state.json "pending" (otaboot's format: the statement's fields, the signature in
+        hex and "files": [[path, size, sha], ...]) streamed to the flash a file entry at a time,
+        atomically (a temporary file, then rename) like otaboot's own writes."""
+        head = json.dumps({"s": "pending", "v": hdr["v"], "from": VERSION, "serial": hdr["serial"], "n": hdr["n"],
+                           "size": hdr["size"], "m": hdr["m"], "kid": hdr["kid"],
+                           "trial_ms": hdr["trial_s"] * 1000})
+        tmp = B.STATE + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(head[:-1])                  # without its closing brace
+            f.write(', "sig": "')
+            f.write(hexlify(self.sig).decode())
+            f.write('", "files": [')
+            with open(_MANIFEST) as m:
+                sep = ""
+                for line in m:
+                    e = line.split()        # path size sha: checked by otaproto as declared
+                    f.write('%s["%s", %s, "%s"]' % (sep, e[0], e[1], e[2]))
+                    sep = ", "
+            f.write("]}")
+        try:
+            os.rename(tmp, B.STATE)
+        except OSError:
+            B.remove(B.STATE)
+            os.rename(tmp, B.STATE)
+        B.remove(_MANIFEST)

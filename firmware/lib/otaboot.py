@@ -2,8 +2,9 @@
 # confirmation and the rollback; the signature and file check before a swap is otacheck's
 # (imported only when there is an update to check, so a normal start costs no heap for it).
 # boot.py calls boot() before the application starts (never in maintenance mode). This module is
-# NEVER replaced by an update (nor are otacheck, otaproto, boot.py, main.py, maint.py, board.py):
-# it must keep working whatever the new firmware does, so it uses only os, json, time, machine.
+# NEVER replaced by an update (nor are otacheck, otaproto, otatext, boot.py, main.py, maint.py,
+# board.py): it must keep working whatever the new firmware does, so it uses only os, sys, json,
+# time, machine.
 #
 # .ota/state.json (a folder name that cannot shadow the module ota), written atomically (temporary file + rename):
 #   "pending"    written by ota.py on CMD_OTA_COMMIT: the signed statement's fields (v, serial, n,
@@ -114,7 +115,7 @@ def _write_json(path, d):
     makedirs(".ota")
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        f.write(json.dumps(d))
+        json.dump(d, f)            # streamed: the state of a big update is never one string in the heap
     try:
         os.rename(tmp, path)
     except OSError:
@@ -230,7 +231,7 @@ def _arm(ms):
 
 def confirm():
     """The new firmware reached the host: keep it. True if there was a trial to confirm."""
-    global _timer
+    global _timer, state
     if not in_trial():
         return False
     if _timer is not None:
@@ -243,6 +244,7 @@ def confirm():
     state.pop("added", None)
     state.pop("sig", None)
     write(state)
+    state = _summary(state, "confirmed", "")    # the file keeps the rest
     rmtree(OLD)
     _log("firmware %s confirmed (was %s)" % (state.get("v"), state.get("from")))
     return True
@@ -285,8 +287,13 @@ def boot():
     st = read()
     s = st.get("s")
     if s == "pending":
+        import sys
         import otacheck
         why = otacheck.check_staged(st)
+        # the application starts next: the check's modules go (an update loads them again)
+        del otacheck
+        for name in ("otacheck", "otaproto", "otatext"):
+            sys.modules.pop(name, None)
         if why:
             st = _refuse(st, why)
         else:
@@ -303,5 +310,13 @@ def boot():
         st = rollback(st, st.get("why") or "restarted before the new firmware was confirmed")
     elif s == "swapping":
         st = rollback(st, "the swap was interrupted")
+    # a trial keeps what a rollback needs (failed() writes it back), not the file list nor the
+    # signature; any other state only its gist (the file keeps the rest)
     state = st
+    if st.get("s") == "trial":
+        st.pop("files", None)
+        st.pop("sig", None)
+    elif st:
+        why = st.get("why")
+        state = _summary(st, st.get("s"), why if isinstance(why, str) else "")
     return st

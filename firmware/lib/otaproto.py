@@ -5,7 +5,9 @@
 #
 # Part of the boot chain: an update can never replace this file (it is in PROTECTED), because
 # otaboot uses it to re-check a staged update before swapping it in. So it imports nothing an
-# update could replace at module level (wardproto only inside chunk_size()).
+# update could replace (wardproto only inside chunk_size()). The sentences for people are in
+# otatext (also PROTECTED), imported only by parse_result() and describe(): a terminal receiving
+# an update does not hold them in its heap.
 import hashlib
 import json
 import struct
@@ -41,7 +43,7 @@ DIGEST_INFO = unhexlify("3031300d060960864801650304020105000420")
 
 # Module names an update may never ship: the boot chain (which decides on rollback and checks
 # signatures) and the board's own pin map.
-PROTECTED = ("boot", "main", "maint", "otaboot", "otacheck", "otaproto", "board")
+PROTECTED = ("boot", "main", "maint", "otaboot", "otacheck", "otaproto", "otatext", "board")
 KEY_FILE = "otakey.json"         # the ward's public key, written only by `wardcall deploy`
 
 # RESULT detail codes ("c"); a refusal is RESULT ok 0 with one of the codes after R_STATUS
@@ -70,6 +72,7 @@ R_INCOMPLETE = "incomplete"      # f of n files received
 R_BUSY_CALLS = "busy_calls"      # n call events not yet delivered
 R_FLASH = "flash"                # m
 R_UNSUPPORTED = "unsupported"    # cmd
+R_NO_MEMORY = "no_memory"        # the terminal ran out of heap: it dropped the update and its receiver
 R_TEXT = "text"                  # not a structured detail (older firmware): m
 
 
@@ -342,56 +345,11 @@ def result(code, fields=None):
 
 def parse_result(text):
     """The detail as a dict with at least "c"; text that is not a detail gives R_TEXT."""
-    try:
-        d = json.loads(text)
-    except ValueError:
-        d = None
-    if not isinstance(d, dict) or not isinstance(d.get("c"), str):
-        return {"c": R_TEXT, "m": text}
-    return d
-
-
-_SENTENCES = {
-    R_AT: "continue at file %(f)s offset %(o)s (%(d)s file(s) declared)",
-    R_COMMITTED: "committed %(v)s: rebooting",
-    R_ABORTED: "aborted",
-    R_STATUS: "update state %(s)s",
-    R_BAD_REQUEST: "bad request: %(m)s",
-    R_CHECKING: "the signature is still being checked: declare the last file again",
-    R_UNSIGNED: "the update is not signed: only updates signed with the ward key are installed",
-    R_NO_KEY: "no update key installed: deploy it",
-    R_BAD_KEY: "the installed update key is unreadable: deploy it again",
-    R_WRONG_KEY: "signed with another key (%(kid)s); this terminal trusts key %(have)s",
-    R_BAD_SIGNATURE: "the signature does not verify: changed after signing or not signed with the ward key",
-    R_DOWNGRADE: "downgrade refused: serial %(serial)s is not newer than the installed serial %(installed)s",
-    R_BUSY_TRIAL: "busy: firmware %(v)s is still on trial",
-    R_NO_SPACE: "not enough flash: %(need)s bytes needed, %(free)s free",
-    R_PATH: "path %(path)s may not be updated over the air",
-    R_ORDER: "expected file %(f)s offset %(o)s (%(d)s file(s) declared)",
-    R_UNDECLARED: "every file must be declared before the first chunk (%(d)s of %(n)s declared)",
-    R_MANIFEST: "the declared files do not match the signed manifest",
-    R_HASH: "hash mismatch: %(path)s",
-    R_TOO_BIG: "too big: %(m)s",
-    R_NOT_STARTED: "no update in progress",
-    R_INCOMPLETE: "incomplete: %(f)s of %(n)s file(s)",
-    R_BUSY_CALLS: "busy: %(n)s call event(s) not yet delivered",
-    R_FLASH: "flash error: %(m)s",
-    R_UNSUPPORTED: "unsupported command %(cmd)s",
-    R_TEXT: "%(m)s",
-}
-
-
-_FIELDS = ("f", "o", "d", "n", "v", "s", "m", "kid", "have", "serial", "installed", "need", "free",
-           "path", "cmd")
+    import otatext
+    return otatext.parse_result(text)
 
 
 def describe(d):
     """A sentence for an operator from a parsed detail."""
-    form = _SENTENCES.get(d.get("c"))
-    if form is None:
-        return "unknown answer %s" % json.dumps(d)
-    args = {}
-    for k in _FIELDS:           # a missing field reads "?": never fails on a short detail
-        v = d.get(k)
-        args[k] = "?" if v is None else v
-    return form % args
+    import otatext
+    return otatext.describe(d)

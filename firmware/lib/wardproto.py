@@ -100,9 +100,9 @@ CMD_CONFIG = const(4)        # arg: JSON object with the config keys to change
 CMD_CHIME = const(5)         # arg: one byte, the alarm priority of a call in another room
 CMD_SILENCE = const(6)       # stop a chime in progress (and a CMD_NOTIFY's dome pattern)
 CMD_NOTIFY = const(7)        # arg: call kind, alarm priority, seconds (u8 each; 0 s = stop): notify_arg()
-# Over-the-air update (docs/PROTOCOL.md, "Over-the-air update"); every one answered by RESULT
-CMD_OTA_BEGIN = const(16)    # arg: JSON {"v": version, "n": files, "size": total bytes, "id": package id, "trial_s": s}
-CMD_OTA_FILE = const(17)     # arg: JSON [index, path, size, sha256 hex]
+# Over-the-air update (docs/PROTOCOL.md section 12; arguments and RESULT details: otaproto)
+CMD_OTA_BEGIN = const(16)    # arg: u16 length, JSON {"v", "serial", "n", "size", "m", "kid", "trial_s"}, signature
+CMD_OTA_FILE = const(17)     # arg: JSON [index, path, size, sha256 hex]; all declared before the first chunk
 CMD_OTA_CHUNK = const(18)    # arg: file index (u16) + offset (u32), big-endian, then the data
 CMD_OTA_COMMIT = const(19)   # arg: empty; all files received and verified: swap at the next boot
 CMD_OTA_ABORT = const(20)    # arg: empty; forget the staged files
@@ -132,6 +132,7 @@ CAP_OTA = const(16)
 
 # Field kinds: B u8, H u16, I u32, s text (u8 length + UTF-8), b bytes (u16 length),
 # n nonce (NONCE_LEN raw bytes), h hardware id (u8 length 1..HWID_MAX + raw bytes)
+MAX_TEXT = const(255)        # bytes of UTF-8 in a text field
 SCHEMAS = {
     HELLO: (("device", "s"), ("nonce", "n"), ("firmware", "s"), ("board", "s"), ("caps", "H"),
             ("hwid", "h")),
@@ -296,7 +297,7 @@ def _text(value, field):
         value = value.encode()
     elif not _utf8_ok(value):
         raise ProtocolError(E_MALFORMED, "field %s is not UTF-8" % field)
-    if len(value) > 255:
+    if len(value) > MAX_TEXT:
         raise ProtocolError(E_MALFORMED, "field %s longer than 255 bytes" % field)
     return value
 

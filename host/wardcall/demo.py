@@ -27,10 +27,14 @@ from typing import Any, Callable, Sequence
 
 import aiohttp
 
-from .deploy.build import stage
 from .checkout import REPO
 from .client import ApiError, WardApi
+from .config import load_config
+from .deploy.build import stage
+from .deploy.ward_bridge import ota_key
+from .ota import signing
 from .passwords import hash_password
+from .protocol import otaproto
 from .provision import provision
 
 DEMO_USER = ("anna", "anna")     # demo only: a real ward sets its own users with `wardcall passwd`
@@ -144,16 +148,19 @@ def parse_command(line: str, beds: Sequence[str]) -> Command | None:
 # the demo folder and its lock
 
 
-def firmware_files(cfg: dict[str, Any] | None, compiled: bool = True) -> dict[str, Any]:
+def firmware_files(cfg: dict[str, Any] | None, compiled: bool = True, update_key: str | None = None) -> dict[str, Any]:
     """A terminal's flash image for the emulator, staged exactly as `wardcall deploy` stages it
     for a real board (lib/*.mpy from mpy-cross, boot.py and main.py as source) plus its
-    config.json. The emulator installs its own lib/board.py, so the staged board module is left
-    out. compiled=False gives the sources instead (as `wardcall deploy --no-compile`)."""
+    config.json and, given its text, the ward's update key (otakey.json). The emulator installs
+    its own lib/board.py, so the staged board module is left out. compiled=False gives the
+    sources instead (as `wardcall deploy --no-compile`)."""
     staged = stage("emulator", compile=compiled)
     files: dict[str, Any] = {remote.lstrip("/"): local for remote, local in staged.items()
                              if remote not in ("/lib/board.mpy", "/lib/board.py")}
     if cfg is not None:
         files["config.json"] = json.dumps(cfg)
+    if update_key is not None:
+        files[otaproto.KEY_FILE] = update_key
     return files
 
 
@@ -327,10 +334,19 @@ class Demo:
     def started(self) -> bool:
         return self._lock_fd is not None
 
+    @property
+    def config_path(self) -> Path:
+        return self.folder / "ward.toml"
+
     def start(self) -> None:
         self._lock_fd = take_lock(self.folder, self.console_url)
         _clear(self.folder)
         config = write_ward(self.folder, self.beds, self.api_port)
+        # the ward's update key pair, as `wardcall update keygen` makes it; its public half goes
+        # on every bed as deploy puts it there, so `wardcall update` works on the demo
+        ward = load_config(config)
+        signing.generate_keys(ward.ota.private_key, ward.ota.public_key)
+        update_key = ota_key(ward)
         devices = []
         for room, bed in _rooms(self.beds):
             device = f"bed-{room}-{bed}"
@@ -348,7 +364,7 @@ class Demo:
             # the host chose free ports at start
             cfg["port"], cfg["discovery_port"] = ports["terminal_port"], ports["discovery_port"]
             name = cfg["device_id"]
-            self.boards[name] = self.fleet.add_board(name, files=firmware_files(cfg))
+            self.boards[name] = self.fleet.add_board(name, files=firmware_files(cfg, update_key=update_key))
         print(f"wardcall demo: {len(devices)} emulated bed terminals started; waiting for them to come online …", flush=True)
         self.assignment = self._assign(sorted({room for room, _ in _rooms(self.beds)}))
         self._wait_online()
@@ -410,7 +426,10 @@ class Demo:
                 f"  (also tech / tech, admin / admin)\n"
                 f"  phones:   {self.pocket_url}   the pocket console, one browser window (or phone) per nurse:\n"
                 f"{staff}\n"
-                f"  beds:\n{names}\n  files:    {self.folder}\n\n{HELP}")
+                f"  beds:\n{names}\n  files:    {self.folder}\n"
+                f"  update the beds over the air (from another shell; --force: they already run this firmware):\n"
+                f"            WARDCALL_HOST_PASSWORD=tech .venv/bin/wardcall update --config {self.config_path} "
+                f"--all --host-user tech --force\n\n{HELP}")
 
     def _assigned(self, device: str) -> str:
         """ "   Anna Berg, buddy Ben Okafor" for a bed of the demo's assignment."""

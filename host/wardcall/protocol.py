@@ -1,5 +1,5 @@
 """The shared wire protocol, loaded from firmware/lib/wardproto.py and firmware/lib/otaproto.py
-(the one implementation of each).
+(the one implementation of each; otaproto's sentences are in firmware/lib/otatext.py).
 
 The host must run the very files the terminals run, so they are loaded from the repository path
 and registered as the modules ``wardproto`` and ``otaproto``; nothing here re-implements a byte.
@@ -15,6 +15,7 @@ from .checkout import FIRMWARE
 
 WARDPROTO_PATH = FIRMWARE / "lib" / "wardproto.py"
 OTAPROTO_PATH = FIRMWARE / "lib" / "otaproto.py"
+OTATEXT_PATH = FIRMWARE / "lib" / "otatext.py"
 
 
 def _load(name: str, path: Path) -> ModuleType:
@@ -32,6 +33,7 @@ def _load(name: str, path: Path) -> ModuleType:
 
 wardproto = _load("wardproto", WARDPROTO_PATH)
 otaproto = _load("otaproto", OTAPROTO_PATH)      # after wardproto: its chunk_size() imports it
+_load("otatext", OTATEXT_PATH)                   # after otaproto, which it imports; otaproto.describe() uses it
 ProtocolError = wardproto.ProtocolError
 
 KIND_NAMES: dict[int, str] = {kind: spec[0] for kind, spec in wardproto.KINDS.items()}

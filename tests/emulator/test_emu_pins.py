@@ -65,6 +65,58 @@ def test_tap_is_timed_by_the_supervisor(make_board):
     assert 0.15 < offs[0] - ons[0] < 0.35
 
 
+# a debounced press counter (30 ms, as the firmware's inputs) whose loop is slow (90 ms a turn,
+# as a board busy on its link): a press or a release read only once is not taken
+COUNTER = """
+import time, board
+from machine import Pin
+call = Pin(board.CALL, Pin.IN, Pin.PULL_UP)
+raw = state = 0
+since = time.ticks_ms()
+presses = 0
+print("counting")
+while True:
+    v = 1 - call.value()
+    now = time.ticks_ms()
+    if v != raw:
+        raw, since = v, now
+    elif v != state and time.ticks_diff(now, since) >= 30:
+        state = v
+        if v:
+            presses += 1
+            print("press", presses)
+    time.sleep_ms(90)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_settled_taps_are_each_taken_by_a_slow_debounced_loop(make_board):
+    b = make_board("settle", {"main.py": COUNTER})
+    b.wait_console("counting", 10)
+    m = b.console_mark()
+    for _ in range(4):
+        b.tap("call", ms=20, settle_ms=40)       # shorter than the loop's turn: only the settle holds it
+    b.wait_console("press 4", 5, since=m)
+    assert "press 5" not in b.console(since=m)
+    # timed only, the same taps merge or vanish in that loop: what settle_ms is for
+    m = b.console_mark()
+    for _ in range(4):
+        b.tap("call", ms=20, settle_ms=0)
+    b.press("call", settle_ms=40)
+    b.release("call", settle_ms=40)
+    b.wait_console("press 5", 5, since=m)     # the settled press; the four timed ones were lost
+    assert "press 6" not in b.console(since=m)
+
+
+@pytest.mark.timeout(30)
+def test_release_settle_fails_loudly_when_the_code_reads_no_input(make_board):
+    b = make_board("noread", {"main.py": "import time\nprint('idle')\nwhile True:\n    time.sleep_ms(50)\n"})
+    b.wait_console("idle", 10)
+    with pytest.raises(Exception, match="did not read call closed for 40 ms"):
+        b.press("call", settle_ms=40, timeout=1.0)
+    b.release("call")
+
+
 BLINK = """
 import asyncio, board
 from machine import Pin, PWM

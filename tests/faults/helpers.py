@@ -8,7 +8,9 @@ from tests.faults.ledger import Ledger, console_placed, recorded_calls
 from tests.support.waiting import WaitTimeout, wait_until
 
 # the input that places each kind of call (firmware/lib/calls.py: one open call per slot)
-RELEASE_GAP_S = 0.15
+# a release counts once the firmware has read the open contact at two polls this far apart: its
+# input loop debounces 30 ms, so it has then taken the release and the next press is a new one
+RELEASE_SETTLE_MS = 60
 PRESS_SEEN_S = 10.0          # a held button the firmware has not seen by then was lost
 BUTTON_KIND = {"call": "patient", "assist": "staff_assist", "code": "code_blue"}
 
@@ -48,10 +50,10 @@ def restart_host(rig, kill: bool = True) -> None:
 
 def human_press(b, button: str, taken: str) -> None:
     """Press a button and hold it until the firmware says it took it (`taken` on its console),
-    release it, and keep the finger off for a moment so that the next press is a new press (the
-    firmware debounces 30 ms, polling every 10 ms). A press is pressed once: one the firmware
-    did not see within PRESS_SEEN_S (its input loop can lag on a loaded 2-core test machine,
-    but not for that long) is a lost press, and fails the test."""
+    release it, and keep the finger off until the firmware has read the release (the emulator
+    reports its reads), so that the next press is a new press. A press is pressed once: one the
+    firmware did not see within PRESS_SEEN_S (its input loop can lag on a loaded 2-core test
+    machine, but not for that long) is a lost press, and fails the test."""
     mark = b.console_mark()
     b.press(button)
     try:
@@ -60,8 +62,7 @@ def human_press(b, button: str, taken: str) -> None:
         raise AssertionError(f"{b.name}: {button} held for {PRESS_SEEN_S:g} s but the firmware never "
                              f"logged {taken!r}: a lost press\n--- console tail ---\n{b.console(since=mark)[-1500:]}") from None
     finally:
-        b.release(button)
-        time.sleep(RELEASE_GAP_S)
+        b.release(button, settle_ms=RELEASE_SETTLE_MS, timeout=PRESS_SEEN_S)
 
 
 def press(rig, ledger: Ledger, i: int, button: str = "call") -> None:

@@ -49,6 +49,7 @@ class FakeHost:
         self._server = None
         self._lock = threading.Lock()
         self.on_message = None      # on_message(host, msg), in the host's thread, after recording
+        self._cmd_id = 0
 
     # --- lifecycle ---
     def start(self):
@@ -172,6 +173,15 @@ class FakeHost:
 
     def wait_for(self, pred, timeout=10.0, what="condition"):
         return wait_until(pred, timeout, what)
+
+    def command(self, cmd, arg=b"", timeout=10.0):
+        """Send a COMMAND to the board; (ok, detail) of the RESULT that answers it."""
+        self._cmd_id += 1
+        n = self._cmd_id
+        self.send(P.COMMAND, {"cmd_id": n, "cmd": cmd, "arg": arg})
+        r = self.wait_for(lambda: next((m for m in self.messages(P.RESULT) if m["cmd_id"] == n), None),
+                          timeout, "RESULT %d" % n)
+        return r["ok"], r["detail"]
 
 
 class _Discovery(asyncio.DatagramProtocol):

@@ -179,11 +179,20 @@ print("BROWNOUT", faults, b.ok)
 
 def test_the_idle_poll_allocates_nothing(tmp_path):
     # what the task does every 100 ms without a card: WUPA, the chip's timer ends it, the
-    # debounce notes it. Measured on a bus stub that answers every read with TimerIRq (the
-    # virtual chip itself allocates, an MFRC522 does not)
+    # debounce notes it; with the virtual chip (which must not churn the emulated board's heap
+    # either), and on a bus stub that answers every read with TimerIRq (the driver alone)
     got, _ = run(tmp_path, r"""
 import gc
 await b.start()
+cards()
+gc.collect()
+gc.disable()
+before = gc.mem_alloc()
+for _ in range(50):
+    b.chip.wake()
+    b._saw(0)
+print("VIRTUAL", gc.mem_alloc() - before, chip.transceives)
+gc.enable()
 class Quiet:
     def write(self, buf):
         pass
@@ -200,6 +209,7 @@ for _ in range(50):
 print("ALLOCATED", gc.mem_alloc() - before)
 gc.enable()
 """)
+    assert got["VIRTUAL"] == "0 50"
     assert got["WAKE"] == "0"
     assert got["ALLOCATED"] == "0"
 

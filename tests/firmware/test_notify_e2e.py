@@ -23,15 +23,9 @@ class Host:
 
     def __init__(self, host):
         self.host = host
-        self.cmd_id = 0
 
     def command(self, cmd, arg=b""):
-        self.cmd_id += 1
-        n = self.cmd_id
-        self.host.send(P.COMMAND, {"cmd_id": n, "cmd": cmd, "arg": arg})
-        r = self.host.wait_for(lambda: next((m for m in self.host.messages(P.RESULT) if m["cmd_id"] == n), None),
-                               10, "RESULT %d" % n)
-        return r["ok"], r["detail"]
+        return self.host.command(cmd, arg)
 
     def notify(self, kind, priority, seconds):
         return self.command(P.CMD_NOTIFY, P.notify_arg(kind, priority, seconds))

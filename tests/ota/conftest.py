@@ -47,11 +47,12 @@ def ota_ward(make_ward, ward_server_factory, fleet, tmp_path):
     """ota_ward(n=1, keygen="test"|"cli", board_key=True) -> Rig: a started `wardcall serve` whose
     ward has an update key pair ([ota] defaults beside ward.toml: the test key, or one made by the
     real `wardcall update keygen`), and n emulated boards running the real firmware with the
-    ward's public key installed (board_key=False: without it), all online. rig.ward_config is the
-    loaded ward configuration."""
+    ward's public key installed (board_key=False: without it), all online, each with the emulator's
+    default heap unless heapsize says otherwise (e.g. "100wK"). rig.ward_config is the loaded ward
+    configuration."""
     rigs = []
 
-    def make(n=1, keygen="test", board_key=True, heartbeat_ms=200):
+    def make(n=1, keygen="test", board_key=True, heartbeat_ms=200, heapsize=None):
         ward = make_ward(terminals=n, heartbeat_ms=heartbeat_ms)
         config = load_config(ward.config_path)
         if keygen == "cli":
@@ -70,7 +71,7 @@ def ota_ward(make_ward, ward_server_factory, fleet, tmp_path):
             if board_key:
                 files[otaproto.KEY_FILE] = key_text
             boards.append(fleet.add_board(dev["device_id"], flash_dir=tmp_path / "flash" / dev["device_id"],
-                                          files=files))
+                                          files=files, heapsize=heapsize))
         rig = Rig(ward, server, fleet, boards, SyncApi(ward.api_url))
         rigs.append(rig)
         rig.ward_config = config

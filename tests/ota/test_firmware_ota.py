@@ -246,7 +246,7 @@ drive(r, %r, "BIG")
     assert res[1][1]["c"] == "bad_request"
 
 
-@pytest.mark.parametrize("path", ["boot.py", "main.py", "lib/otaboot.py", "lib/otaproto.mpy", "lib/otacheck.py", "lib/maint.mpy",
+@pytest.mark.parametrize("path", ["boot.py", "main.py", "lib/otaboot.py", "lib/otaproto.mpy", "lib/otacheck.py", "lib/otatext.py", "lib/maint.mpy",
                                   "lib/board.py", "lib/../boot.py", "config.json", "otakey.json", "lib/x.txt",
                                   "lib/ä.py", "/lib/x.py"])
 def test_paths_outside_the_updatable_modules_are_refused(tmp_path, path):

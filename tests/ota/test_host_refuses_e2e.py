@@ -37,19 +37,19 @@ def test_server_refuses_unsigned_forged_tampered_and_older_packages(ota_ward, fi
     client = UpdateClient(rig.ward.api_url, *TECH)
     client.login()
     fw = firmware_copy("0.2.0-signed")
-    good = sign_for_update(rig.ward_config, build_package(fw))
-    unsigned = build_package(fw)
+    unsigned = build_package(fw, compile=True)        # as `wardcall update` builds it
+    good = sign_for_update(rig.ward_config, unsigned)
     forged = signing.sign(unsigned, OTHER_KEY, good.serial)
-    changed = signed.tampered(good, "lib/app.py", b"import os\n")
+    changed = signed.tampered(good, "lib/app.mpy", b"import os\n")
     body = good.to_json()                     # the signed manifest kept, one file's bytes changed
-    body["files"] = [[p, base64.b64encode(b"import os\n").decode() if p == "lib/app.py" else d] for p, d in body["files"]]
+    body["files"] = [[p, base64.b64encode(b"import os\n").decode() if p == "lib/app.mpy" else d] for p, d in body["files"]]
     errors = {name: refused(client, pkg, dev) for name, pkg in
               (("unsigned", unsigned.to_json()), ("forged", forged), ("changed", changed), ("manifest", body))}
     kid = signing.key_id(signed.WARD_KEY.public_key())
     assert "the package is not signed" in str(errors["unsigned"])
     assert f"signed with another key ({forged.kid}); this ward's update key is {kid}" in str(errors["forged"])
     assert "signature does not verify with this ward's update key" in str(errors["changed"])
-    assert "lib/app.py was changed after the package was signed" in str(errors["manifest"])
+    assert "lib/app.mpy was changed after the package was signed" in str(errors["manifest"])
     assert all(e.status == 400 for e in errors.values()), errors
     # nothing reached the terminal
     assert client.jobs() == []
@@ -93,7 +93,7 @@ def test_terminal_without_the_ward_key_is_not_sent_anything(ota_ward, firmware_c
     dev, board = rig.devices[0], rig.board(0)
     client = UpdateClient(rig.ward.api_url, *TECH)
     client.login()
-    job = client.start(sign_for_update(rig.ward_config, build_package(firmware_copy("0.2.0-nokey"))),
+    job = client.start(sign_for_update(rig.ward_config, build_package(firmware_copy("0.2.0-nokey"), compile=True)),
                        [dev], 20, 1, False, False)
     final = rig.wait(lambda: (lambda j: j if j["done"] else None)(client.job(job["job"])), 30, "the job done")
     d = final["devices"][0]

@@ -32,15 +32,10 @@ class Session:
 
     def __init__(self, host):
         self.host = host
-        self.cmd_id = 100
 
     def command(self, cmd, arg=b""):
-        self.cmd_id += 1
-        n = self.cmd_id
-        self.host.send(P.COMMAND, {"cmd_id": n, "cmd": cmd, "arg": arg})
-        r = self.host.wait_for(lambda: next((m for m in self.host.messages(P.RESULT) if m["cmd_id"] == n), None),
-                               10, "RESULT %d" % n)
-        return r["ok"], otaproto.parse_result(r["detail"])
+        ok, detail = self.host.command(cmd, arg)
+        return ok, otaproto.parse_result(detail)
 
     def send(self, cmds):
         """Every command until the first refusal: [(ok, answer)]."""

@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 
 from tests.console.conftest import login as station_login
 from tests.pocket.conftest import PASSWORD, STAFF, assign, my_card, other_card, pocket_login, shift, staff_toml
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 BATHROOM_WAIT_S = 3.0          # staff_toml: a bathroom call's step waits this long for an Accept
@@ -241,7 +242,8 @@ def test_a_badge_in_moves_the_chime_to_the_room_the_nurse_is_in(phones, make_ter
     expect(my_card(anna, "bed-101-1")).to_be_visible(timeout=ROUTED_MS)
     for device in ("bed-102-1", "bed-102-2"):
         board[device].wait_output("dome", 1, 5)
-        assert sounded(board[device], since), device
+        # the lamp and buzzer tasks drive their pins each in its own time: wait for the burst too
+        wait_until(lambda: sounded(board[device], since), 5, f"the burst on {device}")
     for device in ("bed-103-1", "bed-103-2"):
         assert not any(v for _, v in board[device].history("dome", since=since)), device
         assert not sounded(board[device], since), device
@@ -254,7 +256,7 @@ def test_a_badge_in_moves_the_chime_to_the_room_the_nurse_is_in(phones, make_ter
     expect(anna.locator("#user-where")).to_have_text("in Room 103")
     for device in ("bed-103-1", "bed-103-2"):
         board[device].wait_output("dome", 1, 5)
-        assert sounded(board[device], moved), device
+        wait_until(lambda: sounded(board[device], moved), 5, f"the burst on {device}")
     for device in ("bed-102-1", "bed-102-2"):
         board[device].wait_output("dome", 0, 5)                # no call of its own: dark again
     # accepted on her phone: she is coming

@@ -107,6 +107,10 @@ def test_installable_with_a_service_worker_that_keeps_the_shell_and_never_the_ap
     }""")
     assert "/pocket/" in cached and "/pocket/app.js" in cached and "/console/sound.js" in cached, cached
     assert not [p for p in cached if p.startswith("/api/")], cached
+    # every script the page loaded is in the shell: a module left out stops the page offline
+    loaded = page.evaluate("""() => performance.getEntriesByType("resource").map((e) => new URL(e.name).pathname)
+        .filter((p) => p.endsWith(".js") && p !== "/pocket/sw.js")""")
+    assert "/console/hostlink.js" in loaded and not [p for p in loaded if p not in cached], (loaded, cached)
 
     # no network: the page still opens from the phone, and says at once that calls do not reach it
     page.context.set_offline(True)

@@ -104,7 +104,7 @@ def build():
         ("lib/otaproto.py", False), ("lib/maint.py", False), ("lib/main.py", False), ("lib/board.mpy", False), ("lib/sub/boot.py", False),
         ("boot.py", False), ("main.py", False), ("config.json", False), ("otakey.json", False), ("/lib/x.py", False),
         ("lib/../x.py", False), ("lib//x.py", False), ("lib/x.txt", False), ("lib/.py", False), ("lib/ä.py", False),
-        ("lib/x y.py", False), ("lib/", False), ("lib/x/", False), (".ota/state.json", False)]]
+        ("lib/x y.py", False), ("lib/", False), ("lib/x/", False), (".ota/state.json", False), ("lib/otatext.mpy", False)]]
     v["versions"] = [{"value": s, "ok": ok} for s, ok in [
         ("0.1.0", True), ("2.0-rc1+b7", True), ("a" * 32, True), ("a" * 33, False), ("", False), ("1 0", False),
         ("1\nserial 9", False), ("1.0é", False), ("v/1", False)]]
@@ -247,6 +247,7 @@ def build():
         (O.R_BUSY_CALLS, {"n": 2}, "busy: 2 call event(s) not yet delivered"),
         (O.R_FLASH, {"m": "OSError(28,)"}, "flash error: OSError(28,)"),
         (O.R_UNSUPPORTED, {"cmd": 22}, "unsupported command 22"),
+        (O.R_NO_MEMORY, {}, "the terminal ran out of memory: it dropped the update to keep its calls going"),
         (O.R_BAD_REQUEST, {"m": "x" * 300}, None),       # shortened to fit a RESULT
     ]
     v["results"] = [{"code": c, "fields": f, "sentence": s} for c, f, s in results]

@@ -46,6 +46,7 @@ OFF_US = (MASK + 1 - _wrap_s * 1000000 - _boot_ms * 1000) & MASK
 
 # state pushed by the supervisor
 closed = {}  # pin number -> True while the contact to GND is closed (button pressed, ...)
+watch = {}  # pin number -> [change number, settle ms, first read's ticks]: reported once read
 sta = 1000  # network.STAT_IDLE
 sta_active = False
 ap_active = False
@@ -89,6 +90,10 @@ def _apply(m):
         pin = pins.get(p)
         old = pin.value_now() if pin is not None else None
         closed[p] = bool(m["c"])
+        if "n" in m:
+            watch[p] = [m["n"], m["w"], None]
+        else:
+            watch.pop(p, None)
         if pin is not None:
             pin._edge(old)
     elif k == "st":
@@ -105,6 +110,20 @@ def _apply(m):
         send("M %d %d" % (gc.mem_free(), gc.mem_alloc()))
     elif k == "ack":
         return 1
+
+
+def read(p):
+    """The board's code read input p: once it has read a watched change at two reads the
+    change's settle time apart, tell the supervisor (a test then knows a debounced loop took it)."""
+    w = watch.get(p)
+    if w is None:
+        return
+    now = _rms()
+    if w[2] is None:
+        w[2] = now
+    elif rtime.ticks_diff(now, w[2]) >= w[1]:
+        del watch[p]
+        send("I %d %d" % (p, w[0]))
 
 
 def badge_state(m):

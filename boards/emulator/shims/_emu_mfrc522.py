@@ -237,24 +237,28 @@ class Chip:
             r[reg] = v
 
     def _transceive(self):
+        # no allocation unless a card is in the field: the emulated board's heap churns no more
+        # for a reader polling an empty field than an ESP32's does
         r = self.regs
         self.transceives += 1
         framing = r[_BIT_FRAMING]
         tx_last = framing & 7
         rx_align = (framing >> 4) & 7
         n = self.level
-        data = bytes(self.fifo[:n])
-        nbits = (n - 1) * 8 + (tx_last or 8) if n else 0
         self.level = 0
         r[_ERROR] = 0
         r[_COM_IRQ] |= 0x40                     # TxIRq
-        answers = []
-        if r[_TX_CONTROL] & 0x03 and r[_TX_ASK] & 0x40:
+        answers = None
+        if self.cards and r[_TX_CONTROL] & 0x03 and r[_TX_ASK] & 0x40:
+            data = bytes(self.fifo[:n])
+            nbits = (n - 1) * 8 + (tx_last or 8) if n else 0
             for card in self.cards:
                 a = card.receive(data, nbits)
                 if a is not None:
+                    if answers is None:
+                        answers = []
                     answers.append(a)
-        if not answers:
+        if answers is None:
             if r[_T_MODE] & 0x80 and (r[_T_RELOAD_H] or r[_T_RELOAD_L]):
                 r[_COM_IRQ] |= 0x01             # TimerIRq: nobody answered in time
             return

@@ -171,6 +171,8 @@ class Pin:
     def value(self, x=None):
         if x is None:
             _service()
+            if self._id in _emu.watch:
+                _emu.read(self._id)
             return self.value_now()
         v = 1 if x else 0
         if v != self._out or self._mode is None:

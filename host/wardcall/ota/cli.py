@@ -92,7 +92,7 @@ def cmd_update(args: Any) -> int:
             return cmd_keygen(ward, sys.stdout)
         if not args.all and not args.device:
             raise OtaError("name the terminals with --device ID (repeatable) or pass --all")
-        package = sign_for_update(ward, build_package(args.firmware, compile=args.mpy), args.key)
+        package = sign_for_update(ward, build_package(args.firmware, compile=args.package == "mpy"), args.key)
         devices = None if args.all else args.device
         ward_url = host_url(ward)       # (and the ward's CA trusted, for an https console)
         job = run_update(args.host_url or ward_url, args.host_user, os.environ.get("WARDCALL_HOST_PASSWORD"),
@@ -116,8 +116,12 @@ def register(sub: Any) -> None:
     who.add_argument("--device", action="append", help="a terminal to update (repeatable)")
     who.add_argument("--all", action="store_true", help="every terminal online now")
     p.add_argument("--firmware", default=None, help="firmware folder (default: this checkout's firmware/)")
-    p.add_argument("--mpy", action="store_true",
-                   help="ship lib/*.mpy compiled by mpy-cross (only if the boards' MicroPython takes this .mpy version)")
+    shipped = p.add_mutually_exclusive_group()
+    shipped.add_argument("--mpy", dest="package", action="store_const", const="mpy", default="mpy",
+                         help="ship lib/*.mpy compiled by mpy-cross, as `wardcall deploy` installs it (the default)")
+    shipped.add_argument("--sources", dest="package", action="store_const", const="sources",
+                         help="ship the .py sources (a board whose MicroPython does not take this .mpy version); "
+                         "the board compiles them at its first boot, which needs more heap than a terminal may have")
     p.add_argument("--trial-s", type=int, default=DEFAULT_TRIAL_S,
                    help="the new firmware must reach the host within this many seconds or it rolls back (5-600)")
     p.add_argument("--parallel", type=int, default=4, help="terminals updated at the same time")

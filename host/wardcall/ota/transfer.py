@@ -23,6 +23,8 @@ ANSWER_S = 10.0                 # a command unanswered this long: the session is
 RECONNECT_S = 60.0              # wait this long for a terminal to come back (session lost, reboot)
 BUSY_RETRY_S = 60.0             # a commit refused as busy (undelivered calls) is retried this long
 MAX_RESUMES = 5
+NO_MEMORY_RETRY_S = 2.0         # a terminal that ran out of heap is asked again after this long
+STATUS_TRIES = 5                # a status answered "no_memory" is asked again this many times
 CHECK_ROUNDS = 40               # commands a terminal may take to finish the signature check (it needs 9)
 
 
@@ -89,7 +91,7 @@ class TerminalUpdate:
         refuse the package fails here with the reason."""
         du, pkg = self.du, self.job.package
         try:
-            st = await self._command(link, wardproto.CMD_OTA_STATUS)
+            st = await self._status(link)
         except (LinkLost, Refused) as exc:
             self._finish("failed", f"no update status: {exc}")
             return False
@@ -120,6 +122,12 @@ class TerminalUpdate:
                 await self._transfer(link)
                 return link
             except Refused as exc:
+                if exc.code == otaproto.R_NO_MEMORY and du.resumes < MAX_RESUMES:
+                    # it dropped the update to keep its calls going: start again a little later
+                    du.resumes += 1
+                    self._set("sending", f"{exc.detail}: sending it again")
+                    await asyncio.sleep(NO_MEMORY_RETRY_S)
+                    continue
                 await self._abort(link)
                 self._finish("failed", f"refused by the terminal: {exc.detail}")
                 return None
@@ -212,7 +220,7 @@ class TerminalUpdate:
         deadline = time.monotonic() + job.trial_s + RECONNECT_S
         while True:
             try:
-                st = await self._command(link, wardproto.CMD_OTA_STATUS)
+                st = await self._status(link)
             except LinkLost as exc:
                 if time.monotonic() > deadline:
                     self._finish("failed", f"no update status before the end of its trial: {exc}")
@@ -245,6 +253,17 @@ class TerminalUpdate:
             if du.state != "trial":
                 self._set("trial", f"runs {du.version}, waiting for its confirmation")
             await asyncio.sleep(0.5)
+
+    async def _status(self, link: Any) -> dict[str, Any]:
+        """CMD_OTA_STATUS; asked again while the terminal answers that it has no memory for it."""
+        for _ in range(STATUS_TRIES - 1):
+            try:
+                return await self._command(link, wardproto.CMD_OTA_STATUS)
+            except Refused as exc:
+                if exc.code != otaproto.R_NO_MEMORY:
+                    raise
+            await asyncio.sleep(NO_MEMORY_RETRY_S)
+        return await self._command(link, wardproto.CMD_OTA_STATUS)
 
     async def _abort(self, link: Any) -> None:
         try:

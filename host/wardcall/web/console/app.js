@@ -1,10 +1,11 @@
 // The wardcall nurse console: a client of the host's API (docs/HOST.md). State comes from the
 // SSE stream (/api/events: a snapshot, then changes); actions are POSTs. No build step.
-import { h, fill, setText, elapsed, clockTime, duration } from "./dom.js";
+import { h, fill, setText, elapsed, clockTime, duration, toaster } from "./dom.js";
 import { Sounder, LEVELS } from "./sound.js";
 import { callsOverTime, responseHistogram } from "./charts.js";
 import { KIND_ORDER, KIND_LABEL, PATTERN_OF_KIND, STEP_LABEL, syncBlink, routeText, nameOf } from "./calls.js";
 import { AssignmentGrid } from "./assign.js";
+import { callApi, hostAnswers, loginHandler, markConnected, markLost, resumeSession, retryLater, SESSION_GONE, takeEvent } from "./hostlink.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -35,24 +36,8 @@ const now = () => Date.now() / 1000 + state.offset;
 /** The user may do this (their role allows it; the host checks again). */
 const may = (action) => !!(state.user && state.user.may && state.user.may.includes(action));
 
-async function api(method, path, body) {
-  // actions go as JSON with the session's request token: the host refuses anything else
-  const changing = method !== "GET";
-  const headers = changing ? { "Content-Type": "application/json" } : {};
-  if (changing && state.user && state.user.token) headers["X-Wardcall-Token"] = state.user.token;
-  const res = await fetch(path, {
-    method, credentials: "same-origin", headers, cache: "no-store",
-    body: changing ? JSON.stringify(body === undefined ? {} : body) : undefined,
-  });
-  let data = null;
-  try { data = await res.json(); } catch { /* not JSON */ }
-  if (!res.ok) {
-    const err = new Error((data && data.error) || `${res.status} ${res.statusText}`);
-    err.status = res.status;
-    throw err;
-  }
-  return data;
-}
+/** The host's API with this session's request token. */
+const api = (method, path, body) => callApi(method, path, body, state.user && state.user.token);
 
 function connect() {
   clearTimeout(link.retry);
@@ -68,64 +53,26 @@ function connect() {
 
 function lost(why) {
   if (link.es) { link.es.close(); link.es = null; }
-  if (link.connected || link.lostSince === null) {
-    link.connected = false;
-    link.lostSince = Date.now() / 1000;
-    link.attempts = 0;
-    console.warn("wardcall: connection lost:", why);
-  }
+  markLost(link, why, "wardcall");
   showLink();
   update();
-  clearTimeout(link.retry);
-  link.retry = setTimeout(reconnect, Math.min(5000, 500 + link.attempts * 500));
+  retryLater(link, reconnect);
 }
 
 async function reconnect() {
-  link.attempts += 1;
-  showLink();
-  try {
-    await api("GET", "/api/health");
-  } catch {
-    if (link.lostSince === null) link.lostSince = Date.now() / 1000;
-    showLink();
-    link.retry = setTimeout(reconnect, Math.min(5000, 500 + link.attempts * 500));
-    return;
-  }
-  let me;
-  try {
-    me = await whoAmI();                  // is the session still good?
-  } catch (err) {
-    if (err.status === 401) {
-      showLogin(state.user && state.user.user ? "The host does not know this session any more — please log in again." : "");
-      return;
-    }
-    link.retry = setTimeout(reconnect, 1000);
-    return;
-  }
+  const me = await resumeSession(link, api, {
+    showLink, reconnect, sessionGone: () => showLogin(state.user && state.user.user ? SESSION_GONE : ""),
+  });
+  if (!me) return;
   if (!state.user || !state.user.user) await started(me);
   else connect();                         // its snapshot brings everything up to date
-}
-
-/** The logged-in user ({user, name, role, may, token}); 401 when the session is not (or no longer) valid. */
-async function whoAmI() {
-  return await api("GET", "/api/me");
 }
 
 /** A dead host does not always end the TCP stream: ask /api/health every few seconds. */
 async function healthCheck() {
   if (!link.connected) return;
-  const ctl = new AbortController();
-  const timer = setTimeout(() => ctl.abort(), HEALTH_TIMEOUT_MS);
-  try {
-    const res = await fetch("/api/health", { signal: ctl.signal, cache: "no-store" });
-    if (!res.ok) throw new Error(String(res.status));
-    link.healthFails = 0;
-  } catch {
-    link.healthFails += 1;
-    if (link.healthFails >= 2) lost("the host does not answer");
-  } finally {
-    clearTimeout(timer);
-  }
+  if (await hostAnswers(HEALTH_TIMEOUT_MS)) link.healthFails = 0;
+  else if (++link.healthFails >= 2) lost("the host does not answer");
 }
 
 function onSnapshot(snap) {
@@ -138,25 +85,14 @@ function onSnapshot(snap) {
   state.alarms = new Map(snap.alarms.map((a) => [a.id, a]));
   state.staff = new Map((snap.staff || []).map((s) => [s.user, s]));
   state.sound = snap.sound;
-  const wasLost = link.lostSince !== null;
-  link.connected = true;
-  link.lostSince = null;
-  link.healthFails = 0;
+  const wasLost = markConnected(link);
   showLink();
   if (wasLost) toast("Connection to the host restored — the board is up to date.");
   update();
 }
 
 function onChange(name, data) {
-  if (typeof data.seq === "number") state.seq = data.seq;
-  if (typeof data.time === "number") state.offset = data.time - Date.now() / 1000;
-  switch (name) {
-    case "call":
-      if (data.call.state === "cleared") state.calls.delete(data.call.id);
-      else state.calls.set(data.call.id, data.call);
-      break;
-    case "terminal": state.terminals.set(data.terminal.device, data.terminal); break;
-    case "room": state.rooms.set(data.room.id, data.room); break;
+  if (!takeEvent(state, name, data)) switch (name) {     // calls, rooms, terminals, staff: taken
     case "alarm":
       if (data.active) state.alarms.set(data.alarm.id, data.alarm);
       else state.alarms.delete(data.alarm.id);
@@ -164,7 +100,6 @@ function onChange(name, data) {
     case "sound": state.sound = data.sound; break;
     case "log": activity(data); return;
     case "ota": state.updates.set(`${data.job}/${data.update.device}`, { job: data.job, version: data.version, ...data.update }); break;
-    case "staff": state.staff.set(data.staff.user, data.staff); break;
     case "assignment":
       if (!state.assignment || data.assignment.shift === state.assignment.shift || data.assignment.starts > state.assignment.starts) state.assignment = data.assignment;
       grid.changed(data.assignment);
@@ -486,15 +421,7 @@ function tick() {
   setText($("clock"), clockTime(t, true));
 }
 
-let toastTimer = null;
-function toast(text, error = false) {
-  const el = $("toast");
-  setText(el, text);
-  el.dataset.error = String(error);
-  el.hidden = false;
-  clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => { el.hidden = true; }, 6000);
-}
+const toast = toaster($("toast"), 6000);
 
 function activity(entry) {
   const what = { console_login: "logged in", console_logout: "logged out", silence: `silenced the ward for ${entry.seconds} s`,
@@ -558,19 +485,6 @@ async function started(user) {
   connect();
 }
 
-async function onLogin(ev) {
-  ev.preventDefault();
-  sounder.unlock();                        // a click: the browser now allows sound
-  setText($("login-error"), "");
-  try {
-    const user = await api("POST", "/api/login", { user: $("login-user").value, password: $("login-password").value });
-    $("login-password").value = "";
-    await started(user);
-  } catch (err) {
-    setText($("login-error"), err.status === 401 ? "Unknown user or wrong password." : `Cannot log in: ${err.message}`);
-    $("login-password").select();
-  }
-}
 
 async function logout() {
   try { await api("POST", "/api/logout"); } catch { /* already gone */ }
@@ -648,7 +562,7 @@ async function main() {
     rooms: () => (state.layout ? state.layout.rooms : [...state.rooms.values()].map((r) => ({ ...r, beds: [] }))),
   });
   window.wardcall.grid = grid;
-  $("login").addEventListener("submit", onLogin);
+  $("login").addEventListener("submit", loginHandler({ api, sounder, started, setText, $ }));
   $("logout").addEventListener("click", logout);
   $("silence").addEventListener("click", silence);
   $("silence").textContent = `Silence ward ${SILENCE_S / 60} min`;

@@ -72,3 +72,15 @@ export function duration(seconds) {
   if (seconds < 5400) return `${(seconds / 60).toFixed(1)} min`;
   return `${(seconds / 3600).toFixed(1)} h`;
 }
+
+/** A toast(text, error) function showing text in el for ms, then hiding it (a newer one replaces it). */
+export function toaster(el, ms) {
+  let timer = null;
+  return (text, error = false) => {
+    setText(el, text);
+    el.dataset.error = String(error);
+    el.hidden = false;
+    clearTimeout(timer);
+    timer = setTimeout(() => { el.hidden = true; }, ms);
+  };
+}

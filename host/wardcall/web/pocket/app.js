@@ -2,10 +2,11 @@
 // rest of the ward; Accept and Decline on mine; sound and vibration while one of mine waits; the
 // screen kept on while on duty; a banner when the link drops, and a reconnect that resumes where
 // it left off (Last-Event-ID). A client of the host's API (docs/HOST.md, docs/POCKET.md).
-import { h, fill, setText, elapsed, clockTime } from "/console/dom.js";
+import { h, fill, setText, elapsed, clockTime, toaster } from "/console/dom.js";
 import { Sounder, LEVELS } from "/console/sound.js";
 import { KIND_LABEL, PATTERN_OF_KIND, STEP_LABEL, syncBlink, routeParts, routeText, nameOf } from "/console/calls.js";
 import { openStream } from "./stream.js";
+import { callApi, hostAnswers, loginHandler, markConnected, markLost, resumeSession, retryLater, SESSION_GONE, takeEvent } from "/console/hostlink.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -37,24 +38,8 @@ const name = (login) => (login === me() ? "you" : nameOf([...state.staff.values(
 
 // ---------------------------------------------------------------- the host's API
 
-async function api(method, path, body) {
-  // actions go as JSON with the session's request token: the host refuses anything else
-  const changing = method !== "GET";
-  const headers = changing ? { "Content-Type": "application/json" } : {};
-  if (changing && state.user && state.user.token) headers["X-Wardcall-Token"] = state.user.token;
-  const res = await fetch(path, {
-    method, credentials: "same-origin", headers, cache: "no-store",
-    body: changing ? JSON.stringify(body === undefined ? {} : body) : undefined,
-  });
-  let data = null;
-  try { data = await res.json(); } catch { /* not JSON */ }
-  if (!res.ok) {
-    const err = new Error((data && data.error) || `${res.status} ${res.statusText}`);
-    err.status = res.status;
-    throw err;
-  }
-  return data;
-}
+/** The host's API with this session's request token. */
+const api = (method, path, body) => callApi(method, path, body, state.user && state.user.token);
 
 // ---------------------------------------------------------------- the link
 
@@ -70,7 +55,7 @@ function connect() {
   }, (end) => {
     if (stream !== link.stream) return;
     link.stream = null;
-    if (end.status === 401) showLogin("The host does not know this session any more — please log in again.");
+    if (end.status === 401) showLogin(SESSION_GONE);
     else lost(end.why);
   });
   link.stream = stream;
@@ -78,36 +63,16 @@ function connect() {
 
 function lost(why) {
   if (link.stream) { link.stream.close(); link.stream = null; }
-  if (link.connected || link.lostSince === null) {
-    link.connected = false;
-    link.lostSince = Date.now() / 1000;
-    link.attempts = 0;
-    console.warn("wardcall pocket: connection lost:", why);
-  }
+  markLost(link, why, "wardcall pocket");
   render();
-  clearTimeout(link.retry);
-  link.retry = setTimeout(reconnect, Math.min(5000, 500 + link.attempts * 500));
+  retryLater(link, reconnect);
 }
 
 async function reconnect() {
-  link.attempts += 1;
-  showLink();
-  try {
-    await api("GET", "/api/health");
-  } catch {
-    if (link.lostSince === null) link.lostSince = Date.now() / 1000;
-    showLink();
-    link.retry = setTimeout(reconnect, Math.min(5000, 500 + link.attempts * 500));
-    return;
-  }
-  let user;
-  try {
-    user = await api("GET", "/api/me");      // is the session still good?
-  } catch (err) {
-    if (err.status === 401) { showLogin(loggedIn() ? "The host does not know this session any more — please log in again." : ""); return; }
-    link.retry = setTimeout(reconnect, 1000);
-    return;
-  }
+  const user = await resumeSession(link, api, {
+    showLink, reconnect, sessionGone: () => showLogin(loggedIn() ? SESSION_GONE : ""),
+  });
+  if (!user) return;
   if (!loggedIn()) await started(user);
   else { state.user = user; connect(); heartbeat(); }
 }
@@ -116,18 +81,8 @@ async function reconnect() {
 async function healthCheck() {
   if (!link.connected) return;
   if (link.stream && Date.now() - link.stream.heard > QUIET_STREAM_MS) { lost("the event stream went quiet"); return; }
-  const ctl = new AbortController();
-  const timer = setTimeout(() => ctl.abort(), HEALTH_TIMEOUT_MS);
-  try {
-    const res = await fetch("/api/health", { signal: ctl.signal, cache: "no-store" });
-    if (!res.ok) throw new Error(String(res.status));
-    link.healthFails = 0;
-  } catch {
-    link.healthFails += 1;
-    if (link.healthFails >= 2) lost("the host does not answer");
-  } finally {
-    clearTimeout(timer);
-  }
+  if (await hostAnswers(HEALTH_TIMEOUT_MS)) link.healthFails = 0;
+  else if (++link.healthFails >= 2) lost("the host does not answer");
 }
 
 /** "This phone is open and listening": without it the host skips me ("phone silent"). Sent at
@@ -167,28 +122,15 @@ function onResumed() {
 }
 
 function linkUp() {
-  const wasLost = link.lostSince !== null;
-  link.connected = true;
-  link.lostSince = null;
-  link.healthFails = 0;
-  link.attempts = 0;
+  const wasLost = markConnected(link);
   if (wasLost) toast("Connected again — calls are up to date.");
   render();
 }
 
 function onChange(event, data) {
-  if (typeof data.seq === "number") state.seq = data.seq;
-  if (typeof data.time === "number") state.offset = data.time - Date.now() / 1000;
-  switch (event) {
-    case "call":
-      if (data.call.state === "cleared") state.calls.delete(data.call.id);
-      else state.calls.set(data.call.id, data.call);
-      break;
-    case "room": state.rooms.set(data.room.id, data.room); break;
-    case "terminal": state.terminals.set(data.terminal.device, data.terminal); break;
-    case "staff": state.staff.set(data.staff.user, data.staff); break;
-    case "assignment": state.assignment = data.assignment; break;
-    default: return;            // alarms, updates, the station's sound: not this phone's business
+  if (!takeEvent(state, event, data)) {        // calls, rooms, terminals, staff: taken
+    if (event !== "assignment") return;         // alarms, updates, the station's sound: not this phone's business
+    state.assignment = data.assignment;
   }
   render();
 }
@@ -433,15 +375,7 @@ function tick() {
   setText($("clock"), clockTime(t));
 }
 
-let toastTimer = null;
-function toast(text, error = false) {
-  const el = $("toast");
-  setText(el, text);
-  el.dataset.error = String(error);
-  el.hidden = false;
-  clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => { el.hidden = true; }, 5000);
-}
+const toast = toaster($("toast"), 5000);
 
 // ---------------------------------------------------------------- login
 
@@ -475,19 +409,6 @@ async function started(user) {
   render();
 }
 
-async function onLogin(ev) {
-  ev.preventDefault();
-  sounder.unlock();                        // a tap: the browser now allows sound
-  setText($("login-error"), "");
-  try {
-    const user = await api("POST", "/api/login", { user: $("login-user").value, password: $("login-password").value });
-    $("login-password").value = "";
-    await started(user);
-  } catch (err) {
-    setText($("login-error"), err.status === 401 ? "Unknown user or wrong password." : `Cannot log in: ${err.message}`);
-    $("login-password").select();
-  }
-}
 
 async function logout() {
   try { await api("POST", "/api/logout"); } catch { /* already gone */ }
@@ -501,7 +422,7 @@ async function main() {
     navigator.serviceWorker.register("/pocket/sw.js", { scope: "/pocket/" })
       .catch((err) => console.warn("wardcall pocket: no service worker:", err.message));
   }
-  $("login").addEventListener("submit", onLogin);
+  $("login").addEventListener("submit", loginHandler({ api, sounder, started, setText, $ }));
   $("logout").addEventListener("click", logout);
   $("audio-unlock-btn").addEventListener("click", () => sounder.unlock());
   for (const ev of ["pointerdown", "keydown"]) document.addEventListener(ev, () => sounder.unlock(), { capture: true });

@@ -1,11 +1,11 @@
 // The pocket console's service worker: it keeps the app shell (page, script, style, icons) so the
 // page opens — and says it is not connected — where the ward's Wi-Fi does not reach. It never
 // touches /api/: calls, state and the event stream always come live from the host.
-const CACHE = "wardcall-pocket-1";
+const CACHE = "wardcall-pocket-2";
 const SHELL = [
   "/pocket/", "/pocket/app.js", "/pocket/stream.js", "/pocket/pocket.css", "/pocket/manifest.webmanifest",
   "/pocket/icon-192.png", "/pocket/icon-512.png", "/pocket/icon.svg",
-  "/console/dom.js", "/console/sound.js",
+  "/console/dom.js", "/console/sound.js", "/console/calls.js", "/console/hostlink.js",
 ];
 const NETWORK_WAIT_MS = 4000;      // a shell file not answered by then comes from the cache
 
