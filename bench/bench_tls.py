@@ -277,8 +277,8 @@ def smallest_heap(work: Path, tls: str) -> dict:
         finally:
             fleet.remove_board(name)
     try:
-        first = cycle("120wK", 0)
-        result["online_heap_at_120wK"] = first
+        first = cycle("124wK", 0)
+        result["online_heap_at_default"] = first
         lo, hi, k = 40, 120, 1
         while hi - lo > 4:
             mid = (lo + hi) // 2
@@ -330,7 +330,7 @@ def main(argv=None) -> int:
             for mode in ("tls", "plain"):
                 h = smallest_heap(work, mode)
                 out[f"heap_{mode}"] = h
-                print(f"firmware on the emulated board, {mode}: heap online at 120wK {h['online_heap_at_120wK']}; "
+                print(f"firmware on the emulated board, {mode}: heap online at 124wK (the default) {h['online_heap_at_default']}; "
                       f"smallest heap for a call cycle {h['smallest_wK']}wK (fails at {h['between'][0]}wK)")
         if args.storm:
             for mode in (("tls", "plain") if args.plain_storm else ("tls",)):

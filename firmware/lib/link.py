@@ -58,6 +58,9 @@ def clip(text, limit=P.MAX_TEXT):
 class Link:
     def __init__(self, cfg, calls, outbox, clock, out, commands):
         self.cfg = cfg
+        # every frame from the host is read into this one buffer: a fresh ~1 KB object per frame
+        # (an update chunk) fragments the heap until a 1 KB block cannot be found, TLS or not
+        self._rx = memoryview(bytearray(P.MAX_FRAME))
         self.calls = calls
         self.outbox = outbox
         self.clock = clock
@@ -86,6 +89,9 @@ class Link:
         if err:
             log("link", "new config not taken up: %s" % err)
             return
+        t = cfg.get("tls")
+        if isinstance(t, dict):
+            t.pop("ca", None)   # TLS settings are taken up at the next boot: the CA is in the context
         self.cfg = cfg
         self._host = None
         self.wifi.configure(cfg["wifi"]["ssid"], cfg["wifi"].get("password", ""))
@@ -197,7 +203,7 @@ class Link:
             # over TLS this first write runs the handshake: mbedTLS sends HELLO only once the
             # host's certificate has verified, and raises ValueError if it does not
             await self._write(writer, sess.hello(cfg["device_id"], VERSION, board.NAME, self.caps, self.hwid))
-            frame = await asyncio.wait_for_ms(P.read_frame(reader), _HANDSHAKE_MS)
+            frame = await asyncio.wait_for_ms(self._read_frame(reader), _HANDSHAKE_MS)
             msg = sess.accept_welcome(frame)
         except ValueError as e:
             why = tlslink.refusal(e)
@@ -237,12 +243,21 @@ class Link:
         return True
 
     # --- receiving ---
+    async def _read_frame(self, reader):
+        """The next frame, as a view of the receive buffer (valid until the next read: decoding
+        copies every field out of it). The caller bounds it with a timeout."""
+        buf = self._rx
+        await _fill(reader, buf[:2])
+        n = P.frame_length(buf[:2]) + 2
+        await _fill(reader, buf[2:n])
+        return buf[:n]
+
     async def _reader(self, reader, sess):
         dead_ms = 3 * self.hb_ms
         try:
             while self._up:
                 try:
-                    frame = await asyncio.wait_for_ms(P.read_frame(reader), dead_ms)
+                    frame = await asyncio.wait_for_ms(self._read_frame(reader), dead_ms)
                 except asyncio.TimeoutError:
                     log("link", "no frame from the host for %d ms: link dead" % dead_ms)
                     break
@@ -376,3 +391,17 @@ class Link:
             log("link", "cannot encode a message: %s" % e)
         finally:
             self._up = False
+
+
+async def _fill(reader, view):
+    # readinto until the view is full (None: nothing yet, as a TLS record still incomplete);
+    # EOFError if the stream ends first
+    got = 0
+    size = len(view)
+    while got < size:
+        k = await reader.readinto(view[got:])
+        if k is None:
+            continue
+        if not k:
+            raise EOFError("connection closed")
+        got += k

@@ -130,6 +130,7 @@ class Tls:
         self.clock = clock
         self.name = None if self.plain else t["name"]
         self._ca = None if self.plain else t["ca"]
+        self._t = t
         self._floor = 0 if self.plain else t.get("time_floor", 0)
         self._saved = read_json(CLOCK_PATH, {}).get("t", 0)
         if not isinstance(self._saved, int):
@@ -147,7 +148,9 @@ class Tls:
             ctx.verify_mode = tls.CERT_REQUIRED
             ctx.load_verify_locations(binascii.a2b_base64(self._ca))
             ctx.verify_callback = self._verified
+            # mbedTLS holds the parsed CA now: its ~1.8 KB of text would only take heap
             self._ca = None
+            self._t.pop("ca", None)
             self._ctx = ctx
         return self._ctx
 

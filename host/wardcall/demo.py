@@ -36,6 +36,7 @@ from .ota import signing
 from .passwords import hash_password
 from .protocol import otaproto
 from .provision import provision
+from .trust import trust_ward
 
 DEMO_USER = ("anna", "anna")     # demo only: a real ward sets its own users with `wardcall passwd`
 # the shift's care staff, each with a badge (login = password): two nurses and the charge nurse
@@ -321,14 +322,16 @@ class Demo:
         self.assignment: dict[str, Any] | None = None
         self._lock_fd: int | None = None
         self._stopping = False
+        self.ca_path: Path | None = None          # the demo ward's CA certificate, once made
 
     @property
     def console_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}/"
+        # HTTPS, as on a ward: the demo ward has its own CA, made at its first provisioning
+        return f"https://127.0.0.1:{self.api_port}/"
 
     @property
     def pocket_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}/pocket/"
+        return f"https://127.0.0.1:{self.api_port}/pocket/"
 
     @property
     def started(self) -> bool:
@@ -353,6 +356,8 @@ class Demo:
             cfg = provision(config, device, room, bed, self.folder / "provisioned" / device,
                             wifi_ssid="demo-ward", wifi_password="demo-ward", host="127.0.0.1")
             devices.append(cfg)
+        trust_ward(ward)            # this process's own console clients (the shift assignment)
+        self.ca_path = ward.tls.ca_cert
         print(f"wardcall demo: ward written to {config}; starting the host …", flush=True)
         self.server, ports = start_server(config, self.folder, self._lock_fd)
         _write_holder(self._lock_fd, {"pid": os.getpid(), "host_pid": self.server.pid, "console": self.console_url})
@@ -426,6 +431,8 @@ class Demo:
                 f"  (also tech / tech, admin / admin)\n"
                 f"  phones:   {self.pocket_url}   the pocket console, one browser window (or phone) per nurse:\n"
                 f"{staff}\n"
+                f"  HTTPS with the demo ward's own CA: import {self.ca_path} into the browser as a\n"
+                f"            certificate authority (`wardcall ca export` for a ward), or accept its warning once\n"
                 f"  beds:\n{names}\n  files:    {self.folder}\n"
                 f"  update the beds over the air (from another shell; --force: they already run this firmware):\n"
                 f"            WARDCALL_HOST_PASSWORD=tech .venv/bin/wardcall update --config {self.config_path} "

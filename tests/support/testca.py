@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography import x509
 
 from wardcall.config import load_config
-from wardcall.tls import chain_path, init_ca, spki_sha256
+from wardcall.tls import chain_path, init_ca, server_context, spki_sha256, terminal_settings
 from wardcall.trust import ENV as TRUST_ENV
 
 _made: dict[str, Path] = {}
@@ -32,6 +32,7 @@ def shared_ca() -> tuple[Path, Path]:
         init_ca(config)
         _made["cert"], _made["key"] = config.tls.ca_cert, config.tls.ca_key
         _made["host"], _made["host_key"], _made["chain"] = config.tls.cert, config.tls.key, chain_path(config.tls)
+        _made["config"] = config
         os.environ[TRUST_ENV] = str(config.tls.ca_cert)
         os.environ["SSL_CERT_FILE"] = str(config.tls.ca_cert)
     return _made["cert"], _made["key"]
@@ -51,3 +52,16 @@ def shared_ca_spki() -> str:
     """The shared CA's public key hash, as Chromium's --ignore-certificate-errors-spki-list takes it."""
     cert, _ = shared_ca()
     return spki_sha256(x509.load_pem_x509_certificate(cert.read_bytes()))
+
+
+def terminal_tls() -> dict:
+    """The "tls" entry of a terminal's config.json that trusts the shared CA (what provision
+    writes), for tests that run the firmware against a scripted host."""
+    shared_ca()
+    return terminal_settings(_made["config"])
+
+
+def host_context():
+    """A server SSLContext with the shared host certificate (a scripted host speaks TLS too)."""
+    shared_ca()
+    return server_context(_made["config"].tls)
