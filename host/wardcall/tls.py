@@ -212,15 +212,18 @@ def export_ca(settings: TlsSettings, form: str) -> bytes:
     return cert.public_bytes(encoding)
 
 
-def terminal_settings(config: WardConfig, now: datetime.datetime | None = None) -> dict[str, object] | str:
+def terminal_settings(config: WardConfig) -> dict[str, object] | str:
     """The "tls" entry of a terminal's config.json: the pinned CA (base64 DER), the name to
-    verify and the time floor (provisioning time), or "plain" for a bench ward."""
+    verify and the time floor (the CA's creation), or "plain" for a bench ward."""
     if config.tls.terminals == "plain":
         return "plain"
     ca = ca_certificate(config.tls)
+    # the floor is the CA's creation, not the provisioning time: a lower bound of the time all
+    # the same, and the same at every provisioning, so deploying a board again finds its
+    # config.json up to date instead of rewriting it
     return {"name": config.tls.name,
             "ca": base64.b64encode(ca.public_bytes(serialization.Encoding.DER)).decode(),
-            "time_floor": int((now or _now()).timestamp())}
+            "time_floor": int((ca.not_valid_before_utc + CLOCK_SKEW).timestamp())}
 
 
 def renewal_due(settings: TlsSettings, now: datetime.datetime | None = None) -> bool:
