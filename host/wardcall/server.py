@@ -24,6 +24,7 @@ from .clock import SystemClock
 from .config import ConfigError, WardConfig
 from .discovery import start_discovery
 from .hub import WardHub
+from .integrations.service import Integrations
 from .devicekeys import load_keys
 from .record_guard import RecordLock, check_identity
 from .storage import AsyncWriter, open_storage
@@ -121,6 +122,9 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
         log.critical(missing_text)
         fx.merge(hub.ward.database_alarm(missing_text))
 
+    integrations = Integrations(hub, storage.record_id[:8], storage.run)   # docs/INTEGRATION.md
+    hub.observers.append(integrations)
+
     net = config.network
     terminal_server = TerminalServer(hub)
     runner = web.AppRunner(make_app(hub), access_log=None, shutdown_timeout=2.0)
@@ -137,6 +141,10 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
                                  lambda: start_api_listener(runner, net.api_host, net.api_port, net))
         api_port = listener.port
         await hub.apply(fx)
+        try:
+            await integrations.start()
+        except OSError as exc:
+            raise ConfigError(config.path, "[integrations]", f"cannot listen: {exc.strerror or exc}") from None
         log.info("record %s: %d open call(s) restored", config.database, len(hub.ward.calls))
         timers = asyncio.create_task(run_timers(hub, tick_interval(config)), name="timers")
         log.info("ward %s: terminals on %s:%d, discovery on %s:%d, console API on http://%s:%d/ (open-file limit %s)",
@@ -144,7 +152,8 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
                  "unlimited" if files == resource.RLIM_INFINITY else files)
         if ready_file is not None:
             ready_file.write_text(json.dumps({"pid": os.getpid(), "terminal_port": tcp_port,
-                                              "discovery_port": udp_port, "api_port": api_port}))
+                                              "discovery_port": udp_port, "api_port": api_port,
+                                              "integrations": integrations.ports}))
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -159,6 +168,7 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
         if udp_transport is not None:
             udp_transport.close()
         await terminal_server.stop()
+        await integrations.stop()
         if listener is not None:
             await listener.close()
         await runner.cleanup()
