@@ -108,3 +108,24 @@ async def send_hl7(port: int, text: str, timeout: float = 5.0) -> hl7.Message:
         return await asyncio.wait_for(reader.readmessage(), timeout)
     finally:
         writer.close()
+
+
+def adt(trigger: str, patient_id: str, family: str, given: str, location: str, prior: str = "",
+        control_id: str = "MSG1") -> str:
+    """An ADT message built (and validated) with hl7apy at v2.6: A01, A02, A03 or A08."""
+    from hl7apy.core import Message
+    structure = {"A01": "ADT_A01", "A08": "ADT_A01", "A02": "ADT_A02", "A03": "ADT_A03"}[trigger]
+    msg = Message(structure, version="2.6")
+    msg.msh.msh_3, msg.msh.msh_4, msg.msh.msh_5, msg.msh.msh_6 = "HIS", "HOSP", "WARDCALL", "WARD"
+    msg.msh.msh_7 = "20261202010000"
+    msg.msh.msh_9 = f"ADT^{trigger}^{structure}"
+    msg.msh.msh_10, msg.msh.msh_11, msg.msh.msh_12 = control_id, "P", "2.6"
+    msg.evn.evn_2 = "20261202010000"
+    msg.pid.pid_3 = f"{patient_id}^^^HOSP^MR"
+    msg.pid.pid_5 = f"{family}^{given}"
+    msg.pv1.pv1_2 = "I"
+    msg.pv1.pv1_3 = location
+    if prior:
+        msg.pv1.pv1_6 = prior
+    msg.validate()
+    return msg.to_er7()

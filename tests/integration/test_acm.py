@@ -141,3 +141,25 @@ def test_ready_file_names_the_integration_ports(make_ward, ward_server_factory):
     server = ward_server_factory(ward)
     ready = json.loads(server.ready_path.read_text())
     assert ready["integrations"]["adt"] > 0
+
+
+async def test_the_patient_on_the_bed_is_in_the_report(make_ward, ward_server_factory):
+    from tests.integration.peers import adt, send_hl7
+    am = await AlertManager().start()
+    ward = make_ward(extra_toml=acm_toml(am.port) + '\n[integrations.adt]\nhost = "127.0.0.1"\nport = 0\ndisplay = "name"\n')
+    server = ward_server_factory(ward)
+    adt_port = json.loads(server.ready_path.read_text())["integrations"]["adt"]
+    answer = await send_hl7(adt_port, adt("A01", "P100", "Doe", "Jane", "Test ward^101^1"))
+    assert field(answer, "MSA", 1) == "AA"
+    term = ward.terminal(0)
+    await term.connect()
+    try:
+        await term.place_call(wp.PATIENT)
+        await async_wait_until(lambda: am.alerts(), 10, "the report")
+    finally:
+        await term.close()
+        await am.stop()
+    report = am.alerts()[0]
+    validate(str(report), patient_known=True)
+    assert field(report, "PID", 3) == "P100^^^^MR" and field(report, "PID", 5) == "Jane Doe"
+    assert facets(report)["priority"] == "PL" and facets(report)["type"] == "SA"

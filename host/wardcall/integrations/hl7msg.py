@@ -142,7 +142,7 @@ def ack(msg: hl7.Message | None, sender: Sender, control_id: str, wall: float, c
     head = Sender(sender.application, sender.facility, escape(peer_app), escape(peer_fac))
     segments = [_msh(head, control_id, wall, f"ACK^{escape(trigger)}^ACK"), f"MSA|{code}|{escape(acked)}"]
     if code != "AA" and text:
-        segments.append(f"ERR||||E|||{escape(text[:200])}")
+        segments.append(f"ERR|||207^Application internal error^HL70357|E||||{escape(text[:200])}")
     return "\r".join(segments)
 
 
