@@ -48,6 +48,7 @@ async def test_a_call_life_is_reported_start_update_end(make_ward, ward_server_f
     assert f1["source"] == "bed-101-1" and f1["callback"] == "^WPN^PH^^^^4101" and f1["type"] == "SP"
     assert (f2["phase"], f2["inactivation"]) == ("update", "alert-acknowledged")
     assert (f3["phase"], f3["state"]) == ("end", "inactive")
+    assert str(start.segments("OBX")[0](3)) == "NC_CODE_BLUE^Code blue call^WARDCALL" and f1["event"] == "Code blue call"
     assert field(end, "OBR", 8)                                        # the end time
 
 

@@ -77,9 +77,10 @@ class AdtReceiver:
                 self.board.clear(*where)
                 await self.record("patient_left", room=where[0], bed=where[1], patient=patient_id, to=f"{unit}^{room}^{bed}")
             return
-        patient = Patient(patient_id, self._shown(msg, patient_id), wall if where != (room, bed) else
-                          (self.board.on_bed(room, bed) or Patient("", "", wall)).since)
         before = self.board.on_bed(room, bed)
+        # on this bed since it was put there (an update keeps the time)
+        since = before.since if before is not None and before.id == patient_id else wall
+        patient = Patient(patient_id, self._shown(msg, patient_id), since)
         self.board.put(room, bed, patient)
         if before != patient:
             kind = {"A01": "patient_admitted", "A02": "patient_transferred", "A08": "patient_updated"}[trigger]

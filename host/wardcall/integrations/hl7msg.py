@@ -93,7 +93,8 @@ def oru_r40(sender: Sender, control_id: str, wall: float, alert: Alert) -> str:
            timestamp(alert.ended) if alert.ended is not None else ""]
     segments = [_msh(sender, control_id, wall, "ORU^R40^ORU_R01", ACM_PROFILE),
                 f"PID|||{pid3}||{name}", f"PV1||I|{location}", "|".join(obr).rstrip("|")]
-    facets = [("event", escape(alert.event_text), escape(alert.event_code)), ("source", escape(alert.source), ""),
+    event = f"{escape(alert.event_code)}^{escape(alert.event_text)}^WARDCALL"      # a local code: no MDC term for a nurse call
+    facets = [("event", escape(alert.event_text), event), ("source", escape(alert.source), ""),
               ("phase", alert.phase, ""), ("state", alert.state, ""), ("inactivation", alert.inactivation, ""),
               ("priority", alert.priority, ""), ("type", alert.alert_type, "")]
     for n, (facet, value, code) in enumerate(facets, 1):
