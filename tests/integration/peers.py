@@ -43,7 +43,7 @@ class AlertManager:
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
         self._writers: set = set()
-        self.arrived = asyncio.Event()
+        self.hung: list[hl7.Message] = []
 
     async def start(self, port: int = 0) -> "AlertManager":
         self._server = await start_hl7_server(self._client, LOOPBACK, port or self.port, encoding="utf-8")
@@ -66,6 +66,9 @@ class AlertManager:
                 code = self.answer(msg)
                 if code is None:
                     return
+                if code == "HANG":             # takes the message and never answers
+                    self.hung.append(msg)
+                    await asyncio.Event().wait()
                 self.messages.append(msg)
                 self.texts.append(str(msg))
                 writer.writemessage(msg.create_ack(code, message_id=f"AM{len(self.messages)}"))

@@ -164,3 +164,25 @@ async def test_the_patient_on_the_bed_is_in_the_report(make_ward, ward_server_fa
     validate(str(report), patient_known=True)
     assert field(report, "PID", 3) == "P100^^^^MR" and field(report, "PID", 5) == "Jane Doe"
     assert facets(report)["priority"] == "PL" and facets(report)["type"] == "SA"
+
+
+async def test_an_alert_manager_that_never_answers_holds_up_no_call(make_ward, ward_server_factory):
+    """The ward never waits on the Alert Manager: with one that takes messages and never ACKs,
+    calls are still acknowledged to the terminal (stored) and shown."""
+    am = await AlertManager().start()
+    am.answer = lambda msg: "HANG"
+    ward = make_ward(extra_toml=acm_toml(am.port, ack_timeout_s=30))
+    server = ward_server_factory(ward)
+    api = await server.login()
+    term = ward.terminal(0)
+    await term.connect()
+    try:
+        ids = [await term.place_call(wp.PATIENT, timeout=3) for _ in range(3)]    # each CALL_ACK within 3 s
+        await term.cancel(ids[0], timeout=3)
+        state = await api.state()
+        assert sorted(c["call_id"] for c in state["calls"]) == sorted(ids[1:])
+        assert len(am.hung) == 1                        # the first report waits for its ACK; nothing else was sent
+    finally:
+        await api.close()
+        await term.close()
+        await am.stop()

@@ -15,11 +15,6 @@ def adt_port(server) -> int:
     return json.loads(server.ready_path.read_text())["integrations"]["adt"]
 
 
-async def ack_of(port: int, text: str) -> tuple[str, str]:
-    answer = await send_hl7(port, text)
-    return field(answer, "MSA", 1), str(answer.segment("ERR")(8)) if len(answer.segments_list()) > 2 else ""
-
-
 async def test_admit_transfer_discharge_and_a_restart_keeps_the_patient(make_ward, ward_server_factory):
     ward = make_ward(extra_toml=ADT_TOML.format(display="initials"))
     server = ward_server_factory(ward)
