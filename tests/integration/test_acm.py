@@ -186,3 +186,44 @@ async def test_an_alert_manager_that_never_answers_holds_up_no_call(make_ward, w
         await api.close()
         await term.close()
         await am.stop()
+
+
+async def test_at_start_open_calls_are_checked_against_what_the_alert_manager_was_told(make_ward, ward_server_factory):
+    """A call open when the integration is configured is started; a call cleared in the record
+    whose end never reached the queue (the host died between the two commits: the queue's file
+    put back as it was before the clear) is ended at the next start."""
+    ward = make_ward()
+    server = ward_server_factory(ward)
+    term = ward.terminal(0)
+    await term.connect()
+    call_id = await term.place_call(wp.PATIENT)
+    await term.close()
+    server.stop()
+
+    am = await AlertManager().start()
+    with ward.config_path.open("a") as toml:
+        toml.write(acm_toml(am.port))
+    try:
+        server.start()
+        await async_wait_until(lambda: am.alerts(), 10, "the open call's start")
+        assert facets(am.alerts()[0])["phase"] == "start"
+        server.stop()
+        side = ward.dir / "ward.integrations.db"
+        before_clear = side.read_bytes()
+        server.start()
+        term = ward.terminal(0)
+        await term.connect()
+        await term.cancel(call_id)
+        await async_wait_until(lambda: len(am.alerts()) >= 2, 10, "the end")
+        await term.close()
+        server.stop()
+        for extra in (".integrations.db-wal", ".integrations.db-shm"):
+            (ward.dir / f"ward{extra}").unlink(missing_ok=True)
+        side.write_bytes(before_clear)                  # as if the end had never been queued
+        server.start()
+        await async_wait_until(lambda: len(am.alerts()) >= 3, 10, "the end, sent at start")
+    finally:
+        await am.stop()
+    phases = [facets(m)["phase"] for m in am.alerts()]
+    assert phases == ["start", "end", "end"]
+    assert len({str(m["OBR.F3.R1.C1"]) for m in am.alerts()}) == 1

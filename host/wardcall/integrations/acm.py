@@ -52,8 +52,9 @@ class AlertReporter:
                              cfg.receiving_facility)
         self.queue = DurableQueue(store, "acm", clock.wall)
         self.client = MllpClient(cfg.host, cfg.port, cfg.connect_timeout_s)
-        # call id -> the facets last reported, so a call published again unchanged is not reported again
-        self._reported: dict[int, list[Any]] = {
+        # call id -> what was last reported of it ("f": the facets; where and what, to end it after a
+        # restart), so a call published again unchanged is not reported again
+        self._reported: dict[int, dict[str, Any]] = {
             call: json.loads(facets) for call, facets in store.rows("SELECT call, facets FROM alerts")}
         self._ratelog = RateLimitedLog(log)
         self.sent = 0
@@ -70,13 +71,28 @@ class AlertReporter:
             del self._reported[call.id]
             self.store.execute("DELETE FROM alerts WHERE call = ?", call.id)
         else:
-            if before == facets:
+            if before is not None and before["f"] == facets:
                 return
             phase = "start" if before is None else "update"
-            self._reported[call.id] = facets
-            self.store.execute("INSERT OR REPLACE INTO alerts (call, facets) VALUES (?, ?)", call.id, json.dumps(facets))
+            entry = {"f": facets, "device": call.device, "kind": call.kind, "room": call.room, "bed": call.bed,
+                     "placed_at": call.placed_at}
+            self._reported[call.id] = entry
+            self.store.execute("INSERT OR REPLACE INTO alerts (call, facets) VALUES (?, ?)", call.id, json.dumps(entry))
         seq = self.queue.reserve()
         self.queue.put(seq, oru_r40(self.sender, self.control_id(seq), self.clock.wall(), self.alert(call, phase)))
+
+    def reconcile(self, open_calls: list[Call]) -> None:
+        """At start: what the Alert Manager was last told against the open calls restored from the
+        record — a call it was never told of (the integration is new, or the host died before the
+        queue's commit) is started, one that changed is updated, one that is no longer open is ended."""
+        for call in open_calls:
+            self.observe(call)
+        still_open = {c.id for c in open_calls}
+        for call_id, entry in sorted(self._reported.items()):
+            if call_id not in still_open:
+                wall = self.clock.wall()
+                self.observe(Call(call_id, entry["device"], 0, entry["kind"], entry["room"], entry["bed"], entry["placed_at"],
+                                  entry["placed_at"], entry["placed_at"], state=CLEARED, cleared_at=wall))
 
     def alert(self, call: Call, phase: str) -> Alert:
         kind = KIND_NAMES[call.kind]

@@ -86,6 +86,16 @@ class EspaPager:
         for number in numbers:
             self.queue.put(self.queue.reserve(), json.dumps({"number": number, "text": text[:DISPLAY_MAX], "priority": priority}))
 
+    def reconcile(self, open_calls: list[Call]) -> None:
+        """At start: an open call never paged (the integration is new, or the host died before
+        the queue's commit) is paged; what is no longer open is forgotten."""
+        for call in open_calls:
+            self.observe(call)
+        still_open = {c.id for c in open_calls}
+        for call_id in [c for c in self._paged if c not in still_open]:
+            del self._paged[call_id]
+            self.store.execute("DELETE FROM paged WHERE call = ?", call_id)
+
     # ----- the sender task -----
 
     async def run(self) -> None:

@@ -71,6 +71,12 @@ class Integrations:
     # ----- start and stop -----
 
     async def start(self) -> None:
+        """After the restore: the open calls are checked against what the peers were last told."""
+        open_calls = sorted(self.hub.ward.calls.values(), key=lambda c: c.id)
+        if self.acm is not None:
+            self.acm.reconcile(open_calls)
+        if self.espa is not None:
+            self.espa.reconcile(open_calls)
         if self.acm is not None:
             self._tasks.append(asyncio.create_task(self.acm.run(), name="acm"))
             if self.cfg.acm.status_host:
