@@ -18,7 +18,7 @@ from wardcall.protocol import wardproto
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
 
-def test_patient_and_paging_status_on_the_console(page, ward_server_factory, make_ward, aloop):  # noqa: F811
+def test_patient_and_paging_status_on_the_console_and_the_pocket(browser, page, ward_server_factory, make_ward, aloop):  # noqa: F811
     am = aloop.run(AlertManager().start())
     ward = make_ward(terminals=2, extra_toml=acm_toml(am.port, status_host=f'"{LOOPBACK}"', status_port=0)
                      + '\n[integrations.adt]\nhost = "127.0.0.1"\nport = 0\ndisplay = "initials"\n')
@@ -39,10 +39,19 @@ def test_patient_and_paging_status_on_the_console(page, ward_server_factory, mak
         alert_id = aloop.run(_first_alert_id(am))
         aloop.run(send_hl7(ports["acm_status"], ora_r41(alert_id, "Accepted", "N1^Nurse^Nora")))
         expect(card.locator(".status")).to_contain_text("paging: accepted by Nora Nurse")
+        phone = browser.new_page()                  # the pocket console, in the same logged-in session
+        phone_errors: list[str] = []
+        phone.on("pageerror", lambda exc: phone_errors.append(str(exc)))
+        phone.goto(server.api_url + "/pocket/")
+        pocket_card = phone.locator('li.call[data-device="bed-101-1"]')
+        expect(pocket_card.locator(".where")).to_contain_text("J.D.")
+        expect(pocket_card.locator(".status")).to_contain_text("paging: accepted by Nora Nurse")
 
         aloop.run(send_hl7(ports["adt"], adt("A03", "P100", "Doe", "Jane", "Test ward^101^1", control_id="M2")))
         expect(bed.locator(".bed-patient")).to_have_count(0)
         expect(card.locator(".where")).not_to_contain_text("J.D.")
+        expect(pocket_card.locator(".where")).not_to_contain_text("J.D.")
+        assert not phone_errors, phone_errors
     finally:
         aloop.run(am.stop())
 

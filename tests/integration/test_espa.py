@@ -86,3 +86,18 @@ async def test_the_assigned_nurses_handset_is_paged(make_ward, ward_server_facto
         await nurse.close()
         await term.close()
     assert receiver.pages[0]["1"] == "201"
+
+
+async def test_a_page_waiting_for_the_paging_system_survives_a_restart(make_ward, ward_server_factory, receiver):
+    receiver.answering = False
+    ward = make_ward(extra_toml=espa_toml(receiver.device))
+    server = ward_server_factory(ward)
+    term = ward.terminal(0)
+    await term.connect()
+    await term.place_call(wp.CODE_BLUE)
+    await term.close()
+    server.restart()
+    receiver.answering = True
+    await async_wait_until(lambda: receiver.pages, 10, "the page after the restart")
+    server.stop()
+    assert [p["1"] for p in receiver.pages] == ["999"]          # once: not paged again for the restored call
