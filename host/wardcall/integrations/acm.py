@@ -181,6 +181,6 @@ class AlertReporter:
             person = " ".join(p for p in (given, family) if p) or person_id
             await handle(call_id, {"status": status, "by": person, "by_id": person_id, "at": wall, "alert_id": alert_id})
         except Hl7Error as exc:
-            self._ratelog.warning(("pcd05", str(exc)), "PCD-05: %s", exc)
+            self._ratelog.warning(("pcd05", exc.code), "PCD-05: %s", exc)
             return ack(msg, self.sender, self.control_id(seq), wall, exc.code, str(exc))
         return ack(msg, self.sender, self.control_id(seq), wall, "AA")

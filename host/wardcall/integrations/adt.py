@@ -47,7 +47,7 @@ class AdtReceiver:
         try:
             await self._apply(msg, wall)
         except Hl7Error as exc:
-            self._ratelog.warning(("adt", exc.code, str(exc)[:60]), "ADT %s %s: %s", message_type(msg), get(msg, "MSH", 10), exc)
+            self._ratelog.warning(("adt", exc.code), "ADT %s %s: %s", message_type(msg), get(msg, "MSH", 10), exc)
             return ack(msg, self.sender, control_id, wall, exc.code, str(exc))
         return ack(msg, self.sender, control_id, wall, "AA")
 

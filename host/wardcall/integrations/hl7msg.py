@@ -122,11 +122,12 @@ def parse(text: str) -> hl7.Message:
 
 
 def get(msg: hl7.Message, segment: str, field: int, component: int = 1, repeat: int = 1) -> str:
-    """A component's text ("" when absent)."""
+    """A component's text ("" when absent), without control characters (it goes into log lines)."""
     try:
-        return msg.unescape(str(msg.segment(segment).extract_field(1, field, repeat, component, 1)))
+        value = msg.unescape(str(msg.segment(segment).extract_field(1, field, repeat, component, 1)))
     except (KeyError, IndexError):
         return ""
+    return "".join(c for c in value if c >= " ")
 
 
 def message_type(msg: hl7.Message) -> str:
