@@ -176,6 +176,15 @@ class EventStream:
             state["staff"] = [entry if x["user"] == entry["user"] else x for x in state.get("staff", [])]
         elif name == "assignment":
             state["assignment"] = payload["assignment"]     # not in the snapshot: the latest one told
+        elif name == "patient":                             # integrations (docs/INTEGRATION.md)
+            patients = state.setdefault("patients", {})
+            bed = f"{payload['room']}/{payload['bed']}"
+            if payload["patient"] is None:
+                patients.pop(bed, None)
+            else:
+                patients[bed] = payload["patient"]
+        elif name == "alert_status":
+            state.setdefault("alert_status", {})[str(payload["call"])] = payload
         if "seq" in payload:
             self.state["seq"] = payload["seq"]
         self._signal()

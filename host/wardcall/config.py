@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .integrations.config import IntegrationConfigError, IntegrationsConfig, parse_integrations
 from .protocol import KIND_BY_NAME, wardproto
 
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -188,6 +189,7 @@ class WardConfig:
     terminals: dict[str, TerminalConfig] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
     routing: Routing = field(default_factory=Routing.defaults)
+    integrations: IntegrationsConfig = field(default_factory=IntegrationsConfig)   # docs/INTEGRATION.md
 
     @property
     def heartbeat_s(self) -> float:
@@ -446,10 +448,16 @@ def parse_config(path: Path, data: dict[str, Any]) -> WardConfig:
 
     routing = _routing(top.sub("routing"))
 
+    top.used.add("integrations")        # parsed by integrations/config.py
+    try:
+        integrations = parse_integrations(data.get("integrations", {}), set(rooms), set(users), database)
+    except IntegrationConfigError as exc:
+        raise ConfigError(path, exc.place, exc.problem) from None
+
     top.finish()
     return WardConfig(path=path, ward=ward_name, database=database, secrets=secrets, network=network,
                       timing=timing, escalation=escalation, shifts=shifts, ota=ota, tls=tls, console=console, rooms=rooms,
-                      terminals=terminals, users=users, routing=routing)
+                      terminals=terminals, users=users, routing=routing, integrations=integrations)
 
 
 def _routing(rt: _Reader) -> Routing:

@@ -24,6 +24,7 @@ from .clock import SystemClock
 from .config import ConfigError, WardConfig
 from .discovery import start_discovery
 from .hub import WardHub
+from .integrations.service import Integrations
 from .devicekeys import load_keys
 from .record_guard import RecordLock, check_identity
 from .storage import AsyncWriter, open_storage
@@ -146,6 +147,9 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
     for alarm_id, text in host_tls.alarms.items():
         log.warning("%s", text)
         fx.merge(hub.ward.link_setting_alarm(alarm_id, text))
+    integrations = Integrations(hub, storage.record_id[:8], storage.run)   # docs/INTEGRATION.md
+    hub.observers.append(integrations)
+
     net = config.network
     terminal_tls, console_tls = host_tls.terminals, host_tls.console
     terminal_server = TerminalServer(hub, terminal_tls)
@@ -164,6 +168,10 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
                                  lambda: start_api_listener(runner, net.api_host, net.api_port, net, console_tls))
         api_port = listener.port
         await hub.apply(fx)
+        try:
+            await integrations.start()
+        except OSError as exc:
+            raise ConfigError(config.path, "[integrations]", f"cannot listen: {exc.strerror or exc}") from None
         log.info("record %s: %d open call(s) restored", config.database, len(hub.ward.calls))
         timers = asyncio.create_task(run_timers(hub, tick_interval(config)), name="timers")
         if terminal_tls is not None or console_tls is not None:
@@ -177,7 +185,8 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
             ready_file.write_text(json.dumps({"pid": os.getpid(), "terminal_port": tcp_port,
                                               "discovery_port": udp_port, "api_port": api_port,
                                               "console": "https" if console_tls else "http",
-                                              "terminals": "tls" if terminal_tls else "plain"}))
+                                              "terminals": "tls" if terminal_tls else "plain",
+                                              "integrations": integrations.ports}))
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -194,6 +203,7 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
         if udp_transport is not None:
             udp_transport.close()
         await terminal_server.stop()
+        await integrations.stop()
         if listener is not None:
             await listener.close()
         await runner.cleanup()
