@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .federation.settings import FederationSettings, SettingError, parse_federation
 from .protocol import KIND_BY_NAME, wardproto
 
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -166,6 +167,7 @@ class WardConfig:
     terminals: dict[str, TerminalConfig] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
     routing: Routing = field(default_factory=Routing.defaults)
+    federation: FederationSettings | None = None     # [federation]: none, no broker (docs/FEDERATION.md)
 
     @property
     def heartbeat_s(self) -> float:
@@ -422,10 +424,16 @@ def parse_config(path: Path, data: dict[str, Any]) -> WardConfig:
 
     routing = _routing(top.sub("routing"))
 
+    top.used.add("federation")
+    try:
+        federation = parse_federation(data["federation"]) if "federation" in data else None
+    except SettingError as exc:
+        raise ConfigError(path, f"[federation] {exc.key}".strip(), exc.problem) from None
+
     top.finish()
     return WardConfig(path=path, ward=ward_name, database=database, secrets=secrets, network=network,
                       timing=timing, escalation=escalation, shifts=shifts, ota=ota, console=console, rooms=rooms,
-                      terminals=terminals, users=users, routing=routing)
+                      terminals=terminals, users=users, routing=routing, federation=federation)
 
 
 def _routing(rt: _Reader) -> Routing:

@@ -87,6 +87,8 @@ class WardHub:
         self._last_seen_written: dict[str, float | None] = {}
         self._ratelog = RateLimitedLog(log)
         self._session_users: Callable[[], set[str]] = set     # who has a live console session (web/)
+        # told every change after the consoles (federation/publisher.py); each must return at once
+        self.observers: list[Callable[[Effects], None]] = []
 
     # ----- effects -----
 
@@ -256,6 +258,8 @@ class WardHub:
                 changes.append(("log", {"kind": r.kind, "user": r.user, "wall": r.wall, "device": r.device, **r.data}))
         for name, payload in changes:
             self.bus.publish(name, payload)
+        for observe in self.observers:
+            observe(fx)
 
     async def record(self, kind: str, device: str | None = None, user: str | None = None, **data: Any) -> None:
         await self.apply(self.ward.note(kind, device, user, **data))

@@ -23,6 +23,7 @@ from aiohttp import web
 from .clock import SystemClock
 from .config import ConfigError, WardConfig
 from .discovery import start_discovery
+from .federation.publisher import start_federation
 from .hub import WardHub
 from .devicekeys import load_keys
 from .record_guard import RecordLock, check_identity
@@ -127,6 +128,7 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
     udp_transport = None
     timers = None
     listener = None
+    federation = None
     try:
         tcp_port = await _listen(config, "terminal_port", net.terminal_host, net.terminal_port,
                                  lambda: terminal_server.start(net.terminal_host, net.terminal_port))
@@ -137,6 +139,7 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
                                  lambda: start_api_listener(runner, net.api_host, net.api_port, net))
         api_port = listener.port
         await hub.apply(fx)
+        federation = await start_federation(hub)     # None without [federation]
         log.info("record %s: %d open call(s) restored", config.database, len(hub.ward.calls))
         timers = asyncio.create_task(run_timers(hub, tick_interval(config)), name="timers")
         log.info("ward %s: terminals on %s:%d, discovery on %s:%d, console API on http://%s:%d/ (open-file limit %s)",
@@ -164,4 +167,6 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
         await runner.cleanup()
         if timers is not None:
             await hub.record("server_stopped", open_calls=len(hub.ward.calls))
+        if federation is not None:
+            await federation.aclose()
         await writer.aclose(STOP_RECORD_TIMEOUT_S)

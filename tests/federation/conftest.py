@@ -1,0 +1,106 @@
+"""Fixtures for the federation tests: real nats-server processes (Debian's package, installed by
+`make nats-server` like Chromium for the console tests) on free loopback ports.
+
+  nats_hospital   a Hospital: hub(), leaf(ward_id) start real servers; stopped at the end
+  fed_ward        factory: fed_ward(hospital, ward_id, terminals=2) -> a Ward whose TOML has
+                  [federation] pointing at that ward's leaf node (the host is not started)
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import nats
+import pytest
+
+from wardcall.federation.natsconf import HubNode, LeafNode, NatsServer
+from wardcall.federation.subjects import HOSPITAL_STREAM
+from tests.fixtures.host import LOOPBACK, free_port
+
+if shutil.which("nats-server") is None and not Path("/usr/sbin/nats-server").exists():
+    raise pytest.UsageError("nats-server is not installed: `make nats-server` (Debian's package) before the federation tests")
+
+
+class Hospital:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.servers: list[NatsServer] = []
+        self.hub_server: NatsServer | None = None
+        self.leaves: dict[str, NatsServer] = {}
+
+    def hub(self) -> NatsServer:
+        node = HubNode("hub-1", self.root / "hub-1", free_port(), free_port(), free_port(), LOOPBACK)
+        self.hub_server = self._start(node, "hub-1")
+        return self.hub_server
+
+    @property
+    def hub_url(self) -> str:
+        assert self.hub_server is not None
+        return self.hub_server.url
+
+    def leaf(self, ward_id: str) -> NatsServer:
+        assert self.hub_server is not None
+        hub = self.hub_server.node
+        node = LeafNode(ward_id, self.root / f"leaf-{ward_id}", free_port(), free_port(),
+                        (f"nats://{LOOPBACK}:{hub.leaf_port}",), LOOPBACK)
+        self.leaves[ward_id] = self._start(node, f"leaf-{ward_id}")
+        return self.leaves[ward_id]
+
+    def _start(self, node: HubNode | LeafNode, name: str) -> NatsServer:
+        server = NatsServer(node, self.root / f"{name}.conf", self.root / f"{name}.log")
+        self.servers.append(server)
+        return server.start()
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture
+def nats_hospital(tmp_path: Path) -> Iterator[Hospital]:
+    hospital = Hospital(tmp_path / "nats")
+    try:
+        yield hospital
+    finally:
+        hospital.stop()
+        for server in hospital.servers:
+            print(f"--- {server.log_path} (last 20 lines) ---")
+            print("\n".join(server.log_path.read_text(errors="replace").splitlines()[-20:]) if server.log_path.exists() else "")
+
+
+@pytest.fixture
+def fed_ward(make_ward):
+    def make(hospital: Hospital, ward_id: str, terminals: int = 2, **kw: Any):
+        leaf = hospital.leaves.get(ward_id) or hospital.leaf(ward_id)
+        extra = f'\n[federation]\nward = "{ward_id}"\nleaf_url = "{leaf.url}"\nhost_beat_s = 0.2\n'
+        return make_ward(terminals=terminals, extra_toml=extra, **kw)
+    return make
+
+
+async def hospital_events(hub_url: str, expected: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    """Every event in the hub's hospital stream, once it holds `expected` (or the timeout)."""
+    nc = await nats.connect(hub_url)
+    try:
+        js = nc.jetstream()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        count = 0
+        while loop.time() < deadline:
+            try:
+                count = (await js.stream_info(HOSPITAL_STREAM)).state.messages
+            except (nats.errors.Error, nats.js.errors.Error):
+                count = 0
+            if count >= expected:
+                break
+            await asyncio.sleep(0.1)
+        sub = await js.subscribe("wardcall.>", stream=HOSPITAL_STREAM, ordered_consumer=True)
+        out = []
+        for _ in range(count):
+            msg = await sub.next_msg(5)
+            out.append(json.loads(msg.data))
+        return out
+    finally:
+        await nc.close()

@@ -1,0 +1,162 @@
+"""The ward's publisher against real nats-server processes: the ward's events reach the hub's
+hospital stream in order, and a hub that is stopped for a while only delays them; the ward's
+terminals are acknowledged as fast while it is away; the ward's bucket holds its open calls."""
+from __future__ import annotations
+
+import json
+import time
+
+import nats
+
+from wardcall.federation.hubstream import ensure_hospital_stream
+from wardcall.federation.subjects import kv_key, ward_bucket, ward_stream
+from wardcall.protocol import wardproto
+from tests.federation.conftest import hospital_events
+from tests.support.waiting import async_wait_until
+
+PATIENT, CODE_BLUE = wardproto.PATIENT, wardproto.CODE_BLUE
+
+
+def call_events(events: list[dict]) -> list[tuple[str, str, int]]:
+    return [(e["kind"], e["call"]["device"], e["call"]["call_id"]) for e in events if "call" in e]
+
+
+async def _ward_stream_count(leaf_url: str) -> int:
+    nc = await nats.connect(leaf_url)
+    try:
+        return (await nc.jetstream().stream_info(ward_stream("a"))).state.messages
+    finally:
+        await nc.close()
+
+
+async def test_a_hub_that_is_down_only_delays_the_wards_events(nats_hospital, fed_ward, ward_server_factory):
+    hospital = nats_hospital
+    hospital.hub()
+    ward = fed_ward(hospital, "a", terminals=2)
+    nc = await nats.connect(hospital.hub_url)
+    await ensure_hospital_stream(nc.jetstream(), ["a"])
+    await nc.close()
+    ward_server_factory(ward)
+    bed = ward.terminal(0)
+    await bed.connect()
+    try:
+        first = await bed.place_call(PATIENT)
+        before = await hospital_events(hospital.hub_url, 1)
+        assert ("call_placed", "bed-101-1", first) in call_events(before)
+
+        hospital.hub_server.stop()
+        # the hub is away: the ward works as before, each call acknowledged at once
+        placed, ack_s = [], []
+        for kind in (PATIENT, CODE_BLUE, PATIENT, PATIENT):
+            started = time.monotonic()
+            placed.append(await bed.place_call(kind, timeout=2.0))
+            ack_s.append(time.monotonic() - started)
+        await bed.cancel(placed[0])
+        assert max(ack_s) < 1.0, f"CALL_ACK took {max(ack_s):.3f} s with the hub away"
+        # the ward's own stream, on its leaf node, keeps them meanwhile
+        leaf_count = await async_wait_until(lambda: _ward_stream_count(hospital.leaves["a"].url), 10,
+                                            "the ward's stream to hold the calls placed while the hub is away")
+        held = await _ward_stream_count(hospital.leaves["a"].url)
+        assert held >= leaf_count
+
+        hospital.hub_server.start()
+        events = await hospital_events(hospital.hub_url, held, timeout=30)
+    finally:
+        await bed.close()
+    seen = call_events(events)
+    placed_seen = [c for kind, _, c in seen if kind == "call_placed"]
+    assert placed_seen == [first, *placed], "every call placed arrives once, in the ward's order"
+    cleared = [c for kind, _, c in seen if kind == "call_cleared"]
+    assert cleared == [placed[0]]
+    # the ward's own order and no event twice
+    seqs = [(e["run"], e["seq"]) for e in events]
+    assert len(set(seqs)) == len(seqs)
+    assert [s for _, s in seqs] == sorted(s for _, s in seqs)
+    assert seen.index(("call_placed", "bed-101-1", placed[0])) < seen.index(("call_cleared", "bed-101-1", placed[0]))
+
+
+async def test_the_bucket_holds_the_open_calls_and_the_host(nats_hospital, fed_ward, ward_server_factory):
+    hospital = nats_hospital
+    hospital.hub()
+    ward = fed_ward(hospital, "b", terminals=2)
+    ward_server_factory(ward)
+    bed = ward.terminal(1)
+    await bed.connect()
+    nc = await nats.connect(hospital.leaves["b"].url)
+    try:
+        one = await bed.place_call(PATIENT)
+        two = await bed.place_call(CODE_BLUE)
+        await bed.cancel(one)
+        kv = await async_wait_until(lambda: _bucket(nc), 10, "the ward's bucket")
+
+        async def open_calls() -> set[int] | None:
+            keys = set(await _keys(kv))
+            calls = {json.loads((await kv.get(k)).value)["call_id"] for k in keys if k.startswith("call.")}
+            return calls if calls == {two} else None
+        await async_wait_until(open_calls, 10, "the bucket to hold the one open call")
+        async def host() -> dict | None:
+            beat = json.loads((await kv.get("host")).value)
+            return beat if beat["open_calls"] == 1 else None
+        assert (await async_wait_until(host, 5, "the host's beat with one open call"))["ward"] == "b"
+        terminal = json.loads((await kv.get(kv_key("terminal", "bed-101-2"))).value)
+        assert terminal["status"] == "online"
+    finally:
+        await bed.close()
+        await nc.close()
+
+
+async def _bucket(nc):
+    try:
+        return await nc.jetstream().key_value(ward_bucket("b"))
+    except nats.js.errors.BucketNotFoundError:
+        return None
+
+
+async def _keys(kv) -> list[str]:
+    try:
+        return await kv.keys()
+    except nats.js.errors.NoKeysError:
+        return []
+
+
+async def test_a_leaf_node_that_is_down_holds_nothing_up(nats_hospital, fed_ward, ward_server_factory):
+    """The ward's own leaf node stopped: calls are acknowledged as fast; the publisher holds the
+    events in memory and sends them, in order, once the leaf node is back."""
+    hospital = nats_hospital
+    hospital.hub()
+    ward = fed_ward(hospital, "a", terminals=1)
+    ward_server_factory(ward)
+    bed = ward.terminal(0)
+    await bed.connect()
+    leaf = hospital.leaves["a"]
+    try:
+        first = await bed.place_call(PATIENT)
+        await async_wait_until(lambda: _ward_stream_count(leaf.url), 10, "the first call in the ward's stream")
+        leaf.stop()
+        placed, ack_s = [], []
+        await bed.cancel(first)
+        for _ in range(5):      # one open call at a time: a terminal may hold only so many of a kind
+            started = time.monotonic()
+            placed.append(await bed.place_call(PATIENT, timeout=2.0))
+            await bed.cancel(placed[-1], timeout=2.0)
+            ack_s.append(time.monotonic() - started)
+        assert max(ack_s) < 1.0, f"CALL_ACK of CALL and CANCEL took {max(ack_s):.3f} s with the leaf node away"
+        leaf.start()
+
+        async def all_placed() -> list[int] | None:
+            nc = await nats.connect(leaf.url)
+            try:
+                sub = await nc.jetstream().subscribe("wardcall.a.ev.call.call_placed", stream=ward_stream("a"),
+                                                     ordered_consumer=True)
+                got = []
+                while True:
+                    try:
+                        got.append(json.loads((await sub.next_msg(0.5)).data)["call"]["call_id"])
+                    except nats.errors.TimeoutError:
+                        break
+                return got if len(got) >= 6 else None
+            finally:
+                await nc.close()
+        assert await async_wait_until(all_placed, 20, "the calls placed while the leaf node was down") == [first, *placed]
+    finally:
+        await bed.close()
