@@ -196,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_deploy(sub)        # flash, deploy, fleet deploy, monitor
     register_demo(sub)          # demo: a whole ward on this machine (`make run`)
+    from .federation.hospital import register as register_hospital
+    register_hospital(sub)      # hospital: every ward's board over NATS (docs/FEDERATION.md)
     from .ota.cli import register as register_update
     register_update(sub)        # update: over-the-air firmware update of online terminals
     return parser

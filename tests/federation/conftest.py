@@ -104,3 +104,80 @@ async def hospital_events(hub_url: str, expected: int, timeout: float = 20.0) ->
         return out
     finally:
         await nc.close()
+
+
+TEAM_USER = ("drx", "correct horse battery")
+SUPERVISOR = ("sup", "correct horse battery")
+
+
+def hospital_toml(hub_url: str, wards: dict[str, str], api_port: int) -> str:
+    from tests.fixtures.host import _NURSE_HASH     # the test password's hash, made once per session
+    lines = ["[hospital]", 'name = "Test hospital"', f'hub_urls = ["{hub_url}"]', f'api_host = "{LOOPBACK}"',
+             f"api_port = {api_port}", ""]
+    for ward_id, name in wards.items():
+        lines += [f"[wards.{ward_id}]", f'name = "{name}"', ""]
+    lines += ["[users.sup]", 'name = "House supervisor"', f'password = "{_NURSE_HASH}"', 'role = "supervisor"', "",
+              "[users.drx]", 'name = "Dr X"', f'password = "{_NURSE_HASH}"', 'role = "team"', "",
+              "[teams.rrt]", 'name = "Rapid response"', 'kinds = ["code_blue", "staff_assist"]', 'members = ["drx"]', ""]
+    return "\n".join(lines)
+
+
+class HospitalConsole:
+    """`wardcall hospital` in a subprocess on a free loopback port."""
+
+    def __init__(self, root: Path, hub_url: str, wards: dict[str, str]) -> None:
+        self.root = root
+        self.port = free_port()
+        self.config_path = root / "hospital.toml"
+        self.config_path.write_text(hospital_toml(hub_url, wards, self.port))
+        self.log_path = root / "hospital.log"
+        self.ready_path = root / "hospital-ready.json"
+        self.proc: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self) -> "HospitalConsole":
+        import os
+        import subprocess
+        import sys
+        import urllib.request
+        from tests.support.waiting import wait_until
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([sys.executable, "-m", "wardcall.cli", "hospital", "--config", str(self.config_path),
+                                      "--ready-file", str(self.ready_path), "--log-level", "debug"],
+                                     stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        log.close()
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"wardcall hospital exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(self.url + "/api/health", timeout=1) as reply:
+                    health = json.loads(reply.read())
+            except (OSError, ValueError):
+                return False
+            return health.get("pid") == self.proc.pid and health.get("hub_connected")
+        wait_until(ready, 20, "wardcall hospital ready and following the hub")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def hospital_console(tmp_path: Path):
+    consoles: list[HospitalConsole] = []
+
+    def start(hub_url: str, wards: dict[str, str]) -> HospitalConsole:
+        console = HospitalConsole(tmp_path, hub_url, wards)
+        consoles.append(console)
+        return console.start()
+    yield start
+    for console in consoles:
+        console.stop()
+        print(f"--- {console.log_path} (last 40 lines) ---")
+        print("\n".join(console.log_path.read_text(errors="replace").splitlines()[-40:]))
