@@ -141,3 +141,11 @@ class NatsServer:
             assert self.proc is not None
             self.proc.kill()
             self.proc.wait(5)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on the host now (the demo's and bench's servers)."""
+    import socket
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]

@@ -7,7 +7,7 @@ let lastReport = 0;
 function callItem(c, wardName) {
   return el("li", { class: "hcall", dataset: { priority: c.alarm_priority, state: c.state, ward: c.ward ?? "", call: c.id } },
     el("span", { class: "what" }, kindName(c)),
-    el("span", { class: "where" }, `${wardName} · room ${c.room}${c.bed ? " bed " + c.bed : ""}`),
+    el("span", { class: "where" }, `${wardName ? wardName + " · " : ""}room ${c.room}${c.bed ? " bed " + c.bed : ""}`),
     el("span", { class: "age" }, age(Date.now() / 1000 - c.placed_at)),
     el("span", { class: "by" }, c.acknowledged_by ? `${c.state} — ${c.acknowledged_by}` : c.state));
 }
@@ -44,7 +44,7 @@ function render(what) {
     return el("article", { class: "hward", dataset: { ward: w.id } },
       el("h3", {}, el("span", {}, w.name), el("span", { class: "status" }, `${calls.length} open · ${w.terminals.size} terminals${offline ? `, ${offline} not online` : ""}`)),
       w.lost ? el("p", { class: "lost" }, `${w.lost} event(s) of this ward were lost on the way: its board may be behind`) : "",
-      el("ul", { class: "hcalls" }, ...calls.map((c) => callItem(c, w.name))),
+      el("ul", { class: "hcalls" }, ...calls.map((c) => callItem(c, ""))),
       el("ul", { class: "alarms" }, ...[...w.alarms.values()].map((a) => el("li", { class: "alarm" }, a.text))));
   }));
   for (const row of $("report").tBodies[0].rows) row.hidden = Boolean(filter.value) && row.dataset.ward !== filter.value && row.dataset.ward !== "";
