@@ -85,7 +85,8 @@ async def _listen(config: WardConfig, key: str, host: str, port: int, start: Cal
         raise ConfigError(config.path, f"[network] {key}", problem) from None
 
 
-async def serve(config: WardConfig, ready_file: Path | None = None) -> None:
+async def serve(config: WardConfig, ready_file: Path | None = None, takeover: list[dict] | None = None) -> None:
+    """`takeover`: a standby's open calls of the primary it takes over from (federation/standby.py)."""
     files = raise_descriptor_limit()
     keys = load_keys(config.secrets)
     missing = sorted(set(config.terminals) - set(keys))
@@ -94,12 +95,13 @@ async def serve(config: WardConfig, ready_file: Path | None = None) -> None:
     lock = RecordLock(config.database)
     lock.acquire()              # before anything is written: one host per record
     try:
-        await _serve(config, keys, ready_file, files)
+        await _serve(config, keys, ready_file, files, takeover or [])
     finally:
         lock.release()
 
 
-async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | None, files: int) -> None:
+async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | None, files: int,
+                 takeover: list[dict]) -> None:
     opened = open_storage(config.database)
     storage = opened.storage
     writer = AsyncWriter(storage)
@@ -110,6 +112,9 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
     next_id = await writer.run(storage.next_call_id)
     assignments = await writer.run(storage.assignment_rows)
     fx = hub.ward.restore(calls, terminals, next_id, assignments)
+    for row in takeover:        # a standby taking over: the primary's open calls, unless held already
+        if not hub.ward.is_open(row["device"], row["call_id"], row.get("hwid") or ""):
+            fx.merge(hub.ward.reinstate_call(row))
     fx.merge(hub.ward.note("server_started", pid=os.getpid(), run=storage.run, record=storage.record_id,
                            open_calls=len(hub.ward.calls)))
     fx.merge(hub.ward.check_assignments())

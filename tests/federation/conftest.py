@@ -41,13 +41,15 @@ class Hospital:
         assert self.hub_server is not None
         return self.hub_server.url
 
-    def leaf(self, ward_id: str) -> NatsServer:
+    def leaf(self, ward_id: str, standby: bool = False) -> NatsServer:
         assert self.hub_server is not None
         hub = self.hub_server.node
-        node = LeafNode(ward_id, self.root / f"leaf-{ward_id}", free_port(), free_port(),
-                        (f"nats://{LOOPBACK}:{hub.leaf_port}",), LOOPBACK)
-        self.leaves[ward_id] = self._start(node, f"leaf-{ward_id}")
-        return self.leaves[ward_id]
+        name = f"leaf-{ward_id}" + ("-standby" if standby else "")
+        node = LeafNode(ward_id, self.root / name, free_port(), free_port(),
+                        (f"nats://{LOOPBACK}:{hub.leaf_port}",), LOOPBACK, standby=standby)
+        server = self._start(node, name)
+        self.leaves[ward_id + ("-standby" if standby else "")] = server
+        return server
 
     def _start(self, node: HubNode | LeafNode, name: str) -> NatsServer:
         server = NatsServer(node, self.root / f"{name}.conf", self.root / f"{name}.log")

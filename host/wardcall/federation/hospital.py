@@ -112,7 +112,7 @@ class HospitalService:
         js = self._nc.jetstream()
         while True:
             try:
-                await ensure_hospital_stream(js, self.config.wards)
+                await ensure_hospital_stream(js, self.config.wards, self.config.standby)
                 await js.subscribe(f"{PREFIX}.>", stream=HOSPITAL_STREAM, ordered_consumer=True, cb=self._on_message)
                 break
             except NATS_ERRORS as exc:

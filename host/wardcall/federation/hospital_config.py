@@ -41,6 +41,7 @@ class HospitalConfig:
     api_host: str = "127.0.0.1"
     api_port: int = DEFAULT_API_PORT
     wards: dict[str, str] = field(default_factory=dict)          # ward id -> its name
+    standby: set[str] = field(default_factory=set)               # wards with a standby host
     users: dict[str, HospitalUser] = field(default_factory=dict)
     teams: dict[str, Team] = field(default_factory=dict)
 
@@ -92,8 +93,12 @@ def load_hospital(path: str | Path) -> HospitalConfig:
         if not WARD_ID_RE.match(ward_id):
             raise ConfigError(path, place, "a ward's id is lower-case letters, digits, '_' and '-' (its [federation] ward)")
         ward = _table(path, place, ward)
-        _only(path, place, ward, ("name",))
+        _only(path, place, ward, ("name", "standby"))
         config.wards[ward_id] = _string(path, place, ward, "name", ward_id)
+        if not isinstance(ward.get("standby", False), bool):
+            raise ConfigError(path, f"{place} standby", "must be true or false (the ward has a standby host)")
+        if ward.get("standby", False):
+            config.standby.add(ward_id)
     if not config.wards:
         raise ConfigError(path, "[wards]", "names no ward: add [wards.<id>] for each ward's [federation] ward")
 

@@ -13,21 +13,26 @@ from .subjects import HOSPITAL_STREAM, ward_domain, ward_stream
 HOSPITAL_MAX_AGE_DAYS = 90.0
 
 
-def hospital_stream_config(ward_ids: Iterable[str], max_age_days: float = HOSPITAL_MAX_AGE_DAYS) -> StreamConfig:
-    sources = [StreamSource(name=ward_stream(w), external=ExternalStream(api=f"$JS.{ward_domain(w)}.API"))
-               for w in sorted(ward_ids)]
+def hospital_stream_config(ward_ids: Iterable[str], max_age_days: float = HOSPITAL_MAX_AGE_DAYS,
+                           standby: Iterable[str] = ()) -> StreamConfig:
+    """Every ward's stream; a ward with a standby host also that host's (its own domain): the
+    one that serves publishes, the other's stream stands still."""
+    pairs = [(w, False) for w in ward_ids] + [(w, True) for w in standby]
+    sources = [StreamSource(name=ward_stream(w), external=ExternalStream(api=f"$JS.{ward_domain(w, s)}.API"))
+               for w, s in sorted(pairs)]
     return StreamConfig(name=HOSPITAL_STREAM, sources=sources, storage=StorageType.FILE,
                         max_age=max_age_days * 86400)
 
 
-async def ensure_hospital_stream(js: Any, ward_ids: Iterable[str]) -> None:
+async def ensure_hospital_stream(js: Any, ward_ids: Iterable[str], standby: Iterable[str] = ()) -> None:
     """Make the hospital's stream, or give it the wards' sources it lacks (a ward added)."""
-    config = hospital_stream_config(ward_ids)
+    config = hospital_stream_config(ward_ids, standby=standby)
     try:
         info = await js.stream_info(HOSPITAL_STREAM)
     except nats.js.errors.NotFoundError:
         await js.add_stream(config)
         return
-    have = sorted(s.name for s in (info.config.sources or []))
-    if have != sorted(s.name for s in config.sources or []):
+    def names(sources: Any) -> list[tuple[str, str]]:
+        return sorted((s.name, s.external.api if s.external else "") for s in sources or [])
+    if names(info.config.sources) != names(config.sources):
         await js.update_stream(config)

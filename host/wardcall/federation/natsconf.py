@@ -70,13 +70,18 @@ class LeafNode:
     hub_leaf_urls: tuple[str, ...]            # nats://host:leaf_port of the hub's nodes
     host: str = "127.0.0.1"
     reconnect_s: int = 1                      # how soon it tries the hub again
+    standby: bool = False                     # the standby host's leaf node: domain ward-<id>-standby
+
+    @property
+    def domain(self) -> str:
+        return ward_domain(self.ward_id, self.standby)
 
     def conf(self) -> str:
         urls = ", ".join(_q(u) for u in self.hub_leaf_urls)
         return "\n".join([
-            f"server_name: {_q('leaf-' + self.ward_id)}", f"listen: {_q(f'{self.host}:{self.client_port}')}",
+            f"server_name: {_q('leaf-' + self.domain)}", f"listen: {_q(f'{self.host}:{self.client_port}')}",
             f"http: {_q(f'{self.host}:{self.monitor_port}')}",
-            f"jetstream {{ store_dir: {_q(str(self.store_dir))}, domain: {_q(ward_domain(self.ward_id))} }}",
+            f"jetstream {{ store_dir: {_q(str(self.store_dir))}, domain: {_q(self.domain)} }}",
             f"leafnodes {{ remotes: [ {{ urls: [{urls}] }} ], reconnect: {self.reconnect_s} }}",
         ]) + "\n"
 

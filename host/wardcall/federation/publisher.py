@@ -30,7 +30,7 @@ import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
 
 from ..ratelog import RateLimitedLog
-from ..ward import CLEARED, Effects
+from ..ward import CLEARED, Call, Effects
 from .settings import FederationSettings
 from .subjects import EVENT_KINDS_CALL, events_subject, kv_key, rpc_subject, ward_bucket, ward_stream
 
@@ -95,7 +95,7 @@ class WardPublisher:
             view = ward.call_view(call)
             self._event(f"call.{record.kind}", {"kind": record.kind, "wall": record.wall, "user": record.user,
                                                 "call": view})
-            self._call_state(call.id, view)
+            self._call_state(call, view)
             told.add(call.id)
         calls = dict(fx.calls)
         for device in fx.terminals:
@@ -107,7 +107,7 @@ class WardPublisher:
             if self._calls.get(call.id) != view and (call.state != CLEARED or call.id in self._calls):
                 self._event("call.call_updated", {"kind": "call_updated", "wall": view.get("cleared_at") or time.time(),
                                                   "user": None, "call": view})
-                self._call_state(call.id, view)
+                self._call_state(call, view)
         for device, terminal in fx.terminals.items():
             shown = ward.terminal_view(terminal)
             what = (shown["status"], shown["connected"], tuple(shown["faults"]), shown["presence"])
@@ -119,13 +119,15 @@ class WardPublisher:
             self._event("alarm", {"kind": "alarm", "wall": time.time(), "alarm": alarm.view(), "active": active})
             self._put(kv_key("alarm", alarm_id), alarm.view() if active else None)
 
-    def _call_state(self, call_id: int, view: dict[str, Any]) -> None:
+    def _call_state(self, call: Call, view: dict[str, Any]) -> None:
+        """The bucket's call.<id>: the open call's view and its stored row (what a standby
+        host puts back on its board when it takes over); deleted once it is cleared."""
         if view["state"] == CLEARED:
-            self._calls.pop(call_id, None)
-            self._put(kv_key("call", call_id), None)
+            self._calls.pop(call.id, None)
+            self._put(kv_key("call", call.id), None)
         else:
-            self._calls[call_id] = view
-            self._put(kv_key("call", call_id), view)
+            self._calls[call.id] = view
+            self._put(kv_key("call", call.id), {**view, "row": call.row()})
 
     def _event(self, what: str, payload: dict[str, Any]) -> None:
         self.seq += 1
@@ -151,7 +153,7 @@ class WardPublisher:
         # the state the host starts with: every open call, terminal and standing alarm
         ward = self.hub.ward
         for call in ward.calls.values():
-            self._call_state(call.id, ward.call_view(call))
+            self._call_state(call, ward.call_view(call))
         for device, terminal in ward.terminals.items():
             self._put(kv_key("terminal", device), ward.terminal_view(terminal))
         for alarm_id, alarm in ward.alarms.items():
@@ -178,11 +180,11 @@ class WardPublisher:
                 "observe_s": round(self.observe_s, 6)}
 
     async def _host_beat(self) -> None:
-        """The `host` key: this host is alive and primary (the standby watches it)."""
+        """The `host` key: this host is alive and serving (the standby watches it)."""
         while True:
             ward = self.hub.ward
             self._put("host", {"ward": self.ward_id, "run": self.run, "pid": os.getpid(), "wall": time.time(),
-                               "open_calls": len(ward.calls)})
+                               "open_calls": len(ward.calls), "standby": self.settings.standby_of is not None})
             await asyncio.sleep(self.settings.host_beat_s)
 
     async def _connect(self) -> Any:

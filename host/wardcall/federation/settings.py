@@ -12,6 +12,7 @@ DEFAULT_QUEUE_MAX = 20000           # events held in memory while the leaf node 
 DEFAULT_HOST_BEAT_S = 1.0           # the `host` key is written this often (the standby watches it)
 DEFAULT_STREAM_MAX_AGE_DAYS = 30.0  # the ward's stream keeps its events this long
 DEFAULT_STREAM_MAX_MB = 1024
+DEFAULT_TAKEOVER_AFTER_S = 5.0      # a standby takes over once the primary's beat is silent this long
 
 
 class SettingError(Exception):
@@ -29,9 +30,14 @@ class FederationSettings:
     host_beat_s: float = DEFAULT_HOST_BEAT_S
     stream_max_age_days: float = DEFAULT_STREAM_MAX_AGE_DAYS
     stream_max_mb: int = DEFAULT_STREAM_MAX_MB
+    # a standby host (`wardcall standby`): the primary's leaf node, whose bucket it follows
+    standby_of: str | None = None
+    takeover_after_s: float = DEFAULT_TAKEOVER_AFTER_S
+    primary_terminal: str | None = None       # host:port: taken over only while it refuses too
 
 
-_KEYS = ("ward", "leaf_url", "queue_max", "host_beat_s", "stream_max_age_days", "stream_max_mb")
+_KEYS = ("ward", "leaf_url", "queue_max", "host_beat_s", "stream_max_age_days", "stream_max_mb",
+         "standby_of", "takeover_after_s", "primary_terminal")
 
 
 def _number(table: dict[str, Any], key: str, default: float, whole: bool = False) -> float:
@@ -55,10 +61,21 @@ def parse_federation(table: Any) -> FederationSettings:
     leaf_url = table.get("leaf_url", DEFAULT_LEAF_URL)
     if not isinstance(leaf_url, str) or not leaf_url.startswith(("nats://", "tls://")):
         raise SettingError("leaf_url", f"must be a nats:// or tls:// address, not {leaf_url!r}")
+    standby_of = table.get("standby_of")
+    if standby_of is not None and (not isinstance(standby_of, str) or not standby_of.startswith(("nats://", "tls://"))):
+        raise SettingError("standby_of", f"must be the primary's leaf node, a nats:// or tls:// address, not {standby_of!r}")
+    primary_terminal = table.get("primary_terminal")
+    if primary_terminal is not None:
+        host, _, port = str(primary_terminal).rpartition(":")
+        if not isinstance(primary_terminal, str) or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingError("primary_terminal", f"must be the primary's terminal address host:port, not {primary_terminal!r}")
     return FederationSettings(
         ward_id=ward, leaf_url=leaf_url,
         queue_max=int(_number(table, "queue_max", DEFAULT_QUEUE_MAX, whole=True)),
         host_beat_s=float(_number(table, "host_beat_s", DEFAULT_HOST_BEAT_S)),
         stream_max_age_days=float(_number(table, "stream_max_age_days", DEFAULT_STREAM_MAX_AGE_DAYS)),
         stream_max_mb=int(_number(table, "stream_max_mb", DEFAULT_STREAM_MAX_MB, whole=True)),
+        standby_of=standby_of,
+        takeover_after_s=float(_number(table, "takeover_after_s", DEFAULT_TAKEOVER_AFTER_S)),
+        primary_terminal=primary_terminal,
     )

@@ -40,8 +40,9 @@ def ward_bucket(ward: str) -> str:
     return f"ward_{ward}"
 
 
-def ward_domain(ward: str) -> str:
-    return f"ward-{ward}"
+def ward_domain(ward: str, standby: bool = False) -> str:
+    """The JetStream domain of the ward's leaf node (its standby host's has its own)."""
+    return f"ward-{ward}-standby" if standby else f"ward-{ward}"
 
 
 def kv_key(kind: str, name: str | int) -> str:
