@@ -102,3 +102,40 @@ async def test_the_console_needs_a_login_and_a_post_from_elsewhere_is_refused(na
         await _login(session, console.url, SUPERVISOR)
         async with session.post(console.url + "/api/calls/a/1/accept", headers={"Origin": "http://evil.example"}) as reply:
             assert reply.status == 403
+
+
+async def test_the_hospital_view_catches_up_after_the_hub_was_down(nats_hospital, fed_ward, ward_server_factory,
+                                                                    hospital_console):
+    hospital = nats_hospital
+    hospital.hub()
+    ward = fed_ward(hospital, "a", terminals=1)
+    ward_server_factory(ward)
+    console = hospital_console(hospital.hub_url, {"a": "Ward A"})
+    bed = ward.terminal(0)
+    await bed.connect()
+    try:
+        async with _session() as sup:
+            await _login(sup, console.url, SUPERVISOR)
+            first = await bed.place_call(wardproto.PATIENT)
+
+            async def calls() -> list[int]:
+                return [c["call_id"] for c in (await _state(sup, console.url))["wards"][0]["calls"]]
+            await async_wait_until(lambda: _has(calls, [first]), 10, "the first call on the hospital board")
+            hospital.hub_server.stop()
+            await async_wait_until(lambda: _hub_lost(sup, console.url), 10, "the console saying the hub is lost")
+            code = await bed.place_call(wardproto.CODE_BLUE, timeout=2)
+            await bed.cancel(first, timeout=2)
+            hospital.hub_server.start()
+            await async_wait_until(lambda: _has(calls, [code]), 20, "the board caught up: the code blue, the first call cleared")
+            state = await _state(sup, console.url)
+            assert state["hub"]["connected"] and [e["call_id"] for e in state["emergencies"]] == [code]
+    finally:
+        await bed.close()
+
+
+async def _has(calls, expected: list[int]) -> bool:
+    return await calls() == expected
+
+
+async def _hub_lost(session, url: str) -> bool:
+    return not (await _state(session, url))["hub"]["connected"]

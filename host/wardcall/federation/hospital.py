@@ -27,6 +27,7 @@ import nats
 import nats.errors
 import nats.js.errors
 from aiohttp import web
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from ..config import ConfigError
 from ..passwords import dummy_hash, verify_password
@@ -45,6 +46,7 @@ SESSION_HOURS = 12.0
 ACCEPT_TIMEOUT_S = 5.0          # the ward host answers an accept within this, or it is 504
 RETRY_S = 1.0
 SUBSCRIBER_QUEUE = 2000
+HEARTBEAT_S = 1.0               # the hub's consumer says it is alive this often (a stall is seen soon)
 NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError, OSError)
 
 
@@ -65,6 +67,8 @@ class HospitalService:
         self.board = HospitalBoard(config.wards)
         self.hub_connected = False
         self.applied = 0                           # stream messages taken
+        self.last_seq = 0                          # the hospital stream's sequence of the last one
+        self._resubscribe = asyncio.Event()
         self.consoles: set[ConsoleStream] = set()
         self.sessions: dict[str, tuple[str, float]] = {}      # token -> (login, expires: monotonic)
         self._nc: Any = None
@@ -97,6 +101,7 @@ class HospitalService:
 
         async def reconnected() -> None:
             self._hub(True)
+            self._resubscribe.set()     # go on from the last event taken, not after the heartbeats
 
         async def error(exc: Exception) -> None:
             self._ratelog.warning(("hub error",), "hub: %s", exc)
@@ -110,19 +115,31 @@ class HospitalService:
                 self._ratelog.warning(("hub connect",), "cannot reach the hub %s: %s", ", ".join(self.config.hub_urls), exc)
                 await asyncio.sleep(RETRY_S)
         js = self._nc.jetstream()
+        sub = None
         while True:
             try:
                 await ensure_hospital_stream(js, self.config.wards, self.config.standby)
-                await js.subscribe(f"{PREFIX}.>", stream=HOSPITAL_STREAM, ordered_consumer=True, cb=self._on_message)
-                break
+                if sub is not None:
+                    await sub.unsubscribe()
+                # from the event after the last one taken (the first time: from the start)
+                policy = {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": self.last_seq + 1} \
+                    if self.last_seq else {"deliver_policy": DeliverPolicy.ALL}
+                sub = await js.subscribe(f"{PREFIX}.>", stream=HOSPITAL_STREAM, ordered_consumer=True, cb=self._on_message,
+                                         idle_heartbeat=HEARTBEAT_S, config=ConsumerConfig(**policy))
+                self._hub(True)
+                log.info("following %s on %s from event %d (wards %s)", HOSPITAL_STREAM, ", ".join(self.config.hub_urls),
+                         self.last_seq + 1, ", ".join(self.config.wards))
+                self._resubscribe.clear()
+                await self._resubscribe.wait()
             except NATS_ERRORS as exc:
                 self._ratelog.warning(("hub stream",), "the hub's stream %s: %s", HOSPITAL_STREAM, exc)
                 await asyncio.sleep(RETRY_S)
-        self._hub(True)
-        log.info("following %s on %s (wards %s)", HOSPITAL_STREAM, ", ".join(self.config.hub_urls), ", ".join(self.config.wards))
-        await asyncio.Event().wait()
 
     async def _on_message(self, msg: Any) -> None:
+        seq = msg.metadata.sequence.stream
+        if seq <= self.last_seq:
+            return              # a consumer made again delivers from where it was told: nothing twice
+        self.last_seq = seq
         self.applied += 1
         try:
             event = json.loads(msg.data)
