@@ -9,9 +9,12 @@
              it, and with its leaf node stopped (publishing must never slow the ward)
   latency    a CALL on a ward → the call on the hospital console's event stream (a real
              `wardcall hospital`), p50 and p99
-  failover   see bench_federation.py --failover (the standby host; docs/FEDERATION.md)
+  failover   a primary `wardcall serve` with open calls on T terminals is killed (SIGKILL); a
+             `wardcall standby` takes over; the terminals connect to it and announce their
+             calls again: the time from the kill to the standby serving and to every call
+             back on its board, and how many calls were lost or doubled
 
-    python bench/bench_federation.py [--wards 20 --terminals 50 --events 20] [--samples 100] [--json out.json]
+    python bench/bench_federation.py [--wards 20 --terminals 50 --events 100] [--samples 100] [--json out.json]
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ import nats  # noqa: E402
 from nats.js.api import StorageType, StreamConfig  # noqa: E402
 
 from tests.support.simterm import SimTerminal  # noqa: E402
-from wardcall.client import sse_messages  # noqa: E402
+from wardcall.client import WardApi, sse_messages  # noqa: E402
 from wardcall.federation.hubstream import hospital_stream_config  # noqa: E402
 from wardcall.federation.natsconf import HubNode, LeafNode, NatsServer, free_port  # noqa: E402
 from wardcall.federation.subjects import HOSPITAL_STREAM, events_subject, ward_stream  # noqa: E402
@@ -222,6 +225,84 @@ async def view_latency(root: Path, samples: int) -> list[float]:
         hub.stop()
 
 
+def _standby_toml(primary: Path, primary_leaf: str, standby_leaf: str, takeover_s: float) -> Path:
+    import re
+    import socket
+    text = primary.read_text().replace('database = "ward.db"', 'database = "standby.db"')
+    for key in ("terminal_port", "api_port"):
+        text = re.sub(rf"^{key} = \d+$", f"{key} = {free_port()}", text, flags=re.M)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.bind(("127.0.0.1", 0))
+        text = re.sub(r"^discovery_port = \d+$", f"discovery_port = {u.getsockname()[1]}", text, flags=re.M)
+    text = text.replace(f'leaf_url = "{primary_leaf}"', f'leaf_url = "{standby_leaf}"\nstandby_of = "{primary_leaf}"\n'
+                        f"takeover_after_s = {takeover_s}")
+    path = primary.parent / "standby.toml"
+    path.write_text(text)
+    return path
+
+
+async def failover_once(root: Path, terminals: int, takeover_s: float) -> dict:
+    import subprocess
+    import urllib.request
+    hub = start_hub(root)
+    leaf = start_leaf(root, hub, "f")
+    standby_node = LeafNode("f", root / "leaf-f-standby", free_port(), free_port(),
+                            (f"nats://127.0.0.1:{hub.node.leaf_port}",), standby=True)
+    standby_leaf = NatsServer(standby_node, root / "leaf-standby.conf", root / "leaf-standby.log").start()
+    config, devices = federated(root / "ward", leaf.url, "f", terminals)
+    config.write_text(config.read_text() + "host_beat_s = 0.2\n")
+    standby_cfg = _standby_toml(config, leaf.url, standby_leaf.url, takeover_s)
+    primary = Server(config)
+    primary.start()
+    status = root / "standby-ready.json"
+    proc = subprocess.Popen([sys.executable, "-m", "wardcall.cli", "standby", "--config", str(standby_cfg),
+                             "--ready-file", str(status)], stdout=open(root / "standby.log", "w"), stderr=subprocess.STDOUT)
+    terms = [SimTerminal.from_config(d) for d in devices]
+    placed: list[tuple[str, int]] = []
+    try:
+        for t in terms:
+            await t.connect()
+            placed.append((t.device, await t.place_call(wardproto.PATIENT)))
+        while True:                 # the standby has followed every open call
+            try:
+                if len(json.loads(status.read_text())["open_calls"]) == len(placed):
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            await asyncio.sleep(0.05)
+        for t in terms:
+            await t.close()
+        killed = time.monotonic()
+        primary.kill()
+        while True:
+            try:
+                ready = json.loads(status.read_text())
+                with urllib.request.urlopen(f"http://127.0.0.1:{ready['api_port']}/api/health", timeout=1):
+                    break
+            except (OSError, ValueError, KeyError):
+                await asyncio.sleep(0.02)
+        serving_s = time.monotonic() - killed
+        terms = [SimTerminal.from_config(d, host="127.0.0.1", port=ready["terminal_port"]) for d in devices]
+        for t, (_, call_id) in zip(terms, placed):
+            await t.connect()
+            await t.place_call(wardproto.PATIENT, call_id=call_id)      # the announcement after WELCOME
+        back_s = time.monotonic() - killed
+        api = WardApi(f"http://127.0.0.1:{ready['api_port']}")
+        await api.login(*NURSE)
+        calls = [(c["device"], c["call_id"]) for c in (await api.state())["calls"]]
+        await api.close()
+        return {"serving_s": serving_s, "back_s": back_s, "calls": len(placed),
+                "lost": len(set(placed) - set(calls)), "doubled": len(calls) - len(set(calls))}
+    finally:
+        for t in terms:
+            await t.close()
+        proc.terminate()
+        proc.wait(10)
+        primary.stop()
+        for server in (standby_leaf, leaf, hub):
+            server.stop()
+
+
 def line(name: str, values: list[float]) -> str:
     return f"{name:<34} p50 {pct(values, 50):7.2f}  p99 {pct(values, 99):7.2f}  max {max(values):7.2f} ms  (n={len(values)})"
 
@@ -242,6 +323,13 @@ async def main_async(args: argparse.Namespace) -> dict:
         lat = await view_latency(root, args.samples)
         result["latency"] = lat
         print(line("ward → hospital console", lat), flush=True)
+        runs = []
+        for i in range(args.failovers):
+            r = await failover_once(root / f"failover-{i}", args.failover_terminals, args.takeover_s)
+            runs.append(r)
+            print(f"failover {i + 1}: takeover_after_s {args.takeover_s:g}: standby serving {r['serving_s']:.2f} s after the "
+                  f"kill, all {r['calls']} calls back {r['back_s']:.2f} s; lost {r['lost']}, doubled {r['doubled']}", flush=True)
+        result["failover"] = runs
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return result
@@ -251,8 +339,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wards", type=int, default=20)
     ap.add_argument("--terminals", type=int, default=50)
-    ap.add_argument("--events", type=int, default=20, help="events per terminal in the intake run")
+    ap.add_argument("--events", type=int, default=100, help="events per terminal in the intake run")
     ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--failovers", type=int, default=3)
+    ap.add_argument("--failover-terminals", type=int, default=20)
+    ap.add_argument("--takeover-s", type=float, default=2.0, help="the standby's takeover_after_s")
     ap.add_argument("--json")
     args = ap.parse_args()
     result = asyncio.run(main_async(args))
