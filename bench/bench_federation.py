@@ -115,7 +115,9 @@ async def intake(root: Path, wards: int, terminals: int, per_terminal: int) -> d
         hub.stop()
 
 
-async def ack_times(config: Path, devices: list[dict], samples: int) -> list[float]:
+async def ack_times(config: Path, devices: list[dict], samples: int, gap_s: float) -> list[float]:
+    """CALL → CALL_ACK, each call cleared again; gap_s between one call's clearing and the next
+    (0: back to back, the publisher's work for one call overlapping the next)."""
     term = SimTerminal.from_config(devices[0])
     await term.connect()
     out = []
@@ -125,6 +127,7 @@ async def ack_times(config: Path, devices: list[dict], samples: int) -> list[flo
             call = await term.place_call(wardproto.PATIENT)
             out.append((time.perf_counter() - t0) * 1000)
             await term.cancel(call)
+            await asyncio.sleep(gap_s)
     finally:
         await term.close()
     return out
@@ -136,7 +139,7 @@ def federated(wdir: Path, leaf_url: str, ward: str, terminals: int = 2) -> tuple
     return config, devices
 
 
-async def ward_cost(root: Path, samples: int) -> dict:
+async def ward_cost(root: Path, samples: int, gap_s: float) -> dict:
     hub = start_hub(root / "cost")
     leaf = start_leaf(root / "cost", hub, "c")
     out = {}
@@ -152,7 +155,7 @@ async def ward_cost(root: Path, samples: int) -> dict:
             server = Server(config)
             server.start()
             try:
-                out[name] = await ack_times(config, devices, samples)
+                out[name] = await ack_times(config, devices, samples, gap_s)
             finally:
                 server.stop()
     finally:
@@ -316,7 +319,8 @@ async def main_async(args: argparse.Namespace) -> dict:
         print(f"hub intake: {r['wards']} wards × {r['terminals']} terminals, {r['events']} events: the hub took them in "
               f"{r['hub_s']:.2f} s = {r['hub_events_per_s']:.0f} events/s  (filling the wards' streams took {r['fill_s']:.1f} s)",
               flush=True)
-        cost = await ward_cost(root, args.samples)
+        cost = await ward_cost(root, args.samples, args.gap_ms / 1000)
+        print(f"(calls {args.gap_ms:g} ms apart)", flush=True)
         result["ward_cost"] = cost
         for name, values in cost.items():
             print(line(f"CALL→CALL_ACK, {name}", values), flush=True)
@@ -341,6 +345,7 @@ def main() -> int:
     ap.add_argument("--terminals", type=int, default=50)
     ap.add_argument("--events", type=int, default=100, help="events per terminal in the intake run")
     ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--gap-ms", type=float, default=50.0, help="between the ward-cost samples (0: back to back)")
     ap.add_argument("--failovers", type=int, default=3)
     ap.add_argument("--failover-terminals", type=int, default=20)
     ap.add_argument("--takeover-s", type=float, default=2.0, help="the standby's takeover_after_s")

@@ -160,3 +160,61 @@ async def test_a_leaf_node_that_is_down_holds_nothing_up(nats_hospital, fed_ward
         assert await async_wait_until(all_placed, 20, "the calls placed while the leaf node was down") == [first, *placed]
     finally:
         await bed.close()
+
+
+async def test_a_hub_cluster_of_three_goes_on_with_a_node_down(tmp_path, make_ward, ward_server_factory):
+    """The hub as a nats-server cluster of three (natsconf.hub_cluster), the hospital stream kept
+    on all three: one node killed, the ward's events still reach it, in order."""
+    from wardcall.federation.natsconf import LeafNode, NatsServer, hub_cluster
+    from tests.fixtures.host import LOOPBACK, free_port
+    root = tmp_path / "cluster"
+    nodes = hub_cluster(root, [(LOOPBACK, free_port(), free_port(), free_port(), free_port()) for _ in range(3)])
+    servers = [NatsServer(n, root / f"{n.name}.conf", root / f"{n.name}.log").launch() for n in nodes]
+    leaf = None
+    try:
+        for server in servers:
+            server.wait_ready()
+        leaf = NatsServer(LeafNode("a", root / "leaf-a", free_port(), free_port(),
+                                   tuple(f"nats://{LOOPBACK}:{n.leaf_port}" for n in nodes), LOOPBACK),
+                          root / "leaf-a.conf", root / "leaf-a.log").start()
+        hub_urls = [s.url for s in servers]
+
+        async def stream_made() -> bool:
+            nc = await nats.connect(servers=hub_urls)
+            try:
+                await ensure_hospital_stream(nc.jetstream(), ["a"], replicas=3)
+                return True
+            except (nats.errors.Error, nats.js.errors.Error):
+                return False     # the cluster's JetStream has no leader yet
+            finally:
+                await nc.close()
+        await async_wait_until(stream_made, 30, "the hospital stream on the hub cluster, three copies")
+        ward = make_ward(terminals=1, extra_toml=f'\n[federation]\nward = "a"\nleaf_url = "{leaf.url}"\n')
+        ward_server_factory(ward)
+        bed = ward.terminal(0)
+        await bed.connect()
+        try:
+            first = await bed.place_call(PATIENT)
+            await hospital_events(servers[1].url, 2)
+            servers[0].kill()
+            await bed.cancel(first)
+            second = await bed.place_call(PATIENT)
+
+            async def both_placed() -> list | None:
+                try:
+                    events = await hospital_events(servers[2].url, 1, timeout=1)
+                except nats.errors.Error:
+                    return None     # the cluster is choosing a new leader after the node's death: again
+                placed = [e["call"]["call_id"] for e in events if e["kind"] == "call_placed"]
+                return events if len(placed) >= 2 else None
+            events = await async_wait_until(both_placed, 30, "the second call on the cluster with a node down")
+        finally:
+            await bed.close()
+        placed = [e["call"]["call_id"] for e in events if e["kind"] == "call_placed"]
+        assert placed == [first, second]
+        assert [e["call"]["call_id"] for e in events if e["kind"] == "call_cleared"] == [first]
+    finally:
+        if leaf is not None:
+            leaf.stop()
+        for server in servers:
+            server.stop()

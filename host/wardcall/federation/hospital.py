@@ -118,7 +118,7 @@ class HospitalService:
         sub = None
         while True:
             try:
-                await ensure_hospital_stream(js, self.config.wards, self.config.standby)
+                await ensure_hospital_stream(js, self.config.wards, self.config.standby, self.config.replicas)
                 if sub is not None:
                     await sub.unsubscribe()
                 # from the event after the last one taken (the first time: from the start)

@@ -42,6 +42,7 @@ class HospitalConfig:
     api_port: int = DEFAULT_API_PORT
     wards: dict[str, str] = field(default_factory=dict)          # ward id -> its name
     standby: set[str] = field(default_factory=set)               # wards with a standby host
+    replicas: int = 1                                            # copies of the hospital stream on the hub
     users: dict[str, HospitalUser] = field(default_factory=dict)
     teams: dict[str, Team] = field(default_factory=dict)
 
@@ -78,7 +79,10 @@ def load_hospital(path: str | Path) -> HospitalConfig:
         raise ConfigError(path, "", f"not valid TOML: {exc}") from None
     _only(path, "", data, ("hospital", "wards", "users", "teams"))
     top = _table(path, "[hospital]", data.get("hospital"))
-    _only(path, "[hospital]", top, ("name", "hub_urls", "api_host", "api_port"))
+    _only(path, "[hospital]", top, ("name", "hub_urls", "api_host", "api_port", "replicas"))
+    replicas = top.get("replicas", 1)
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 5:
+        raise ConfigError(path, "[hospital] replicas", f"must be 1-5 (3 on a hub cluster of three nodes), not {replicas!r}")
     urls = top.get("hub_urls", ["nats://127.0.0.1:4222"])
     if not isinstance(urls, list) or not urls or not all(isinstance(u, str) and u.startswith(("nats://", "tls://")) for u in urls):
         raise ConfigError(path, "[hospital] hub_urls", f"must be a list of nats:// addresses (the hub's nodes), not {urls!r}")
@@ -87,6 +91,7 @@ def load_hospital(path: str | Path) -> HospitalConfig:
         raise ConfigError(path, "[hospital] api_port", f"must be a port 0-65535, not {port!r}")
     config = HospitalConfig(path, _string(path, "[hospital]", top, "name"), tuple(urls),
                             _string(path, "[hospital]", top, "api_host", "127.0.0.1"), port)
+    config.replicas = replicas
 
     for ward_id, ward in _table(path, "[wards]", data.get("wards", {})).items():
         place = f"[wards.{ward_id}]"

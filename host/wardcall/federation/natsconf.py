@@ -49,15 +49,16 @@ class HubNode:
         return "\n".join(lines) + "\n"
 
 
-def hub_cluster(store_root: Path, ports: Sequence[tuple[int, int, int, int]], host: str = "127.0.0.1") -> list[HubNode]:
-    """The nodes of a hub cluster: one (client, leaf, monitor, cluster) port tuple per node; a
-    single node gets no cluster block. JetStream in a cluster wants three nodes or more."""
-    nodes = []
-    for i, (client, leaf, monitor, cluster) in enumerate(ports):
-        others = tuple(f"nats://{host}:{p[3]}" for j, p in enumerate(ports) if j != i) if len(ports) > 1 else ()
-        nodes.append(HubNode(f"hub-{i + 1}", store_root / f"hub-{i + 1}", client, leaf, monitor, host,
-                             cluster if len(ports) > 1 else 0, others))
-    return nodes
+def hub_cluster(store_root: Path, nodes: Sequence[tuple[str, int, int, int, int]]) -> list[HubNode]:
+    """The nodes of the hospital's hub cluster, one (host, client, leaf, monitor, cluster port)
+    each; a single node gets no cluster block. A JetStream cluster wants three nodes or more
+    (its streams then keep going with one node down)."""
+    out = []
+    for i, (host, client, leaf, monitor, cluster) in enumerate(nodes):
+        routes = tuple(f"nats://{h}:{c}" for j, (h, _, _, _, c) in enumerate(nodes) if j != i) if len(nodes) > 1 else ()
+        out.append(HubNode(f"hub-{i + 1}", store_root / f"hub-{i + 1}", client, leaf, monitor, host,
+                           cluster if len(nodes) > 1 else 0, routes))
+    return out
 
 
 @dataclass(frozen=True)
@@ -107,11 +108,19 @@ class NatsServer:
         return f"nats://{self.node.host}:{self.node.client_port}"
 
     def start(self, timeout: float = READY_TIMEOUT_S) -> "NatsServer":
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> "NatsServer":
+        """Start it without waiting (a cluster's nodes are ready only once enough of them run)."""
         self.conf_path.parent.mkdir(parents=True, exist_ok=True)
         self.conf_path.write_text(self.node.conf())
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen([nats_server_path(), "-c", str(self.conf_path)], stdout=log, stderr=subprocess.STDOUT)
         log.close()
+        return self
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> "NatsServer":
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         url = f"http://{self.node.host}:{self.node.monitor_port}/healthz"
         while True:
