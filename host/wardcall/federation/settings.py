@@ -8,7 +8,7 @@ from typing import Any
 from .subjects import WARD_ID_RE
 
 DEFAULT_LEAF_URL = "nats://127.0.0.1:4222"
-DEFAULT_QUEUE_MAX = 20000           # events held in memory while the leaf node does not answer
+DEFAULT_QUEUE_MAX = 10000           # events held in memory while the leaf node does not answer
 DEFAULT_HOST_BEAT_S = 1.0           # the `host` key is written this often (the standby watches it)
 DEFAULT_STREAM_MAX_AGE_DAYS = 30.0  # the ward's stream keeps its events this long
 DEFAULT_STREAM_MAX_MB = 1024
