@@ -40,7 +40,7 @@ run-hospital: setup nats-server
 test: setup browser nats-server
 	$(BIN)/pytest -n 2
 
-bench: setup
+bench: setup nats-server
 	$(BIN)/python bench/run_all.py
 
 deploy: setup
