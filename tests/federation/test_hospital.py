@@ -3,7 +3,12 @@ board, the emergencies of every ward, a team member's accept reaching the ward's
 terminal), response times across wards from the streams."""
 from __future__ import annotations
 
+import json
+
 import aiohttp
+import nats
+
+from wardcall.federation.subjects import rpc_subject
 
 from wardcall.protocol import wardproto
 from tests.federation.conftest import SUPERVISOR, TEAM_USER
@@ -32,8 +37,8 @@ async def test_the_hospital_sees_every_ward_and_a_team_accepts_across_wards(
     hospital = nats_hospital
     hospital.hub()
     wards = {w: fed_ward(hospital, w, terminals=2) for w in WARDS}
-    for ward in wards.values():
-        ward_server_factory(ward)
+    servers = {w: ward_server_factory(ward) for w, ward in wards.items()}
+    ward_b_server = servers["b"]
     console = hospital_console(hospital.hub_url, WARDS)
     bed_a, bed_b = wards["a"].terminal(0), wards["b"].terminal(1)
     await bed_a.connect()
@@ -69,6 +74,8 @@ async def test_the_hospital_sees_every_ward_and_a_team_accepts_across_wards(
                 return any(c["call_id"] == code and c["acknowledged_by"] == "drx (Rapid response)"
                            for c in state["emergencies"])
             await async_wait_until(acknowledged_on_hospital_board, 10, "the accept on the hospital's board")
+
+            await _bad_accepts_are_answered(hospital.hub_url, wards["b"], ward_b_server)
 
             # cleared at the bedside: off the boards, into the response times
             await bed_b.cancel(code)
@@ -139,3 +146,22 @@ async def _has(calls, expected: list[int]) -> bool:
 
 async def _hub_lost(session, url: str) -> bool:
     return not (await _state(session, url))["hub"]["connected"]
+
+
+
+async def _bad_accepts_are_answered(hub_url: str, ward, server) -> None:
+    """Bad accept requests on the ward's subject get a clear answer and a log line; the ward goes on."""
+    nc = await nats.connect(hub_url)      # from the hub's side, as the hospital console asks
+    try:
+        async def ask(data: bytes) -> dict:
+            return json.loads((await nc.request(rpc_subject("b", "accept"), data, timeout=5)).data)
+        for junk in (b"\xff\xfe", b"[1,2]", json.dumps({"call_id": "1", "user": "x", "team": "t"}).encode(),
+                     json.dumps({"call_id": 1, "user": "", "team": "t"}).encode(),
+                     json.dumps({"call_id": 1, "user": "x" * 500, "team": "t"}).encode()):
+            answer = await ask(junk)
+            assert answer["ok"] is False and answer["status"] == "bad_request" and answer["error"].startswith("bad request")
+        answer = await ask(json.dumps({"call_id": 999, "user": "drx", "team": "Rapid response"}).encode())
+        assert answer == {"ok": False, "error": "no open call 999", "status": "not_found"}
+        assert "bad accept request" in server.log_text()
+    finally:
+        await nc.close()
