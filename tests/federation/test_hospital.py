@@ -109,6 +109,12 @@ async def test_the_console_needs_a_login_and_a_post_from_elsewhere_is_refused(na
         await _login(session, console.url, SUPERVISOR)
         async with session.post(console.url + "/api/calls/a/1/accept", headers={"Origin": "http://evil.example"}) as reply:
             assert reply.status == 403
+        # guessing is slowed down as on the ward's console: after a few failures this address waits
+        statuses = []
+        for _ in range(5):
+            async with session.post(console.url + "/api/login", json={"user": "drx", "password": "guess"}) as reply:
+                statuses.append(reply.status)
+        assert statuses[:3] == [401, 401, 401] and 429 in statuses[3:]
 
 
 async def test_the_hospital_view_catches_up_after_the_hub_was_down(nats_hospital, fed_ward, ward_server_factory,

@@ -32,6 +32,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from ..config import ConfigError
 from ..passwords import dummy_hash, verify_password
 from ..ratelog import RateLimitedLog
+from ..web.login_guard import LoginGuard
 from .board import HospitalBoard
 from .hospital_config import HospitalConfig, load_hospital
 from .hubstream import ensure_hospital_stream
@@ -48,6 +49,9 @@ RETRY_S = 1.0
 SUBSCRIBER_QUEUE = 2000
 HEARTBEAT_S = 1.0               # the hub's consumer says it is alive this often (a stall is seen soon)
 NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError, OSError)
+
+
+_web_log = RateLimitedLog(log)
 
 
 class ConsoleStream:
@@ -71,6 +75,7 @@ class HospitalService:
         self._resubscribe = asyncio.Event()
         self.consoles: set[ConsoleStream] = set()
         self.sessions: dict[str, tuple[str, float]] = {}      # token -> (login, expires: monotonic)
+        self.login_guard = LoginGuard()                      # guessing slowed down as on the ward's console
         self._nc: Any = None
         self._task: asyncio.Task | None = None
         self._ratelog = RateLimitedLog(log)
@@ -239,10 +244,17 @@ def make_app(service: HospitalService) -> web.Application:
             name, password = str(body["user"]), str(body["password"])
         except (ValueError, KeyError, TypeError):
             return web.json_response({"error": "give user and password"}, status=400)
+        address = request.remote or ""
+        wait = service.login_guard.wait_s(name, address)
+        if wait > 0:
+            return web.json_response({"error": f"too many failed logins: try again in {wait:.0f} s"}, status=429,
+                                     headers={"Retry-After": str(int(wait) + 1)})
         token = service.login(name, password)
         if token is None:
-            log.warning("hospital console: failed login for %r", name[:64])
+            service.login_guard.failed(name, address)
+            _web_log.warning(("login", address), "hospital console: failed login for %r from %s", name[:64], address)
             return web.json_response({"error": "wrong user name or password"}, status=401)
+        service.login_guard.succeeded(name, address)
         reply = web.json_response(service.me(name))
         reply.set_cookie(COOKIE, token, httponly=True, samesite="Strict", max_age=int(SESSION_HOURS * 3600))
         return reply
