@@ -569,7 +569,9 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction,
+             hospital: Callable[[argparse.Namespace], int] | None = None) -> None:
+    """`hospital`: what `--hospital` runs (federation/demo.py's run_hospital, given by cli.py)."""
     p = subparsers.add_parser("demo", help="run a demo ward: the host plus emulated bed terminals",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--beds", type=int, default=6, help="number of emulated bed terminals (default 6)")
@@ -578,12 +580,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "var/hospital-demo with --hospital)")
     p.add_argument("--hospital", action="store_true",
                    help="two wards federated over NATS and the hospital console (docs/FEDERATION.md; needs nats-server)")
-    p.set_defaults(func=_run_demo)
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    if args.hospital:
-        from .federation.demo import run_hospital
-        return run_hospital(args)
-    args.dir = args.dir or str(REPO / "var" / "demo")
-    return run(args)
+    def run_demo(args: argparse.Namespace) -> int:
+        if args.hospital:
+            if hospital is None:
+                raise DemoError("this wardcall has no hospital demo", 2)
+            return hospital(args)
+        args.dir = args.dir or str(REPO / "var" / "demo")
+        return run(args)
+    p.set_defaults(func=run_demo)

@@ -31,6 +31,7 @@ from nats.js.api import KeyValueConfig, StorageType, StreamConfig
 
 from ..ratelog import RateLimitedLog
 from ..ward import CLEARED, Call, Effects
+from .responder import serve_requests
 from .settings import FederationSettings
 from .subjects import EVENT_KINDS_CALL, events_subject, kv_key, rpc_subject, ward_bucket, ward_stream
 
@@ -258,7 +259,6 @@ class WardPublisher:
         self._nc = await self._connect()
         self.connected = self._nc.is_connected
         js = self._nc.jetstream()
-        from .responder import serve_requests      # the ward answers the hospital on the same link
         await serve_requests(self._nc, self.hub, self.ward_id)
         kv = None
         while True:

@@ -30,6 +30,7 @@ import nats.js.errors
 
 from ..config import ConfigError, WardConfig, load_config
 from ..ratelog import RateLimitedLog
+from ..server import serve
 from .settings import FederationSettings
 from .subjects import ward_bucket
 
@@ -149,7 +150,6 @@ async def wait_for_takeover(follower: PrimaryFollower) -> float:
 
 
 async def standby(config: WardConfig, ready_file: Path | None) -> None:
-    from ..server import serve
     settings = config.federation
     assert settings is not None and settings.standby_of is not None
     follower = PrimaryFollower(settings, ready_file)
