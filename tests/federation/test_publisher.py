@@ -100,6 +100,31 @@ async def test_the_bucket_holds_the_open_calls_and_the_host(nats_hospital, fed_w
         assert (await async_wait_until(host, 5, "the host's beat with one open call"))["ward"] == "b"
         terminal = json.loads((await kv.get(kv_key("terminal", "bed-101-2"))).value)
         assert terminal["status"] == "online"
+
+        # a silent terminal: its alarm in the bucket and as an event; gone again when it speaks
+        bed.pause_heartbeats()
+
+        async def offline_alarm() -> dict | None:
+            for key in await _keys(kv):
+                if key.startswith("alarm."):
+                    alarm = json.loads((await kv.get(key)).value)
+                    if alarm["kind"] == "terminal_offline" and alarm["device"] == "bed-101-2":
+                        return alarm
+            return None
+        alarm = await async_wait_until(offline_alarm, 10, "the terminal's offline alarm in the bucket")
+        await bed.close()           # the host has closed its silent session: the terminal comes back
+        bed = ward.terminal(1)
+        await bed.connect()
+        offline_key = kv_key("alarm", alarm["id"])
+        assert offline_key == "alarm.offline=3Abed-101-2"      # ':' may not be in a key
+        await async_wait_until(lambda: _no_key(kv, offline_key), 10, "the offline alarm gone from the bucket")
+        sub = await nc.jetstream().subscribe("wardcall.b.ev.>", stream=ward_stream("b"), ordered_consumer=True)
+        events = []
+        while len(events) < 2:
+            event = json.loads((await sub.next_msg(5)).data)
+            if event["kind"] == "alarm":
+                events.append(event)
+        assert [(e["ward"], e["alarm"]["id"], e["active"]) for e in events] == [("b", alarm["id"], True), ("b", alarm["id"], False)]
     finally:
         await bed.close()
         await nc.close()
@@ -110,6 +135,10 @@ async def _bucket(nc):
         return await nc.jetstream().key_value(ward_bucket("b"))
     except nats.js.errors.BucketNotFoundError:
         return None
+
+
+async def _no_key(kv, key: str) -> bool:
+    return key not in await _keys(kv)
 
 
 async def _keys(kv) -> list[str]:

@@ -101,8 +101,8 @@ class HospitalBoard:
             total = totals.setdefault(kind, {name: [] for name, _ in METRICS})
             for name, values in times.items():
                 total[name].extend(values)
-        for kind, times in sorted(totals.items()):
-            rows.append(_row("", "Hospital", kind, times))
+        for kind, total_times in sorted(totals.items()):
+            rows.append(_row("", "Hospital", kind, total_times))
         return rows
 
     def snapshot(self) -> dict[str, Any]:

@@ -139,6 +139,7 @@ class HospitalDemo:
 
 def run_hospital(args: argparse.Namespace) -> int:
     main_thread = threading.main_thread().ident
+    assert main_thread is not None
     folder = Path(args.dir or REPO / "var" / "hospital-demo").resolve()
     demo = HospitalDemo(folder, args.beds, args.api_port, on_host_exit=lambda: signal.pthread_kill(main_thread, HOST_EXITED))
 

@@ -139,9 +139,9 @@ class WardPublisher:
                                             "user": users.get(call.id), "call": view})
             self._call_state(call, view)
         for alarm_id, (alarm, active) in fx.alarms.items():
-            shown = _json(alarm.view())     # its data may be the alarm's own lists: made into JSON now
-            self._event("alarm", _json_payload({"kind": "alarm", "wall": time.time(), "active": active}, "alarm", shown))
-            self._put(kv_key("alarm", alarm_id), shown if active else None)
+            encoded = _json(alarm.view())     # its data may be the alarm's own lists: made into JSON now
+            self._event("alarm", _json_payload({"kind": "alarm", "wall": time.time(), "active": active}, "alarm", encoded))
+            self._put(kv_key("alarm", alarm_id), encoded if active else None)
 
     def _call_state(self, call: Call, view: dict[str, Any]) -> None:
         """The bucket's call.<id>: the open call's view and its stored row (what a standby

@@ -37,10 +37,12 @@ def parse_accept(data: bytes) -> tuple[int, str]:
     call_id, user, team = request.get("call_id"), request.get("user"), request.get("team")
     if isinstance(call_id, bool) or not isinstance(call_id, int) or call_id < 1:
         raise ValueError(f"call_id must be a call's number, not {str(call_id)[:TEXT_MAX]!r}")
+    names = []
     for name, value in (("user", user), ("team", team)):
         if not isinstance(value, str) or not value.strip() or len(value) > TEXT_MAX:
             raise ValueError(f"{name} must be a name of 1-{TEXT_MAX} characters")
-    return call_id, f"{user.strip()} ({team.strip()})"
+        names.append(value.strip())
+    return call_id, f"{names[0]} ({names[1]})"
 
 
 async def serve_requests(nc: Any, hub: "WardHub", ward_id: str) -> None:

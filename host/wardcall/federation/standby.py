@@ -87,10 +87,12 @@ class PrimaryFollower:
 
     async def follow(self) -> None:
         """Watch the primary's bucket for ever (reconnecting); the caller decides when to stop."""
+        primary = self.settings.standby_of
+        assert primary is not None
         nc = None
         while nc is None:
             try:
-                nc = await nats.connect(servers=[self.settings.standby_of], name=f"wardcall standby {self.settings.ward_id}",
+                nc = await nats.connect(servers=[primary], name=f"wardcall standby {self.settings.ward_id}",
                                         connect_timeout=2, reconnect_time_wait=RETRY_S, max_reconnect_attempts=-1)
             except NATS_ERRORS as exc:
                 self._ratelog.warning(("connect",), "standby: cannot reach the primary's leaf node %s: %s",
