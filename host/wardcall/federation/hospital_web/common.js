@@ -55,12 +55,17 @@ export async function post(url, body) {
   return data;
 }
 
-export function emergencies(filter = () => true) {
+// every ward's open calls that pass the filter, code blue first, then the oldest
+export function openCalls(filter = () => true) {
   const out = [];
   for (const w of state.wards.values()) for (const c of w.calls.values()) {
-    if ((c.kind_name === "code_blue" || c.kind_name === "staff_assist") && filter(c, w)) out.push({ ...c, ward: w.id, ward_name: w.name });
+    if (filter(c, w)) out.push({ ...c, ward: w.id, ward_name: w.name });
   }
   return out.sort((a, b) => a.kind - b.kind || a.placed_at - b.placed_at || a.id - b.id);
+}
+
+export function emergencies(filter = () => true) {
+  return openCalls((c, w) => (c.kind_name === "code_blue" || c.kind_name === "staff_assist") && filter(c, w));
 }
 
 export function start(render) {

@@ -1,7 +1,7 @@
-// A cross-ward team member's pocket console: every ward's emergencies of her team's kinds, with
+// A cross-ward team member's pocket console: every ward's calls of her teams' kinds, with
 // Accept ("coming": the ward host records it with her name and team); it beeps and vibrates
 // while one is not yet taken.
-import { $, age, el, emergencies, kindName, post, start, state } from "./common.js";
+import { $, age, el, kindName, openCalls, post, start, state } from "./common.js";
 
 let audio = null;
 let lastBeep = 0;
@@ -33,7 +33,7 @@ function render() {
   if (!me) return;
   const kinds = new Set(me.teams.flatMap((t) => t.kinds));
   $("team-name").textContent = me.teams.map((t) => t.name).join(", ") || "no team";
-  const calls = emergencies((c) => kinds.has(c.kind));
+  const calls = openCalls((c) => kinds.has(c.kind));     // the kinds her teams are alerted for
   $("team-calls").replaceChildren(...calls.map((c) => {
     const button = el("button", { type: "button", class: "btn accept" }, c.state === "placed" ? "Accept" : "Accepted");
     button.disabled = c.state !== "placed";
