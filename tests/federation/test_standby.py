@@ -1,6 +1,6 @@
 """A standby ward host against a real primary (`wardcall serve`, killed with SIGKILL) over real
 nats-server processes: it follows the primary's open calls, takes over once the primary is
-silent, holds the open calls as they were (acknowledged by whom, placed when), and the terminals'
+silent (its host and its leaf node killed, as when its PC dies), holds the open calls as they were (acknowledged by whom, placed when), and the terminals'
 re-announcement after WELCOME doubles none of them; a call placed during the outage arrives
 once; the standby's events reach the hospital stream. The failover time is measured."""
 from __future__ import annotations
@@ -77,7 +77,8 @@ async def test_the_standby_takes_over_with_every_open_call_once(nats_hospital, f
         wait_until(followed, 15, "the standby following the primary's three open calls, one acknowledged")
 
         killed = time.monotonic()
-        primary.kill()
+        primary.kill()          # the primary PC dies: its host and its leaf node with it
+        primary_leaf.kill()
         for bed in beds:
             await bed.close()
 
