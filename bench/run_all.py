@@ -54,8 +54,12 @@ def main() -> int:
         run(["bench/bench_capacity.py", "--steps", "200,500" if q else "500,1000,2000,5000",
              "--window", "5" if q else "10", "--probes", "10" if q else "30", "--json", str(cj)], 1200)
         run(["bench/bench_firmware_memory.py"], 600)
+        fed_json = Path(tmp) / "federation.json"
+        run(["bench/bench_federation.py", "--events", "10" if q else "100", "--samples", "30" if q else "200",
+             "--failovers", "1" if q else "3", "--json", str(fed_json)], 1200)
         fleet = json.loads(fj.read_text()) if fj.exists() else {"latency": [], "storm": None}
         cap = json.loads(cj.read_text()) if cj.exists() else []
+        fed = json.loads(fed_json.read_text()) if fed_json.exists() else {}
     for r in fleet["latency"]:
         lamp = r["lamp"]
         target = "≤ 20 ms p99 (200 boards)" if r["boards"] == 200 else ""
@@ -74,6 +78,18 @@ def main() -> int:
         rows.append((f"host capacity, {r['terminals']} simulated terminals @1 Hz",
                      f"host CPU {r['host_cpu_pct']:.0f} %, online {r['online_at_end']}, CALL→console p99 {fmt(pct(r['sse'], 99))}",
                      target, ("met" if ok else "NOT met") if target else ""))
+    if fed.get("intake"):
+        r = fed["intake"]
+        rows.append((f"hub intake, {r['wards']} wards × {r['terminals']} terminals", f"{r['hub_events_per_s']:.0f} events/s "
+                     f"({r['events']} events)", "", ""))
+        for name, values in fed["ward_cost"].items():
+            rows.append((f"CALL→CALL_ACK, {name}", f"p50 {fmt(pct(values, 50))}, p99 {fmt(pct(values, 99))}", "", ""))
+        lat = fed["latency"]
+        rows.append(("ward → hospital console", f"p50 {fmt(pct(lat, 50))}, p99 {fmt(pct(lat, 99))}", "", ""))
+        for i, r in enumerate(fed.get("failover", [])):
+            rows.append((f"failover {i + 1} ({r['calls']} open calls)", f"serving {r['serving_s']:.2f} s, calls back "
+                         f"{r['back_s']:.2f} s, lost {r['lost']}, doubled {r['doubled']}", "none lost or doubled",
+                         "met" if not r["lost"] and not r["doubled"] else "NOT met"))
     print("\n" + "=" * 100)
     print(f"machine: {machine()}")
     w = max(len(r[0]) for r in rows) if rows else 10

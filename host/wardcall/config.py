@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .integrations.config import IntegrationConfigError, IntegrationsConfig, parse_integrations
+from .federation.settings import FederationSettings, SettingError, parse_federation
 from .protocol import KIND_BY_NAME, wardproto
 
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -190,6 +191,7 @@ class WardConfig:
     users: dict[str, User] = field(default_factory=dict)
     routing: Routing = field(default_factory=Routing.defaults)
     integrations: IntegrationsConfig = field(default_factory=IntegrationsConfig)   # docs/INTEGRATION.md
+    federation: FederationSettings | None = None     # [federation]: none, no broker (docs/FEDERATION.md)
 
     @property
     def heartbeat_s(self) -> float:
@@ -454,10 +456,17 @@ def parse_config(path: Path, data: dict[str, Any]) -> WardConfig:
     except IntegrationConfigError as exc:
         raise ConfigError(path, exc.place, exc.problem) from None
 
+    top.used.add("federation")
+    try:
+        federation = parse_federation(data["federation"]) if "federation" in data else None
+    except SettingError as exc:
+        raise ConfigError(path, f"[federation] {exc.key}".strip(), exc.problem) from None
+
     top.finish()
     return WardConfig(path=path, ward=ward_name, database=database, secrets=secrets, network=network,
                       timing=timing, escalation=escalation, shifts=shifts, ota=ota, tls=tls, console=console, rooms=rooms,
-                      terminals=terminals, users=users, routing=routing, integrations=integrations)
+                      terminals=terminals, users=users, routing=routing, integrations=integrations,
+                      federation=federation)
 
 
 def _routing(rt: _Reader) -> Routing:

@@ -23,6 +23,7 @@ from aiohttp import web
 from .clock import SystemClock
 from .config import ConfigError, WardConfig
 from .discovery import start_discovery
+from .federation.publisher import start_federation
 from .hub import WardHub
 from .integrations.service import Integrations
 from .devicekeys import load_keys
@@ -100,7 +101,8 @@ async def _listen(config: WardConfig, key: str, host: str, port: int, start: Cal
         raise ConfigError(config.path, f"[network] {key}", problem) from None
 
 
-async def serve(config: WardConfig, ready_file: Path | None = None) -> None:
+async def serve(config: WardConfig, ready_file: Path | None = None, takeover: list[dict] | None = None) -> None:
+    """`takeover`: a standby's open calls of the primary it takes over from (federation/standby.py)."""
     files = raise_descriptor_limit()
     keys = load_keys(config.secrets)
     missing = sorted(set(config.terminals) - set(keys))
@@ -113,13 +115,13 @@ async def serve(config: WardConfig, ready_file: Path | None = None) -> None:
             host_tls = prepare_host(config)
         except TlsError as exc:
             raise ConfigError(config.path, "[tls]", str(exc)) from None
-        await _serve(config, keys, ready_file, files, host_tls)
+        await _serve(config, keys, ready_file, files, host_tls, takeover or [])
     finally:
         lock.release()
 
 
 async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | None, files: int,
-                 host_tls: HostTls) -> None:
+                 host_tls: HostTls, takeover: list[dict]) -> None:
     opened = open_storage(config.database)
     storage = opened.storage
     writer = AsyncWriter(storage)
@@ -130,6 +132,9 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
     next_id = await writer.run(storage.next_call_id)
     assignments = await writer.run(storage.assignment_rows)
     fx = hub.ward.restore(calls, terminals, next_id, assignments)
+    for row in takeover:        # a standby taking over: the primary's open calls, unless held already
+        if not hub.ward.is_open(row["device"], row["call_id"], row.get("hwid") or ""):
+            fx.merge(hub.ward.reinstate_call(row))
     fx.merge(hub.ward.note("server_started", pid=os.getpid(), run=storage.run, record=storage.record_id,
                            open_calls=len(hub.ward.calls)))
     fx.merge(hub.ward.check_assignments())
@@ -158,6 +163,7 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
     timers = None
     listener = None
     cert_watch = None
+    federation = None
     try:
         tcp_port = await _listen(config, "terminal_port", net.terminal_host, net.terminal_port,
                                  lambda: terminal_server.start(net.terminal_host, net.terminal_port))
@@ -172,6 +178,7 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
             await integrations.start()
         except OSError as exc:
             raise ConfigError(config.path, "[integrations]", f"cannot listen: {exc.strerror or exc}") from None
+        federation = await start_federation(hub)     # None without [federation]
         log.info("record %s: %d open call(s) restored", config.database, len(hub.ward.calls))
         timers = asyncio.create_task(run_timers(hub, tick_interval(config)), name="timers")
         if terminal_tls is not None or console_tls is not None:
@@ -209,4 +216,6 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
         await runner.cleanup()
         if timers is not None:
             await hub.record("server_stopped", open_calls=len(hub.ward.calls))
+        if federation is not None:
+            await federation.aclose()
         await writer.aclose(STOP_RECORD_TIMEOUT_S)
