@@ -271,8 +271,6 @@ class WardHub:
                 changes.append(("log", {"kind": r.kind, "user": r.user, "wall": r.wall, "device": r.device, **r.data}))
         for name, payload in changes:
             self.bus.publish(name, payload)
-        for observe in self.observers:
-            observe(fx)
 
     async def record(self, kind: str, device: str | None = None, user: str | None = None, **data: Any) -> None:
         await self.apply(self.ward.note(kind, device, user, **data))
