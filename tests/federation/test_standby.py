@@ -17,11 +17,13 @@ import urllib.request
 import nats
 
 from wardcall.client import WardApi
+from wardcall.config import load_config
 from wardcall.federation.hubstream import ensure_hospital_stream
 from wardcall.protocol import wardproto
 from tests.federation.conftest import hospital_events
 from tests.fixtures.host import LOOPBACK, NURSE, free_port
 from tests.support.simterm import SimTerminal
+from tests.support.testca import copy_shared
 from tests.support.waiting import async_wait_until, wait_until
 
 TAKEOVER_AFTER_S = 1.0
@@ -47,6 +49,9 @@ async def test_the_standby_takes_over_with_every_open_call_once(nats_hospital, f
     ports = (free_port(), free_port(socket.SOCK_DGRAM), free_port())
     standby_path = ward.dir / "standby.toml"
     standby_path.write_text(standby_toml(ward.config_path.read_text(), primary_leaf.url, standby_leaf.url, ports))
+    # the standby PC holds the ward CA and a host certificate from it, as the primary does:
+    # the terminals verify whichever host answers against the CA they pin
+    copy_shared(load_config(standby_path).tls)
     primary = ward_server_factory(ward)
     status_path, log_path = ward.dir / "standby-ready.json", ward.dir / "standby.log"
     with open(log_path, "w") as log:
@@ -87,7 +92,7 @@ async def test_the_standby_takes_over_with_every_open_call_once(nats_hospital, f
                 raise AssertionError(f"the standby exited with {standby.returncode}:\n{log_path.read_text()}")
             try:
                 ready = json.loads(status_path.read_text())
-                with urllib.request.urlopen(f"http://{LOOPBACK}:{ready['api_port']}/api/health", timeout=1):
+                with urllib.request.urlopen(f"https://{LOOPBACK}:{ready['api_port']}/api/health", timeout=1):
                     return ready
             except (OSError, ValueError, KeyError):
                 return None
@@ -109,7 +114,7 @@ async def test_the_standby_takes_over_with_every_open_call_once(nats_hospital, f
         # the terminal of the acknowledged call hears it is acknowledged
         await beds[0].wait_call_state(patient, wardproto.ST_ACKNOWLEDGED, timeout=5)
 
-        api = WardApi(f"http://{LOOPBACK}:{ready['api_port']}")
+        api = WardApi(f"https://{LOOPBACK}:{ready['api_port']}")
         await api.login(*NURSE)
         calls = (await api.state())["calls"]
         await api.close()
