@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from tests.fixtures.host import free_port
 from tests.support.waiting import wait_until
@@ -113,6 +113,8 @@ WORDS = [*VERBS, *ALIASES, *BUTTONS, "on", "off", "pulled", "ok", "unplugged", "
 
 
 @settings(max_examples=500, deadline=None)
+@example("0" * 15 + "\x1b" * 4 + "\U000101fe\U00011ef9\U0001342f\U00016b90" + "\U00018cd6" * 2 + "\U00018d09" * 2
+         + "\U0001b2fc" + "\U0002ebe1" * 5)     # found by hypothesis: its repr made a 200-character line
 @given(st.one_of(st.text(), st.lists(st.one_of(st.sampled_from(WORDS), st.text(max_size=12)), max_size=4).map(" ".join)))
 def test_no_line_typed_at_the_prompt_breaks_it(line):
     try:

@@ -109,7 +109,9 @@ class UsageError(ValueError):
 
 
 def _shown(word: str) -> str:
-    return repr(word if len(word) <= SHOWN_CHARS else word[:SHOWN_CHARS] + "…")
+    # clipped after repr too: repr writes an unprintable character as up to 10 ("\U0001f4a9")
+    text = repr(word if len(word) <= SHOWN_CHARS else word[:SHOWN_CHARS] + "…")
+    return text if len(text) <= 2 * SHOWN_CHARS else text[:2 * SHOWN_CHARS] + "…"
 
 
 def _bed(ref: str, beds: Sequence[str]) -> str:

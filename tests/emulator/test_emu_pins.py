@@ -143,9 +143,11 @@ def test_blink_pattern_timestamps_and_pwm(make_board):
     vals = [v for _, v in h]
     assert vals[:13] == [0] + [1, 0] * 6
     times = [t for t, _ in h[1:13]]
+    # the board's own timestamps of 300 ms sleeps: never early; late by a loaded machine's
+    # scheduling only (0.43 s was seen with the suite and a benchmark on 2 cores)
     for t1, t2 in zip(times, times[1:]):
-        assert 0.28 < t2 - t1 < 0.40, times
+        assert 0.28 < t2 - t1 < 0.6, times
     bz = b.history("buzzer", detail=True)
     assert [(v, f) for _, v, f in bz][:2] == [(32768, 2000), (0, 0)]
-    assert 0.09 < bz[1][0] - bz[0][0] < 0.2
+    assert 0.09 < bz[1][0] - bz[0][0] < 0.4
     assert b.output("buzzer") == 0
