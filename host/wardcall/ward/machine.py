@@ -47,7 +47,7 @@ class Ward(TerminalRules, ConsoleRules, WardViews):
             "time": self.clock.wall(),
             "heartbeat_ms": self.config.timing.heartbeat_ms,
             "calls": [self.call_view(c) for c in self.ordered_calls()],
-            "terminals": [self.terminal_view(t) for t in sorted(self.terminals.values(), key=lambda t: (t.room, t.bed, t.device))],
+            "terminals": [self.terminal_view(t) for t in self.terminal_order],
             "rooms": [self.room_view(r) for r in self.config.rooms],
             "alarms": [a.view() for a in sorted(self.alarms.values(), key=lambda a: (a.since, a.id))],
             "sound": self.sound_view(),
