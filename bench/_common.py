@@ -133,6 +133,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def runqueue_wait_s(pid: int) -> float:
+    """Seconds the process's main thread (the host's event loop) was ready to run but waited
+    for a CPU (/proc/<pid>/schedstat): on a shared machine, loop lag that is not the host's."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[1]) / 1e9
+
+
 class Console:
     """A logged-in console following /api/events in a thread; `arrivals[(device, call_id)]` is
     the time.monotonic() at which the call's first event arrived."""

@@ -22,9 +22,10 @@ import logging
 from collections import Counter
 from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
-from .bus import ConsoleBus, Event, Subscriber
+from .bus import ConsoleBus, Event, Subscriber, subscriber_queue
 from .clock import Clock
 from .config import WardConfig
+from .looplag import LoopProbe
 from .protocol import wardproto
 from .ratelog import RateLimitedLog
 from .storage import WRITTEN, AsyncWriter, Batch, StorageError
@@ -69,7 +70,8 @@ class WardHub:
         self.links: dict[str, TerminalLink] = {}              # device -> its newest session
         self.boards: dict[str, dict[str, TerminalLink]] = {}  # device -> hwid -> session, every live board
         self._displaced: dict[str, list[float]] = {}          # device -> when a live session was replaced
-        self.bus = ConsoleBus(clock)
+        self.bus = ConsoleBus(clock, queue=subscriber_queue(len(config.terminals)))
+        self.loop_probe: LoopProbe | None = None             # the benchmarks' loop lag probe (looplag.py)
         self._cmd_ids = itertools.count(1)
         # cmd_id -> (device, future of (ok, detail)): RESULTs awaited in code (ota/transfer.py), not recorded
         self.result_waiters: dict[int, tuple[str, asyncio.Future]] = {}
@@ -276,7 +278,7 @@ class WardHub:
         """A console's event stream: (subscriber, snapshot, None), or — when it names the last
         change it has and every change since is still kept — (subscriber, None, the changes
         it missed). Taken with the subscription in one step: nothing is missed or sent twice."""
-        sub = Subscriber(user, session)
+        sub = self.bus.subscriber(user, session)
         missed = self.bus.since(last_event_id) if last_event_id else None
         self.bus.add(sub)
         snapshot = self.state() if missed is None else None

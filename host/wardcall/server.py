@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from .clock import SystemClock
 from .config import ConfigError, WardConfig
 from .discovery import start_discovery
 from .hub import WardHub
+from .looplag import start_if_asked
 from .devicekeys import load_keys
 from .record_guard import RecordLock, check_identity
 from .storage import AsyncWriter, open_storage
@@ -51,6 +53,15 @@ async def run_timers(hub: WardHub, interval: float) -> None:
             await hub.tick()
         except Exception:   # a failed tick is logged and retried, never the end of supervision
             log.exception("timer tick failed")
+
+
+def settle_collector() -> None:
+    """Once started: what start-up built (the configuration, the ward's state, modules, the web
+    app) lives as long as the process, so it is moved out of the collector's sight (gc.freeze);
+    a full collection then walks only what came since. At 5,000 terminals a full collection
+    walking everything held the loop for over 100 ms every few seconds and freed nothing."""
+    gc.collect()
+    gc.freeze()
 
 
 def raise_descriptor_limit() -> int:
@@ -139,6 +150,8 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
         await hub.apply(fx)
         log.info("record %s: %d open call(s) restored", config.database, len(hub.ward.calls))
         timers = asyncio.create_task(run_timers(hub, tick_interval(config)), name="timers")
+        settle_collector()
+        hub.loop_probe = start_if_asked(asyncio.get_running_loop())
         log.info("ward %s: terminals on %s:%d, discovery on %s:%d, console API on http://%s:%d/ (open-file limit %s)",
                  config.ward, net.terminal_host, tcp_port, net.discovery_host, udp_port, net.api_host, api_port,
                  "unlimited" if files == resource.RLIM_INFINITY else files)

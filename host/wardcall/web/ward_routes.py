@@ -18,6 +18,7 @@ from .keys import HUB, SESSIONS
 KEEPALIVE_S = 15.0
 WRITE_TIMEOUT_S = 10.0       # a console that takes longer to take an event is cut off
 MAX_SILENCE_S = 600.0
+WRITE_BATCH = 200            # queued changes sent to a console in one write
 ENCODE_CHUNK = 250           # items of a long list JSON-encoded per turn of the event loop
 # console command -> (protocol command, permission, needs the password again)
 COMMANDS = {"identify": (wardproto.CMD_IDENTIFY, "identify", False),
@@ -29,7 +30,14 @@ COMMANDS = {"identify": (wardproto.CMD_IDENTIFY, "identify", False),
 async def health(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     # run and pid let `wardcall status` tell this server from any other program on the port
-    return web.json_response({"ok": True, "ward": hub.config.ward, "run": hub.writer.storage.run, "pid": os.getpid()})
+    body: dict[str, Any] = {"ok": True, "ward": hub.config.ward, "run": hub.writer.storage.run, "pid": os.getpid()}
+    if hub.loop_probe is not None:      # the benchmarks': the worst loop lag of the last lag_s seconds
+        try:
+            seconds = min(600.0, max(1.0, float(request.query.get("lag_s", "60"))))
+        except ValueError:
+            return json_error(400, "lag_s is a number of seconds")
+        body["loop"] = hub.loop_probe.view(seconds)
+    return web.json_response(body)
 
 
 def _json(value: Any) -> str:
@@ -107,9 +115,19 @@ async def events(request: web.Request) -> web.StreamResponse:
                 sessions.touch(session)     # an open console is in use
                 await write(b": keepalive\n\n")
                 continue
-            if item is None:
+            # whatever else is queued goes in the same write: a console behind in a storm of
+            # changes catches up in a few writes, not one per change
+            batch, ended = [], item is None
+            while item is not None:
+                batch.append(_sse(bus.event_id(item[1]["seq"]), *item))
+                if len(batch) >= WRITE_BATCH or sub.queue.empty():
+                    break
+                item = sub.queue.get_nowait()
+                ended = item is None
+            if batch:
+                await write(b"".join(batch))
+            if ended:
                 break
-            await write(_sse(bus.event_id(item[1]["seq"]), *item))
     except (ConnectionError, asyncio.CancelledError, asyncio.TimeoutError):
         pass
     finally:
