@@ -73,3 +73,44 @@ def test_snapshot_json_in_turns_is_the_same_json():
     text = asyncio.run(json_in_turns(snap))
     assert json.loads(text) == json.loads(json.dumps(snap))
     assert list(json.loads(text)) == list(snap)        # key order kept
+
+
+async def test_a_change_while_a_snapshot_is_built_in_turns_reaches_the_console(tmp_path):
+    """The hub builds a large ward's snapshot a chunk per loop turn: a terminal that goes online
+    and a call placed meanwhile are either in the snapshot or follow it as changes, so a
+    console applying the snapshot and then its changes ends with the true state."""
+    from wardcall.hub import STATE_CHUNK, WardHub
+    from wardcall.storage import AsyncWriter, Storage
+
+    n = STATE_CHUNK * 3
+    rooms = {str(100 + r): {"beds": ["1", "2"]} for r in range((n + 1) // 2)}
+    devices = {f"t{i}": {"room": str(100 + i // 2), "bed": str(1 + i % 2)} for i in range(n)}
+    config = parse_config(Path("/tmp/test-ward.toml"), {"ward": {"name": "W"}, "rooms": rooms, "terminals": devices})
+    writer = AsyncWriter(Storage(tmp_path / "ward.db"))
+    hub = WardHub(config, {}, writer, ManualClock())
+    try:
+        late = [hub.ward.terminal_order[0].device, hub.ward.terminal_order[-1].device]   # built first and last
+
+        async def meanwhile():
+            await asyncio.sleep(0)          # the snapshot has begun
+            for device in late:
+                await hub.apply(hub.ward.terminal_connected(device, "fw", "sim", 0, "127.0.0.1:1"))
+            await hub.terminal_call(late[1], 5, wp.CODE_BLUE, 0)
+        changes = asyncio.ensure_future(meanwhile())
+        sub, snapshot = await hub.subscribe("nurse")
+        await changes
+        # a console: the snapshot, then every change queued after it
+        terminals = {t["device"]: t for t in snapshot["terminals"]}
+        calls = {(c["device"], c["call_id"]): c for c in snapshot["calls"]}
+        while not sub.queue.empty():
+            name, payload = sub.queue.get_nowait()
+            assert payload["seq"] > snapshot["seq"]
+            if name == "terminal":
+                terminals[payload["terminal"]["device"]] = payload["terminal"]
+            elif name == "call":
+                calls[(payload["call"]["device"], payload["call"]["call_id"])] = payload["call"]
+        assert [terminals[d]["connected"] for d in late] == [True, True]
+        assert calls[(late[1], 5)]["kind_name"] == "code_blue"
+        assert terminals == {t["device"]: t for t in hub.state()["terminals"]}
+    finally:
+        await writer.aclose(5)

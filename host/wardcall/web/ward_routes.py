@@ -62,7 +62,7 @@ async def json_in_turns(payload: dict[str, Any]) -> str:
 
 
 async def state(request: web.Request) -> web.Response:
-    body = await json_in_turns(request.app[HUB].state())
+    body = await json_in_turns(await request.app[HUB].state_in_turns())
     return web.Response(text=body, content_type="application/json")
 
 
