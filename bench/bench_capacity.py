@@ -126,6 +126,8 @@ def step(work: Path, n: int, window: float, probes: int) -> dict:
     try:
         t0 = time.monotonic()
         line = gen.stdout.readline()
+        while line.startswith("stats"):         # still connecting
+            line = gen.stdout.readline()
         if not line.startswith("ready"):
             raise RuntimeError(f"loadgen: {line!r}")
         connected = int(line.split()[1])

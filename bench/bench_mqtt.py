@@ -104,6 +104,8 @@ def step(work: Path, n: int, window: float, probes: int) -> dict:
         gen = subprocess.Popen([sys.executable, str(HERE / "mqtt_loadgen.py"), str(n), str(port)], stdout=subprocess.PIPE,
                                text=True, preexec_fn=lambda: raise_nofile(n + 1000))
         line = gen.stdout.readline()
+        while line.startswith("stats"):         # still connecting
+            line = gen.stdout.readline()
         if not line.startswith("ready"):
             raise RuntimeError(f"mqtt loadgen: {line!r}")
         connected, t_conn = int(line.split()[1]), time.monotonic() - t0

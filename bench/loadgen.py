@@ -31,7 +31,7 @@ class Fleet:
         self.up = 0
         self.first = asyncio.Event()
         self.storm_started = None
-        self.gate = asyncio.Semaphore(50)       # connections being set up at once
+        self.gate = asyncio.Semaphore(200)      # connections being set up at once
 
     async def connect(self, dev):
         key = wp.key_from_hex(dev["key"])
