@@ -133,6 +133,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def descendants_cpu_seconds(root: int, exclude: set[int] = frozenset()) -> float:
+    """utime + stime of every living process below `root` (the emulated boards and their
+    supervisor under the bench), leaving out the `exclude` pids and what is below them."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0.0, list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        if pid in exclude:
+            continue
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            continue
+        todo += children.get(pid, [])
+    return total
+
+
 def runqueue_wait_s(pid: int) -> float:
     """Seconds the process's main thread (the host's event loop) was ready to run but waited
     for a CPU (/proc/<pid>/schedstat): on a shared machine, loop lag that is not the host's."""
