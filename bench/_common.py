@@ -69,7 +69,14 @@ def write_ward(wdir: Path, n: int, heartbeat_ms: int = 1000) -> tuple[Path, list
 
 
 def raise_nofile(n: int = 20000) -> None:
+    """The soft limit to n, and the hard one when it is lower and we may (root)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < n:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, n))
+            hard = n
+        except (ValueError, OSError):
+            pass
     target = min(max(soft, n), hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 

@@ -64,9 +64,23 @@ def settle_collector() -> None:
     gc.freeze()
 
 
-def raise_descriptor_limit() -> int:
-    """Every terminal is a socket: the soft limit on open files goes up to the hard one."""
+def raise_descriptor_limit(needed: int = 0) -> int:
+    """Every terminal is a socket: the soft limit on open files goes up to the hard one, and the
+    hard one too when a ward needs more and the host may raise it (root or CAP_SYS_RESOURCE; as
+    far as the kernel's fs.nr_open): 20,000 terminals do not fit the common hard limit of 20,000."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        try:
+            with open("/proc/sys/fs/nr_open") as f:
+                ceiling = int(f.read())
+        except (OSError, ValueError):
+            ceiling = needed
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, min(needed, ceiling)))
+            hard = min(needed, ceiling)
+        except (ValueError, OSError) as exc:
+            log.warning("a ward of this size needs %d open files; the hard limit is %d and cannot be raised (%s): "
+                        "raise it for the service (e.g. systemd LimitNOFILE=)", needed, hard, exc)
     want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
     if soft != resource.RLIM_INFINITY and soft < want:
         try:
@@ -75,6 +89,12 @@ def raise_descriptor_limit() -> int:
         except (ValueError, OSError) as exc:
             log.warning("cannot raise the open-file limit from %d to %d: %s", soft, want, exc)
     return soft
+
+
+def descriptors_needed(config: WardConfig) -> int:
+    """A socket per terminal (a second while a reboot replaces a session), and room for the
+    connections before a handshake, consoles, the record and the listeners."""
+    return 2 * len(config.terminals) + 4096
 
 
 async def _listen(config: WardConfig, key: str, host: str, port: int, start: Callable[[], Awaitable[T]]) -> T:
@@ -96,7 +116,7 @@ async def _listen(config: WardConfig, key: str, host: str, port: int, start: Cal
 
 
 async def serve(config: WardConfig, ready_file: Path | None = None) -> None:
-    files = raise_descriptor_limit()
+    files = raise_descriptor_limit(descriptors_needed(config))
     keys = load_keys(config.secrets)
     missing = sorted(set(config.terminals) - set(keys))
     if missing:
