@@ -51,14 +51,19 @@ async def probe_calls(term: SimTerminal, console: Console, n: int, gap: float, p
     if not term.connected:
         await term.connect()
     for _ in range(n):
+        cid = term.next_call_id()
         t0 = time.monotonic()
         try:
-            cid = await term.place_call(wp.PATIENT, timeout=10)
+            await term.place_call(wp.PATIENT, call_id=cid, timeout=10)
         except (TimeoutError, ConnectionError) as exc:
             phase.failures += 1
             print(f"      probe call failed: {exc}", flush=True)
-            if not term.connected:
-                await term.connect(timeout=30)
+            try:       # cancelled all the same: open calls left behind would reach the cap of a terminal's calls
+                if not term.connected:
+                    await term.connect(timeout=30)
+                await term.cancel(cid, timeout=10)
+            except (TimeoutError, ConnectionError):
+                pass
             continue
         t1 = time.monotonic()
         t2 = await asyncio.to_thread(console.wait, (term.device, cid), 5)

@@ -90,6 +90,8 @@ class SessionTimers:
     times a second for all of them."""
 
     GRANULARITY_S = 0.01
+    STALL_S = 0.25          # a deadline checked this late: the loop was stalled, look again …
+    RECHECK_S = 0.05        # … this much later, once what arrived meanwhile has been read
     _HEARTBEAT, _DEADLINE = 0, 1
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -124,6 +126,11 @@ class SessionTimers:
             when, _, what, session = heapq.heappop(heap)
             if session.closed_because is not None:
                 continue            # ended: its entries go
+            if what == self._DEADLINE and now - when > self.STALL_S:
+                # the loop itself was held up: what the terminal sent meanwhile may be waiting
+                # unread. It gets read first; the host's lateness is not the terminal's silence.
+                again.append((now + self.RECHECK_S, what, session))
+                continue
             try:
                 nxt = session.heartbeat_due(when, now) if what == self._HEARTBEAT else session.deadline_due(now)
             except Exception:       # a bug in one session must not stop every heartbeat

@@ -130,3 +130,20 @@ def test_a_closed_session_is_forgotten():
     loop.run_until(110.0)
     assert s.beats == [100.0, 101.0]
     assert not [h for h in loop.armed if not h.cancelled], "a timer stays armed for nothing"
+
+
+def test_a_stalled_loop_does_not_take_its_own_lateness_for_a_dead_link():
+    """The loop held up past a session's deadline: frames it has not read yet may be waiting.
+    The deadline is looked at again shortly after, once they are read, not acted on at once."""
+    loop = ManualLoop()
+    timers = SessionTimers(loop)
+    s = FakeSession(loop, 1e9, 3.0)
+    timers.start(s, 3.0)
+    loop.stall(5.0)                            # 105: the deadline (103) passed while the loop was busy
+    loop.run_until(105.0)
+    assert s.closed_because is None
+    s.last_frame = 105.01                      # what was waiting is read right after
+    loop.run_until(105.2)
+    assert s.closed_because is None
+    loop.run_until(109.0)                      # and then silent for good: dropped on time (108.01)
+    assert s.closed_because == "dead link"
