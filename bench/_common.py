@@ -32,9 +32,10 @@ def free_port(kind=socket.SOCK_STREAM) -> int:
         return s.getsockname()[1]
 
 
-def write_ward(wdir: Path, n: int, heartbeat_ms: int = 1000) -> tuple[Path, list[dict]]:
+def write_ward(wdir: Path, n: int, heartbeat_ms: int = 1000, tls: str = "tls") -> tuple[Path, list[dict]]:
     """A ward with n terminals (two beds a room) on free loopback ports; returns the TOML path and
-    each terminal's config.json dict."""
+    each terminal's config.json dict. TLS (its own CA, trusted by this process) unless
+    tls="plain" (plain TCP and HTTP, alarmed)."""
     wdir.mkdir(parents=True, exist_ok=True)
     tport, dport, aport = free_port(), free_port(socket.SOCK_DGRAM), free_port()
     lines = ["[ward]", 'name = "Bench ward"', 'database = "ward.db"', 'secrets = "ward.secrets.json"', "",
@@ -45,6 +46,8 @@ def write_ward(wdir: Path, n: int, heartbeat_ms: int = 1000) -> tuple[Path, list
              "[escalation]", "attend_timeout_s = 3600", "",
              "[escalation.ack_timeout_s]", "code_blue = 3600", "staff_assist = 3600", "bathroom = 3600",
              "patient = 3600", "technical = 3600", ""]
+    if tls == "plain":
+        lines += ["[tls]", 'terminals = "plain"', 'console = "http"', ""]
     rooms = (n + 1) // 2
     for r in range(rooms):
         lines += [f'[rooms."{1000 + r}"]', f'name = "Room {1000 + r}"', 'beds = ["1", "2"]', ""]
@@ -61,6 +64,16 @@ def write_ward(wdir: Path, n: int, heartbeat_ms: int = 1000) -> tuple[Path, list
                         "discovery_port": dport})
     cfg = wdir / "ward.toml"
     cfg.write_text("\n".join(lines) + "\n")
+    from wardcall.config import load_config
+    from wardcall.tls import init_ca, terminal_settings
+    from wardcall.trust import trust_ward
+    config = load_config(cfg)
+    if tls != "plain":
+        init_ca(config)
+        trust_ward(config)
+    settings = terminal_settings(config)
+    for dev in devices:
+        dev["tls"] = settings
     sec = wdir / "ward.secrets.json"
     fd = os.open(sec, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -108,8 +121,9 @@ class Server:
             if self.ready.exists():
                 try:
                     info = json.loads(self.ready.read_text())
-                    self.api_url = f"http://127.0.0.1:{info['api_port']}"
-                    with urllib.request.urlopen(self.api_url + "/api/health", timeout=1):
+                    self.api_url = f"{info.get('console', 'http')}://127.0.0.1:{info['api_port']}"
+                    from wardcall.trust import client_context
+                    with urllib.request.urlopen(self.api_url + "/api/health", timeout=1, context=client_context()):
                         return time.monotonic() - t0
                 except (OSError, ValueError, KeyError):
                     pass
@@ -205,7 +219,9 @@ class Console:
         that falls 1000 events behind is cut off, e.g. while thousands of terminals connect)."""
         import aiohttp
         self.reconnects = -1
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        from wardcall.trust import client_context
+        connector = aiohttp.TCPConnector(ssl=client_context()) if self.api_url.startswith("https") else None
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), connector=connector) as http:
             self.http = http
             async with http.post(self.api_url + "/api/login", json={"user": NURSE[0], "password": NURSE[1]}) as r:
                 r.raise_for_status()

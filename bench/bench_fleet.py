@@ -72,8 +72,8 @@ def human(board, pin: str, taken: str) -> None:
     human_press(board, pin, taken)
 
 
-def latency_run(n: int, samples: int, work: Path, heap_cycle: bool = False, keep: bool = False):
-    cfg, devices = write_ward(work / f"ward{n}", n)
+def latency_run(n: int, samples: int, work: Path, heap_cycle: bool = False, keep: bool = False, tls: str = "tls"):
+    cfg, devices = write_ward(work / f"ward{n}", n, tls=tls)
     server = Server(cfg)
     server.start()
     fleet, boards = start_fleet(work / f"f{n}", devices)
@@ -151,6 +151,7 @@ def storm(rig, pending: int) -> dict:
     try:
         wait_connected(console, names, 120)
         t_back = time.monotonic() - t0
+        cpu_back = cpu_seconds(server.proc.pid)     # the new host's CPU: its start and the storm
         # the console connected after the restart: a call may be in its snapshot, not an event
         deadline = time.monotonic() + 120
         while True:
@@ -163,7 +164,7 @@ def storm(rig, pending: int) -> dict:
         t_calls = time.monotonic() - t0
         dup = len(st["calls"]) - len(have)
         return {"boards": len(boards), "pending": len(calls), "ready_s": ready, "all_back_s": t_back,
-                "all_calls_s": t_calls, "missing": missing, "duplicates": dup}
+                "all_calls_s": t_calls, "missing": missing, "duplicates": dup, "host_cpu_s": cpu_back}
     finally:
         console.close()
         fleet.stop()

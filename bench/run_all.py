@@ -57,9 +57,13 @@ def main() -> int:
         run(["bench/bench_capacity.py", "--steps", steps, "--window", "8" if q else "40",
              "--probes", "40" if q else "300", "--mqtt", "--json", str(cj)], 2400)
         run(["bench/bench_firmware_memory.py"], 600)
+        fed_json = Path(tmp) / "federation.json"
+        run(["bench/bench_federation.py", "--events", "10" if q else "100", "--samples", "30" if q else "200",
+             "--failovers", "1" if q else "3", "--json", str(fed_json)], 1200)
         fleet = json.loads(fj.read_text()) if fj.exists() else {"latency": [], "storm": None}
         cap = json.loads(cj.read_text()) if cj.exists() else []
         snap = json.loads(sj.read_text()) if sj.exists() else None
+        fed = json.loads(fed_json.read_text()) if fed_json.exists() else {}
     for r in fleet["latency"]:
         lamp = r["lamp"]
         target = "≤ 20 ms p99 (200 boards)" if r["boards"] == 200 else ""
@@ -97,6 +101,18 @@ def main() -> int:
             rows.append((f"  Mosquitto, {n} MQTT clients @1 Hz", f"broker CPU {m['broker_cpu_pct']:.1f} %, call→subscriber p99 {fmt(pct(m['sub'], 99))}; "
                          f"wardcall/Mosquitto p99 {p99 / pct(m['sub'], 99):.1f}x, CPU {r['host_cpu_pct'] / max(m['broker_cpu_pct'], 0.01):.1f}x",
                          "(comparison)", ""))
+    if fed.get("intake"):
+        r = fed["intake"]
+        rows.append((f"hub intake, {r['wards']} wards × {r['terminals']} terminals", f"{r['hub_events_per_s']:.0f} events/s "
+                     f"({r['events']} events)", "", ""))
+        for name, values in fed["ward_cost"].items():
+            rows.append((f"CALL→CALL_ACK, {name}", f"p50 {fmt(pct(values, 50))}, p99 {fmt(pct(values, 99))}", "", ""))
+        lat = fed["latency"]
+        rows.append(("ward → hospital console", f"p50 {fmt(pct(lat, 50))}, p99 {fmt(pct(lat, 99))}", "", ""))
+        for i, r in enumerate(fed.get("failover", [])):
+            rows.append((f"failover {i + 1} ({r['calls']} open calls)", f"serving {r['serving_s']:.2f} s, calls back "
+                         f"{r['back_s']:.2f} s, lost {r['lost']}, doubled {r['doubled']}", "none lost or doubled",
+                         "met" if not r["lost"] and not r["doubled"] else "NOT met"))
     print("\n" + "=" * 100)
     print(f"machine: {machine()}")
     w = max(len(r[0]) for r in rows) if rows else 10

@@ -13,6 +13,7 @@ import pty
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -36,8 +37,8 @@ async def test_demo_ward_takes_a_call_end_to_end(tmp_path):
     try:
         await asyncio.to_thread(demo.start)
         banner = demo.banner()
-        assert f"http://127.0.0.1:{demo.api_port}/" in banner and "bed-101-2" in banner
-        async with WardApi(f"http://127.0.0.1:{demo.api_port}") as api:
+        assert f"https://127.0.0.1:{demo.api_port}/" in banner and "bed-101-2" in banner
+        async with WardApi(f"https://127.0.0.1:{demo.api_port}") as api:
             await api.login(*DEMO_USER)
             async with api.events() as console:
                 state = await console.wait_for(lambda s: all(
@@ -86,7 +87,7 @@ async def test_the_demo_ward_is_updated_over_the_air(tmp_path):
         assert proc.returncode == 0, out + "\n".join(b.console()[-3000:] for b in demo.boards.values())
         table = {line.split()[0]: line.split()[1:4] for line in out.splitlines() if line.startswith("bed-")}
         assert table == {"bed-101-1": ["ok", "0.1.0", "0.2.0-demo"], "bed-101-2": ["ok", "0.1.0", "0.2.0-demo"]}, out
-        async with WardApi(f"http://127.0.0.1:{demo.api_port}") as api:
+        async with WardApi(f"https://127.0.0.1:{demo.api_port}") as api:
             await api.login(*DEMO_USER)
             async with api.events() as console:
                 await console.wait_for(lambda s: all(
@@ -220,8 +221,11 @@ def processes_using(folder: Path) -> list[tuple[int, str]]:
     return found
 
 
-def health(port: int) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=5) as reply:
+def health(port: int, folder: Path) -> dict:
+    """The demo host's health, over HTTPS trusting the demo ward's own CA (as a ward PC that
+    installed it)."""
+    ca = ssl.create_default_context(cafile=str(folder / "ward.ca.pem"))
+    with urllib.request.urlopen(f"https://127.0.0.1:{port}/api/health", timeout=5, context=ca) as reply:
         return json.loads(reply.read())
 
 
@@ -262,7 +266,7 @@ def test_demo_run_twice_typed_at_and_stopped_by_a_signal(tmp_path, sig):
     demo = DemoProcess(folder, port)
     try:
         host = demo.started()
-        assert health(port)["pid"] == host["pid"]
+        assert health(port, folder)["pid"] == host["pid"]
         record = [folder / "ward.db", folder / "ward.secrets.json", folder / "ward.toml", folder / "fleet"]
         assert all(p.exists() for p in record)
 
@@ -272,9 +276,9 @@ def test_demo_run_twice_typed_at_and_stopped_by_a_signal(tmp_path, sig):
         assert second.returncode == 2, second.stdout + second.stderr
         line = second.stderr.strip()
         assert len(line.splitlines()) == 1 and "Traceback" not in line, second.stderr
-        assert f"pid {demo.proc.pid}" in line and f"console http://127.0.0.1:{port}/" in line, line
+        assert f"pid {demo.proc.pid}" in line and f"console https://127.0.0.1:{port}/" in line, line
         assert all(p.exists() for p in record), "the second demo deleted the running demo's files"
-        assert health(port)["pid"] == host["pid"], "the running demo's host was disturbed"
+        assert health(port, folder)["pid"] == host["pid"], "the running demo's host was disturbed"
 
         # bad commands: one usage line each, never a traceback; a good one still works
         assert demo.ask("call") == "usage: call BED"

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 SHIMS = Path(__file__).resolve().parent / "shims"
 RUNNER = SHIMS / "_emu_runner.py"
-DEFAULT_HEAPSIZE = "120wK"  # see docs/EMULATOR.md, "Heap calibration"
+DEFAULT_HEAPSIZE = "124wK"  # see docs/EMULATOR.md, "Heap calibration"
 
 # machine.reset_cause() values (ESP32 port)
 PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5

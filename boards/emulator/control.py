@@ -222,6 +222,16 @@ class ControlChannel:
         b.push_net()
         return dict(b.fault)
 
+    async def op_capture(self, name: str, on: bool) -> bool:
+        """Start (on, afresh) or stop keeping the bytes of the board's TCP connections."""
+        self._board(name).capture = [] if on else None
+        return True
+
+    async def op_captured(self, name: str) -> list[dict[str, str]]:
+        """The bytes kept so far, per connection: {"b2r": base64, "r2b": base64}."""
+        import base64
+        return [{d: base64.b64encode(bytes(c[d])).decode() for d in c} for c in self._board(name).capture or []]
+
     async def op_power(self, name: str, on: bool) -> dict[str, Any]:
         b = self._board(name)
         if on:

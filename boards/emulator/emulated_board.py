@@ -64,6 +64,8 @@ class Board:
         self.changed = Notifier()  # anything an op may wait for changed
         self.fault: dict[str, float] = {"delay_ms": 0, "udp_loss": 0.0}
         self.conns: set[ProxyConn] = set()
+        # the bytes on the air, per connection, while capturing: [{"b2r": bytearray, "r2b": ...}]
+        self.capture: list[dict[str, bytearray]] | None = None
         # booting / running (a program) / repl / resetting / off
         self.phase = "off"
         # from the current interpreter's shims

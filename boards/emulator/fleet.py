@@ -340,6 +340,16 @@ class Board:
         """Fault injection: TCP delay per chunk (ms) through the proxy, UDP loss rate 0..1."""
         return self._r("fault", delay_ms=delay_ms, udp_loss=udp_loss)
 
+    def capture(self, on=True):
+        """Keep (afresh) or stop keeping the bytes of this board's TCP connections, as the radio
+        proxy relays them: what crosses the air."""
+        return self._r("capture", on=bool(on))
+
+    def captured(self):
+        """[{"b2r": bytes board -> host, "r2b": bytes host -> board}], one per connection."""
+        import base64
+        return [{d: base64.b64decode(c[d]) for d in c} for c in self._r("captured")]
+
     def power_cycle(self, off_ms=0):
         """Kill the interpreter and cold-start it (reset_cause() == PWRON_RESET)."""
         return self._r("power_cycle", off_ms=off_ms, _timeout=off_ms / 1000 + 30)

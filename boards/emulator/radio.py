@@ -8,6 +8,8 @@ Protocols with flow control (no per-connection tasks). This is where the radio i
   board's connections and holds what it already read: a silent stall, no FIN, no RST.
 - Board reset (a kill by the supervisor): the connections become orphans, no FIN is sent; the
   first data the remote sends gets an RST, as from the rebooted board's new TCP stack.
+- Capture: while Board.capture is a list, each connection appends the bytes it relays (after
+  the header line: what crosses the air) to its own entry, both ways, up to CAPTURE_MAX each.
 - Fault injection: Board.fault["delay_ms"] delays every chunk (in order) both ways. More faults
   (bandwidth, jitter, loss bursts) go in ProxyConn.deliver/pump (one queue per direction,
   released by time). UDP is not relayed: the socket shim gates it (see Board.net_state()).
@@ -22,6 +24,8 @@ from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
     from .emulated_board import Board
+
+CAPTURE_MAX = 1 << 20       # bytes kept per connection and direction
 
 
 async def start_radio_proxy(boards: dict[str, Board]) -> asyncio.Server:
@@ -49,6 +53,16 @@ class ProxyConn:
         self.q = {"b2r": collections.deque(), "r2b": collections.deque()}
         self.flow = {"b": False, "r": False}  # write side full: stop reading the other side
         self.timer = {"b2r": None, "r2b": None}
+        self.captured: Optional[dict[str, bytearray]] = None
+
+    def tap(self, d: str, data: bytes) -> None:
+        if self.board is None or self.board.capture is None:
+            return
+        if self.captured is None:
+            self.captured = {"b2r": bytearray(), "r2b": bytearray()}
+            self.board.capture.append(self.captured)
+        buf = self.captured[d]
+        buf += data[: max(0, CAPTURE_MAX - len(buf))]
 
     # -- helpers
     def net_up(self) -> bool:
@@ -164,9 +178,11 @@ class ProxyConn:
             board.conns.add(self)
             self.bt.pause_reading()
             if rest:
+                self.tap("b2r", rest)
                 self.q["b2r"].append((0.0, rest))
             asyncio.get_running_loop().create_task(self._connect(ip, port))
             return
+        self.tap("b2r", data)
         self.deliver("b2r", data)
 
     async def _connect(self, ip: str, port: int) -> None:
@@ -204,6 +220,7 @@ class ProxyConn:
             # the board was reset: its new TCP stack answers with RST
             self.close(rst_remote=True)
             return
+        self.tap("r2b", data)
         self.deliver("r2b", data)
 
     def remote_eof(self) -> None:

@@ -48,7 +48,8 @@ class ShimChannel(asyncio.DatagramProtocol):
 
     def send(self, board: Board, msg: dict[str, Any]) -> None:
         if board.shim_addr is not None and self.transport is not None:
-            self.transport.sendto(json.dumps(msg, separators=(",", ":")).encode(), board.shim_addr)
+            # one message a line: the board's shim reads its datagrams back to back (shims/_emu.py)
+            self.transport.sendto(json.dumps(msg, separators=(",", ":")).encode() + b"\n", board.shim_addr)
 
     def datagram_received(self, data: bytes, addr: Addr) -> None:
         try:

@@ -3,7 +3,9 @@
 # "reboot" (reset once the RESULT is sent) or "reconnect" (the config changed on the flash: the
 # link takes it up and reconnects with the new settings).
 from micropython import const
+import gc
 import json
+import sys
 from wardproto import (CMD_IDENTIFY, CMD_LAMP_TEST, CMD_REBOOT, CMD_CONFIG, CMD_CHIME, CMD_SILENCE,
                        CMD_NOTIFY, ALARM_LOW, ALARM_HIGH, CMD_OTA_BEGIN, CMD_OTA_STATUS, KINDS,
                        ProtocolError, parse_notify)
@@ -61,6 +63,12 @@ class Commands:
         if cmd == CMD_NOTIFY:
             return self._notify(arg)
         if CMD_OTA_BEGIN <= cmd <= CMD_OTA_STATUS:
+            if "otacmd" not in sys.modules:
+                # the import builds the update's modules object by object: on a heap with the
+                # last command's garbage still in it they interleave with it, and a module's
+                # globals table finds no 1.2 KB block (the collection a failed allocation makes
+                # comes too late, mid-import)
+                gc.collect()
             try:
                 import otacmd          # the update's entry: loads the receiver, gives the heap back
             except MemoryError:        # otaproto.R_NO_MEMORY: the host says so, and asks again later

@@ -6,7 +6,9 @@
 # 30 s, + up to half). The host's name is looked up once and again only after repeated failures
 # (a lookup blocks the board while DNS answers). Messages that are not calls (PRESENCE, FAULT,
 # RESULT) come from the Outgoing shared with the call state machine; FAULTs raised while the link
-# was down go first after WELCOME.
+# was down go first after WELCOME. The connection is TLS with the host's certificate verified
+# (tlslink.py); a refused certificate is a device fault here and a REPORT to the host, never a
+# reason to talk in clear.
 from micropython import const
 import time
 import asyncio
@@ -19,6 +21,7 @@ import config
 from backoff import Backoff, sleep_alive
 from discovery import find_host, resolve
 from log import log, exc
+import tlslink
 from outbox import F_TYPE, F_CALL, F_ARG, F_SENT
 from version import VERSION
 from wifi import Wifi
@@ -55,6 +58,9 @@ def clip(text, limit=P.MAX_TEXT):
 class Link:
     def __init__(self, cfg, calls, outbox, clock, out, commands):
         self.cfg = cfg
+        # every frame from the host is read into this one buffer: a fresh ~1 KB object per frame
+        # (an update chunk) fragments the heap until a 1 KB block cannot be found, TLS or not
+        self._rx = memoryview(bytearray(P.MAX_FRAME))
         self.calls = calls
         self.outbox = outbox
         self.clock = clock
@@ -74,6 +80,8 @@ class Link:
         self._after = None
         self._host = None               # (address, port) of the host, looked up once
         self._backoff = Backoff(500, 30000)
+        self._tls_problem = tlslink.problem(cfg.get("tls"))
+        self.tls = None if self._tls_problem else tlslink.Tls(cfg, clock)
 
     def _reconfigure(self):
         # CMD_CONFIG wrote a new config.json: take it up (host, port, Wi-Fi ...)
@@ -81,6 +89,9 @@ class Link:
         if err:
             log("link", "new config not taken up: %s" % err)
             return
+        t = cfg.get("tls")
+        if isinstance(t, dict):
+            t.pop("ca", None)   # TLS settings are taken up at the next boot: the CA is in the context
         self.cfg = cfg
         self._host = None
         self.wifi.configure(cfg["wifi"]["ssid"], cfg["wifi"].get("password", ""))
@@ -101,7 +112,26 @@ class Link:
                 return None
         return resolve(found[0], found[1])
 
+    async def _no_tls_settings(self, alive):
+        # config.json says neither how to verify the host nor "plain": never connect in clear
+        log("link", "NOT CONNECTING: %s (deploy config.json again: wardcall provision)" % self._tls_problem)
+        self.calls.device_problem("no usable TLS settings: %s" % self._tls_problem)
+        while True:
+            await sleep_alive(10000, alive)
+
+    def _refused(self, why):
+        """The host's certificate was refused: a device fault once per episode, a REPORT to the
+        host (rate-limited), and the usual backoff before the next try."""
+        log("link", "host certificate REFUSED: %s (no plaintext fallback)" % why)
+        if self.tls.refused is None:
+            self.calls.device_problem("host certificate refused: %s" % why)
+        self.tls.refused = why
+        if self._host is not None:
+            self.tls.report(self.mac, self.cfg["device_id"], self.cfg["discovery_port"], self._host[0], why)
+
     async def run(self, alive):
+        if self._tls_problem:
+            await self._no_tls_settings(alive)
         failures = 0
         while True:
             alive()
@@ -132,11 +162,23 @@ class Link:
             await sleep_alive(wait, alive)
 
     async def _session(self, host, port, alive):
-        log("link", "connecting to %s:%d" % (host, port))
+        tls = self.tls
         try:
-            reader, writer = await asyncio.wait_for_ms(asyncio.open_connection(host, port), _CONNECT_MS)
+            if tls.plain:
+                log("link", "connecting to %s:%d WITHOUT TLS (config.json: tls plain)" % (host, port))
+                opening = asyncio.open_connection(host, port)
+            else:
+                log("link", "connecting to %s:%d (TLS, host certificate for %s)" % (host, port, tls.name))
+                tls.set_rtc()
+                tls.peer_not_after = None
+                opening = asyncio.open_connection(host, port, ssl=tls.context(), server_hostname=tls.name)
+            reader, writer = await asyncio.wait_for_ms(opening, _CONNECT_MS)
         except (OSError, asyncio.TimeoutError) as e:
             log("link", "cannot connect: %r" % (e,))
+            return False
+        except ValueError as e:     # the CA in config.json does not parse
+            log("link", "TLS not set up: %r" % (e,))
+            self.calls.device_problem("the ward CA in config.json is unusable: %s" % e)
             return False
         try:
             return await self._run_session(reader, writer, alive)
@@ -158,9 +200,17 @@ class Link:
         sess = P.Session(self.key, False)
         cfg = self.cfg
         try:
+            # over TLS this first write runs the handshake: mbedTLS sends HELLO only once the
+            # host's certificate has verified, and raises ValueError if it does not
             await self._write(writer, sess.hello(cfg["device_id"], VERSION, board.NAME, self.caps, self.hwid))
-            frame = await asyncio.wait_for_ms(P.read_frame(reader), _HANDSHAKE_MS)
+            frame = await asyncio.wait_for_ms(self._read_frame(reader), _HANDSHAKE_MS)
             msg = sess.accept_welcome(frame)
+        except ValueError as e:
+            why = tlslink.refusal(e)
+            if why is None:
+                raise
+            self._refused(why)
+            return False
         except (OSError, EOFError, asyncio.TimeoutError) as e:
             log("link", "no WELCOME from the host: %r" % (e,))
             return False
@@ -170,6 +220,13 @@ class Link:
         hb = msg["hb_ms"]
         self.hb_ms = hb if hb >= _MIN_HB_MS else _DEFAULT_HB_MS
         self.clock.sync(msg["time"])
+        expired = self.tls.synced(msg["time"])
+        if expired:
+            self._refused(expired)
+            return False
+        if self.tls.refused is not None:
+            log("link", "host certificate accepted again")
+            self.tls.refused = None
         self.sessions += 1
         self._up = True
         self._last_rx = time.ticks_ms()
@@ -186,19 +243,28 @@ class Link:
         return True
 
     # --- receiving ---
+    async def _read_frame(self, reader):
+        """The next frame, as a view of the receive buffer (valid until the next read: decoding
+        copies every field out of it). The caller bounds it with a timeout."""
+        buf = self._rx
+        await _fill(reader, buf[:2])
+        n = P.frame_length(buf[:2]) + 2
+        await _fill(reader, buf[2:n])
+        return buf[:n]
+
     async def _reader(self, reader, sess):
         dead_ms = 3 * self.hb_ms
         try:
             while self._up:
                 try:
-                    frame = await asyncio.wait_for_ms(P.read_frame(reader), dead_ms)
+                    frame = await asyncio.wait_for_ms(self._read_frame(reader), dead_ms)
                 except asyncio.TimeoutError:
                     log("link", "no frame from the host for %d ms: link dead" % dead_ms)
                     break
                 except P.ProtocolError as e:
                     log("link", "garbage from the host (%s): closing" % e)
                     break
-                except (OSError, EOFError) as e:
+                except (OSError, EOFError, ValueError) as e:
                     log("link", "connection lost: %r" % (e,))
                     break
                 self._last_rx = time.ticks_ms()
@@ -325,3 +391,17 @@ class Link:
             log("link", "cannot encode a message: %s" % e)
         finally:
             self._up = False
+
+
+async def _fill(reader, view):
+    # readinto until the view is full (None: nothing yet, as a TLS record still incomplete);
+    # EOFError if the stream ends first
+    got = 0
+    size = len(view)
+    while got < size:
+        k = await reader.readinto(view[got:])
+        if k is None:
+            continue
+        if not k:
+            raise EOFError("connection closed")
+        got += k

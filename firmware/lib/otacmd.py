@@ -34,6 +34,10 @@ def handle(commands, cmd, arg):
                 from ota import Receiver
                 commands.ota = Receiver(commands.calls.outbox)
             ok, detail, after = commands.ota.handle(cmd, arg)
+            # each chunk leaves ~1 KB of garbage (its copy from the frame, the answer): collected
+            # now, the next chunk's copy takes the same place instead of a new one further up,
+            # and the heap does not fragment under the TLS session's long-lived objects
+            gc.collect()
     except MemoryError as e:
         release(commands)             # first of all: the heap back to the calls
         log("ota", "out of memory (%s): the receiver and any update in progress dropped" % e)

@@ -45,6 +45,7 @@ RESULT = const(11)
 ERROR = const(12)
 DISCOVER = const(20)
 ANNOUNCE = const(21)
+REPORT = const(23)          # UDP, terminal -> host: a problem the host must hear of outside a session
 
 # Call kinds, most urgent first; the kind number is also the call's rank (1 = most urgent).
 CODE_BLUE = const(1)
@@ -87,6 +88,9 @@ CANCEL_ORIGIN = const(2)     # cancelled at the originating terminal (cord reset
 # FAULT codes
 FAULT_CORD = const(1)        # bathroom cord unplugged or its loop broken
 FAULT_DEVICE = const(2)      # the terminal's own fault (flash, memory, task restart)
+
+# REPORT codes
+REPORT_TLS_REFUSED = const(1)   # the terminal refused the host's TLS certificate (detail: why)
 
 # COMMAND codes
 CMD_IDENTIFY = const(1)
@@ -145,13 +149,14 @@ SCHEMAS = {
     ERROR: (("code", "B"), ("detail", "s")),
     DISCOVER: (("device", "s"), ("nonce", "n")),
     ANNOUNCE: (("echo", "n"), ("host", "s"), ("port", "H")),
+    REPORT: (("device", "s"), ("nonce", "n"), ("code", "B"), ("detail", "s")),
 }
 
 TYPE_NAMES = {
     HELLO: "HELLO", WELCOME: "WELCOME", HEARTBEAT: "HEARTBEAT", CALL: "CALL",
     CALL_ACK: "CALL_ACK", CALL_STATE: "CALL_STATE", PRESENCE: "PRESENCE", CANCEL: "CANCEL",
     FAULT: "FAULT", COMMAND: "COMMAND", RESULT: "RESULT", ERROR: "ERROR",
-    DISCOVER: "DISCOVER", ANNOUNCE: "ANNOUNCE",
+    DISCOVER: "DISCOVER", ANNOUNCE: "ANNOUNCE", REPORT: "REPORT",
 }
 
 # the key-derivation label kept its version-1 text: every frame's VER byte is under its tag, so
@@ -472,9 +477,9 @@ def decode_frame(mac, frame, from_host):
 
 
 def peek_device(frame):
-    """The device id named by a HELLO or DISCOVER frame, before its tag is checked."""
+    """The device id named by a HELLO, DISCOVER or REPORT frame, before its tag is checked."""
     mtype, _, _ = peek_header(frame)
-    if mtype != HELLO and mtype != DISCOVER:
+    if mtype != HELLO and mtype != DISCOVER and mtype != REPORT:
         raise ProtocolError(E_MALFORMED, "%s does not name a device" % TYPE_NAMES[mtype])
     end = len(frame) - TAG_LEN
     if HEADER_LEN >= end:
@@ -581,6 +586,10 @@ def discover(mac, device, nonce):
 
 def announce(mac, nonce, host, port):
     return encode_frame(mac, ANNOUNCE, 0, {"echo": nonce, "host": host, "port": port}, True)
+
+
+def report(mac, device, nonce, code, detail):
+    return encode_frame(mac, REPORT, 0, {"device": device, "nonce": nonce, "code": code, "detail": detail}, False)
 
 
 def accept_announce(mac, frame, nonce):

@@ -195,9 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_passwd)
 
     register_deploy(sub)        # flash, deploy, fleet deploy, monitor
-    register_demo(sub)          # demo: a whole ward on this machine (`make run`)
+    from .federation.demo import run_hospital
+    register_demo(sub, run_hospital)    # demo: a whole ward on this machine (`make run`); --hospital
+    from .federation.hospital import register as register_hospital
+    register_hospital(sub)      # hospital: every ward's board over NATS (docs/FEDERATION.md)
+    from .federation.standby import register as register_standby
+    register_standby(sub)       # standby: a second ward host that takes over when the primary dies
     from .ota.cli import register as register_update
     register_update(sub)        # update: over-the-air firmware update of online terminals
+    from .tls_cli import register as register_ca
+    register_ca(sub)            # ca: the ward CA, the host certificate (TLS)
     return parser
 
 

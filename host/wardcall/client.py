@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from typing import Any, AsyncIterator, Callable
 
 import aiohttp
+
+from .trust import client_context
 
 
 class ApiError(Exception):
@@ -19,9 +22,12 @@ class ApiError(Exception):
 
 
 class WardApi:
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, ssl_context: "ssl.SSLContext | None" = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        # https: the system's CAs and the ward CAs this process trusts (wardcall.trust)
+        ctx = ssl_context or (client_context() if self.base_url.startswith("https:") else None)
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                          connector=aiohttp.TCPConnector(ssl=ctx) if ctx else None)
         self.user: str | None = None
         self.token = ""              # the session's request token, from the login
 
@@ -170,6 +176,15 @@ class EventStream:
             state["staff"] = [entry if x["user"] == entry["user"] else x for x in state.get("staff", [])]
         elif name == "assignment":
             state["assignment"] = payload["assignment"]     # not in the snapshot: the latest one told
+        elif name == "patient":                             # integrations (docs/INTEGRATION.md)
+            patients = state.setdefault("patients", {})
+            bed = f"{payload['room']}/{payload['bed']}"
+            if payload["patient"] is None:
+                patients.pop(bed, None)
+            else:
+                patients[bed] = payload["patient"]
+        elif name == "alert_status":
+            state.setdefault("alert_status", {})[str(payload["call"])] = payload
         if "seq" in payload:
             self.state["seq"] = payload["seq"]
         self._signal()

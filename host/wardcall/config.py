@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .integrations.config import IntegrationConfigError, IntegrationsConfig, parse_integrations
+from .federation.settings import FederationSettings, SettingError, parse_federation
 from .protocol import KIND_BY_NAME, wardproto
 
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -150,6 +152,27 @@ class OtaKeys:
     private_key: Path
 
 
+TLS_MODES = ("tls", "plain")
+CONSOLE_MODES = ("https", "http")
+DEFAULT_TLS_NAME = "wardcall.internal"     # a ward-private name (.internal is reserved for private use)
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """[tls]: the ward CA (`wardcall ca init`), the host's certificate from it, the name the
+    terminals verify, and whether terminals and console use TLS (docs/HOST.md, "TLS")."""
+    ca_cert: Path
+    ca_key: Path
+    cert: Path
+    key: Path
+    name: str = DEFAULT_TLS_NAME
+    alt_names: tuple[str, ...] = ()        # more names or addresses for the console's certificate
+    terminals: str = "tls"                 # "plain": a bench setting, alarmed while it stands
+    console: str = "https"                 # "http": a bench setting, alarmed while it stands
+    cert_days: int = 397                   # a new host certificate's lifetime
+    renew_days: int = 30                   # renewed at start (and alarmed) this long before it ends
+
+
 @dataclass
 class WardConfig:
     path: Path
@@ -161,11 +184,14 @@ class WardConfig:
     escalation: Escalation
     shifts: list[tuple[str, int]]            # (name, start minute of the day), sorted
     ota: OtaKeys
+    tls: TlsSettings
     console: Console = field(default_factory=Console)
     rooms: dict[str, Room] = field(default_factory=dict)
     terminals: dict[str, TerminalConfig] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
     routing: Routing = field(default_factory=Routing.defaults)
+    integrations: IntegrationsConfig = field(default_factory=IntegrationsConfig)   # docs/INTEGRATION.md
+    federation: FederationSettings | None = None     # [federation]: none, no broker (docs/FEDERATION.md)
 
     @property
     def heartbeat_s(self) -> float:
@@ -355,6 +381,8 @@ def parse_config(path: Path, data: dict[str, Any]) -> WardConfig:
                   private_key=base / ota_r.get("private_key", str, f"{path.stem}.ota-private.pem"))
     ota_r.finish()
 
+    tls = _tls_settings(top.sub("tls"), base, path.stem)
+
     sh = top.sub("shifts")
     shift_table = sh.table or DEFAULT_SHIFTS
     shifts = sorted(((name, _clock_minutes(path, f"[shifts] {name}", text)) for name, text in shift_table.items()), key=lambda s: s[1])
@@ -422,10 +450,23 @@ def parse_config(path: Path, data: dict[str, Any]) -> WardConfig:
 
     routing = _routing(top.sub("routing"))
 
+    top.used.add("integrations")        # parsed by integrations/config.py
+    try:
+        integrations = parse_integrations(data.get("integrations", {}), set(rooms), set(users), database)
+    except IntegrationConfigError as exc:
+        raise ConfigError(path, exc.place, exc.problem) from None
+
+    top.used.add("federation")
+    try:
+        federation = parse_federation(data["federation"]) if "federation" in data else None
+    except SettingError as exc:
+        raise ConfigError(path, f"[federation] {exc.key}".strip(), exc.problem) from None
+
     top.finish()
     return WardConfig(path=path, ward=ward_name, database=database, secrets=secrets, network=network,
-                      timing=timing, escalation=escalation, shifts=shifts, ota=ota, console=console, rooms=rooms,
-                      terminals=terminals, users=users, routing=routing)
+                      timing=timing, escalation=escalation, shifts=shifts, ota=ota, tls=tls, console=console, rooms=rooms,
+                      terminals=terminals, users=users, routing=routing, integrations=integrations,
+                      federation=federation)
 
 
 def _routing(rt: _Reader) -> Routing:
@@ -450,6 +491,34 @@ def _routing(rt: _Reader) -> Routing:
     chain_r.finish()
     rt.finish()
     return Routing(wait_s, chain, phone_silent_s)
+
+
+def _tls_settings(r: "_Reader", base: Path, stem: str) -> TlsSettings:
+    name = r.get("name", str, DEFAULT_TLS_NAME)
+    if not re.match(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$", name):
+        raise r.error("name", f"must be a DNS name such as {DEFAULT_TLS_NAME!r} (the name the terminals verify), not {name!r}")
+    alt = r.get("alt_names", list, [])
+    if not all(isinstance(a, str) and a and len(a) <= 253 for a in alt):
+        raise r.error("alt_names", f"must be a list of host names or IP addresses, not {alt!r}")
+    terminals = r.get("terminals", str, "tls")
+    if terminals not in TLS_MODES:
+        raise r.error("terminals", f"must be \"tls\" or \"plain\" (no encryption: bench work only), not {terminals!r}")
+    console = r.get("console", str, "https")
+    if console not in CONSOLE_MODES:
+        raise r.error("console", f"must be \"https\" or \"http\" (no encryption: bench work only), not {console!r}")
+    cert_days = r.get("cert_days", int, TlsSettings.cert_days)
+    if not 2 <= cert_days <= 3650:
+        raise r.error("cert_days", f"must be between 2 and 3650, not {cert_days}")
+    renew_days = r.get("renew_days", int, TlsSettings.renew_days)
+    if not 1 <= renew_days < cert_days:
+        raise r.error("renew_days", f"must be at least 1 and less than cert_days ({cert_days}), not {renew_days}")
+    settings = TlsSettings(
+        ca_cert=base / r.get("ca_cert", str, f"{stem}.ca.pem"), ca_key=base / r.get("ca_key", str, f"{stem}.ca-key.pem"),
+        cert=base / r.get("cert", str, f"{stem}.host.pem"), key=base / r.get("key", str, f"{stem}.host-key.pem"),
+        name=name, alt_names=tuple(alt), terminals=terminals, console=console, cert_days=cert_days,
+        renew_days=renew_days)
+    r.finish()
+    return settings
 
 
 def toml_key(key: str) -> str:

@@ -36,6 +36,7 @@ from .ota import signing
 from .passwords import hash_password
 from .protocol import otaproto
 from .provision import provision
+from .trust import trust_ward
 
 DEMO_USER = ("anna", "anna")     # demo only: a real ward sets its own users with `wardcall passwd`
 # the shift's care staff, each with a badge (login = password): two nurses and the charge nurse
@@ -228,12 +229,12 @@ def _rooms(beds: int) -> list[tuple[str, str]]:
     return [(str(101 + i // 2), str(1 + i % 2)) for i in range(beds)]
 
 
-def write_ward(folder: Path, beds: int, api_port: int) -> Path:
+def write_ward(folder: Path, beds: int, api_port: int, name: str = "Demo ward", extra_toml: str = "") -> Path:
     places = _rooms(beds)
     rooms = sorted({room for room, _ in places})
     lines = [
         "# The demo ward written by `wardcall demo`; a real ward: see docs/HOST.md",
-        "[ward]", 'name = "Demo ward"', 'database = "ward.db"', 'secrets = "ward.secrets.json"', "",
+        "[ward]", f'name = "{name}"', 'database = "ward.db"', 'secrets = "ward.secrets.json"', "",
         "[network]", 'terminal_host = "127.0.0.1"', "terminal_port = 0",
         'discovery_host = "127.0.0.1"', "discovery_port = 0",
         'api_host = "127.0.0.1"', f"api_port = {api_port}", "",
@@ -248,7 +249,7 @@ def write_ward(folder: Path, beds: int, api_port: int) -> Path:
         room_beds = ", ".join(f'"{bed}"' for r, bed in places if r == room)
         lines += [f"[rooms.{room}]", f'name = "Room {room}"', f"beds = [{room_beds}]", ""]
     path = folder / "ward.toml"
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines) + extra_toml)
     return path
 
 
@@ -309,8 +310,11 @@ class Demo:
     """The demo ward. on_host_exit is called (from a watcher thread) if the host exits while the
     demo runs; host_status then holds its exit status."""
 
-    def __init__(self, folder: Path, beds: int, api_port: int, on_host_exit: Callable[[], None] | None = None) -> None:
+    def __init__(self, folder: Path, beds: int, api_port: int, on_host_exit: Callable[[], None] | None = None,
+                 name: str = "Demo ward", extra_toml: str = "") -> None:
         self.folder = folder
+        self.name = name
+        self.extra_toml = extra_toml          # the hospital demo's [federation] (federation/demo.py)
         self.beds = beds
         self.api_port = api_port
         self.on_host_exit = on_host_exit
@@ -321,14 +325,16 @@ class Demo:
         self.assignment: dict[str, Any] | None = None
         self._lock_fd: int | None = None
         self._stopping = False
+        self.ca_path: Path | None = None          # the demo ward's CA certificate, once made
 
     @property
     def console_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}/"
+        # HTTPS, as on a ward: the demo ward has its own CA, made at its first provisioning
+        return f"https://127.0.0.1:{self.api_port}/"
 
     @property
     def pocket_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}/pocket/"
+        return f"https://127.0.0.1:{self.api_port}/pocket/"
 
     @property
     def started(self) -> bool:
@@ -341,7 +347,7 @@ class Demo:
     def start(self) -> None:
         self._lock_fd = take_lock(self.folder, self.console_url)
         _clear(self.folder)
-        config = write_ward(self.folder, self.beds, self.api_port)
+        config = write_ward(self.folder, self.beds, self.api_port, self.name, self.extra_toml)
         # the ward's update key pair, as `wardcall update keygen` makes it; its public half goes
         # on every bed as deploy puts it there, so `wardcall update` works on the demo
         ward = load_config(config)
@@ -353,6 +359,8 @@ class Demo:
             cfg = provision(config, device, room, bed, self.folder / "provisioned" / device,
                             wifi_ssid="demo-ward", wifi_password="demo-ward", host="127.0.0.1")
             devices.append(cfg)
+        trust_ward(ward)            # this process's own console clients (the shift assignment)
+        self.ca_path = ward.tls.ca_cert
         print(f"wardcall demo: ward written to {config}; starting the host …", flush=True)
         self.server, ports = start_server(config, self.folder, self._lock_fd)
         _write_holder(self._lock_fd, {"pid": os.getpid(), "host_pid": self.server.pid, "console": self.console_url})
@@ -426,6 +434,8 @@ class Demo:
                 f"  (also tech / tech, admin / admin)\n"
                 f"  phones:   {self.pocket_url}   the pocket console, one browser window (or phone) per nurse:\n"
                 f"{staff}\n"
+                f"  HTTPS with the demo ward's own CA: import {self.ca_path} into the browser as a\n"
+                f"            certificate authority (`wardcall ca export` for a ward), or accept its warning once\n"
                 f"  beds:\n{names}\n  files:    {self.folder}\n"
                 f"  update the beds over the air (from another shell; --force: they already run this firmware):\n"
                 f"            WARDCALL_HOST_PASSWORD=tech .venv/bin/wardcall update --config {self.config_path} "
@@ -566,10 +576,22 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction,
+             hospital: Callable[[argparse.Namespace], int] | None = None) -> None:
+    """`hospital`: what `--hospital` runs (federation/demo.py's run_hospital, given by cli.py)."""
     p = subparsers.add_parser("demo", help="run a demo ward: the host plus emulated bed terminals",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--beds", type=int, default=6, help="number of emulated bed terminals (default 6)")
     p.add_argument("--api-port", type=int, default=7380, help="the console's port (default 7380)")
-    p.add_argument("--dir", default=str(REPO / "var" / "demo"), help="working folder (made afresh; one demo at a time)")
-    p.set_defaults(func=run)
+    p.add_argument("--dir", default=None, help="working folder (made afresh; one demo at a time; default var/demo, "
+                   "var/hospital-demo with --hospital)")
+    p.add_argument("--hospital", action="store_true",
+                   help="two wards federated over NATS and the hospital console (docs/FEDERATION.md; needs nats-server)")
+    def run_demo(args: argparse.Namespace) -> int:
+        if args.hospital:
+            if hospital is None:
+                raise DemoError("this wardcall has no hospital demo", 2)
+            return hospital(args)
+        args.dir = args.dir or str(REPO / "var" / "demo")
+        return run(args)
+    p.set_defaults(func=run_demo)

@@ -1,9 +1,14 @@
 """UDP discovery: a terminal without a host address broadcasts DISCOVER; the host answers known
 devices whose tag verifies with ANNOUNCE (its address and TCP port), tagged with that device's key.
 
+A terminal that refused the host's TLS certificate says so here too, in a REPORT tagged with
+its device key (it has no session to say it in): the ward raises an alarm naming it.
+
 A datagram's source address can be forged, so nothing here is unbounded: refusals go to the
 ward, which aggregates them per source; ANNOUNCE replies are rate-limited per source address
-(a token bucket: `[network] announce_burst`, `announce_per_s`); log lines are rate-limited.
+(a token bucket: `[network] announce_burst`, `announce_per_s`), and so are REPORTs (a bucket of
+their own, REPORT_BURST then REPORT_PER_S); a REPORT whose nonce was seen already (a replay) is
+dropped; log lines are rate-limited.
 """
 from __future__ import annotations
 
@@ -20,6 +25,9 @@ from .ratelog import RateLimitedLog
 log = logging.getLogger("wardcall.discovery")
 flood_log = RateLimitedLog(log)
 BUCKETS = 4096          # source addresses with a bucket of their own; the oldest are forgotten
+REPORT_BURST = 10       # REPORTs per source address at once (a terminal sends one per 30 s)
+REPORT_PER_S = 0.5
+SEEN_NONCES = 4096      # REPORT nonces remembered against replays
 
 
 class TokenBuckets:
@@ -61,6 +69,8 @@ class DiscoveryProtocol(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         network = hub.config.network
         self.replies = TokenBuckets(network.announce_burst, network.announce_per_s)
+        self.reports = TokenBuckets(REPORT_BURST, REPORT_PER_S)
+        self._seen: dict[bytes, None] = {}
         self._pending: set[asyncio.Future] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -89,7 +99,7 @@ class DiscoveryProtocol(asyncio.DatagramProtocol):
         except ProtocolError as exc:
             flood_log.info(("dropped",), "discovery: dropped a datagram from %s: %s", address, exc.message)
             return
-        if mtype != wardproto.DISCOVER:
+        if mtype not in (wardproto.DISCOVER, wardproto.REPORT):
             return
         key = self.hub.keys.get(device)
         if device not in self.hub.config.terminals or key is None:
@@ -100,6 +110,9 @@ class DiscoveryProtocol(asyncio.DatagramProtocol):
             msg = wardproto.decode_frame(mac, data, False)
         except ProtocolError as exc:
             self._refuse(device, address, "wrong key" if exc.code == wardproto.E_AUTH else exc.message)
+            return
+        if mtype == wardproto.REPORT:
+            self._report(device, address, addr[0], msg)
             return
         if not self.replies.take(addr[0]):
             flood_log.warning(("limited",), "discovery: %s (%s) asks too often: not answered (at most %d at once, "
@@ -112,6 +125,29 @@ class DiscoveryProtocol(asyncio.DatagramProtocol):
         assert self.transport is not None
         self.transport.sendto(wardproto.announce(mac, msg["nonce"], host, self.tcp_port), addr)
         flood_log.info(("told", device), "discovery: told %s (%s) the host is %s:%d", device, address, host, self.tcp_port)
+
+
+    def _report(self, device: str, address: str, source: str, msg: dict) -> None:
+        """An authentic REPORT: at most a few per source, never the same one twice."""
+        if msg["nonce"] in self._seen:
+            flood_log.info(("replayed",), "discovery: a REPORT of %s from %s seen before (replayed): dropped", device, address)
+            return
+        self._seen[msg["nonce"]] = None
+        if len(self._seen) > SEEN_NONCES:
+            del self._seen[next(iter(self._seen))]
+        if not self.reports.take(source):
+            flood_log.warning(("reports",), "discovery: %s (%s) reports too often: dropped", device, address)
+            return
+        if msg["code"] != wardproto.REPORT_TLS_REFUSED:
+            flood_log.info(("report code",), "discovery: %s reports unknown problem %d: %s", device, msg["code"], msg["detail"][:80])
+            return
+        flood_log.warning(("tls refused", device), "terminal %s (%s) refuses the host's TLS certificate: %s",
+                          device, address, msg["detail"][:200])
+        fx = self.hub.ward.tls_refused(device, address, msg["detail"][:200])
+        if fx:
+            task = asyncio.ensure_future(self.hub.apply(fx))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
 
 
 async def start_discovery(hub: WardHub, host: str, port: int, tcp_port: int) -> tuple[asyncio.DatagramTransport, int]:

@@ -10,6 +10,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from .trust import client_context
+
 
 class HostApiError(Exception):
     """The host answered with an error (status set), or could not be reached (status None)."""
@@ -25,7 +27,8 @@ class HostApi:
     def __init__(self, url: str, user: str | None = None, password: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.user, self.password = user, password
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
+                                                  urllib.request.HTTPSHandler(context=client_context()))
         self.token = ""          # the session's request token, from the login
         self.logged_in = False
 

@@ -58,6 +58,14 @@ class TerminalLink(Protocol):
     def close(self, reason: str) -> None: ...
 
 
+class EffectsObserver(Protocol):
+    """Told every published change (integrations/service.py), synchronously: it must not wait."""
+
+    def observe(self, fx: Effects) -> None: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+
 class WardHub:
     def __init__(self, config: WardConfig, keys: dict[str, bytes], writer: AsyncWriter, clock: Clock,
                  patience_s: float = RECORD_PATIENCE_S) -> None:
@@ -90,6 +98,7 @@ class WardHub:
         self._last_seen_written: dict[str, float | None] = {}
         self._ratelog = RateLimitedLog(log)
         self._session_users: Callable[[], set[str]] = set     # who has a live console session (web/)
+        self.observers: list[EffectsObserver] = []            # hospital integrations (integrations/)
 
     # ----- effects -----
 
@@ -233,6 +242,12 @@ class WardHub:
 
     def _publish(self, fx: Effects) -> None:
         ward = self.ward
+        for observer in self.observers:
+            try:
+                observer.observe(fx)
+            except Exception as exc:   # an integration's fault never keeps a change from the consoles
+                self._ratelog.log(logging.ERROR, ("observer", type(observer).__name__), "%s failed: %r",
+                                  type(observer).__name__, exc)
         changes: list[tuple[str, dict[str, Any]]] = []
         # terminals and rooms first: the calls that follow refer to them
         for terminal in fx.terminals.values():
@@ -267,7 +282,10 @@ class WardHub:
 
     def state(self) -> dict[str, Any]:
         """The whole state for a console, numbered like the changes that follow it."""
-        return {"seq": self.bus.seq, **self.ward.snapshot()}
+        extra: dict[str, Any] = {}
+        for observer in self.observers:
+            extra.update(observer.state())
+        return {"seq": self.bus.seq, **self.ward.snapshot(), **extra}
 
     async def state_in_turns(self) -> dict[str, Any]:
         """state(), its terminals and rooms built STATE_CHUNK at a time, one chunk per turn of the

@@ -1,5 +1,6 @@
 """`wardcall provision`: a new terminal in the ward TOML, its key in the secrets file, and the
-config.json that deploy puts on the board."""
+config.json that deploy puts on the board: with the ward CA pinned (its "tls" entry). A ward
+without a CA gets one at its first provisioning (wardcall.tls.init_ca)."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ from typing import Any
 
 from .config import DEVICE_ID_RE, ConfigError, WardConfig, load_config, parse_config, toml_key, toml_string
 from .devicekeys import load_keys, new_key, save_key, write_private
+from .tls import TlsError, init_ca, terminal_settings
 
 
 class ProvisionError(Exception):
@@ -29,6 +31,7 @@ def board_config(config: WardConfig, device: str, key_hex: str, wifi_ssid: str, 
         "host": host,            # None: the terminal finds the host by UDP discovery
         "port": config.network.terminal_port,
         "discovery_port": config.network.discovery_port,
+        "tls": terminal_settings(config),
     }
 
 
@@ -72,13 +75,21 @@ def provision(config_path: Path, device: str, room: str, bed: str, out_dir: Path
     if taken is not None:
         raise ProvisionError(f"{config_path}: room {room} bed {bed} already has terminal {taken}")
     load_keys(config.secrets)        # refuse early if the keys file is unreadable or too open
+    if config.tls.terminals == "tls" and not config.tls.ca_cert.exists() and not config.tls.ca_key.exists():
+        try:
+            init_ca(config)      # the ward's first terminal: its CA (wardcall ca init does the same)
+        except TlsError as exc:
+            raise ProvisionError(str(exc)) from None
     key_hex = new_key()
     # the key first: a key without a terminal entry is harmless, a terminal without a key is refused
     save_key(config.secrets, device, key_hex)
     if existing is None:
         _append_terminal(config_path, device, room, bed)
     config = load_config(config_path)
-    board = board_config(config, device, key_hex, wifi_ssid, wifi_password, host)
+    try:
+        board = board_config(config, device, key_hex, wifi_ssid, wifi_password, host)
+    except TlsError as exc:
+        raise ProvisionError(str(exc)) from None
     out_dir.mkdir(parents=True, exist_ok=True)
     write_private(out_dir / "config.json", json.dumps(board, indent=2) + "\n")
     return board

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -45,13 +46,23 @@ class ServerCheck:
 
 
 def check_server(config: WardConfig, conn: sqlite3.Connection, timeout: float = 2.0) -> ServerCheck:
+    from .trust import client_context, trust_ward
     host = config.network.api_host if config.network.api_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-    url = f"http://{host}:{config.network.api_port}/api/health"
+    scheme = "https" if config.tls.console == "https" else "http"
+    url = f"{scheme}://{host}:{config.network.api_port}/api/health"
+    trust_ward(config)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as reply:
+        with urllib.request.urlopen(url, timeout=timeout, context=client_context() if scheme == "https" else None) as reply:
             health = json.loads(reply.read(65536))
     except urllib.error.HTTPError as exc:
         return ServerCheck(False, f"NOT RUNNING (another program answers on {url}: HTTP {exc.code}; last known state)")
+    except ssl.SSLError as exc:  # something answers, but not with the ward's certificate
+        return ServerCheck(False, f"NOT RUNNING (another program answers on {url}: {exc.reason or exc}; last known state)")
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ssl.SSLError):
+            return ServerCheck(False, f"NOT RUNNING (another program answers on {url}: {exc.reason.reason or exc.reason}; "
+                                      "last known state)")
+        return ServerCheck(False, f"NOT RUNNING (nothing answers on {url}; last known state)")
     except OSError:              # refused or timed out
         return ServerCheck(False, f"NOT RUNNING (nothing answers on {url}; last known state)")
     except ValueError:

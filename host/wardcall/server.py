@@ -24,18 +24,22 @@ from aiohttp import web
 from .clock import SystemClock
 from .config import ConfigError, WardConfig
 from .discovery import start_discovery
+from .federation.publisher import start_federation
 from .hub import WardHub
+from .integrations.service import Integrations
 from .looplag import start_if_asked
 from .devicekeys import load_keys
 from .record_guard import RecordLock, check_identity
 from .storage import AsyncWriter, open_storage
 from .terminal_server import TerminalServer
+from .tls import CERT_ALARM, CertificateWatch, HostTls, TlsError, prepare_host
 from .web import make_app
 from .web.listener import start_api_listener
 
 log = logging.getLogger("wardcall.server")
 
 STOP_RECORD_TIMEOUT_S = 5.0     # at the end, what is held gets this long to reach the record
+CERT_CHECK_S = 60.0             # how often the host certificate is checked (renewal, a new file)
 
 T = TypeVar("T")
 
@@ -106,6 +110,19 @@ def descriptors_needed(config: WardConfig) -> int:
     return 2 * len(config.terminals) + 4096
 
 
+async def watch_certificate(hub: WardHub, watch: CertificateWatch) -> None:
+    while True:
+        await asyncio.sleep(CERT_CHECK_S)
+        try:
+            notes, alarm = watch.check()
+            for line in notes:
+                log.warning("%s", line)
+            await hub.apply(hub.ward.link_setting_alarm(CERT_ALARM, alarm) if alarm
+                            else hub.ward.link_setting_ok(CERT_ALARM, "the host certificate is valid"))
+        except Exception:   # a failed check is logged and retried; the running certificate stays
+            log.exception("checking the host certificate failed")
+
+
 async def _listen(config: WardConfig, key: str, host: str, port: int, start: Callable[[], Awaitable[T]]) -> T:
     """Start one listener; a port in use is one line naming it and the key to change."""
     try:
@@ -124,7 +141,8 @@ async def _listen(config: WardConfig, key: str, host: str, port: int, start: Cal
         raise ConfigError(config.path, f"[network] {key}", problem) from None
 
 
-async def serve(config: WardConfig, ready_file: Path | None = None) -> None:
+async def serve(config: WardConfig, ready_file: Path | None = None, takeover: list[dict] | None = None) -> None:
+    """`takeover`: a standby's open calls of the primary it takes over from (federation/standby.py)."""
     files = raise_descriptor_limit(descriptors_needed(config))
     keys = load_keys(config.secrets)
     missing = sorted(set(config.terminals) - set(keys))
@@ -133,12 +151,17 @@ async def serve(config: WardConfig, ready_file: Path | None = None) -> None:
     lock = RecordLock(config.database)
     lock.acquire()              # before anything is written: one host per record
     try:
-        await _serve(config, keys, ready_file, files)
+        try:
+            host_tls = prepare_host(config)
+        except TlsError as exc:
+            raise ConfigError(config.path, "[tls]", str(exc)) from None
+        await _serve(config, keys, ready_file, files, host_tls, takeover or [])
     finally:
         lock.release()
 
 
-async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | None, files: int) -> None:
+async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | None, files: int,
+                 host_tls: HostTls, takeover: list[dict]) -> None:
     opened = open_storage(config.database)
     storage = opened.storage
     writer = AsyncWriter(storage)
@@ -149,6 +172,9 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
     next_id = await writer.run(storage.next_call_id)
     assignments = await writer.run(storage.assignment_rows)
     fx = hub.ward.restore(calls, terminals, next_id, assignments)
+    for row in takeover:        # a standby taking over: the primary's open calls, unless held already
+        if not hub.ward.is_open(row["device"], row["call_id"], row.get("hwid") or ""):
+            fx.merge(hub.ward.reinstate_call(row))
     fx.merge(hub.ward.note("server_started", pid=os.getpid(), run=storage.run, record=storage.record_id,
                            open_calls=len(hub.ward.calls)))
     fx.merge(hub.ward.check_assignments())
@@ -161,12 +187,23 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
         log.critical(missing_text)
         fx.merge(hub.ward.database_alarm(missing_text))
 
+    for line in host_tls.notes:
+        log.warning("%s", line)
+    for alarm_id, text in host_tls.alarms.items():
+        log.warning("%s", text)
+        fx.merge(hub.ward.link_setting_alarm(alarm_id, text))
+    integrations = Integrations(hub, storage.record_id[:8], storage.run)   # docs/INTEGRATION.md
+    hub.observers.append(integrations)
+
     net = config.network
-    terminal_server = TerminalServer(hub)
+    terminal_tls, console_tls = host_tls.terminals, host_tls.console
+    terminal_server = TerminalServer(hub, terminal_tls)
     runner = web.AppRunner(make_app(hub), access_log=None, shutdown_timeout=2.0)
     udp_transport = None
     timers = None
     listener = None
+    cert_watch = None
+    federation = None
     try:
         tcp_port = await _listen(config, "terminal_port", net.terminal_host, net.terminal_port,
                                  lambda: terminal_server.start(net.terminal_host, net.terminal_port))
@@ -174,19 +211,31 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
                                                 lambda: start_discovery(hub, net.discovery_host, net.discovery_port, tcp_port))
         await runner.setup()
         listener = await _listen(config, "api_port", net.api_host, net.api_port,
-                                 lambda: start_api_listener(runner, net.api_host, net.api_port, net))
+                                 lambda: start_api_listener(runner, net.api_host, net.api_port, net, console_tls))
         api_port = listener.port
         await hub.apply(fx)
+        try:
+            await integrations.start()
+        except OSError as exc:
+            raise ConfigError(config.path, "[integrations]", f"cannot listen: {exc.strerror or exc}") from None
+        federation = await start_federation(hub)     # None without [federation]
         log.info("record %s: %d open call(s) restored", config.database, len(hub.ward.calls))
         timers = asyncio.create_task(run_timers(hub, tick_interval(config)), name="timers")
         settle_collector()
         hub.loop_probe = start_if_asked(asyncio.get_running_loop())
-        log.info("ward %s: terminals on %s:%d, discovery on %s:%d, console API on http://%s:%d/ (open-file limit %s)",
-                 config.ward, net.terminal_host, tcp_port, net.discovery_host, udp_port, net.api_host, api_port,
+        if terminal_tls is not None or console_tls is not None:
+            cert_watch = asyncio.create_task(watch_certificate(hub, CertificateWatch(config, host_tls)),
+                                             name="certificate")
+        log.info("ward %s: terminals on %s:%d (%s), discovery on %s:%d, console API on %s://%s:%d/ (open-file limit %s)",
+                 config.ward, net.terminal_host, tcp_port, "TLS" if terminal_tls else "PLAIN TCP", net.discovery_host,
+                 udp_port, "https" if console_tls else "http", net.api_host, api_port,
                  "unlimited" if files == resource.RLIM_INFINITY else files)
         if ready_file is not None:
             ready_file.write_text(json.dumps({"pid": os.getpid(), "terminal_port": tcp_port,
-                                              "discovery_port": udp_port, "api_port": api_port}))
+                                              "discovery_port": udp_port, "api_port": api_port,
+                                              "console": "https" if console_tls else "http",
+                                              "terminals": "tls" if terminal_tls else "plain",
+                                              "integrations": integrations.ports}))
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -198,12 +247,17 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
     finally:
         if timers is not None:
             timers.cancel()
+        if cert_watch is not None:
+            cert_watch.cancel()
         if udp_transport is not None:
             udp_transport.close()
         await terminal_server.stop()
+        await integrations.stop()
         if listener is not None:
             await listener.close()
         await runner.cleanup()
         if timers is not None:
             await hub.record("server_stopped", open_calls=len(hub.ward.calls))
+        if federation is not None:
+            await federation.aclose()
         await writer.aclose(STOP_RECORD_TIMEOUT_S)

@@ -7,6 +7,11 @@ and otherwise the connection is closed.
 Connections that have not yet sent an authentic frame are capped per source address and in
 total (PendingConnections): past a cap the oldest is dropped, so idle or replayed connections
 cannot keep a real terminal out or use up the process's file descriptors.
+
+With TLS ([tls] terminals = "tls", the default) each connection is upgraded (start_tls) after it
+is counted, so connections still in their TLS handshake are capped too, and the handshake is
+bounded by `handshake_timeout_s`; a failed handshake is logged and recorded by source address
+(the terminal cannot be named before HELLO: it names itself in a REPORT, discovery.py).
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import heapq
 import itertools
 import logging
 import resource
+import ssl
 import time
 import weakref
 from collections import OrderedDict
@@ -193,11 +199,13 @@ class TerminalSession:
         self._read_since: float | None = None
         self._unread_since: float | None = None    # loop time the write buffer was first seen over its limit
         self._hello: dict[str, Any] | None = None    # until the first authentic session frame
+        self.secured = False                # the session runs inside TLS
+        self._plain_writer: asyncio.StreamWriter | None = None
 
     # ----- TerminalLink -----
 
     def send(self, mtype: int, fields: dict[str, Any]) -> None:
-        if self.closed_because is not None or self.writer.is_closing():
+        if self.closed_because is not None or self.writer.transport is None or self.writer.is_closing():
             return
         self.writer.write(self.session.encode(mtype, fields))
         if self.writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
@@ -206,13 +214,15 @@ class TerminalSession:
     def close(self, reason: str) -> None:
         if self.closed_because is None:
             self.closed_because = reason
-        if not self.writer.is_closing():
+        # (no transport: a TLS handshake that failed half-way, its socket closed already)
+        if self.writer.transport is not None and not self.writer.is_closing():
             self.writer.close()
 
     def drop(self, reason: str) -> None:
         """Close at once, nothing flushed (a pending connection over the cap)."""
         self.close(reason)
-        self.writer.transport.abort()
+        if self.writer.transport is not None:
+            self.writer.transport.abort()
 
     def _trusted(self) -> None:
         if self._pending is not None:
@@ -243,6 +253,34 @@ class TerminalSession:
                     await self.hub.apply(self.hub.ward.terminal_disconnected(self.device, self.closed_because or ""))
                 except Exception:
                     log.exception("recording the disconnection of %s failed", self.device)
+
+    async def start_tls(self, context: ssl.SSLContext) -> bool:
+        """The TLS handshake; False (logged, recorded, closed) if it fails. The session's reader
+        and writer are then the TLS stream's. (Not StreamWriter.start_tls: on a connection
+        dropped during the handshake it leaves a writer whose __del__ fails, once per connection.)
+        Nothing is awaited before the handshake starts, so no byte can reach the plain stream."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=wardproto.MAX_FRAME * 4)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        try:
+            transport = await loop.start_tls(self.writer.transport, protocol, context, server_side=True,
+                                             ssl_handshake_timeout=self.hub.config.timing.handshake_timeout_s)
+            if transport is None:
+                raise ConnectionResetError("closed during the handshake")
+        except asyncio.CancelledError:
+            raise
+        except (ssl.SSLError, ConnectionError, OSError, asyncio.TimeoutError, EOFError, RuntimeError) as exc:
+            self._trusted()                 # no longer pending: it ends here
+            problem = tls_failure(exc)
+            flood_log.warning(("tls", problem), "terminal connection from %s: TLS handshake failed: %s", self.address, problem)
+            await self.hub.apply(self.hub.ward.protocol_problem(None, self.address, f"TLS handshake failed: {problem}", closed=True))
+            self.close(f"TLS handshake failed: {problem}")
+            return False
+        # the plain writer stays referenced: collected, it would close the socket under TLS
+        self._plain_writer = self.writer
+        self.reader = reader
+        self.writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        return True
 
     async def _reject(self, device: str | None, problem: str) -> None:
         flood_log.warning(("reject", device), "terminal %s (%s): %s", device or "?", self.address, problem)
@@ -285,6 +323,7 @@ class TerminalSession:
         self.hwid = hello["hwid"].hex()     # which physical board: call ids are unique per board
         self._hello = hello
         self.writer.write(session.welcome(int(hub.clock.wall()), hub.config.timing.heartbeat_ms, 0))
+        self.secured = self.writer.get_extra_info("ssl_object") is not None
         # A HELLO proves nothing by itself: anyone can replay one. The session takes the
         # terminal's place (and displaces an older one) only once it sends an authentic frame
         # under the new session key (_adopt); until then it is just a connection.
@@ -301,8 +340,11 @@ class TerminalSession:
         claims = self.hub.attach(device, self, self.hwid)
         log.info("terminal %s connected from %s (firmware %s, board %s, hardware id %s)", device, self.address,
                  hello["firmware"], hello["board"], self.hwid)
-        await self.hub.apply(claims.merge(self.hub.ward.terminal_connected(
-            device, hello["firmware"], hello["board"], hello["caps"], self.address, self.hwid)))
+        fx = claims.merge(self.hub.ward.terminal_connected(
+            device, hello["firmware"], hello["board"], hello["caps"], self.address, self.hwid))
+        if self.secured:
+            fx.merge(self.hub.ward.tls_accepted(device))
+        await self.hub.apply(fx)
 
     def heartbeat_due(self, due: float, now: float) -> float | None:
         """From SessionTimers: send the host's heartbeat; returns when the next is due, on the
@@ -421,6 +463,22 @@ class TerminalSession:
             self.send(wardproto.ERROR, {"code": wardproto.E_UNSUPPORTED, "detail": f"{name} is not expected here"})
 
 
+def tls_failure(exc: BaseException) -> str:
+    """A failed TLS handshake in words an operator can act on."""
+    reason = getattr(exc, "reason", None) or ""
+    if reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNSUPPORTED_PROTOCOL", "PACKET_LENGTH_TOO_LONG",
+                  "RECORD_LAYER_FAILURE"):
+        return "the peer does not speak TLS (a terminal set to plain TCP, or not a terminal)"
+    if reason.startswith("TLSV1_ALERT_") or reason.startswith("SSLV3_ALERT_"):
+        alert = reason.split("ALERT_", 1)[1].lower().replace("_", " ")
+        return f"the peer refused the host's certificate (TLS alert: {alert})"
+    if isinstance(exc, asyncio.TimeoutError) or "taking longer" in str(exc):
+        return "no TLS handshake in time"
+    if isinstance(exc, (ConnectionError, EOFError)) or not reason:
+        return f"connection closed during the TLS handshake ({type(exc).__name__})"
+    return reason.lower().replace("_", " ")
+
+
 class PendingConnections:
     """Connections that have not sent an authentic frame yet, by source address, oldest first.
     Past the cap of an address its oldest goes; past the total cap the oldest of the address
@@ -457,8 +515,9 @@ class PendingConnections:
 
 
 class TerminalServer:
-    def __init__(self, hub: WardHub) -> None:
+    def __init__(self, hub: WardHub, tls: ssl.SSLContext | None = None) -> None:
         self.hub = hub
+        self.tls = tls                  # None: plain TCP ([tls] terminals = "plain", alarmed)
         self.server: asyncio.Server | None = None
         self.sessions: set[TerminalSession] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -486,8 +545,10 @@ class TerminalServer:
         if task is not None:
             self._tasks.add(task)
         try:
-            await session.run()
+            if self.tls is None or await session.start_tls(self.tls):
+                await session.run()
         finally:
+            session.close(session.closed_because or "session ended")
             self.sessions.discard(session)
             if task is not None:
                 self._tasks.discard(task)

@@ -11,8 +11,17 @@ from typing import Any
 import pytest
 
 from tests.fixtures.host import NURSE
+from tests.support.testca import shared_ca_spki
 
 CHROMIUM = os.environ.get("WARDCALL_CHROMIUM", "/usr/bin/chromium")
+
+
+def trusting_ward_ca() -> list[str]:
+    """Chromium's arguments, trusting the test wards' CA as a ward PC or phone does once the CA is
+    installed (Chromium has its own store: it is given the CA's key hash)."""
+    return CHROMIUM_ARGS + [f"--ignore-certificate-errors-spki-list={shared_ca_spki()}"]
+
+
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--autoplay-policy=no-user-gesture-required"]
@@ -71,7 +80,9 @@ def browser(tmp_path):
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
+            # the test wards' consoles are HTTPS with certificates from one CA: trust that CA's key
+            args=trusting_ward_ca(),
             viewport={"width": 1600, "height": 900})
         context.set_default_timeout(TIMEOUT_MS)
         try:

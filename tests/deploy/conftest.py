@@ -43,7 +43,10 @@ def own_firmware(tmp_path):
 
 @pytest.fixture(scope="module")
 def configs():
-    """device_config(device) for a small ward: bed-1 ... bed-12 are provisioned."""
+    """device_config(device) for a small ward: bed-1 ... bed-12 are provisioned (TLS trusting the
+    test wards' CA, as provision writes it)."""
+    from tests.support.testca import terminal_tls
+
     def provider(device):
         from wardcall.deploy.errors import DeployError
         if not device.startswith("bed-"):
@@ -51,7 +54,7 @@ def configs():
                               code="not-provisioned", fix="wardcall provision --device %s" % device)
         return {"device_id": device, "key": KEY, "ward": "W", "room": "101", "bed": "1",
                 "wifi": {"ssid": "ward", "password": "x"}, "host": "127.0.0.1", "port": 7300,
-                "discovery_port": 7301, "debug": False}
+                "discovery_port": 7301, "debug": False, "tls": terminal_tls()}
     return provider
 
 

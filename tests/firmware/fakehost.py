@@ -11,6 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware" / "lib"))
 import wardproto as P  # noqa: E402
+from tests.support.testca import host_context  # noqa: E402
 from tests.support.waiting import wait_until  # noqa: E402
 
 
@@ -72,7 +73,8 @@ class FakeHost:
         self._loop.run_forever()
 
     async def _start(self):
-        self._server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        # TLS with the test CA's host certificate, as the real host (mprun.config trusts it)
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", 0, ssl=host_context())
         self.port = self._server.sockets[0].getsockname()[1]
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -24,9 +24,11 @@ def env():
 
 
 def config(port=7300, discovery_port=7301, host="127.0.0.1", device_id="bed-101-1", **extra):
+    """A terminal's config.json; TLS trusting the test CA, as FakeHost serves it."""
+    from tests.support.testca import terminal_tls
     cfg = {"device_id": device_id, "key": KEY, "ward": "W1", "room": "101", "bed": "1",
            "wifi": {"ssid": "ward", "password": "secret"}, "host": host, "port": port,
-           "discovery_port": discovery_port}
+           "discovery_port": discovery_port, "tls": terminal_tls()}
     cfg.update(extra)
     return cfg
 

@@ -4,6 +4,7 @@ server answers, with a distinct exit status when none does."""
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import sys
 import threading
@@ -97,10 +98,16 @@ class _FakeHealth(BaseHTTPRequestHandler):
         pass
 
 
-def other_program_on(port: int, answer: dict) -> ThreadingHTTPServer:
-    """Another program answering 200 on the ward's console port."""
+def other_program_on(port: int, answer: dict, ward=None) -> ThreadingHTTPServer:
+    """Another program answering 200 on the ward's console port (over HTTPS with the ward's
+    certificate: what could pass for the console)."""
     handler = type("Handler", (_FakeHealth,), {"answer": json.dumps(answer).encode()})
     server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    if ward is not None and ward.tls != "plain":
+        tls = load_config(ward.config_path).tls
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls.cert, tls.key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return server
 
@@ -129,7 +136,7 @@ def test_status_running_only_when_this_wards_server_answers(make_ward, ward_serv
     for answer, why in [({"ok": True}, "not ward Test ward's server"),
                         ({"ok": True, "ward": "Another ward", "run": "x", "pid": 1}, "but ward Another ward's"),
                         ({"ok": True, "ward": "Test ward", "run": "an-old-run", "pid": 1}, "does not write this record")]:
-        other = other_program_on(ward.api_port, answer)
+        other = other_program_on(ward.api_port, answer, ward)
         try:
             result = status(ward)
         finally:

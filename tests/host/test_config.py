@@ -51,7 +51,8 @@ def test_provision_adds_the_terminal_keeps_comments_and_writes_the_board_config(
     assert config.terminals["bed-101-2"].room == "101" and config.terminals["bed-101-2"].bed == "2"
 
     board = json.loads((tmp_path / "board" / "config.json").read_text())
-    assert set(board) == {"device_id", "key", "ward", "room", "bed", "wifi", "host", "port", "discovery_port"}
+    assert set(board) == {"device_id", "key", "ward", "room", "bed", "wifi", "host", "port", "discovery_port", "tls"}
+    assert board["tls"]["name"] == "wardcall.internal" and board["tls"]["ca"]     # the ward CA, made at the first provisioning
     assert (board["device_id"], board["ward"], board["room"], board["bed"]) == ("bed-101-2", "Ward 7", "101", "2")
     assert board["wifi"] == {"ssid": "WardNet", "password": "s3cret"}
     assert board["host"] is None and board["port"] == 7300 and board["discovery_port"] == 7301

@@ -12,7 +12,7 @@ import pytest
 
 from wardcall.client import ApiError, alarms_of, find_call, find_terminal
 from wardcall.protocol import wardproto as wp
-from tests.support.simterm import Refused, SimTerminal, discover
+from tests.support.simterm import Refused, SimTerminal, discover, open_terminal_connection
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 
@@ -235,7 +235,7 @@ async def test_replayed_hello_does_not_displace_the_terminal(ward_server, ward_a
     good = await connected(ward, 0)
     device = good.device
     captured = wp.Session(good.key, False).hello(device, "simterm-1", "emulator", 0, good.hwid)   # a HELLO seen on the air
-    reader, writer = await asyncio.open_connection(ward_server.host, ward_server.terminal_port)
+    reader, writer = await open_terminal_connection(ward_server.host, ward_server.terminal_port)
     try:
         writer.write(captured)
         welcome = await asyncio.wait_for(wp.read_frame(reader), 5)
@@ -268,7 +268,7 @@ async def test_malformed_frames_do_not_hurt_the_server(ward_server, ward_api):
     host, port = ward_server.host, ward_server.terminal_port
 
     async def closes_after(data: bytes) -> bool:
-        reader, writer = await asyncio.open_connection(host, port)
+        reader, writer = await open_terminal_connection(host, port)
         writer.write(data)
         try:
             return await asyncio.wait_for(reader.read(), 5) == b""

@@ -74,7 +74,7 @@ def assert_untouched(board, session, before, starts):
     assert not (board.flash_dir / ".ota" / "state.json").exists()
     assert board.state()["starts"] == starts
     ok, st = session.command(P.CMD_OTA_STATUS)
-    assert ok and st["c"] == "status" and st["s"] == "idle" and st["run"] == "0.1.0"
+    assert ok and st["c"] == "status" and st["s"] == "idle" and st["run"] == "0.1.0", st
     n = len(session.host.messages(P.HEARTBEAT))
     session.host.wait_for(lambda: len(session.host.messages(P.HEARTBEAT)) > n + 2, 5, "heartbeats go on")
 

@@ -11,7 +11,7 @@ import pytest
 from tests.fixtures.host import NURSE
 from wardcall.client import WardApi
 from wardcall.passwords import hash_password
-from tests.console.conftest import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, aloop, sim_terminal  # noqa: F401 (fixtures)
+from tests.console.conftest import CHROMIUM, TIMEOUT_MS, aloop, sim_terminal, trusting_ward_ca  # noqa: F401 (fixtures)
 
 PHONE = "Pixel 7"
 
@@ -22,7 +22,7 @@ def phones():
     (phones("station", desktop=True): the station's PC). Every page's JavaScript errors fail the test."""
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=trusting_ward_ca())
         device = {k: v for k, v in p.devices[PHONE].items() if k != "default_browser_type"}
         pages: list[Any] = []
 

@@ -19,11 +19,11 @@ async def test_the_demo_shift_routes_a_call_to_its_nurse_and_a_badge_places_her(
     try:
         await asyncio.to_thread(demo.start)
         banner = demo.banner()
-        assert f"http://127.0.0.1:{demo.api_port}/pocket/" in banner
+        assert f"https://127.0.0.1:{demo.api_port}/pocket/" in banner
         for login, (name, role, badge) in DEMO_STAFF.items():
             assert f"{login} / {login}" in banner and name in banner and badge in banner
         assert "bed-101-1   Anna Berg, buddy Ben Okafor" in banner and "bed-102-2   Ben Okafor, buddy Anna Berg" in banner
-        async with WardApi(f"http://127.0.0.1:{demo.api_port}") as anna:
+        async with WardApi(f"https://127.0.0.1:{demo.api_port}") as anna:
             await anna.login("anna", "anna")                   # her phone: logged in and open
             await anna.post("/api/pocket/heartbeat", {})
             shift = await anna.get("/api/assignment")

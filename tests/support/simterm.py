@@ -2,20 +2,50 @@
 
 For the host's tests before firmware exists, and for load tests with thousands of terminals.
 It does what a test tells it to (place a call with a given id, cancel, presence, go silent …)
-and keeps every message the host sent, so a test can wait for the one it expects.
+and keeps every message the host sent, so a test can wait for the one it expects. It connects as
+the terminal's config.json says: over TLS, verifying the host's certificate against the pinned
+ward CA and name, or in plain TCP for a "plain" ward.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import os
+import ssl
 import time
 from typing import Any, Callable
 
+from wardcall.config import DEFAULT_TLS_NAME
 from wardcall.protocol import ProtocolError, wardproto
+from wardcall.trust import ENV as TRUST_ENV
 
 DEFAULT_CAPS = wardproto.CAP_CORD | wardproto.CAP_DOME | wardproto.CAP_BUZZER | wardproto.CAP_CODE
+
+
+SHARED = "shared"       # the test wards' TLS: the CA named by WARDCALL_CA, the default name
+
+
+def tls_context(tls: Any) -> tuple[ssl.SSLContext | None, str | None]:
+    """(client context, the name to verify) from a config.json "tls" entry, or SHARED (the CA
+    all test wards share, tests/fixtures/host.py); (None, None) for plain TCP ("plain")."""
+    if tls == SHARED:
+        ctx = ssl.create_default_context(cafile=os.environ[TRUST_ENV])
+        return ctx, DEFAULT_TLS_NAME
+    if not isinstance(tls, dict):
+        return None, None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_verify_locations(cadata=base64.b64decode(tls["ca"]))
+    return ctx, tls["name"]
+
+
+async def open_terminal_connection(host: str, port: int, tls: Any = SHARED, **kw: Any):
+    """asyncio.open_connection to a test ward's terminal port, over TLS as a terminal connects
+    (the raw-frame tests send their bytes inside it)."""
+    ctx, name = tls_context(tls)
+    return await asyncio.open_connection(host, port, ssl=ctx, server_hostname=name, **kw)
 
 
 def default_hwid(device: str) -> bytes:
@@ -32,7 +62,7 @@ class Refused(Exception):
 class SimTerminal:
     def __init__(self, device: str, key: bytes | str, host: str, port: int, *, firmware: str = "simterm-1",
                  board: str = "simulated", caps: int = DEFAULT_CAPS, boot_count: int = 1,
-                 auto_result: bool = True, hwid: bytes | None = None) -> None:
+                 auto_result: bool = True, hwid: bytes | None = None, tls: Any = SHARED) -> None:
         self.device = device
         self.key = wardproto.key_from_hex(key) if isinstance(key, str) else key
         self.host = host
@@ -43,6 +73,7 @@ class SimTerminal:
         self.hwid = default_hwid(device) if hwid is None else hwid   # HELLO hwid (machine.unique_id())
         self.boot_count = boot_count
         self.auto_result = auto_result
+        self.tls, self.tls_name = tls_context(tls)     # None: plain TCP
         self.status = 0                         # HEARTBEAT status bits
         self.calls_placed = 0
         self.hb_ms = 1000
@@ -60,6 +91,7 @@ class SimTerminal:
     @classmethod
     def from_config(cls, board_config: dict[str, Any], host: str | None = None, port: int | None = None, **kw: Any) -> "SimTerminal":
         """From the config.json that `wardcall provision` writes; host/port override it."""
+        kw.setdefault("tls", board_config.get("tls"))
         return cls(board_config["device_id"], board_config["key"], host or board_config["host"] or "127.0.0.1",
                    port or board_config["port"], **kw)
 
@@ -79,7 +111,8 @@ class SimTerminal:
         """Handshake; returns WELCOME. Raises Refused if the host closes without answering."""
         await self.close()
         self.closed = asyncio.Event()
-        self._reader, self._writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), timeout)
+        self._reader, self._writer = await asyncio.wait_for(
+            asyncio.open_connection(self.host, self.port, ssl=self.tls, server_hostname=self.tls_name), timeout)
         self._session = wardproto.Session(self.key, False)
         self._writer.write(self._session.hello(self.device, self.firmware, self.board, self.caps, self.hwid))
         try:

@@ -67,6 +67,7 @@ LAYOUT = {  # type: [(field, kind)], kind as in PROTOCOL.md
     12: [("code", "B"), ("detail", "s")],
     20: [("device", "s"), ("nonce", "n")],
     21: [("echo", "n"), ("host", "s"), ("port", "H")],
+    23: [("device", "s"), ("nonce", "n"), ("code", "B"), ("detail", "s")],
 }
 
 
@@ -173,6 +174,9 @@ VALID_MESSAGES = [
     ("ERROR", KEY_A, wp.ERROR, 13, {"code": wp.E_MALFORMED, "detail": "call priority 2 does not match kind 1"}, True),
     ("DISCOVER", KEY_A, wp.DISCOVER, 0, {"device": "bed-101-1", "nonce": N1}, False),
     ("ANNOUNCE", KEY_A, wp.ANNOUNCE, 0, {"echo": N1, "host": "127.0.0.1", "port": 7300}, True),
+    ("REPORT (the host's TLS certificate refused)", KEY_A, wp.REPORT, 0,
+     {"device": "bed-101-1", "nonce": N1, "code": wp.REPORT_TLS_REFUSED,
+      "detail": "The certificate is not correctly signed by the trusted CA"}, False),
     ("HEARTBEAT, device B key", KEY_B, wp.HEARTBEAT, 1, {"status": 0, "pending": 0, "uptime": 1}, False),
 ]
 

@@ -15,9 +15,12 @@ import time as rtime  # the builtin modules, whatever shims are on the path
 import socket as rsocket
 import select as rselect
 import os as ros
+import tls as rtls
 sys.path = _p
 del _p
 import json
+
+tls_type = None  # shims/_emu_tls.py TlsSocket, once imported (shims/select.py waits for it)
 
 MASK = 0x3FFFFFFF  # ESP32 ticks period 2**30
 HALF = 0x20000000
@@ -143,23 +146,41 @@ def _net(m):
     ssid = m.get("ssid", ssid)
 
 
+_rx = bytearray(4096)   # the supervisor's datagrams, read without allocating (each ends in "\n")
+_rxv = memoryview(_rx)
+
+
+def _messages():
+    # every message the supervisor has sent: a socket's readinto here reads the queued
+    # datagrams back to back (recv would allocate a 1500-byte buffer for each, and for the
+    # empty read after them: a churn of the board's heap that a real ESP32 never has)
+    try:
+        n = _sock.readinto(_rx)
+    except OSError:
+        return
+    if not n:
+        return
+    start = 0
+    while start < n:
+        end = _rx.find(b"\n", start, n)
+        if end < 0:
+            end = n         # a datagram cut by a full buffer: its JSON fails and it is dropped
+        if end > start:
+            try:
+                yield json.loads(bytes(_rxv[start:end]))
+            except ValueError:
+                pass
+        start = end + 1
+
+
 def drain():
     # read everything the supervisor sent; returns 1 if an ack was among it
     r = 0
     if _sock is None:
         return r
-    for _ in range(200):  # bounded
-        try:
-            d = _sock.recv(1500)
-        except OSError:
-            break
-        if not d:
-            break
-        try:
-            if _apply(json.loads(d)):
-                r = 1
-        except ValueError:
-            pass
+    for m in _messages():
+        if _apply(m):
+            r = 1
     return r
 
 
@@ -249,12 +270,7 @@ def _connect():
         for _ in _poller.ipoll(100):
             break
         got = 0
-        for _ in range(50):
-            try:
-                d = s.recv(1500)
-            except OSError:
-                break
-            m = json.loads(d)
+        for m in _messages():
             _apply(m)
             if m.get("k") == "st":
                 got = 1

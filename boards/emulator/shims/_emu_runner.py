@@ -13,6 +13,10 @@ _emu.use_python_asyncio()
 import machine, network, select, socket, time  # noqa: E401  (the shims; the flash hides their folder)
 
 del machine, network, select, socket, time
+import _emu_tls  # noqa: E402  (the builtin tls cannot be overridden by a file: see _emu_tls.py)
+
+sys.modules["tls"] = _emu_tls
+del _emu_tls
 import os as _wc_os
 import vfs as _wc_vfs
 

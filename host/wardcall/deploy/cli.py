@@ -108,12 +108,13 @@ def _request_maker(args: argparse.Namespace, ward: WardConfig) -> functools.part
     ward (read once: the update key, the host's address, the device configs)."""
     from .deploy import DEFAULT_MIN_FREE, DeployRequest
     from .ward_bridge import host_url, ota_key
+    ward_url = host_url(ward)           # (and the ward's CA trusted, for an https console)
     return functools.partial(
         DeployRequest,
         device_config=_config_provider(args, ward),
         ota_key=ota_key(ward),
         compile=not args.no_compile,
-        host_url=args.host_url or host_url(ward),
+        host_url=args.host_url or ward_url,
         online_timeout=args.online_timeout,
         expect_mpy=args.expect_mpy,
         min_free=DEFAULT_MIN_FREE if args.min_free is None else args.min_free,

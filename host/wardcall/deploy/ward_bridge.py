@@ -22,13 +22,17 @@ def load_ward(path: str | Path) -> WardConfig:
 
 
 def host_url(ward: WardConfig) -> str:
-    """The host's HTTP API as seen from this machine (a wildcard bind means loopback)."""
+    """The host's HTTP API as seen from this machine (a wildcard bind means loopback); over
+    HTTPS the ward's CA is trusted from here on (wardcall.trust)."""
+    from wardcall.trust import trust_ward
+    trust_ward(ward)
     host = ward.network.api_host
     if host in ("", "0.0.0.0", "::"):
         host = "127.0.0.1"
     if ":" in host and not host.startswith("["):
         host = "[%s]" % host
-    return "http://%s:%d" % (host, ward.network.api_port)
+    scheme = "https" if ward.tls.console == "https" else "http"
+    return "%s://%s:%d" % (scheme, host, ward.network.api_port)
 
 
 def not_provisioned(ward: WardConfig, device: str, why: str) -> DeployError:

@@ -94,7 +94,8 @@ def cmd_update(args: Any) -> int:
             raise OtaError("name the terminals with --device ID (repeatable) or pass --all")
         package = sign_for_update(ward, build_package(args.firmware, compile=args.package == "mpy"), args.key)
         devices = None if args.all else args.device
-        job = run_update(args.host_url or host_url(ward), args.host_user, os.environ.get("WARDCALL_HOST_PASSWORD"),
+        ward_url = host_url(ward)       # (and the ward's CA trusted, for an https console)
+        job = run_update(args.host_url or ward_url, args.host_user, os.environ.get("WARDCALL_HOST_PASSWORD"),
                          package, devices, trial_s=args.trial_s, parallel=args.parallel,
                          keep_going=args.keep_going, force=args.force, timeout=args.timeout,
                          allow_downgrade=args.allow_downgrade)

@@ -6,11 +6,12 @@ from typing import Any
 
 from .consoles import ConsoleRules
 from .effects import Effects
+from .links import LinkRules
 from .terminals import TerminalRules
 from .views import WardViews
 
 
-class Ward(TerminalRules, ConsoleRules, WardViews):
+class Ward(TerminalRules, ConsoleRules, LinkRules, WardViews):
 
     def tick(self) -> Effects:
         """Run every timer that is due: escalation, re-alert, supervision, expiries."""

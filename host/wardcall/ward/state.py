@@ -124,6 +124,27 @@ class WardState:
             fx.sound = True
         return fx
 
+    def peer_unreachable(self, peer: str, text: str) -> Effects:
+        """A hospital system an integration talks to (docs/INTEGRATION.md) cannot be reached: a
+        technical alarm until it can; a new text retells it without raising it again."""
+        fx = Effects()
+        alarm_id = f"integration:{peer}"
+        alarm = self.alarms.get(alarm_id)
+        if alarm is None:
+            wall = self.clock.wall()
+            self._raise_alarm(fx, Alarm(alarm_id, "integration_unreachable", text, since=wall, last=wall,
+                                        data={"peer": peer}))
+            fx.sound = True
+        elif alarm.text != text:
+            alarm.text = text
+            fx.alarms[alarm_id] = (alarm, True)
+        return fx
+
+    def peer_reachable(self, peer: str) -> Effects:
+        fx = Effects()
+        self._clear_alarm(fx, f"integration:{peer}", "reachable again")
+        return fx
+
     # ----- lookups -----
 
     def open_calls_of(self, device: str) -> list[Call]:

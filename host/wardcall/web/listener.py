@@ -9,15 +9,17 @@ Each connection is wrapped (GuardedConnection) around aiohttp's protocol from `r
   past a cap the oldest connection that has not finished sending its request goes first (from
   the address holding the most), then the oldest idle one; an event stream (`/api/events`) is
   never dropped for a newcomer — with nothing left to drop, the newcomer is closed.
-Every line about it is rate-limited.
+Every line about it is rate-limited. With an ssl context the console is served over HTTPS; a
+TLS handshake must end within `http_header_timeout_s` (connections are counted from then on).
 
-    listener = await start_api_listener(runner, host, port, config.network)
+    listener = await start_api_listener(runner, host, port, config.network, ssl_context)
     listener.port ... await listener.close()
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections import OrderedDict
 from typing import Any, Callable
@@ -207,8 +209,10 @@ class GuardedConnection(asyncio.Protocol):
 
 
 class ApiListener:
-    def __init__(self, protocol_factory: Callable[[], asyncio.Protocol], network: Network) -> None:
+    def __init__(self, protocol_factory: Callable[[], asyncio.Protocol], network: Network,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.protocol_factory = protocol_factory
+        self.ssl_context = ssl_context
         self.header_timeout_s = network.http_header_timeout_s
         self.body_timeout_s = network.http_body_timeout_s
         self.total, self.per_address = http_limits(network)
@@ -221,7 +225,8 @@ class ApiListener:
         loop = asyncio.get_running_loop()
         # asyncio accepts `backlog` connections per wake-up: a small batch keeps the caps exact
         self.server = await loop.create_server(lambda: GuardedConnection(self, self.protocol_factory()), host, port,
-                                               backlog=ACCEPT_BATCH)
+                                               backlog=ACCEPT_BATCH, ssl=self.ssl_context,
+                                               ssl_handshake_timeout=self.header_timeout_s if self.ssl_context else None)
         self.port = self.server.sockets[0].getsockname()[1]
         log.info("console API connections: at most %d, %d per address; request heads within %g s",
                  self.total, self.per_address, self.header_timeout_s)
@@ -260,12 +265,14 @@ class ApiListener:
             # connections still open are aiohttp's: runner.cleanup() shuts them down
 
 
-async def start_api_listener(runner: web.BaseRunner, host: str, port: int, network: Network) -> ApiListener:
-    """Serve the set-up runner's application on host:port through an ApiListener."""
+async def start_api_listener(runner: web.BaseRunner, host: str, port: int, network: Network,
+                             ssl_context: ssl.SSLContext | None = None) -> ApiListener:
+    """Serve the set-up runner's application on host:port through an ApiListener (HTTPS with
+    an ssl context)."""
     server: Any = runner.server
     if server is None:
         raise RuntimeError("the runner is not set up (await runner.setup() first)")
     limit_aiohttp_logs()
-    listener = ApiListener(server, network)
+    listener = ApiListener(server, network, ssl_context)
     await listener.start(host, port)
     return listener

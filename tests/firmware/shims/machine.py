@@ -121,3 +121,22 @@ def unique_id():
 
 def idle():
     pass
+
+
+class RTC:
+    """The clock mbedTLS checks certificates against: the host machine's here, as on the
+    emulator (its unix port reads the system clock; setting it is a no-op)."""
+
+    def __init__(self, id=0):
+        pass
+
+    def datetime(self, dt=None):
+        import time
+
+        if dt is not None:
+            return
+        t = time.localtime()
+        return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
+
+    def init(self, dt=None):
+        pass

@@ -3,7 +3,7 @@
 import { h, fill, setText, elapsed, clockTime, duration, toaster } from "./dom.js";
 import { Sounder, LEVELS } from "./sound.js";
 import { callsOverTime, responseHistogram } from "./charts.js";
-import { KIND_ORDER, KIND_LABEL, PATTERN_OF_KIND, STEP_LABEL, syncBlink, routeText, nameOf } from "./calls.js";
+import { KIND_ORDER, KIND_LABEL, PATTERN_OF_KIND, STEP_LABEL, syncBlink, routeText, nameOf, takeIntegrations, patientText, alertStatusText } from "./calls.js";
 import { AssignmentGrid } from "./assign.js";
 import { callApi, hostAnswers, loginHandler, markConnected, markLost, resumeSession, retryLater, SESSION_GONE, takeEvent } from "./hostlink.js";
 
@@ -22,6 +22,8 @@ const state = {
   assignment: null,                     // this shift's assignment (/api/assignment), if the host keeps one
   sound: { audible: false, silenced_until: null, silenced_by: null },
   layout: null,                         // rooms with all their beds (/api/layout), if the host has it
+  patients: new Map(),                  // "room/bed" -> the patient there (hospital ADT), if the host has it
+  alertStatus: new Map(),               // call id -> the Alert Manager's latest status (PCD-05)
   user: null,
 };
 const link = { es: null, connected: false, lostSince: null, attempts: 0, retry: null, health: null, healthFails: 0 };
@@ -45,7 +47,7 @@ function connect() {
   const es = new EventSource("/api/events");
   link.es = es;
   es.addEventListener("snapshot", (e) => { if (es === link.es) onSnapshot(JSON.parse(e.data)); });
-  for (const name of ["call", "terminal", "room", "alarm", "sound", "log", "ota", "staff", "assignment"]) {
+  for (const name of ["call", "terminal", "room", "alarm", "sound", "log", "ota", "staff", "assignment", "patient", "alert_status"]) {
     es.addEventListener(name, (e) => { if (es === link.es) onChange(name, JSON.parse(e.data)); });
   }
   es.onerror = () => { if (es === link.es) lost("the event stream ended"); };
@@ -85,6 +87,7 @@ function onSnapshot(snap) {
   state.alarms = new Map(snap.alarms.map((a) => [a.id, a]));
   state.staff = new Map((snap.staff || []).map((s) => [s.user, s]));
   state.sound = snap.sound;
+  takeIntegrations(state, snap);
   const wasLost = markConnected(link);
   showLink();
   if (wasLost) toast("Connection to the host restored — the board is up to date.");
@@ -152,8 +155,11 @@ function updateCard(el, call) {
   const escalated = call.escalation - (call.alarm_priority === "high" ? 1 : 0);
   setText(el.querySelector(".kind"), (KIND_LABEL[call.kind_name] || call.kind_name) + (escalated > 0 ? `  ·  escalated ×${escalated}` : "") +
     (call.realerts ? `  ·  again ×${call.realerts}` : ""));
-  setText(el.querySelector(".where"), `${roomName(call.room)} · Bed ${call.bed}`);
+  const patient = patientText(state, call.room, call.bed);
+  setText(el.querySelector(".where"), `${roomName(call.room)} · Bed ${call.bed}${patient ? ` · ${patient}` : ""}`);
   let status = STATE_TEXT[call.state] || call.state;
+  const paging = alertStatusText(state, call.id);
+  if (paging) status += ` · ${paging}`;
   if (call.state === "acknowledged" && call.acknowledged_by) status += ` (${staffName(call.acknowledged_by)}, ${clockTime(call.acknowledged_at)})`;
   if (call.state === "attended" && call.attended_by) status += ` (${staffName(call.attended_by)})`;
   if (call.terminal_status && call.terminal_status !== "online") status += ` · terminal ${call.terminal_status}`;
@@ -230,6 +236,7 @@ function renderMap() {
           onclick: actions ? () => openTerminal(t.device) : undefined,
         },
         h("span", { className: "bed-name" }, `Bed ${bed}`),
+        patientText(state, room.id, bed) ? h("span", { className: "bed-patient" }, patientText(state, room.id, bed)) : null,
         h("span", { className: "bed-status" }, statusText(t)));
         if (pattern) syncBlink(el, pattern);
         return el;

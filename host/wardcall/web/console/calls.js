@@ -59,3 +59,24 @@ export function routeText(call, name, now) {
   if (p.accepted) return [p.accepted, p.declined, p.skipped].filter(Boolean).join(" · ");
   return [`${p.to}${p.step ? ` (${p.step})` : ""}`, p.declined, p.skipped, p.next].filter(Boolean).join(" · ");
 }
+
+// ---- hospital integration (docs/INTEGRATION.md): the patient on a bed, the Alert Manager's word on a call
+
+/** The integrations' part of a snapshot: patients by "room/bed", PCD-05 status by call id. */
+export function takeIntegrations(state, snap) {
+  state.patients = new Map(Object.entries(snap.patients || {}));
+  state.alertStatus = new Map(Object.entries(snap.alert_status || {}).map(([id, s]) => [Number(id), s]));
+}
+
+/** "J.D." — the patient on that bed as the ward shows it, or "". */
+export function patientText(state, room, bed) {
+  const p = state.patients && state.patients.get(`${room}/${bed}`);
+  return p ? p.shown : "";
+}
+
+/** "paging: accepted by Nora Nurse" — what the Alert Manager last said of the call, or "". */
+export function alertStatusText(state, callId) {
+  const s = state.alertStatus && state.alertStatus.get(callId);
+  if (!s) return "";
+  return `paging: ${s.status}${s.by ? ` by ${s.by}` : ""}`;
+}

@@ -77,6 +77,11 @@ export function takeEvent(state, name, data) {
     case "room": state.rooms.set(data.room.id, data.room); return true;
     case "terminal": state.terminals.set(data.terminal.device, data.terminal); return true;
     case "staff": state.staff.set(data.staff.user, data.staff); return true;
+    case "patient":                        // hospital ADT (docs/INTEGRATION.md)
+      if (data.patient) state.patients.set(`${data.room}/${data.bed}`, data.patient);
+      else state.patients.delete(`${data.room}/${data.bed}`);
+      return true;
+    case "alert_status": state.alertStatus.set(data.call, data); return true;   // PCD-05 from the Alert Manager
     default: return false;
   }
 }

@@ -4,7 +4,7 @@
 // it left off (Last-Event-ID). A client of the host's API (docs/HOST.md, docs/POCKET.md).
 import { h, fill, setText, elapsed, clockTime, toaster } from "/console/dom.js";
 import { Sounder, LEVELS } from "/console/sound.js";
-import { KIND_LABEL, PATTERN_OF_KIND, STEP_LABEL, syncBlink, routeParts, routeText, nameOf } from "/console/calls.js";
+import { KIND_LABEL, PATTERN_OF_KIND, STEP_LABEL, syncBlink, routeParts, routeText, nameOf, takeIntegrations, patientText, alertStatusText } from "/console/calls.js";
 import { openStream } from "./stream.js";
 import { callApi, hostAnswers, loginHandler, markConnected, markLost, resumeSession, retryLater, SESSION_GONE, takeEvent } from "/console/hostlink.js";
 
@@ -21,6 +21,7 @@ const state = {
   ward: "", seq: 0, offset: 0,          // offset: host clock − this phone's clock (s)
   calls: new Map(), rooms: new Map(), staff: new Map(), terminals: new Map(),
   layout: null, assignment: null, user: null, phoneSilentS: null,
+  patients: new Map(), alertStatus: new Map(),   // hospital integration (docs/INTEGRATION.md), if the host has it
 };
 const link = {
   stream: null, lastId: null, connected: false, lostSince: null, attempts: 0, retry: null, healthFails: 0,
@@ -112,6 +113,7 @@ function onSnapshot(snap) {
   state.terminals = new Map((snap.terminals || []).map((t) => [t.device, t]));
   state.staff = new Map((snap.staff || []).map((s) => [s.user, s]));
   if (snap.assignment) state.assignment = snap.assignment;
+  takeIntegrations(state, snap);
   link.snapshots += 1;
   linkUp();
 }
@@ -205,8 +207,10 @@ function updateCard(el, call, mine) {
     device: call.device, room: call.room, bed: call.bed, mine: String(mine) });
   if (changed) for (const target of [el, el.querySelector(".lamp")]) syncBlink(target, pattern);
   setText(el.querySelector(".kind"), KIND_LABEL[call.kind_name] || call.kind_name);
-  setText(el.querySelector(".where"), `${roomName(call.room)} · Bed ${call.bed}`);
-  const status = mine ? myStatus(call) : otherStatus(call);
+  const patient = patientText(state, call.room, call.bed);
+  setText(el.querySelector(".where"), `${roomName(call.room)} · Bed ${call.bed}${patient ? ` · ${patient}` : ""}`);
+  const paging = alertStatusText(state, call.id);
+  const status = (mine ? myStatus(call) : otherStatus(call)) + (paging ? ` · ${paging}` : "");
   setText(el.querySelector(".status"), status);
   el.querySelector(".actions").hidden = !(mine && waitsForMe(call));
   el.setAttribute("aria-label", `${KIND_LABEL[call.kind_name] || call.kind_name} call, ${roomName(call.room)} bed ${call.bed}, ${status}`);

@@ -1,0 +1,165 @@
+"""nats-server configurations for the hospital: a hub node (of the hospital's cluster, JetStream
+domain `hub`, a leaf node listener for the wards) and a ward's leaf node (its own JetStream
+domain `ward-<id>`, so the ward's stream and bucket live on the ward's PC and keep working while
+the hub is away), and NatsServer, which runs one with Debian's `nats-server` (demo, tests, bench).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from .subjects import HUB_DOMAIN, ward_domain
+
+NATS_SERVER = "nats-server"
+READY_TIMEOUT_S = 15.0
+
+
+def _q(text: str) -> str:
+    return json.dumps(text)
+
+
+@dataclass(frozen=True)
+class HubNode:
+    """One node of the hospital's hub cluster."""
+    name: str
+    store_dir: Path
+    client_port: int
+    leaf_port: int
+    monitor_port: int
+    host: str = "127.0.0.1"
+    cluster_port: int = 0                      # 0: a hub of one node (no cluster block)
+    routes: tuple[str, ...] = ()               # nats://host:cluster_port of the other nodes
+    cluster_name: str = "hospital"
+
+    def conf(self) -> str:
+        lines = [f"server_name: {_q(self.name)}", f"listen: {_q(f'{self.host}:{self.client_port}')}",
+                 f"http: {_q(f'{self.host}:{self.monitor_port}')}",
+                 f"jetstream {{ store_dir: {_q(str(self.store_dir))}, domain: {_q(HUB_DOMAIN)} }}",
+                 f"leafnodes {{ listen: {_q(f'{self.host}:{self.leaf_port}')} }}"]
+        if self.cluster_port:
+            routes = ", ".join(_q(r) for r in self.routes)
+            lines.append(f"cluster {{ name: {_q(self.cluster_name)}, listen: {_q(f'{self.host}:{self.cluster_port}')}, "
+                         f"routes: [{routes}] }}")
+        return "\n".join(lines) + "\n"
+
+
+def hub_cluster(store_root: Path, nodes: Sequence[tuple[str, int, int, int, int]]) -> list[HubNode]:
+    """The nodes of the hospital's hub cluster, one (host, client, leaf, monitor, cluster port)
+    each; a single node gets no cluster block. A JetStream cluster wants three nodes or more
+    (its streams then keep going with one node down)."""
+    out = []
+    for i, (host, client, leaf, monitor, cluster) in enumerate(nodes):
+        routes = tuple(f"nats://{h}:{c}" for j, (h, _, _, _, c) in enumerate(nodes) if j != i) if len(nodes) > 1 else ()
+        out.append(HubNode(f"hub-{i + 1}", store_root / f"hub-{i + 1}", client, leaf, monitor, host,
+                           cluster if len(nodes) > 1 else 0, routes))
+    return out
+
+
+@dataclass(frozen=True)
+class LeafNode:
+    """A ward's own NATS server: JetStream domain ward-<id>, a leaf connection to the hub."""
+    ward_id: str
+    store_dir: Path
+    client_port: int
+    monitor_port: int
+    hub_leaf_urls: tuple[str, ...]            # nats://host:leaf_port of the hub's nodes
+    host: str = "127.0.0.1"
+    reconnect_s: int = 1                      # how soon it tries the hub again
+    standby: bool = False                     # the standby host's leaf node: domain ward-<id>-standby
+
+    @property
+    def domain(self) -> str:
+        return ward_domain(self.ward_id, self.standby)
+
+    def conf(self) -> str:
+        urls = ", ".join(_q(u) for u in self.hub_leaf_urls)
+        return "\n".join([
+            f"server_name: {_q('leaf-' + self.domain)}", f"listen: {_q(f'{self.host}:{self.client_port}')}",
+            f"http: {_q(f'{self.host}:{self.monitor_port}')}",
+            f"jetstream {{ store_dir: {_q(str(self.store_dir))}, domain: {_q(self.domain)} }}",
+            f"leafnodes {{ remotes: [ {{ urls: [{urls}] }} ], reconnect: {self.reconnect_s} }}",
+        ]) + "\n"
+
+
+def nats_server_path() -> str:
+    path = shutil.which(NATS_SERVER) or (f"/usr/sbin/{NATS_SERVER}" if Path(f"/usr/sbin/{NATS_SERVER}").exists() else None)
+    if path is None:
+        raise FileNotFoundError("nats-server is not installed (Debian: apt-get install nats-server; `make nats-server`)")
+    return path
+
+
+@dataclass
+class NatsServer:
+    """One nats-server process from a HubNode or LeafNode: start() waits until /healthz says it
+    (and its JetStream) is ready; stop() and kill() end it; start() again reuses its store."""
+    node: HubNode | LeafNode
+    conf_path: Path
+    log_path: Path
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.node.host}:{self.node.client_port}"
+
+    def start(self, timeout: float = READY_TIMEOUT_S) -> "NatsServer":
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> "NatsServer":
+        """Start it without waiting (a cluster's nodes are ready only once enough of them run)."""
+        self.conf_path.parent.mkdir(parents=True, exist_ok=True)
+        self.conf_path.write_text(self.node.conf())
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([nats_server_path(), "-c", str(self.conf_path)], stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        return self
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> "NatsServer":
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        url = f"http://{self.node.host}:{self.node.monitor_port}/healthz"
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited with {self.proc.returncode}: see {self.log_path}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as reply:
+                    if json.loads(reply.read()).get("status") == "ok":
+                        return self
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"nats-server not ready within {timeout:g} s: see {self.log_path}")
+            time.sleep(0.05)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.running():
+            assert self.proc is not None
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def kill(self) -> None:
+        if self.running():
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on the host now (the demo's and bench's servers)."""
+    import socket
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]

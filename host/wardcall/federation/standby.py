@@ -1,0 +1,180 @@
+"""`wardcall standby --config standby.toml`: a standby ward host on a second PC.
+
+Its configuration is the ward's (the same terminals, keys and users) with its own record and its
+own leaf node, and in [federation] `standby_of`, the primary's leaf node. Until it takes over
+it serves nothing: it follows the primary's bucket (every open call with its stored row, and the
+`host` beat the primary writes every host_beat_s). Once the beat has been silent for
+takeover_after_s — and, if primary_terminal is set, the primary's terminal port refuses too —
+it takes over: the open calls it followed go on its board (recorded in its record as restored
+calls, their ids, times, acknowledgements and routes as they were), and it starts serving like
+`wardcall serve`. The terminals, which know both hosts, connect to it; after WELCOME each
+announces again every call still lit at its bed, and a call it holds already is not placed
+twice (ward/calls.py: one call however often it arrives): that is the last safety net for a
+call placed after the standby's last look. See docs/FEDERATION.md for what the firmware needs.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+
+from ..config import ConfigError, WardConfig, load_config
+from ..ratelog import RateLimitedLog
+from ..server import serve
+from .settings import FederationSettings
+from .subjects import ward_bucket
+
+log = logging.getLogger("wardcall.standby")
+
+RETRY_S = 0.5
+WATCH_POLL_S = 0.25
+NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError, OSError)
+
+
+class PrimaryFollower:
+    """The primary's open calls and its beat, from the primary's bucket (a KV watch)."""
+
+    def __init__(self, settings: FederationSettings, status_file: Path | None = None) -> None:
+        assert settings.standby_of is not None
+        self.settings = settings
+        self.rows: dict[str, dict[str, Any]] = {}      # bucket key -> the call's stored row
+        self.beat_at: float | None = None              # monotonic: when the primary's beat last changed
+        self.beat: dict[str, Any] | None = None
+        self.status_file = status_file
+        self.started = time.monotonic()
+        self._ratelog = RateLimitedLog(log)
+
+    def open_calls(self) -> list[dict[str, Any]]:
+        return sorted(self.rows.values(), key=lambda r: r["id"])
+
+    def take(self, key: str, value: bytes | None, deleted: bool) -> None:
+        if key == "host":
+            if not deleted and value:
+                self.beat = json.loads(value)
+                self.beat_at = time.monotonic()
+            return
+        if not key.startswith("call."):
+            return
+        if deleted or not value:
+            self.rows.pop(key, None)
+        else:
+            try:
+                self.rows[key] = json.loads(value)["row"]
+            except (ValueError, KeyError, TypeError) as exc:
+                self._ratelog.warning(("bad key",), "standby: the primary's %s is not a call: %s", key[:64], exc)
+                return
+        self._status("following")
+
+    def _status(self, state: str) -> None:
+        if self.status_file is not None:
+            calls = [[r["device"], r["call_id"], r["state"]] for r in self.open_calls()]
+            self.status_file.write_text(json.dumps({"pid": os.getpid(), "state": state, "open_calls": calls,
+                                                    "primary_seen": self.beat_at is not None}))
+
+    def primary_silent_for(self) -> float:
+        """How long the primary's beat has not changed (since the standby's start if never seen)."""
+        return time.monotonic() - (self.beat_at if self.beat_at is not None else self.started)
+
+    async def follow(self) -> None:
+        """Watch the primary's bucket for ever (reconnecting); the caller decides when to stop."""
+        primary = self.settings.standby_of
+        assert primary is not None
+        nc = None
+        while nc is None:
+            try:
+                nc = await nats.connect(servers=[primary], name=f"wardcall standby {self.settings.ward_id}",
+                                        connect_timeout=2, reconnect_time_wait=RETRY_S, max_reconnect_attempts=-1)
+            except NATS_ERRORS as exc:
+                self._ratelog.warning(("connect",), "standby: cannot reach the primary's leaf node %s: %s",
+                                      self.settings.standby_of, exc or type(exc).__name__)
+                await asyncio.sleep(RETRY_S)
+        try:
+            while True:
+                try:
+                    kv = await nc.jetstream().key_value(ward_bucket(self.settings.ward_id))
+                    watcher = await kv.watchall()
+                    log.info("standby: following the primary's bucket %s on %s", ward_bucket(self.settings.ward_id),
+                             self.settings.standby_of)
+                    self._status("following")
+                    while True:
+                        try:
+                            entry = await watcher.updates(timeout=WATCH_POLL_S)
+                        except nats.errors.TimeoutError:
+                            continue
+                        if entry is None:        # the end of the values there were at the start
+                            continue
+                        self.take(entry.key, entry.value, entry.operation in ("DEL", "PURGE"))
+                except NATS_ERRORS as exc:
+                    self._ratelog.warning(("watch",), "standby: the primary's bucket: %s", exc or type(exc).__name__)
+                    await asyncio.sleep(RETRY_S)
+        finally:
+            await nc.close()
+
+
+async def _primary_refuses(address: str | None) -> bool:
+    """True if the primary's terminal port does not take a connection (or none is configured)."""
+    if address is None:
+        return True
+    host, _, port = address.rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 1.0)
+    except (OSError, asyncio.TimeoutError):
+        return True
+    writer.close()
+    return False
+
+
+async def wait_for_takeover(follower: PrimaryFollower) -> float:
+    """Follow until the primary is silent (and refuses): the seconds its beat had been silent."""
+    settings = follower.settings
+    task = asyncio.create_task(follower.follow(), name="standby-follow")
+    try:
+        while True:
+            await asyncio.sleep(min(0.1, settings.takeover_after_s / 10))
+            if task.done():
+                task.result()
+            silent = follower.primary_silent_for()
+            if silent >= settings.takeover_after_s and await _primary_refuses(settings.primary_terminal):
+                return silent
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def standby(config: WardConfig, ready_file: Path | None) -> None:
+    settings = config.federation
+    assert settings is not None and settings.standby_of is not None
+    follower = PrimaryFollower(settings, ready_file)
+    silent = await wait_for_takeover(follower)
+    calls = follower.open_calls()
+    log.warning("standby: the primary of ward %s has been silent for %.1f s: taking over with %d open call(s)",
+                settings.ward_id, silent, len(calls))
+    await serve(config, ready_file, takeover=calls)
+
+
+def cmd_standby(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    config = load_config(Path(args.config))
+    if config.federation is None or config.federation.standby_of is None:
+        raise ConfigError(config.path, "[federation] standby_of", "is missing: a standby follows the primary's leaf node")
+    asyncio.run(standby(config, Path(args.ready_file) if args.ready_file else None))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("standby", help="a standby ward host: follows the primary, takes over when it dies")
+    p.add_argument("--config", required=True, help="the standby's ward TOML ([federation] standby_of)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--ready-file", help="its state as JSON: following, then the ports once serving")
+    p.set_defaults(func=cmd_standby)

@@ -1,0 +1,145 @@
+"""A standby ward host against a real primary (`wardcall serve`, killed with SIGKILL) over real
+nats-server processes: it follows the primary's open calls, takes over once the primary is
+silent (its host and its leaf node killed, as when its PC dies), holds the open calls as they were (acknowledged by whom, placed when), and the terminals'
+re-announcement after WELCOME doubles none of them; a call placed during the outage arrives
+once; the standby's events reach the hospital stream. The failover time is measured."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import nats
+
+from wardcall.client import WardApi
+from wardcall.config import load_config
+from wardcall.federation.hubstream import ensure_hospital_stream
+from wardcall.protocol import wardproto
+from tests.federation.conftest import hospital_events
+from tests.fixtures.host import LOOPBACK, NURSE, free_port
+from tests.support.simterm import SimTerminal
+from tests.support.testca import copy_shared
+from tests.support.waiting import async_wait_until, wait_until
+
+TAKEOVER_AFTER_S = 1.0
+
+
+def standby_toml(primary_text: str, primary_leaf: str, standby_leaf: str, ports: tuple[int, int, int]) -> str:
+    text = primary_text.replace('database = "ward.db"', 'database = "standby.db"')
+    for key, port in zip(("terminal_port", "discovery_port", "api_port"), ports):
+        text = re.sub(rf"^{key} = \d+$", f"{key} = {port}", text, flags=re.M)
+    text = text.replace(f'leaf_url = "{primary_leaf}"', f'leaf_url = "{standby_leaf}"\nstandby_of = "{primary_leaf}"\n'
+                        f"takeover_after_s = {TAKEOVER_AFTER_S}")
+    return text
+
+
+async def test_the_standby_takes_over_with_every_open_call_once(nats_hospital, fed_ward, ward_server_factory):
+    hospital = nats_hospital
+    hospital.hub()
+    ward = fed_ward(hospital, "a", terminals=2)
+    primary_leaf, standby_leaf = hospital.leaves["a"], hospital.leaf("a", standby=True)
+    nc = await nats.connect(hospital.hub_url)
+    await ensure_hospital_stream(nc.jetstream(), ["a"], standby=["a"])
+    await nc.close()
+    ports = (free_port(), free_port(socket.SOCK_DGRAM), free_port())
+    standby_path = ward.dir / "standby.toml"
+    standby_path.write_text(standby_toml(ward.config_path.read_text(), primary_leaf.url, standby_leaf.url, ports))
+    # the standby PC holds the ward CA and a host certificate from it, as the primary does:
+    # the terminals verify whichever host answers against the CA they pin
+    copy_shared(load_config(standby_path).tls)
+    primary = ward_server_factory(ward)
+    status_path, log_path = ward.dir / "standby-ready.json", ward.dir / "standby.log"
+    with open(log_path, "w") as log:
+        standby = subprocess.Popen([sys.executable, "-m", "wardcall.cli", "standby", "--config", str(standby_path),
+                                    "--ready-file", str(status_path), "--log-level", "debug"],
+                                   stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    beds = [ward.terminal(0), ward.terminal(1)]
+    try:
+        for bed in beds:
+            await bed.connect()
+        patient = await beds[0].place_call(wardproto.PATIENT)
+        code = await beds[1].place_call(wardproto.CODE_BLUE)
+        bathroom = await beds[0].place_call(wardproto.BATHROOM)
+        api = await primary.login()
+        state = await api.state()
+        host_id = {(c["device"], c["call_id"]): c["id"] for c in state["calls"]}
+        await api.acknowledge(host_id[("bed-101-1", patient)])
+        await api.close()
+        placed_at = {(c["device"], c["call_id"]): c["placed_at"] for c in state["calls"]}
+
+        def followed() -> dict | None:
+            try:
+                status = json.loads(status_path.read_text())
+            except (OSError, ValueError):
+                return None
+            want = sorted([["bed-101-1", patient, "acknowledged"], ["bed-101-2", code, "placed"], ["bed-101-1", bathroom, "placed"]])
+            return status if sorted(status["open_calls"]) == want else None
+        wait_until(followed, 15, "the standby following the primary's three open calls, one acknowledged")
+
+        killed = time.monotonic()
+        primary.kill()          # the primary PC dies: its host and its leaf node with it
+        primary_leaf.kill()
+        for bed in beds:
+            await bed.close()
+
+        def serving() -> dict | None:
+            if standby.poll() is not None:
+                raise AssertionError(f"the standby exited with {standby.returncode}:\n{log_path.read_text()}")
+            try:
+                ready = json.loads(status_path.read_text())
+                with urllib.request.urlopen(f"https://{LOOPBACK}:{ready['api_port']}/api/health", timeout=1):
+                    return ready
+            except (OSError, ValueError, KeyError):
+                return None
+        ready = wait_until(serving, 20, "the standby serving")
+        failover_s = time.monotonic() - killed
+        print(f"failover: primary killed -> standby serving in {failover_s:.2f} s (takeover_after_s {TAKEOVER_AFTER_S})")
+        assert failover_s < TAKEOVER_AFTER_S + 8
+
+        # the terminals know both hosts: they connect to the standby and, after WELCOME,
+        # announce again every call still lit; one placed during the outage comes too
+        beds = [SimTerminal.from_config(ward.device(i), host=LOOPBACK, port=ready["terminal_port"]) for i in range(2)]
+        for bed in beds:
+            await bed.connect()
+        outage = bathroom + 1
+        await beds[0].place_call(wardproto.PATIENT, call_id=patient)
+        await beds[1].place_call(wardproto.CODE_BLUE, call_id=code)
+        await beds[0].place_call(wardproto.BATHROOM, call_id=bathroom)
+        await beds[0].place_call(wardproto.PATIENT, call_id=outage)
+        # the terminal of the acknowledged call hears it is acknowledged
+        await beds[0].wait_call_state(patient, wardproto.ST_ACKNOWLEDGED, timeout=5)
+
+        api = WardApi(f"https://{LOOPBACK}:{ready['api_port']}")
+        await api.login(*NURSE)
+        calls = (await api.state())["calls"]
+        await api.close()
+        seen = sorted((c["device"], c["call_id"]) for c in calls)
+        assert seen == sorted([("bed-101-1", patient), ("bed-101-2", code), ("bed-101-1", bathroom), ("bed-101-1", outage)]), \
+            "every open call once, and the one placed during the outage"
+        by_key = {(c["device"], c["call_id"]): c for c in calls}
+        first, blue = by_key[("bed-101-1", patient)], by_key[("bed-101-2", code)]
+        assert first["state"] == "acknowledged" and first["acknowledged_by"] == NURSE[0]
+        assert blue["state"] == "placed" and blue["placed_at"] == placed_at[("bed-101-2", code)]
+        assert first["id"] == host_id[("bed-101-1", patient)], "the call keeps its number across the failover"
+
+        # the standby publishes from its own leaf node; the hospital stream has it too
+        events = await hospital_events(hospital.hub_url, 1)
+
+        async def outage_call_on_hub() -> bool:
+            events = await hospital_events(hospital.hub_url, 1, timeout=1)
+            return any(e.get("kind") == "call_placed" and (e["call"]["device"], e["call"]["call_id"]) == ("bed-101-1", outage)
+                       for e in events)
+        await async_wait_until(outage_call_on_hub, 15, "the standby's call on the hub's hospital stream")
+        assert events
+    finally:
+        for bed in beds:
+            await bed.close()
+        if standby.poll() is None:
+            standby.terminate()
+            standby.wait(10)
+        print(f"--- {log_path} ---\n" + "\n".join(log_path.read_text(errors="replace").splitlines()[-40:]))
