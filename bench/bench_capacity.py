@@ -117,7 +117,8 @@ def read_lines(stream, sink: list[str]) -> None:
 
 
 def step(work: Path, n: int, window: float, probes: int) -> dict:
-    cfg, devices = write_ward(work / f"cap{n}", n + 1)
+    # plain TCP and HTTP: loadgen speaks the bare protocol (the cost of TLS is bench/bench_tls.py's)
+    cfg, devices = write_ward(work / f"cap{n}", n + 1, tls="plain")
     load, probe_dev = devices[:n], devices[n]
     (work / f"cap{n}" / "load.json").write_text(json.dumps(load))
     os.environ["WARDCALL_LOOP_PROBE"] = "1"        # inherited by `wardcall serve`
@@ -144,7 +145,7 @@ def step(work: Path, n: int, window: float, probes: int) -> dict:
         c0, g0, w0 = cpu_seconds(server.proc.pid), cpu_seconds(gen.pid), time.monotonic()
         q0 = runqueue_wait_s(server.proc.pid)
         loop = asyncio.new_event_loop()
-        term = SimTerminal(probe_dev["device_id"], probe_dev["key"], "127.0.0.1", devices[0]["port"])
+        term = SimTerminal(probe_dev["device_id"], probe_dev["key"], "127.0.0.1", devices[0]["port"], tls="plain")
         loop.run_until_complete(probe_calls(term, console, half, gap, steady))
         w = time.monotonic() - w0
         host_cpu = (cpu_seconds(server.proc.pid) - c0) / w * 100
