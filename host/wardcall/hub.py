@@ -282,10 +282,13 @@ class WardHub:
 
     def state(self) -> dict[str, Any]:
         """The whole state for a console, numbered like the changes that follow it."""
+        return {"seq": self.bus.seq, **self.ward.snapshot(), **self._observers_state()}
+
+    def _observers_state(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}
         for observer in self.observers:
             extra.update(observer.state())
-        return {"seq": self.bus.seq, **self.ward.snapshot(), **extra}
+        return extra
 
     async def state_in_turns(self) -> dict[str, Any]:
         """state(), its terminals and rooms built STATE_CHUNK at a time, one chunk per turn of the
@@ -294,7 +297,7 @@ class WardHub:
         later number than `seq`, as a whole view of the terminal, room or call, and the console
         applies it after the snapshot — whether the snapshot already had the change or not."""
         ward = self.ward
-        state = {"seq": self.bus.seq, **ward.snapshot(large=False)}
+        state = {"seq": self.bus.seq, **ward.snapshot(large=False), **self._observers_state()}
         terminals: list[dict[str, Any]] = []
         for start in range(0, len(ward.terminal_order), STATE_CHUNK):
             terminals += [ward.terminal_view(t) for t in ward.terminal_order[start:start + STATE_CHUNK]]

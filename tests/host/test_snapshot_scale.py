@@ -112,5 +112,6 @@ async def test_a_change_while_a_snapshot_is_built_in_turns_reaches_the_console(t
         assert [terminals[d]["connected"] for d in late] == [True, True]
         assert calls[(late[1], 5)]["kind_name"] == "code_blue"
         assert terminals == {t["device"]: t for t in hub.state()["terminals"]}
+        assert list(snapshot) == list(hub.state())        # nothing of the whole state left out
     finally:
         await writer.aclose(5)
