@@ -82,7 +82,14 @@ def write_ward(wdir: Path, n: int, heartbeat_ms: int = 1000, tls: str = "tls") -
 
 
 def raise_nofile(n: int = 20000) -> None:
+    """The soft limit to n, and the hard one when it is lower and we may (root)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < n:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, n))
+            hard = n
+        except (ValueError, OSError):
+            pass
     target = min(max(soft, n), hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
@@ -145,6 +152,38 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def descendants_cpu_seconds(root: int, exclude: set[int] = frozenset()) -> float:
+    """utime + stime of every living process below `root` (the emulated boards and their
+    supervisor under the bench), leaving out the `exclude` pids and what is below them."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0.0, list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        if pid in exclude:
+            continue
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            continue
+        todo += children.get(pid, [])
+    return total
+
+
+def runqueue_wait_s(pid: int) -> float:
+    """Seconds the process's main thread (the host's event loop) was ready to run but waited
+    for a CPU (/proc/<pid>/schedstat): on a shared machine, loop lag that is not the host's."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[1]) / 1e9
 
 
 class Console:

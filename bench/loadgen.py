@@ -5,12 +5,16 @@ terminal (start times spread over one interval). Frames from the host are read a
 (read_frame) but only a terminal's first frame (WELCOME) is verified: verifying every host
 heartbeat would double this process's CPU, which shares the machine with the host being measured.
 
+SIGUSR1 is a reconnect storm: every session is closed at once and connects again (at --ramp a
+second); "storm N S" is printed when all N are back, S seconds later.
+
     python bench/loadgen.py DEVICES.json PORT [--ramp 2000]   (prints "ready N" then runs until killed)
 """
 import argparse
 import asyncio
 import json
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -19,40 +23,79 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 from wardcall.protocol import wardproto as wp  # noqa: E402
 
 
-async def terminal(dev, port, hb_ms, ready, stats):
-    key = wp.key_from_hex(dev["key"])
-    for attempt in range(20):
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            s = wp.Session(key, False)
-            writer.write(s.hello(dev["device_id"], "loadgen-1", "loadgen", 0, dev["device_id"].encode()[-32:]))
-            s.accept_welcome(await asyncio.wait_for(wp.read_frame(reader), 30))
-            break
-        except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.TimeoutError, wp.ProtocolError):
-            await asyncio.sleep(0.5 + random.random())
-    else:
-        stats["failed"] += 1
-        ready()
-        return
-    ready()
+class Fleet:
+    def __init__(self, devices, port, hb_ms, ramp):
+        self.devices, self.port, self.hb_ms, self.ramp = devices, port, hb_ms, ramp
+        self.stats = {"tx": 0, "rx": 0, "lost": 0, "failed": 0, "reconnects": 0}
+        self.writers = {}
+        self.up = 0
+        self.first = asyncio.Event()
+        self.storm_started = None
+        self.gate = asyncio.Semaphore(200)      # connections being set up at once
 
-    async def drain():
+    async def connect(self, dev):
+        key = wp.key_from_hex(dev["key"])
+        for _ in range(40):
+            try:
+                async with self.gate:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                    s = wp.Session(key, False)
+                    writer.write(s.hello(dev["device_id"], "loadgen-1", "loadgen", 0, dev["device_id"].encode()[-32:]))
+                    s.accept_welcome(await asyncio.wait_for(wp.read_frame(reader), 30))
+                return reader, writer, s
+            except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.TimeoutError, wp.ProtocolError):
+                await asyncio.sleep(0.5 + random.random())
+        return None
+
+    def came_up(self):
+        self.up += 1
+        if self.up == len(self.devices):
+            if self.storm_started is None:
+                print(f"ready {len(self.devices) - self.stats['failed']}", flush=True)
+            else:
+                print(f"storm {self.up} {time.monotonic() - self.storm_started:.2f}", flush=True)
+                self.storm_started = None
+
+    async def terminal(self, dev):
+        started = time.monotonic()
+        while True:
+            link = await self.connect(dev)
+            if link is None:
+                self.stats["failed"] += 1
+                self.came_up()
+                return
+            reader, writer, s = link
+            self.writers[dev["device_id"]] = writer
+            self.came_up()
+            drain = asyncio.ensure_future(self.drain(reader))
+            await asyncio.sleep(random.random() * self.hb_ms / 1000)
+            try:
+                while not drain.done():
+                    writer.write(s.encode(wp.HEARTBEAT, {"status": 0, "pending": 0, "uptime": int(time.monotonic() - started)}))
+                    self.stats["tx"] += 1
+                    await asyncio.sleep(self.hb_ms / 1000)
+            except ConnectionError:
+                pass
+            drain.cancel()
+            self.stats["lost"] += 1
+            writer.close()
+            self.stats["reconnects"] += 1
+
+    async def drain(self, reader):
+        """What the host sends (its heartbeats): framed, not verified."""
         try:
             while True:
                 await wp.read_frame(reader)
-                stats["rx"] += 1
+                self.stats["rx"] += 1
         except (EOFError, asyncio.IncompleteReadError, ConnectionError, wp.ProtocolError):
-            stats["lost"] += 1
-    task = asyncio.ensure_future(drain())
-    await asyncio.sleep(random.random() * hb_ms / 1000)
-    started = time.monotonic()
-    try:
-        while not task.done():
-            writer.write(s.encode(wp.HEARTBEAT, {"status": 0, "pending": 0, "uptime": int(time.monotonic() - started)}))
-            stats["tx"] += 1
-            await asyncio.sleep(hb_ms / 1000)
-    except ConnectionError:
-        stats["lost"] += 1
+            pass
+
+    def storm(self):
+        """Every connection closed at once; each terminal connects again."""
+        self.storm_started = time.monotonic()
+        self.up = 0
+        for writer in list(self.writers.values()):
+            writer.transport.abort()
 
 
 async def main():
@@ -63,22 +106,16 @@ async def main():
     ap.add_argument("--ramp", type=float, default=2000, help="new connections per second")
     args = ap.parse_args()
     devices = json.loads(Path(args.devices).read_text())
-    stats = {"tx": 0, "rx": 0, "lost": 0, "failed": 0}
-    done = 0
-
-    def ready():
-        nonlocal done
-        done += 1
-        if done == len(devices):
-            print(f"ready {len(devices) - stats['failed']}", flush=True)
+    fleet = Fleet(devices, args.port, args.hb_ms, args.ramp)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, fleet.storm)
     tasks = []
     for i, dev in enumerate(devices):
-        tasks.append(asyncio.ensure_future(terminal(dev, args.port, args.hb_ms, ready, stats)))
+        tasks.append(asyncio.ensure_future(fleet.terminal(dev)))
         if i % 50 == 49:
             await asyncio.sleep(50 / args.ramp)
     while True:
         await asyncio.sleep(5)
-        print(f"stats {json.dumps(stats)}", flush=True)
+        print(f"stats {json.dumps(fleet.stats)}", flush=True)
 
 
 if __name__ == "__main__":

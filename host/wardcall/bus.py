@@ -18,7 +18,9 @@ from typing import Any
 
 from .clock import Clock
 
-SUBSCRIBER_QUEUE = 1000     # changes a slow console may fall behind before it is dropped
+SUBSCRIBER_QUEUE = 1000     # changes a slow console may fall behind before it is dropped (at least)
+EVENTS_PER_TERMINAL = 4     # … and this many per terminal: a whole ward reconnecting at once (an outage
+                            # over) is a few changes per terminal, and must not cut every console off
 RECENT_EVENTS = 4096        # changes kept for consoles that resume (Last-Event-ID)
 
 Event = tuple[str, dict[str, Any]]
@@ -27,10 +29,11 @@ Event = tuple[str, dict[str, Any]]
 class Subscriber:
     """One console's event stream: a queue of (event name, payload); None ends the stream."""
 
-    def __init__(self, user: str, session: str = "") -> None:
+    def __init__(self, user: str, session: str = "", queue: int = SUBSCRIBER_QUEUE) -> None:
         self.user = user
         self.session = session          # the console session it belongs to (to end it with the session)
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(SUBSCRIBER_QUEUE)
+        # a queued change is a reference to the one published tuple: a long queue costs 8 bytes an entry
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(queue)
         self.dropped = False
 
     def end(self) -> None:
@@ -40,9 +43,15 @@ class Subscriber:
             self.dropped = True
 
 
+def subscriber_queue(terminals: int) -> int:
+    """How far a console may fall behind in a ward of this many terminals."""
+    return max(SUBSCRIBER_QUEUE, EVENTS_PER_TERMINAL * terminals)
+
+
 class ConsoleBus:
-    def __init__(self, clock: Clock, recent: int = RECENT_EVENTS) -> None:
+    def __init__(self, clock: Clock, recent: int = RECENT_EVENTS, queue: int = SUBSCRIBER_QUEUE) -> None:
         self.clock = clock
+        self.queue = queue                            # each console's queue (subscriber_queue)
         self.seq = 0                                  # the number of the latest change
         self.epoch = secrets.token_hex(4)             # this run's bus (event ids)
         self.subscribers: set[Subscriber] = set()
@@ -67,6 +76,9 @@ class ConsoleBus:
         if seq + 1 < first:
             return None         # some are gone
         return [e for e in self._recent if e[1]["seq"] > seq]
+
+    def subscriber(self, user: str, session: str = "") -> Subscriber:
+        return Subscriber(user, session, self.queue)
 
     def add(self, sub: Subscriber) -> None:
         self.subscribers.add(sub)

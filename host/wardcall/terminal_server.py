@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import heapq
+import itertools
 import logging
 import resource
 import ssl
 import time
+import weakref
 from collections import OrderedDict
 from typing import Any
 
@@ -80,6 +83,96 @@ def install_loop_error_handler(loop: asyncio.AbstractEventLoop) -> None:
     loop.set_exception_handler(handler)
 
 
+class SessionTimers:
+    """Every session's heartbeats and dead-link deadline on one heap and one loop timer, instead
+    of a task sleeping per session and an `asyncio.wait_for` per frame read and per drain: at
+    5,000 terminals those were over half of the loop's time, and their coroutines, futures and
+    timer handles most of what the garbage collector kept walking.
+
+    Heartbeats are due on an absolute grid (start + k x interval): a late turn of the loop does
+    not push the later ones back. A dead-link deadline is checked when it falls due: a frame
+    that came in since moves it on (one heap entry per session, not one per frame). Whatever is
+    due within GRANULARITY_S is done in one wake-up, so the loop wakes at most 1/GRANULARITY_S
+    times a second for all of them."""
+
+    GRANULARITY_S = 0.01
+    STALL_S = 0.25          # a deadline checked this late: the loop was stalled, look again …
+    RECHECK_S = 0.05        # … this much later, once what arrived meanwhile has been read
+    _HEARTBEAT, _DEADLINE = 0, 1
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._heap: list[tuple[float, int, int, TerminalSession]] = []     # (when, order, what, session)
+        self._order = itertools.count()
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_for = float("inf")
+
+    def start(self, session: "TerminalSession", dead_after: float) -> None:
+        """A session after its handshake: a heartbeat now (the session says when the next is
+        due), closed when nothing has come in for `dead_after`."""
+        now = self.loop.time()
+        self._push(now, self._HEARTBEAT, session)
+        self._push(now + dead_after, self._DEADLINE, session)
+
+    def _push(self, when: float, what: int, session: "TerminalSession") -> None:
+        heapq.heappush(self._heap, (when, next(self._order), what, session))
+        if when < self._armed_for - self.GRANULARITY_S:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._armed_for = when
+            self._handle = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._handle, self._armed_for = None, float("inf")
+        heap = self._heap
+        now = self.loop.time()
+        horizon = now + self.GRANULARITY_S
+        again: list[tuple[float, int, TerminalSession]] = []
+        while heap and heap[0][0] <= horizon:
+            when, _, what, session = heapq.heappop(heap)
+            if session.closed_because is not None:
+                continue            # ended: its entries go
+            if what == self._DEADLINE and now - when > self.STALL_S:
+                # the loop itself was held up: what the terminal sent meanwhile may be waiting
+                # unread. It gets read first; the host's lateness is not the terminal's silence.
+                again.append((now + self.RECHECK_S, what, session))
+                continue
+            try:
+                nxt = session.heartbeat_due(when, now) if what == self._HEARTBEAT else session.deadline_due(now)
+            except Exception:       # a bug in one session must not stop every heartbeat
+                log.exception("session timer of %s failed", session.device or session.address)
+                session.drop("internal error")
+                continue
+            if nxt is not None:
+                again.append((nxt, what, session))
+        for when, what, session in again:
+            heapq.heappush(heap, (when, next(self._order), what, session))
+        if heap:
+            self._armed_for = heap[0][0]
+            self._handle = self.loop.call_at(heap[0][0], self._fire)
+
+
+def next_beat(due: float, now: float, interval: float) -> float:
+    """The next heartbeat after the one due at `due`, sent at `now`: on the same grid, the beats
+    a stalled loop missed skipped (one late beat, not a burst)."""
+    nxt = due + interval
+    if nxt <= now:
+        nxt += interval * ((now - nxt) // interval + 1)
+    return nxt
+
+
+_session_timers: "weakref.WeakKeyDictionary[WardHub, SessionTimers]" = weakref.WeakKeyDictionary()
+
+
+def session_timers(hub: WardHub) -> SessionTimers:
+    """The timers of a hub's terminal sessions (one set per hub and event loop)."""
+    loop = asyncio.get_running_loop()
+    timers = _session_timers.get(hub)
+    if timers is None or timers.loop is not loop:
+        timers = _session_timers[hub] = SessionTimers(loop)
+    return timers
+
+
 def _address(writer: asyncio.StreamWriter) -> str:
     peer = writer.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
@@ -100,7 +193,11 @@ class TerminalSession:
         self.hwid = ""                    # the board's hardware id (hex), from its HELLO
         self.session: Any = None
         self.closed_because: str | None = None
-        self._heartbeat_task: asyncio.Task | None = None
+        self._heartbeats_started = 0.0     # mono: the uptime the host reports in its heartbeats
+        # loop time the read now waiting began (the dead-link deadline runs from it, as a timeout
+        # on each read would); None while the session works on a frame (a commit may take a while)
+        self._read_since: float | None = None
+        self._unread_since: float | None = None    # loop time the write buffer was first seen over its limit
         self._hello: dict[str, Any] | None = None    # until the first authentic session frame
         self.secured = False                # the session runs inside TLS
         self._plain_writer: asyncio.StreamWriter | None = None
@@ -150,8 +247,6 @@ class TerminalSession:
             self.closed_because = self.closed_because or "internal error"
         finally:
             self._trusted()
-            if self._heartbeat_task is not None:
-                self._heartbeat_task.cancel()
             self.close(self.closed_because or "session ended")
             if self.device is not None and await self.hub.detach(self.device, self, self.hwid):
                 try:
@@ -232,7 +327,9 @@ class TerminalSession:
         # A HELLO proves nothing by itself: anyone can replay one. The session takes the
         # terminal's place (and displaces an older one) only once it sends an authentic frame
         # under the new session key (_adopt); until then it is just a connection.
-        self._heartbeat_task = asyncio.create_task(self._heartbeats(), name=f"heartbeat {device}")
+        self._heartbeats_started = time.monotonic()
+        self._read_since = asyncio.get_running_loop().time()
+        session_timers(hub).start(self, hub.config.offline_after_s)
         return True
 
     async def _adopt(self, device: str) -> None:
@@ -249,35 +346,59 @@ class TerminalSession:
             fx.merge(self.hub.ward.tls_accepted(device))
         await self.hub.apply(fx)
 
-    async def _heartbeats(self) -> None:
-        started = time.monotonic()
-        interval = self.hub.config.heartbeat_s
+    def heartbeat_due(self, due: float, now: float) -> float | None:
+        """From SessionTimers: send the host's heartbeat; returns when the next is due, on the
+        grid `due` is on (beats a stalled loop missed are skipped, not sent in a burst).
+        A terminal whose socket has not taken what it was sent for `offline_after_s` (its
+        write buffer above the high-water mark all that time) is cut off: it stopped reading."""
+        config = self.hub.config
+        transport = self.writer.transport
+        if transport is None:
+            return None
         try:
-            while self.closed_because is None:
-                self.send(wardproto.HEARTBEAT, {"status": 0, "pending": 0, "uptime": int(time.monotonic() - started)})
-                try:
-                    await asyncio.wait_for(self.writer.drain(), self.hub.config.offline_after_s)
-                except asyncio.TimeoutError:
-                    self.close("terminal stopped reading")
-                    return
-                await asyncio.sleep(interval)
+            self.send(wardproto.HEARTBEAT, {"status": 0, "pending": 0,
+                                            "uptime": int(time.monotonic() - self._heartbeats_started)})
         except (ConnectionError, RuntimeError):
             self.close("connection lost while sending")
+            return None
+        if self.closed_because is not None:
+            return None
+        if transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]:
+            if self._unread_since is None:
+                self._unread_since = now
+            elif now - self._unread_since >= config.offline_after_s:
+                self.drop("terminal stopped reading")
+                return None
+        else:
+            self._unread_since = None
+        return next_beat(due, now, config.heartbeat_s)
+
+    def deadline_due(self, now: float) -> float | None:
+        """From SessionTimers: the dead-link deadline (`offline_after_s` into a read that has not
+        brought a whole frame) has come; returns the new one if a frame came in since, or while
+        the session is busy with one, else the session ends."""
+        dead_after = self.hub.config.offline_after_s
+        deadline = now + dead_after if self._read_since is None else self._read_since + dead_after
+        if deadline > now:
+            return deadline
+        # abort, not close: nothing is owed to a dead link, and the read waiting on it must end now
+        self.drop(f"nothing received for {dead_after:g} s (dead link)")
+        return None
 
     async def _serve(self) -> None:
         hub = self.hub
         device = self.device
         assert device is not None
-        dead_after = hub.config.offline_after_s
+        loop = asyncio.get_running_loop()
         while self.closed_because is None:
+            # no timeout here: SessionTimers ends a read that brings nothing for offline_after_s
+            self._read_since = loop.time()
             try:
-                frame = await asyncio.wait_for(wardproto.read_frame(self.reader), dead_after)
-            except asyncio.TimeoutError:
-                self.close(f"nothing received for {dead_after:g} s (dead link)")
-                return
+                frame = await wardproto.read_frame(self.reader)
             except ProtocolError as exc:
                 await self._reject(device, exc.message)
                 return
+            self._read_since = None
             seq_before = self.session.rx_seq
             try:
                 msg = self.session.decode(frame)

@@ -296,3 +296,44 @@ async def test_hundreds_of_half_open_and_slow_connections_do_not_starve_terminal
         for t in [early, *terms]:
             await t.close()
     assert lingering == 0, f"{lingering} of {len(hostile)} hostile connections still open 15 s later"
+
+
+async def test_a_session_silent_in_the_middle_of_a_frame_is_dropped_and_others_keep_their_heartbeats(
+        make_ward, ward_server_factory):
+    """The read loop has no per-frame timeout (SessionTimers keeps one deadline per session):
+    a terminal that sends half a frame and nothing more is still dropped within three
+    heartbeats, and is recorded as a dead link, while a terminal beside it keeps getting the
+    host's heartbeats on time."""
+    ward = make_ward(terminals=2, heartbeat_ms=200)
+    server = ward_server_factory(ward)
+    stalled = RawTerminal(ward.device(0)["device_id"], key_of(ward, 0), ward.terminal_port)
+    await stalled.handshake()
+    stalled.write(stalled.session.encode(wp.HEARTBEAT, {"status": 0, "pending": 0, "uptime": 1}))
+    beside = RawTerminal(ward.device(1)["device_id"], key_of(ward, 1), ward.terminal_port)
+    await beside.handshake()
+
+    async def heartbeats_heard(seconds: float) -> int:
+        heard, end = 0, asyncio.get_running_loop().time() + seconds
+        while (left := end - asyncio.get_running_loop().time()) > 0:
+            try:
+                frame = await asyncio.wait_for(wp.read_frame(beside.reader), left)
+            except (asyncio.TimeoutError, TimeoutError):
+                break
+            heard += beside.session.decode(frame)["type"] == wp.HEARTBEAT
+            beside.write(beside.session.encode(wp.HEARTBEAT, {"status": 0, "pending": 0, "uptime": 1}))
+        return heard
+    listening = asyncio.ensure_future(heartbeats_heard(3.0))
+    half = stalled.session.encode(wp.HEARTBEAT, {"status": 0, "pending": 0, "uptime": 2})
+    stalled.write(half[:len(half) // 2])
+    started = asyncio.get_running_loop().time()
+    assert await stalled.closed_by_host(timeout=5.0), "a session silent mid-frame was never dropped"
+    dropped_after = asyncio.get_running_loop().time() - started
+    # three heartbeats of 200 ms after its last whole frame, never sooner (bounds for a busy machine)
+    assert 0.4 <= dropped_after <= 3.5, dropped_after
+    # 3 s at a heartbeat each 200 ms: ~15; a host whose heartbeats waited on the stalled link would send far fewer
+    assert await listening >= 8
+    reasons = [json.loads(r["data"]).get("reason") for r in
+               rows(ward, "SELECT * FROM events WHERE kind = 'terminal_disconnected' AND device = ?", ward.device(0)["device_id"])]
+    assert any("dead link" in (r or "") for r in reasons), reasons
+    stalled.close()
+    beside.close()

@@ -33,7 +33,7 @@ class AssignmentRules(WardState):
         terminals name when it lists none."""
         beds = []
         for room_id, room in self.config.rooms.items():
-            names = list(room.beds) or sorted({t.bed for t in self.config.terminals.values() if t.room == room_id and t.bed})
+            names = list(room.beds) or sorted({t.bed for t in self.room_terminals.get(room_id, ()) if t.bed})
             beds += [f"{room_id}/{bed}" for bed in names]
         return beds
 

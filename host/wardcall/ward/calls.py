@@ -183,7 +183,7 @@ class CallRules(RoutingRules):
         """A nurse in a room (PRESENCE, or the heartbeat's presence bit) attends its calls."""
         fx = Effects()
         terminal = self.terminals[device]
-        room_had_staff = any(t.presence for t in self.terminals.values() if t.room == terminal.room)
+        room_had_staff = self.room_has_presence(terminal.room)
         terminal.presence = on
         if on:
             self.present.add(device)
@@ -207,7 +207,7 @@ class CallRules(RoutingRules):
                     self._record(fx, "call_attended", call=call, by=who)
                     self._call_state(fx, call, wardproto.ST_ATTENDED, who)
                     self._route_ended(fx, call, ROUTE_ATTENDED)
-        elif room_had_staff and not any(t.presence for t in self.terminals.values() if t.room == terminal.room):
+        elif room_had_staff and not self.room_has_presence(terminal.room):
             # the last nurse left a room where a call still stands (a bathroom cord not reset,
             # a code blue not cleared): it must not be forgotten, so it comes back as an alert —
             # after a short grace, because pressing presence to clear a call sends PRESENCE off

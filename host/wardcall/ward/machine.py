@@ -42,14 +42,16 @@ class Ward(TerminalRules, ConsoleRules, LinkRules, WardViews):
         self._restore_terminals(terminals, now_mono)
         return fx
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, large: bool = True) -> dict[str, Any]:
+        """The whole state for a console. large=False leaves the terminals and rooms (the lists
+        that grow with the ward) empty, for a caller that builds them in turns (hub.py)."""
         return {
             "ward": self.config.ward,
             "time": self.clock.wall(),
             "heartbeat_ms": self.config.timing.heartbeat_ms,
             "calls": [self.call_view(c) for c in self.ordered_calls()],
-            "terminals": [self.terminal_view(t) for t in sorted(self.terminals.values(), key=lambda t: (t.room, t.bed, t.device))],
-            "rooms": [self.room_view(r) for r in self.config.rooms],
+            "terminals": [self.terminal_view(t) for t in self.terminal_order] if large else [],
+            "rooms": [self.room_view(r) for r in self.config.rooms] if large else [],
             "alarms": [a.view() for a in sorted(self.alarms.values(), key=lambda a: (a.since, a.id))],
             "sound": self.sound_view(),
             "consoles": self.consoles,

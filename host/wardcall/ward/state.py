@@ -23,6 +23,12 @@ class WardState:
         self.clock = clock
         self.terminals: dict[str, Terminal] = {
             t.device: Terminal(t.device, t.room, t.bed) for t in config.terminals.values()}
+        # each room's terminals: a room's presence is looked up per room, never by scanning the
+        # ward (a snapshot of 5,000 terminals did that once per room)
+        self.room_terminals: dict[str, list[Terminal]] = {}
+        for terminal in self.terminals.values():
+            self.room_terminals.setdefault(terminal.room, []).append(terminal)
+        self.terminal_order = sorted(self.terminals.values(), key=lambda t: (t.room, t.bed, t.device))    # as consoles list them
         self.calls: dict[tuple[str, int], Call] = {}     # open calls only
         self.alarms: dict[str, Alarm] = {}
         self.present: set[str] = set()                   # devices with presence on
@@ -151,4 +157,11 @@ class WardState:
         return None
 
     def room_staff(self, room: str) -> list[str]:
-        return sorted(t.device for t in self.terminals.values() if t.room == room and t.presence)
+        """The terminals of a room with presence on."""
+        present = [t.device for t in self.room_terminals.get(room, ()) if t.presence]
+        if len(present) > 1:
+            present.sort()
+        return present
+
+    def room_has_presence(self, room: str) -> bool:
+        return any(t.presence for t in self.room_terminals.get(room, ()))
