@@ -11,7 +11,6 @@ from wardproto import ALARM_HIGH, ALARM_MEDIUM, ALARM_LOW
 
 _DUTY_ON = const(32768)
 _STEP_MS = const(50)
-_IDLE_MS = const(1000)    # silent: wake for chime(), alarm() or test(), else once a second
 
 # per priority (index = ALARM_*): burst as on/off durations, tone in Hz, burst repeat in ms
 _BURSTS = (
@@ -35,7 +34,6 @@ class Buzzer:
         self._test_until = None  # ticks when the lamp-test tone ends
         self._gen = 0            # bumped by silence(): stops a burst in progress
         self._next_alarm = time.ticks_ms()
-        self._wake = asyncio.Event()   # set by chime(), alarm(), test(): the idle task wakes now
         self.bursts = 0          # bursts played (diagnostics, tests)
 
     def alarm(self, prio):
@@ -43,12 +41,10 @@ class Buzzer:
             if prio > self._alarm:
                 self._next_alarm = time.ticks_ms()    # a more urgent call sounds at once
             self._alarm = prio
-            self._wake.set()
 
     def chime(self, prio):
         if ALARM_LOW <= prio <= ALARM_HIGH:
             self._chime = prio
-            self._wake.set()
 
     def silence(self):
         self._chime = 0
@@ -56,7 +52,6 @@ class Buzzer:
 
     def test(self, ms):
         self._test_until = time.ticks_add(time.ticks_ms(), ms)
-        self._wake.set()
 
     def _tone(self, freq):
         if freq:
@@ -86,22 +81,6 @@ class Buzzer:
             on = not on
         self._tone(0)
 
-    async def _idle(self, now):
-        # nothing to play: wait for chime(), alarm() or test(), or the repeating alarm's next
-        # burst, at most _IDLE_MS (the supervisor hears from this task every turn). It was a
-        # 50 ms poll: the most frequent wake-up of an idle terminal.
-        ms = _IDLE_MS
-        if self._alarm:
-            due = time.ticks_diff(self._next_alarm, now)
-            if due < ms:
-                ms = due if due > 0 else 0
-        if ms:
-            try:
-                await asyncio.wait_for_ms(self._wake.wait(), ms)
-            except asyncio.TimeoutError:
-                pass
-        self._wake.clear()
-
     async def run(self, alive):
         while True:
             alive()
@@ -124,4 +103,4 @@ class Buzzer:
                 self._next_alarm = time.ticks_add(now, _REPEAT_MS[prio])
                 await self._burst(prio, alive, self._gen)
                 continue
-            await self._idle(now)
+            await asyncio.sleep_ms(_STEP_MS)
