@@ -94,6 +94,7 @@ class Board:
             "net": self.net_up(),
             "loss": self.fault.get("udp_loss", 0.0),
             "ssid": self.wifi.shown_ssid(),
+            "q": self.wifi.seq,
         }
 
     def full_state(self) -> dict[str, Any]:

@@ -21,6 +21,9 @@ class WifiStation:
         self.active = False  # WLAN(STA_IF).active()
         self.want: Optional[tuple[str, str | None]] = None  # (ssid, key) of WLAN.connect()
         self.status = STAT_IDLE
+        # the number of the shim's last WLAN call: every state push carries it, so the shim can
+        # drop a push that left before its newest call and would undo what that call set
+        self.seq = 0
         self._timer: Optional[asyncio.TimerHandle] = None
         self._on_change = on_change  # pushes the new state to the shim and the proxy
 
@@ -33,6 +36,7 @@ class WifiStation:
     def command(self, m: dict) -> None:
         """A WLAN call from the network shim: active / connect / disconnect."""
         c = m.get("c")
+        self.seq = int(m.get("q", 0))
         if c == "active":
             self.active = bool(m.get("v"))
             if not self.active:
@@ -106,3 +110,4 @@ class WifiStation:
         self.active = False
         self.want = None
         self.status = STAT_IDLE
+        self.seq = 0  # the shim starts counting again

@@ -200,6 +200,28 @@ print("mac", len(w.config("mac")))
     assert "status 201" in out
 
 
+@pytest.mark.timeout(60)
+def test_status_right_after_connect_is_connecting(make_board):
+    # an ESP32's WLAN.status() is STAT_CONNECTING as soon as connect() returns; the emulator's
+    # answer to the active() just before must not arrive late and turn it back to STAT_IDLE
+    main = """
+import network, time
+w = network.WLAN(network.STA_IF)
+seen = {}
+for i in range(150):
+    w.active(False)
+    w.active(True)
+    w.connect("other", "x")
+    s = w.status()
+    seen[s] = seen.get(s, 0) + 1
+print("seen", sorted(seen.items()))
+"""
+    b = make_board("afterconnect", {"main.py": main}, ssid="ward", key="secret", connect_ms=2000)
+    out = b.wait_console("seen", 50)
+    line = [l for l in out.splitlines() if l.startswith("seen")][0]
+    assert line == "seen [(1001, 150)]", line
+
+
 IDLE_READER = WIFI + """
 import asyncio, select, socket, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

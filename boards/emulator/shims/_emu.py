@@ -48,6 +48,7 @@ OFF_US = (MASK + 1 - _wrap_s * 1000000 - _boot_ms * 1000) & MASK
 closed = {}  # pin number -> True while the contact to GND is closed (button pressed, ...)
 watch = {}  # pin number -> [change number, settle ms, first read's ticks]: reported once read
 sta = 1000  # network.STAT_IDLE
+net_seq = 0  # the number of the last WLAN call sent to the supervisor
 sta_active = False
 ap_active = False
 net = True  # radio link up and station connected: UDP passes
@@ -138,6 +139,8 @@ def badge_state(m):
 
 def _net(m):
     global sta, sta_active, ap_active, net, udp_loss, ssid
+    if m.get("q", net_seq) < net_seq:
+        return  # sent before the newest WLAN call; the push that answers that call follows
     sta = m.get("sta", sta)
     sta_active = m.get("active", sta_active)
     ap_active = m.get("ap", ap_active)

@@ -39,6 +39,9 @@ _ifs = {}
 
 
 def _cmd(**kw):
+    # numbered, so that a state push sent before this call cannot undo it (see _emu._net)
+    _emu.net_seq += 1
+    kw["q"] = _emu.net_seq
     _emu.send("N " + json.dumps(kw))
 
 
