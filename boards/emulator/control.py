@@ -264,12 +264,18 @@ class ControlChannel:
         }
 
     async def op_wait_console(self, name: str, text: str, timeout: float = 5.0,
-                              since: int = 0) -> dict[str, Any]:
+                              since: int = 0, whole_line: bool = True) -> dict[str, Any]:
         b = self._board(name)
         needle = text.encode()
 
         def pred():
-            return b.repl.console.find(needle, max(int(since) - b.repl.console_base, 0)) >= 0
+            con = b.repl.console
+            at = con.find(needle, max(int(since) - b.repl.console_base, 0))
+            if at < 0:
+                return False
+            # a test reads the rest of the line it waited for: wait until the board has
+            # printed all of it (a prompt, which never ends its line, asks whole_line=False)
+            return not whole_line or needle.endswith(b"\n") or con.find(b"\n", at + len(needle)) >= 0
 
         ok = await b.changed.wait(pred, timeout)
         res = await self.op_console(name, since)

@@ -370,10 +370,11 @@ class Board:
         """Offset of the console's end now: pass as since= to look only at newer output."""
         return self._r("console")["end"]
 
-    def wait_console(self, text, timeout=5.0, since=0):
-        """Wait until `text` appears in the console after offset `since`; returns the console."""
+    def wait_console(self, text, timeout=5.0, since=0, whole_line=True):
+        """Wait until `text` appears in the console after offset `since` and the line holding it
+        is complete (whole_line=False: as soon as it appears, for a prompt); returns the console."""
         r = self._r("wait_console", text=text, timeout=timeout, since=since,
-                    _timeout=timeout + 30)
+                    whole_line=bool(whole_line), _timeout=timeout + 30)
         if not r["ok"]:
             raise TimeoutError(
                 f"{self.name}: {text!r} not printed within {timeout}s\n"
