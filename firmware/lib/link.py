@@ -3,7 +3,9 @@
 # WELCOME and resent until CALL_ACK (preceded by the calls still open here, announced again the
 # same way, so a host that lost its record learns them again), a dead link detected within 3
 # heartbeat intervals, and reconnection with exponential backoff plus jitter (0.5 s doubling to
-# 30 s, + up to half). The host's name is looked up once and again only after repeated failures
+# 30 s, + up to half), cut to 1-2 s while an event (a call, a cancel) waits to be delivered: a
+# long outage's backoff never holds a new call back (only the terminals with something to say
+# retry that often, so a reconnect storm stays spread out). The host's name is looked up once and again only after repeated failures
 # (a lookup blocks the board while DNS answers). Messages that are not calls (PRESENCE, FAULT,
 # RESULT) come from the Outgoing shared with the call state machine; FAULTs raised while the link
 # was down go first after WELCOME. The connection is TLS with the host's certificate verified
@@ -18,7 +20,7 @@ import board
 import wardproto as P
 
 import config
-from backoff import Backoff, sleep_alive
+from backoff import Backoff, jitter, sleep_alive
 from discovery import find_host, resolve
 from log import log, exc
 import tlslink
@@ -33,6 +35,8 @@ _RESEND_MS = const(3000)
 _DEFAULT_HB_MS = const(1000)
 _MIN_HB_MS = const(100)
 _LOOKUP_AFTER = const(3)      # failed sessions before the host is looked up (or discovered) again
+_URGENT_MS = const(1000)      # with an event to deliver, the next try within 1-2 s
+_PAUSE_STEP_MS = const(250)
 
 
 def hardware_id():
@@ -141,7 +145,7 @@ class Link:
                 failures = 0
                 if self._host is None:
                     if self.wifi.connected():       # the name did not resolve: try again later
-                        await sleep_alive(self._backoff.next(), alive)
+                        await self._pause(alive)
                     continue
             established = await self._session(self._host[0], self._host[1], alive)
             if established:
@@ -157,9 +161,28 @@ class Link:
                 self._after = None
                 self._reconfigure()
                 continue
-            wait = self._backoff.next()
+            await self._pause(alive)
+
+    async def _pause(self, alive):
+        """The backoff's wait before the next try, ended after 1-2 s once an event waits in the
+        outbox (one there before, or a call placed during a long wait)."""
+        wait = self._backoff.next()
+        urgent = _URGENT_MS + jitter(_URGENT_MS)
+        waiting = len(self.outbox) > 0
+        if waiting and wait > urgent:
+            log("link", "reconnecting in %d ms (an event to deliver; the backoff was %d ms)" % (urgent, wait))
+        else:
             log("link", "reconnecting in %d ms" % wait)
-            await sleep_alive(wait, alive)
+        waited = 0
+        while waited < wait:
+            if waited >= urgent and len(self.outbox):
+                if not waiting:
+                    log("link", "an event to deliver: reconnecting now")
+                return
+            d = min(_PAUSE_STEP_MS, wait - waited)
+            await asyncio.sleep_ms(d)
+            alive()
+            waited += d
 
     async def _session(self, host, port, alive):
         tls = self.tls

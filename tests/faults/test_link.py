@@ -12,7 +12,7 @@ import pytest
 from tests.faults.helpers import clear_calls, press, rig_behind_proxy, wait_all_delivered
 from tests.faults.faultproxy import UdpFaultProxy
 from tests.faults.ledger import Ledger, db_rows
-from tests.support.waiting import wait_until
+from tests.support.waiting import WaitTimeout, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -68,8 +68,13 @@ def test_lossy_slow_link_delivers_every_call_once(make_terminals, fault_proxy, f
         for i in range(4):
             clear_calls(rig, i)
     ledger.check(rig.ward.database, placed)
-    wait_until(lambda: len(states(rig)) == 4 * cycles and set(states(rig).values()) == {"cleared"}, 60,
-               "every call cleared at the host")
+    try:
+        wait_until(lambda: len(states(rig)) == 4 * cycles and set(states(rig).values()) == {"cleared"}, 60,
+                   "every call cleared at the host")
+    except WaitTimeout as exc:
+        tails = "\n".join(f"--- {dev} console tail ---\n{rig.board(i).console()[-2000:]}"
+                          for i, dev in enumerate(rig.devices))
+        raise AssertionError(f"{exc}\nstates {states(rig)}\n{tails}") from None
     assert fault_proxy.lost_chunks + fault_proxy.resets > 0, "the fault was applied"
     fault_proxy.set(loss=0, drop_conn=0, delay_ms=0)
     rig.wait_online(timeout=20)

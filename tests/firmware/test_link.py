@@ -367,3 +367,27 @@ async def scenario(app):
     assert len(looked_up) == 2, out
     assert looked_up[0] < online[0] and online[2] < refused[0] and refused[2] < looked_up[1] < online[3], out
     assert out.count("link: connecting to 127.0.0.1:%d" % host.port) == 7, out
+
+
+def test_a_call_placed_during_a_long_backoff_is_delivered_within_seconds(tmp_path, host):
+    # after a long outage the terminal waits up to 45 s between tries; a patient who presses then
+    # must not wait for it: with an event to deliver the terminal tries again within 1-2 s
+    def on_msg(h, m):
+        if m["type"] == P.HEARTBEAT and h.hellos == 1 and not h.refuse:
+            h.refuse = 1          # the next connection is refused: a try that fails
+            h.drop()
+    host.on_message = on_msg
+    out = mprun.run_scenario(r"""
+import calls as C
+async def scenario(app):
+    await until(lambda: app.link.online, 5000, "online")
+    await until(lambda: not app.link.online, 5000, "the host dropped the session")
+    app.link._backoff.delay = 25000     # as after minutes of failed tries
+    await until(lambda: app.link._backoff.delay == 30000, 5000, "the refused try, then a 25-37 s wait")
+    await press(board.CALL)
+    await until(lambda: app.calls.active[C.S_PATIENT], 1000, "the call placed")
+    await until(lambda: len(app.outbox) == 0, 12000, "the call delivered well before the backoff ended")
+""", flash_for(tmp_path, host), 40000)
+    mprun.assert_passed(out)
+    assert [m["kind"] for m in host.messages(P.CALL)] == [P.PATIENT]
+    assert "an event to deliver: reconnecting now" in out, out
