@@ -5,9 +5,11 @@ from flash import read_json, write_json
 
 PATH = "config.json"
 
-DEFAULTS = {"host": None, "port": 7300, "discovery_port": 7301, "debug": False}
+DEFAULTS = {"host": None, "port": 7300, "discovery_port": 7301, "debug": False,
+            "standby_host": None, "standby_port": None}
 # keys CMD_CONFIG may change (never the identity: device_id, key)
-CHANGEABLE = ("ward", "room", "bed", "wifi", "host", "port", "discovery_port", "debug")
+CHANGEABLE = ("ward", "room", "bed", "wifi", "host", "port", "discovery_port", "debug",
+              "standby_host", "standby_port")
 
 
 def _is_hex(s):
@@ -51,6 +53,16 @@ def validate(cfg):
         return "host must be a host name or address, or null for discovery"
     for name in ("port", "discovery_port"):
         err = _port(cfg, name)
+        if err:
+            return err
+    standby = cfg.get("standby_host")
+    if standby is not None:
+        if not isinstance(standby, str) or not standby:
+            return "standby_host must be a host name or address, or null for none"
+        if host is None:
+            return "standby_host needs host: with discovery the terminal finds whichever host answers"
+    if cfg.get("standby_port") is not None:
+        err = _port(cfg, "standby_port")
         if err:
             return err
     if not isinstance(cfg.get("debug"), bool):

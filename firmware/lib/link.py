@@ -5,8 +5,10 @@
 # heartbeat intervals, and reconnection with exponential backoff plus jitter (0.5 s doubling to
 # 30 s, + up to half), cut to 1-2 s while an event (a call, a cancel) waits to be delivered: a
 # long outage's backoff never holds a new call back (only the terminals with something to say
-# retry that often, so a reconnect storm stays spread out). The host's name is looked up once and again only after repeated failures
-# (a lookup blocks the board while DNS answers). Messages that are not calls (PRESENCE, FAULT,
+# retry that often, so a reconnect storm stays spread out). The host's name is looked up once,
+# and again only after repeated failures (a lookup blocks the board while DNS answers); with a
+# standby_host in config.json, those failures switch to the other host (docs/FEDERATION.md,
+# the standby). Messages that are not calls (PRESENCE, FAULT,
 # RESULT) come from the Outgoing shared with the call state machine; FAULTs raised while the link
 # was down go first after WELCOME. The connection is TLS with the host's certificate verified
 # (tlslink.py); a refused certificate is a device fault here and a REPORT to the host, never a
@@ -83,6 +85,7 @@ class Link:
         self._last_rx = 0
         self._after = None
         self._host = None               # (address, port) of the host, looked up once
+        self._on_standby = False        # connecting to config.json's standby_host, not host
         self._backoff = Backoff(500, 30000)
         self._tls_problem = tlslink.problem(cfg.get("tls"))
         self.tls = None if self._tls_problem else tlslink.Tls(cfg, clock)
@@ -107,8 +110,12 @@ class Link:
     # --- the task ---
     async def _find_host(self, alive):
         """(address, port) from config.json or UDP discovery, the name looked up; or None."""
-        if self.cfg["host"]:
-            found = (self.cfg["host"], self.cfg["port"])
+        cfg = self.cfg
+        if cfg["host"]:
+            if self._on_standby and cfg["standby_host"]:
+                found = (cfg["standby_host"], cfg["standby_port"] or cfg["port"])
+            else:
+                found = (cfg["host"], cfg["port"])
         else:
             found = await find_host(self.wifi, self.cfg["device_id"], self.mac,
                                     self.cfg["discovery_port"], alive)
@@ -141,6 +148,11 @@ class Link:
             alive()
             await self.wifi.connect(alive)
             if self._host is None or failures >= _LOOKUP_AFTER:
+                if failures >= _LOOKUP_AFTER and self.cfg["host"] and self.cfg["standby_host"]:
+                    self._on_standby = not self._on_standby
+                    log("link", "%d sessions failed: trying the %s host %s" % (
+                        failures, "standby" if self._on_standby else "primary",
+                        self.cfg["standby_host"] if self._on_standby else self.cfg["host"]))
                 self._host = await self._find_host(alive)
                 failures = 0
                 if self._host is None:

@@ -391,3 +391,38 @@ async def scenario(app):
     mprun.assert_passed(out)
     assert [m["kind"] for m in host.messages(P.CALL)] == [P.PATIENT]
     assert "an event to deliver: reconnecting now" in out, out
+
+
+def test_the_terminal_moves_to_the_standby_host_and_back(tmp_path, host):
+    # config.json names a standby host (docs/FEDERATION.md): after three failed sessions with
+    # one host the terminal tries the other, and a call placed meanwhile reaches the one serving
+    standby = FakeHost("bed-101-1", mprun.KEY, hb_ms=300).start()
+    try:
+        def primary_msg(h, m):
+            if m["type"] == P.HEARTBEAT and h.hellos == 1 and not h.refuse:
+                h.refuse = 10**6          # the primary's PC dies: every connection refused
+                h.drop()
+
+        def standby_msg(h, m):
+            if m["type"] == P.CALL:
+                host.refuse = 0           # the primary is back; the standby steps down
+                h.refuse = 10**6
+                h.drop()
+        host.on_message, standby.on_message = primary_msg, standby_msg
+        out = mprun.run_scenario(r"""
+import calls as C
+async def scenario(app):
+    await until(lambda: app.link.online, 5000, "online with the primary")
+    await until(lambda: not app.link.online, 5000, "the primary gone")
+    await press(board.CALL)
+    await until(lambda: app.link.sessions == 2 and app.link.online, 15000, "online with the standby")
+    await until(lambda: app.link.sessions == 3 and app.link.online, 15000, "online with the primary again")
+    await until(lambda: len(app.outbox) == 0, 5000, "the call acknowledged")
+""", flash_for(tmp_path, host, standby_host="127.0.0.1", standby_port=standby.port), 40000)
+        mprun.assert_passed(out)
+        assert (host.hellos, standby.hellos) == (2, 1), out
+        assert [m["kind"] for m in standby.messages(P.CALL)] == [P.PATIENT]
+        assert "3 sessions failed: trying the standby host 127.0.0.1" in out, out
+        assert "3 sessions failed: trying the primary host 127.0.0.1" in out, out
+    finally:
+        standby.stop()

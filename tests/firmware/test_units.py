@@ -237,6 +237,9 @@ json.dump(good, open('config.json', 'w'))
 print('update', config.update({"room": "2"})[1], config.load()[0]['room'])
 print('update key', config.update({"key": "00" * 32}))
 print('update bad', config.update({"port": 70000}))
+print('standby without host', config.update({"standby_host": "10.0.0.6"}))
+print('standby port', config.update({"host": "10.0.0.5", "standby_host": "10.0.0.6", "standby_port": 0}))
+print('standby', config.update({"host": "10.0.0.5", "standby_host": "10.0.0.6"})[1], config.load()[0]['standby_host'])
 """
     rc, out = mprun.run_code(code, tmp_path)
     assert rc == 0, out
@@ -249,6 +252,10 @@ print('update bad', config.update({"port": 70000}))
     assert "update None 2" in out
     assert "update key (None, 'config key key cannot be changed remotely')" in out
     assert "update bad (None, 'port must be a port number (1-65535)')" in out
+    assert ("standby without host (None, 'standby_host needs host: with discovery the terminal finds "
+            "whichever host answers')") in out
+    assert "standby port (None, 'standby_port must be a port number (1-65535)')" in out
+    assert "standby None 10.0.0.6" in out
 
 
 def test_not_configured_shows_its_pattern_and_keeps_running(tmp_path):
