@@ -75,7 +75,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
     from .provision import ProvisionError, provision
     try:
         board = provision(Path(args.config), args.device, args.room, args.bed, Path(args.out),
-                          wifi_ssid=args.wifi_ssid, wifi_password=args.wifi_password, host=args.host, rekey=args.rekey)
+                          wifi_ssid=args.wifi_ssid, wifi_password=args.wifi_password, host=args.host, rekey=args.rekey,
+                          standby_host=args.standby_host)
     except ProvisionError as exc:
         print(f"wardcall provision: {exc}", file=sys.stderr)
         return 2
@@ -171,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wifi-ssid", default="")
     p.add_argument("--wifi-password", default="")
     p.add_argument("--host", default=None, help="host address for the board (default: find it by UDP discovery)")
+    p.add_argument("--standby-host", default=None, metavar="HOST[:PORT]",
+                   help="the standby ward host the board tries after 3 failed sessions with --host "
+                   "(port: the ward's terminal_port by default)")
     p.add_argument("--rekey", action="store_true", help="give an already provisioned terminal a new key")
     p.add_argument("--out", required=True, help="directory for config.json")
     p.set_defaults(func=cmd_provision)

@@ -18,9 +18,33 @@ class ProvisionError(Exception):
     pass
 
 
+def standby_address(text: str | None, host: str | None, default_port: int) -> tuple[str, int] | None:
+    """config.json's standby host from "HOST" or "HOST:PORT" (the port: the primary's by default);
+    ValueError if it cannot be one. A terminal that finds its host by discovery needs none."""
+    if not text:
+        return None
+    if not host:
+        raise ValueError("a standby host needs the primary's address too (--host): a terminal "
+                         "that finds its host by discovery finds whichever host answers")
+    name, sep, port_text = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
+    port = default_port
+    if sep:
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ValueError(f"standby host {text!r}: {port_text!r} is not a port number (1-65535)")
+        port = int(port_text)
+    if not name or any(c.isspace() for c in name):
+        raise ValueError(f"standby host {text!r} is not a host name or address")
+    return name, port
+
+
 def board_config(config: WardConfig, device: str, key_hex: str, wifi_ssid: str, wifi_password: str,
-                 host: str | None) -> dict[str, Any]:
+                 host: str | None, standby: tuple[str, int] | None = None) -> dict[str, Any]:
+    """A terminal's config.json; `standby` (standby_address()) is tried after repeated failures
+    with `host` (docs/FEDERATION.md, "The standby host")."""
     terminal = config.terminals[device]
+    extra: dict[str, Any] = {}
+    if standby is not None:
+        extra = {"standby_host": standby[0], "standby_port": standby[1]}
     return {
         "device_id": device,
         "key": key_hex,
@@ -32,6 +56,7 @@ def board_config(config: WardConfig, device: str, key_hex: str, wifi_ssid: str, 
         "port": config.network.terminal_port,
         "discovery_port": config.network.discovery_port,
         "tls": terminal_settings(config),
+        **extra,
     }
 
 
@@ -53,8 +78,13 @@ def _append_terminal(path: Path, device: str, room: str, bed: str) -> None:
 
 
 def provision(config_path: Path, device: str, room: str, bed: str, out_dir: Path,
-              wifi_ssid: str = "", wifi_password: str = "", host: str | None = None, rekey: bool = False) -> dict[str, Any]:
+              wifi_ssid: str = "", wifi_password: str = "", host: str | None = None, rekey: bool = False,
+              standby_host: str | None = None) -> dict[str, Any]:
     config = load_config(config_path)
+    try:
+        standby = standby_address(standby_host, host, config.network.terminal_port)
+    except ValueError as exc:
+        raise ProvisionError(str(exc)) from None
     if not DEVICE_ID_RE.match(device):
         raise ProvisionError(f"device id {device!r} may use letters, digits, '.', '_' and '-' only (at most 64)")
     existing = config.terminals.get(device)
@@ -87,7 +117,7 @@ def provision(config_path: Path, device: str, room: str, bed: str, out_dir: Path
         _append_terminal(config_path, device, room, bed)
     config = load_config(config_path)
     try:
-        board = board_config(config, device, key_hex, wifi_ssid, wifi_password, host)
+        board = board_config(config, device, key_hex, wifi_ssid, wifi_password, host, standby)
     except TlsError as exc:
         raise ProvisionError(str(exc)) from None
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -73,6 +73,27 @@ def test_provision_adds_the_terminal_keeps_comments_and_writes_the_board_config(
     assert config_path.read_text().count("[terminals.bed-101-2]") == 1
 
 
+def test_provision_names_the_standby_host_the_terminal_tries_next(config_path, tmp_path):
+    def provision(device, *extra):
+        return wardcall("provision", "--config", str(config_path), "--device", device, "--room", "101",
+                        "--bed", "2", "--out", str(tmp_path / device), *extra)
+    result = provision("x1", "--host", "10.0.0.5", "--standby-host", "10.0.0.6")
+    assert result.returncode == 0, result.stderr
+    board = json.loads((tmp_path / "x1" / "config.json").read_text())
+    assert (board["host"], board["port"], board["standby_host"], board["standby_port"]) == ("10.0.0.5", 7300, "10.0.0.6", 7300)
+    result = provision("x1", "--host", "10.0.0.5", "--standby-host", "standby.ward:7400", "--rekey")
+    assert result.returncode == 0, result.stderr
+    board = json.loads((tmp_path / "x1" / "config.json").read_text())
+    assert (board["standby_host"], board["standby_port"]) == ("standby.ward", 7400)
+    # mistakes are refused before anything is written
+    for extra, why in ((("--standby-host", "10.0.0.6"), "needs the primary's address too (--host)"),
+                       (("--host", "10.0.0.5", "--standby-host", "10.0.0.6:99999"), "is not a port number")):
+        result = provision("x3", *extra)
+        assert result.returncode == 2 and why in result.stderr, result.stderr
+        assert not (tmp_path / "x3").exists()
+    assert "x3" not in load_config(config_path).terminals
+
+
 def test_provision_refuses_an_unknown_room_or_bed(config_path, tmp_path):
     result = wardcall("provision", "--config", str(config_path), "--device", "x1", "--room", "999", "--out", str(tmp_path / "b"))
     assert result.returncode == 2 and "room '999' is not defined" in result.stderr

@@ -88,6 +88,8 @@ def _add_deploy_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wifi-password", help="Wi-Fi password (or $WARDCALL_WIFI_PASSWORD)")
     p.add_argument("--terminal-host", help="host address written to config.json (default: none, "
                    "the terminal finds the host by discovery)")
+    p.add_argument("--standby-host", metavar="HOST[:PORT]", help="the standby ward host written to "
+                   "config.json, tried after 3 failed sessions with --terminal-host")
     p.add_argument("-v", "--verbose", action="store_true", help="show every mpremote step")
 
 
@@ -100,6 +102,8 @@ def _provision_options(args: argparse.Namespace) -> dict[str, str]:
         opts["wifi_password"] = pw
     if args.terminal_host:
         opts["host"] = args.terminal_host
+    if args.standby_host:
+        opts["standby_host"] = args.standby_host
     return opts
 
 

@@ -47,12 +47,16 @@ def not_provisioned(ward: WardConfig, device: str, why: str) -> DeployError:
 
 
 def device_config(ward: WardConfig, device: str, wifi_ssid: str = "", wifi_password: str = "",
-                  host: str | None = None) -> dict[str, Any]:
+                  host: str | None = None, standby_host: str | None = None) -> dict[str, Any]:
     """The device's config.json as `wardcall provision` writes it: wardcall.provision.board_config
     with the key from the secrets file (wardcall.devicekeys.load_keys)."""
     from wardcall.config import ConfigError
-    from wardcall.provision import board_config
+    from wardcall.provision import board_config, standby_address
     from wardcall.devicekeys import load_keys
+    try:
+        standby = standby_address(standby_host, host, ward.network.terminal_port)
+    except ValueError as e:
+        raise DeployError(str(e), code="usage", fix="give --terminal-host with --standby-host")
     if device not in ward.terminals:
         raise not_provisioned(ward, device, "no [terminals.%s] in the ward configuration" % device)
     try:
@@ -61,7 +65,7 @@ def device_config(ward: WardConfig, device: str, wifi_ssid: str = "", wifi_passw
         raise DeployError("device keys: %s" % e, code="config", fix="fix %s" % e.path)
     if device not in keys:
         raise not_provisioned(ward, device, "no key for it in %s" % ward.secrets)
-    return board_config(ward, device, keys[device].hex(), wifi_ssid, wifi_password, host)
+    return board_config(ward, device, keys[device].hex(), wifi_ssid, wifi_password, host, standby)
 
 
 def ota_key(ward: WardConfig) -> str | None:
