@@ -16,11 +16,14 @@ import urllib.request
 
 import nats
 
-from wardcall.client import WardApi
+from wardcall.client import WardApi, find_terminal
+from wardcall.demo import firmware_files
 from wardcall.config import load_config
 from wardcall.federation.hubstream import ensure_hospital_stream
 from wardcall.protocol import wardproto
+from tests.faults.helpers import human_press
 from tests.federation.conftest import hospital_events
+from tests.fixtures.ward import SyncApi
 from tests.fixtures.host import LOOPBACK, NURSE, free_port
 from tests.support.simterm import SimTerminal
 from tests.support.testca import copy_shared
@@ -38,13 +41,52 @@ def standby_toml(primary_text: str, primary_leaf: str, standby_leaf: str, ports:
     return text
 
 
-async def test_the_standby_takes_over_with_every_open_call_once(nats_hospital, fed_ward, ward_server_factory):
-    hospital = nats_hospital
-    hospital.hub()
-    ward = fed_ward(hospital, "a", terminals=2)
-    primary_leaf, standby_leaf = hospital.leaves["a"], hospital.leaf("a", standby=True)
+class StandbyRig:
+    """A federated ward's primary host (`wardcall serve`) and its standby (`wardcall standby` on
+    its own ports, record and leaf node), both running."""
+
+    def __init__(self, ward, primary, primary_leaf, standby: subprocess.Popen, ports: tuple[int, int, int]) -> None:
+        self.ward, self.primary, self.primary_leaf, self.standby = ward, primary, primary_leaf, standby
+        self.terminal_port = ports[0]                  # the standby's, for the terminals
+        self.status_path, self.log_path = ward.dir / "standby-ready.json", ward.dir / "standby.log"
+
+    def open_calls(self) -> list[list] | None:
+        """What the standby follows of the primary's open calls (its ready file)."""
+        try:
+            return sorted(json.loads(self.status_path.read_text())["open_calls"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def kill_primary(self) -> float:
+        """The primary PC dies: its host and its leaf node with it. Returns the time."""
+        killed = time.monotonic()
+        self.primary.kill()
+        self.primary_leaf.kill()
+        return killed
+
+    def wait_serving(self, timeout: float = 20) -> dict:
+        def serving() -> dict | None:
+            if self.standby.poll() is not None:
+                raise AssertionError(f"the standby exited with {self.standby.returncode}:\n{self.log_path.read_text()}")
+            try:
+                ready = json.loads(self.status_path.read_text())
+                with urllib.request.urlopen(f"https://{LOOPBACK}:{ready['api_port']}/api/health", timeout=1):
+                    return ready
+            except (OSError, ValueError, KeyError):
+                return None
+        return wait_until(serving, timeout, "the standby serving")
+
+    def close(self) -> None:
+        if self.standby.poll() is None:
+            self.standby.terminate()
+            self.standby.wait(10)
+        print(f"--- {self.log_path} ---\n" + "\n".join(self.log_path.read_text(errors="replace").splitlines()[-40:]))
+
+
+async def start_standby(hospital, ward, wid: str, ward_server_factory) -> StandbyRig:
+    primary_leaf, standby_leaf = hospital.leaves[wid], hospital.leaf(wid, standby=True)
     nc = await nats.connect(hospital.hub_url)
-    await ensure_hospital_stream(nc.jetstream(), ["a"], standby=["a"])
+    await ensure_hospital_stream(nc.jetstream(), [wid], standby=[wid])
     await nc.close()
     ports = (free_port(), free_port(socket.SOCK_DGRAM), free_port())
     standby_path = ward.dir / "standby.toml"
@@ -58,6 +100,15 @@ async def test_the_standby_takes_over_with_every_open_call_once(nats_hospital, f
         standby = subprocess.Popen([sys.executable, "-m", "wardcall.cli", "standby", "--config", str(standby_path),
                                     "--ready-file", str(status_path), "--log-level", "debug"],
                                    stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    return StandbyRig(ward, primary, primary_leaf, standby, ports)
+
+
+async def test_the_standby_takes_over_with_every_open_call_once(nats_hospital, fed_ward, ward_server_factory):
+    hospital = nats_hospital
+    hospital.hub()
+    ward = fed_ward(hospital, "a", terminals=2)
+    rig = await start_standby(hospital, ward, "a", ward_server_factory)
+    primary = rig.primary
     beds = [ward.terminal(0), ward.terminal(1)]
     try:
         for bed in beds:
@@ -72,31 +123,13 @@ async def test_the_standby_takes_over_with_every_open_call_once(nats_hospital, f
         await api.close()
         placed_at = {(c["device"], c["call_id"]): c["placed_at"] for c in state["calls"]}
 
-        def followed() -> dict | None:
-            try:
-                status = json.loads(status_path.read_text())
-            except (OSError, ValueError):
-                return None
-            want = sorted([["bed-101-1", patient, "acknowledged"], ["bed-101-2", code, "placed"], ["bed-101-1", bathroom, "placed"]])
-            return status if sorted(status["open_calls"]) == want else None
-        wait_until(followed, 15, "the standby following the primary's three open calls, one acknowledged")
+        want = sorted([["bed-101-1", patient, "acknowledged"], ["bed-101-2", code, "placed"], ["bed-101-1", bathroom, "placed"]])
+        wait_until(lambda: rig.open_calls() == want, 15, "the standby following the primary's three open calls, one acknowledged")
 
-        killed = time.monotonic()
-        primary.kill()          # the primary PC dies: its host and its leaf node with it
-        primary_leaf.kill()
+        killed = rig.kill_primary()
         for bed in beds:
             await bed.close()
-
-        def serving() -> dict | None:
-            if standby.poll() is not None:
-                raise AssertionError(f"the standby exited with {standby.returncode}:\n{log_path.read_text()}")
-            try:
-                ready = json.loads(status_path.read_text())
-                with urllib.request.urlopen(f"https://{LOOPBACK}:{ready['api_port']}/api/health", timeout=1):
-                    return ready
-            except (OSError, ValueError, KeyError):
-                return None
-        ready = wait_until(serving, 20, "the standby serving")
+        ready = rig.wait_serving()
         failover_s = time.monotonic() - killed
         print(f"failover: primary killed -> standby serving in {failover_s:.2f} s (takeover_after_s {TAKEOVER_AFTER_S})")
         assert failover_s < TAKEOVER_AFTER_S + 8
@@ -139,7 +172,49 @@ async def test_the_standby_takes_over_with_every_open_call_once(nats_hospital, f
     finally:
         for bed in beds:
             await bed.close()
-        if standby.poll() is None:
-            standby.terminate()
-            standby.wait(10)
-        print(f"--- {log_path} ---\n" + "\n".join(log_path.read_text(errors="replace").splitlines()[-40:]))
+        rig.close()
+
+
+async def test_a_terminal_that_knows_both_hosts_moves_to_the_standby_with_its_calls(
+        nats_hospital, fed_ward, ward_server_factory, fleet, tmp_path):
+    # the real firmware on an emulated board, provisioned with the standby's address
+    # (config.json standby_host): the primary's PC dies with a call open at the bed; the board
+    # finds the standby by itself, and its open call and one pressed during the outage are
+    # each on the standby's board once
+    hospital = nats_hospital
+    hospital.hub()
+    ward = fed_ward(hospital, "a", terminals=1, heartbeat_ms=300)
+    rig = await start_standby(hospital, ward, "a", ward_server_factory)
+    dev = ward.device(0)
+    cfg = dict(dev, host=LOOPBACK, standby_host=LOOPBACK, standby_port=rig.terminal_port)
+    board = fleet.add_board(dev["device_id"], flash_dir=tmp_path / "flash", files=firmware_files(cfg))
+    primary_api = SyncApi(ward.api_url)
+    standby_api = None
+    try:
+        online = lambda api: (find_terminal(api.state(), dev["device_id"]) or {}).get("connected")
+        wait_until(lambda: online(primary_api), 30, "the board online at the primary")
+        human_press(board, "call", "patient call")
+        placed = wait_until(lambda: [c for c in primary_api.state()["calls"] if c["device"] == dev["device_id"]],
+                            10, "the call on the primary's board")
+        wait_until(lambda: rig.open_calls() == [[dev["device_id"], placed[0]["call_id"], "placed"]], 15,
+                   "the standby following the open call")
+
+        rig.kill_primary()
+        ready = rig.wait_serving()
+        human_press(board, "code", "code_blue call")      # pressed while the board looks for a host
+        standby_api = SyncApi(f"https://{LOOPBACK}:{ready['api_port']}")
+        wait_until(lambda: online(standby_api), 30, "the board online at the standby")
+
+        def both_calls():
+            calls = [c for c in standby_api.state()["calls"] if c["device"] == dev["device_id"]]
+            return calls if len(calls) >= 2 else None
+        calls = wait_until(both_calls, 15, "the open call and the outage's call on the standby's board")
+        kinds = sorted((c["kind"], c["call_id"]) for c in calls)
+        assert len(calls) == 2 and sorted(k for k, _ in kinds) == sorted([wardproto.CODE_BLUE, wardproto.PATIENT]), calls
+        assert (wardproto.PATIENT, placed[0]["call_id"]) in kinds, "the open call keeps its id: not placed twice"
+        assert "trying the standby host 127.0.0.1" in board.console()
+    finally:
+        primary_api.close()
+        if standby_api is not None:
+            standby_api.close()
+        rig.close()
