@@ -372,8 +372,11 @@ async def scenario(app):
 def test_a_call_placed_during_a_long_backoff_is_delivered_within_seconds(tmp_path, host):
     # after a long outage the terminal waits up to 45 s between tries; a patient who presses then
     # must not wait for it: with an event to deliver the terminal tries again within 1-2 s
+    dropped = []
+
     def on_msg(h, m):
-        if m["type"] == P.HEARTBEAT and h.hellos == 1 and not h.refuse:
+        if m["type"] == P.HEARTBEAT and not dropped:     # once, whichever session it is
+            dropped.append(h.hellos)
             h.refuse = 1          # the next connection is refused: a try that fails
             h.drop()
     host.on_message = on_msg
@@ -398,8 +401,11 @@ def test_the_terminal_moves_to_the_standby_host_and_back(tmp_path, host):
     # one host the terminal tries the other, and a call placed meanwhile reaches the one serving
     standby = FakeHost("bed-101-1", mprun.KEY, hb_ms=300).start()
     try:
+        died = []
+
         def primary_msg(h, m):
-            if m["type"] == P.HEARTBEAT and h.hellos == 1 and not h.refuse:
+            if m["type"] == P.HEARTBEAT and not died:      # once, whichever session it is
+                died.append(h.hellos)
                 h.refuse = 10**6          # the primary's PC dies: every connection refused
                 h.drop()
 
@@ -420,7 +426,7 @@ async def scenario(app):
     await until(lambda: len(app.outbox) == 0, 5000, "the call acknowledged")
 """, flash_for(tmp_path, host, standby_host="127.0.0.1", standby_port=standby.port), 40000)
         mprun.assert_passed(out)
-        assert (host.hellos, standby.hellos) == (2, 1), out
+        assert host.hellos > died[0] and standby.hellos >= 1, out       # back with the primary, after the standby
         assert [m["kind"] for m in standby.messages(P.CALL)] == [P.PATIENT]
         assert "3 sessions failed: trying the standby host 127.0.0.1" in out, out
         assert "3 sessions failed: trying the primary host 127.0.0.1" in out, out
