@@ -493,6 +493,12 @@ def _routing(rt: _Reader) -> Routing:
     return Routing(wait_s, chain, phone_silent_s)
 
 
+def parse_tls_table(path: Path, place: str, table: Any, base: Path, stem: str) -> TlsSettings:
+    """A [tls] table as a ward's is read (the hospital console's too: docs/FEDERATION.md); its
+    files default to <stem>.ca.pem and so on beside the configuration."""
+    return _tls_settings(_Reader(path, place, table), base, stem)
+
+
 def _tls_settings(r: "_Reader", base: Path, stem: str) -> TlsSettings:
     name = r.get("name", str, DEFAULT_TLS_NAME)
     if not re.match(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$", name):

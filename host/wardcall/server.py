@@ -224,7 +224,7 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
         settle_collector()
         hub.loop_probe = start_if_asked(asyncio.get_running_loop())
         if terminal_tls is not None or console_tls is not None:
-            cert_watch = asyncio.create_task(watch_certificate(hub, CertificateWatch(config, host_tls)),
+            cert_watch = asyncio.create_task(watch_certificate(hub, CertificateWatch(config.tls, config.ward, host_tls)),
                                              name="certificate")
         log.info("ward %s: terminals on %s:%d (%s), discovery on %s:%d, console API on %s://%s:%d/ (open-file limit %s)",
                  config.ward, net.terminal_host, tcp_port, "TLS" if terminal_tls else "PLAIN TCP", net.discovery_host,

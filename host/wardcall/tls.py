@@ -149,13 +149,19 @@ def issue_host_certificate(config: WardConfig, now: datetime.datetime | None = N
                            not_after: datetime.datetime | None = None) -> CertInfo:
     """A new host key and certificate from the ward CA (written 0600 / 0644); returns its info.
     `now`/`not_after` exist for tests that need an expired or short-lived certificate."""
-    settings = config.tls
+    return issue_certificate(config.tls, config.ward, now, not_after)
+
+
+def issue_certificate(settings: TlsSettings, owner: str, now: datetime.datetime | None = None,
+                      not_after: datetime.datetime | None = None) -> CertInfo:
+    """issue_host_certificate for any [tls] table: the ward's, or the hospital console's (owner:
+    the organisation named in the certificate)."""
     ca = ca_certificate(settings)
     ca_key = _read_key(settings.ca_key, "ward CA key")
     now = now or _now()
     key = _new_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, settings.name),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, config.ward[:64])])
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, owner[:64])])
     end = not_after or now + datetime.timedelta(days=settings.cert_days)
     end = min(end, ca.not_valid_after_utc)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(ca.subject).public_key(key.public_key())
@@ -181,15 +187,19 @@ def issue_host_certificate(config: WardConfig, now: datetime.datetime | None = N
 def init_ca(config: WardConfig) -> tuple[CertInfo, CertInfo]:
     """The ward CA and a first host certificate. Refuses to replace an existing CA: every
     terminal pins it, so a new one means deploying every terminal again."""
-    settings = config.tls
+    return create_ca(config.tls, config.ward)
+
+
+def create_ca(settings: TlsSettings, owner: str) -> tuple[CertInfo, CertInfo]:
+    """init_ca for any [tls] table (owner: the ward's or the hospital's name)."""
     for path in (settings.ca_cert, settings.ca_key):
         if path.exists():
             raise TlsError(f"{path} exists: the ward already has a CA, and every terminal pins it. To start over "
                            "(and deploy every terminal again), move the CA's files away first")
     key = _new_key()
     now = _now()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{config.ward[:48]} wardcall CA"),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, config.ward[:64])])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{owner[:48]} wardcall CA"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, owner[:64])])
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - CLOCK_SKEW).not_valid_after(now + datetime.timedelta(days=365 * CA_YEARS))
@@ -202,7 +212,7 @@ def init_ca(config: WardConfig) -> tuple[CertInfo, CertInfo]:
     settings.ca_key.parent.mkdir(parents=True, exist_ok=True)
     write_private(settings.ca_key, _key_pem(key))
     settings.ca_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return info(cert), issue_host_certificate(config)
+    return info(cert), issue_certificate(settings, owner)
 
 
 def export_ca(settings: TlsSettings, form: str) -> bytes:
@@ -289,19 +299,18 @@ def _certificate_alarm(settings: TlsSettings, now: datetime.datetime) -> str | N
             f"(no CA key at {settings.ca_key}): renew it with `wardcall ca renew` where the CA key is")
 
 
-def keep_host_certificate(config: WardConfig, now: datetime.datetime | None = None) -> list[str]:
+def keep_host_certificate(settings: TlsSettings, owner: str, now: datetime.datetime | None = None) -> list[str]:
     """Issue the host certificate if it is missing, renew it if it ends within renew_days (and
     the CA key is here). Returns what it did, as lines to log."""
-    settings = config.tls
     now = now or _now()
     notes = []
     if not settings.cert.exists() or not settings.key.exists():
         if not settings.ca_key.exists():
             raise TlsError(f"{settings.cert}: no host certificate, and no CA key at {settings.ca_key} to make one: "
                            "run `wardcall ca renew` where the CA key is and copy the certificate and its key here")
-        notes.append(f"host certificate issued: {issue_host_certificate(config).text()}")
+        notes.append(f"host certificate issued: {issue_certificate(settings, owner).text()}")
     elif renewal_due(settings, now) and settings.ca_key.exists():
-        notes.append(f"host certificate renewed: {issue_host_certificate(config).text()}")
+        notes.append(f"host certificate renewed: {issue_certificate(settings, owner).text()}")
     return notes
 
 
@@ -325,9 +334,7 @@ def prepare_host(config: WardConfig) -> HostTls:
         ca, host = init_ca(config)
         notes.append(f"ward CA created: {ca.text()} (install it on ward PCs and phones: wardcall ca export)")
         notes.append(f"host certificate issued: {host.text()}")
-    notes += keep_host_certificate(config)
-    if not chain_path(settings).exists():        # a certificate from before the chain file: renew it
-        notes.append(f"host certificate issued again (with its chain): {issue_host_certificate(config).text()}")
+    notes += _kept_with_chain(settings, config.ward)
     text = _certificate_alarm(settings, _now())
     if text:
         alarms[CERT_ALARM] = text
@@ -335,17 +342,47 @@ def prepare_host(config: WardConfig) -> HostTls:
                    server_context(settings, chain=True) if settings.console == "https" else None, notes, alarms)
 
 
+def _kept_with_chain(settings: TlsSettings, owner: str) -> list[str]:
+    notes = keep_host_certificate(settings, owner)
+    if not chain_path(settings).exists():        # a certificate from before the chain file: renew it
+        notes.append(f"host certificate issued again (with its chain): {issue_certificate(settings, owner).text()}")
+    return notes
+
+
+def prepare_console(settings: TlsSettings, owner: str) -> HostTls:
+    """prepare_host for a console that no terminal connects to (the hospital console,
+    docs/FEDERATION.md): its own CA made at the first start, as a ward's; console = "http" is
+    a bench setting, alarmed."""
+    if settings.console == "http":
+        return HostTls(None, None, [], {PLAIN_CONSOLE_ALARM: (
+            "the console is served over plain HTTP ([tls] console = \"http\"): logins and every ward's "
+            "calls cross the network in clear; a bench setting, not for a hospital")})
+    notes: list[str] = []
+    if not settings.ca_cert.exists():
+        ca, host = create_ca(settings, owner)
+        notes.append(f"console CA created: {ca.text()} (install it on the PCs and phones that open the console: "
+                     "wardcall ca export)")
+        notes.append(f"console certificate issued: {host.text()}")
+    notes += _kept_with_chain(settings, owner)
+    alarms: dict[str, str] = {}
+    text = _certificate_alarm(settings, _now())
+    if text:
+        alarms[CERT_ALARM] = text
+    return HostTls(None, server_context(settings, chain=True), notes, alarms)
+
+
 class CertificateWatch:
     """Every check(): renew the host certificate when due (and the CA key is here) and load a
     changed certificate into the running context, so `wardcall ca renew` needs no restart."""
 
-    def __init__(self, config: WardConfig, host: HostTls) -> None:
-        self.config = config
+    def __init__(self, settings: TlsSettings, owner: str, host: HostTls) -> None:
+        self.settings = settings
+        self.owner = owner
         self.host = host
         self._stamp = self._files()
 
     def _files(self) -> tuple[float, float, float]:
-        s = self.config.tls
+        s = self.settings
         try:
             return s.cert.stat().st_mtime, s.key.stat().st_mtime, chain_path(s).stat().st_mtime
         except OSError:
@@ -355,22 +392,22 @@ class CertificateWatch:
         """(lines to log, the certificate alarm's text or None once it is fine)."""
         notes = []
         try:
-            notes += keep_host_certificate(self.config)
+            notes += keep_host_certificate(self.settings, self.owner)
         except TlsError as exc:
             notes.append(str(exc))
         stamp = self._files()
         if stamp != self._stamp:
             try:
-                s = self.config.tls
+                s = self.settings
                 if self.host.terminals is not None:
                     self.host.terminals.load_cert_chain(s.cert, s.key)
                 if self.host.console is not None:
                     self.host.console.load_cert_chain(chain_path(s), s.key)
                 self._stamp = stamp
-                notes.append(f"host certificate loaded again: {info(host_certificate(self.config.tls)).text()}")
+                notes.append(f"host certificate loaded again: {info(host_certificate(s)).text()}")
             except (OSError, ssl.SSLError, TlsError) as exc:
                 notes.append(f"the changed host certificate is unusable, the previous one stays: {exc}")
         try:
-            return notes, _certificate_alarm(self.config.tls, _now())
+            return notes, _certificate_alarm(self.settings, _now())
         except TlsError as exc:
             return notes, str(exc)

@@ -4,36 +4,61 @@
     wardcall ca export --config ward.toml [--der] [--out FILE]   the CA for ward PCs and phones
     wardcall ca renew  --config ward.toml          a new host certificate (the running host loads it)
     wardcall ca show   --config ward.toml          what is there, valid until when, fingerprints
+
+The hospital console's TOML (docs/FEDERATION.md) works the same way: its own CA, for its HTTPS.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
 import sys
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
-from .config import load_config
-from .tls import TlsError, ca_certificate, export_ca, host_certificate, info, init_ca, issue_host_certificate
+from .config import ConfigError, TlsSettings, load_config
+from .tls import TlsError, ca_certificate, create_ca, export_ca, host_certificate, info, issue_certificate
 
 
-def _config(args: argparse.Namespace):
-    return load_config(Path(args.config))
+@dataclass(frozen=True)
+class _Owner:
+    """Whose CA: a ward's, or the hospital console's."""
+    tls: TlsSettings
+    name: str
+    ward: bool
+
+
+def _config(args: argparse.Namespace) -> _Owner:
+    path = Path(args.config)
+    try:
+        hospital = "hospital" in tomllib.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        hospital = False            # load_config says what is wrong with it
+    if hospital:
+        from .federation.hospital_config import load_hospital
+        h = load_hospital(path)
+        assert h.tls is not None
+        return _Owner(h.tls, h.name, False)
+    config = load_config(path)
+    return _Owner(config.tls, config.ward, True)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    config = _config(args)
-    ca, host = init_ca(config)
-    print(f"ward CA created: {config.tls.ca_cert} (its key {config.tls.ca_key}, mode 0600)\n  {ca.text()}")
-    print(f"host certificate: {config.tls.cert} for {', '.join(host.names)}\n  {host.text()}")
-    print("install the CA on ward PCs and phones: wardcall ca export --config "
-          f"{args.config} --out ward-ca.pem (or --der); terminals get it from wardcall provision")
+    owner = _config(args)
+    ca, host = create_ca(owner.tls, owner.name)
+    what = "ward" if owner.ward else "hospital console"
+    print(f"{what} CA created: {owner.tls.ca_cert} (its key {owner.tls.ca_key}, mode 0600)\n  {ca.text()}")
+    print(f"host certificate: {owner.tls.cert} for {', '.join(host.names)}\n  {host.text()}")
+    print(f"install the CA on the {'ward ' if owner.ward else ''}PCs and phones that open the console: wardcall ca export --config "
+          f"{args.config} --out {'ward' if owner.ward else 'hospital'}-ca.pem (or --der)"
+          + ("; terminals get it from wardcall provision" if owner.ward else ""))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    config = _config(args)
-    data = export_ca(config.tls, "der" if args.der else "pem")
-    cert = info(ca_certificate(config.tls))
+    owner = _config(args)
+    data = export_ca(owner.tls, "der" if args.der else "pem")
+    cert = info(ca_certificate(owner.tls))
     if args.out:
         Path(args.out).write_bytes(data)
         where = args.out
@@ -44,30 +69,33 @@ def cmd_export(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         where = "standard output"
-    print(f"the ward CA ({'DER' if args.der else 'PEM'}) written to {where}\n  {cert.text()}\n"
+    print(f"the {'ward' if owner.ward else 'hospital console'} CA ({'DER' if args.der else 'PEM'}) written to {where}\n  {cert.text()}\n"
           f"  public key SHA-256 (base64): {cert.spki_sha256}", file=sys.stderr)
     return 0
 
 
 def cmd_renew(args: argparse.Namespace) -> int:
-    config = _config(args)
-    host = issue_host_certificate(config)
-    print(f"host certificate renewed: {config.tls.cert} for {', '.join(host.names)}\n  {host.text()}\n"
+    owner = _config(args)
+    host = issue_certificate(owner.tls, owner.name)
+    print(f"host certificate renewed: {owner.tls.cert} for {', '.join(host.names)}\n  {host.text()}\n"
           "a running host loads it within a minute")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    config = _config(args)
+    owner = _config(args)
+    tls = owner.tls
     now = datetime.datetime.now(datetime.timezone.utc)
-    ca = info(ca_certificate(config.tls))
-    print(f"ward CA {config.tls.ca_cert}: {ca.text()}\n  public key SHA-256 (base64): {ca.spki_sha256}\n"
-          f"  key {'at ' + str(config.tls.ca_key) if config.tls.ca_key.exists() else 'not on this machine'}")
-    host = info(host_certificate(config.tls))
+    ca = info(ca_certificate(tls))
+    print(f"{'ward' if owner.ward else 'hospital console'} CA {tls.ca_cert}: {ca.text()}\n"
+          f"  public key SHA-256 (base64): {ca.spki_sha256}\n"
+          f"  key {'at ' + str(tls.ca_key) if tls.ca_key.exists() else 'not on this machine'}")
+    host = info(host_certificate(tls))
     left = (host.not_after - now).days
-    print(f"host certificate {config.tls.cert}: {host.text()}\n  names: {', '.join(host.names)}; "
-          f"{'EXPIRED' if left < 0 else f'{left} day(s) left'}; terminals verify {config.tls.name}")
-    print(f"terminals: {config.tls.terminals}; console: {config.tls.console}")
+    print(f"host certificate {tls.cert}: {host.text()}\n  names: {', '.join(host.names)}; "
+          f"{'EXPIRED' if left < 0 else f'{left} day(s) left'}"
+          + (f"; terminals verify {tls.name}" if owner.ward else ""))
+    print(f"terminals: {tls.terminals}; console: {tls.console}" if owner.ward else f"console: {tls.console}")
     return 0
 
 
@@ -80,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              ("renew", cmd_renew, "issue a new host certificate"),
                              ("show", cmd_show, "the CA and the host certificate")):
         q = sub.add_parser(name, help=text)
-        q.add_argument("--config", required=True, help="the ward TOML file")
+        q.add_argument("--config", required=True, help="the ward TOML file (or the hospital console's)")
         if name == "export":
             q.add_argument("--der", action="store_true", help="DER (binary) instead of PEM")
             q.add_argument("--out", help="write to this file (default: standard output)")
@@ -91,7 +119,7 @@ def _guarded(func):
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
-        except TlsError as exc:
+        except (TlsError, ConfigError) as exc:
             print(f"wardcall ca {args.ca_command}: {exc}", file=sys.stderr)
             return 2
     return run

@@ -130,18 +130,25 @@ def hospital_toml(hub_url: str, wards: dict[str, str], api_port: int) -> str:
 class HospitalConsole:
     """`wardcall hospital` in a subprocess on a free loopback port."""
 
-    def __init__(self, root: Path, hub_url: str, wards: dict[str, str]) -> None:
+    def __init__(self, root: Path, hub_url: str, wards: dict[str, str], extra_toml: str = "") -> None:
         self.root = root
         self.port = free_port()
         self.config_path = root / "hospital.toml"
-        self.config_path.write_text(hospital_toml(hub_url, wards, self.port))
+        self.config_path.write_text(hospital_toml(hub_url, wards, self.port) + extra_toml)
+        # HTTPS from the test process's shared CA (an RSA-3072 key per console would take a while)
+        from tests.support.testca import copy_shared
+        from wardcall.federation.hospital_config import load_hospital
+        settings = load_hospital(self.config_path).tls
+        self.scheme = "http" if settings.console == "http" else "https"
+        if self.scheme == "https":
+            copy_shared(settings)
         self.log_path = root / "hospital.log"
         self.ready_path = root / "hospital-ready.json"
         self.proc: Any = None
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"{self.scheme}://{LOOPBACK}:{self.port}"
 
     def start(self) -> "HospitalConsole":
         import os
@@ -177,8 +184,8 @@ class HospitalConsole:
 def hospital_console(tmp_path: Path):
     consoles: list[HospitalConsole] = []
 
-    def start(hub_url: str, wards: dict[str, str]) -> HospitalConsole:
-        console = HospitalConsole(tmp_path, hub_url, wards)
+    def start(hub_url: str, wards: dict[str, str], extra_toml: str = "") -> HospitalConsole:
+        console = HospitalConsole(tmp_path, hub_url, wards, extra_toml)
         consoles.append(console)
         return console.start()
     yield start

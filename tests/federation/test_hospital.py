@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import aiohttp
+import pytest
 import nats
 
 from wardcall.federation.subjects import rpc_subject
@@ -115,6 +116,24 @@ async def test_the_console_needs_a_login_and_a_post_from_elsewhere_is_refused(na
             async with session.post(console.url + "/api/login", json={"user": "drx", "password": "guess"}) as reply:
                 statuses.append(reply.status)
         assert statuses[:3] == [401, 401, 401] and 429 in statuses[3:]
+        # HTTPS only: the same port in clear gets no page, and no standing settings alarm
+        assert (await _state(session, console.url))["console_alarms"] == []
+    with pytest.raises(aiohttp.ClientError):
+        async with _session() as clear:
+            async with clear.get(console.url.replace("https://", "http://") + "/api/health") as reply:
+                await reply.read()
+
+
+async def test_a_console_in_plain_http_is_a_standing_alarm(nats_hospital, hospital_console, tmp_path):
+    hospital = nats_hospital
+    hospital.hub()
+    console = hospital_console(hospital.hub_url, WARDS, extra_toml='[tls]\nconsole = "http"\n')
+    assert console.url.startswith("http://")
+    async with _session() as session:
+        await _login(session, console.url, SUPERVISOR)
+        alarms = (await _state(session, console.url))["console_alarms"]
+    assert len(alarms) == 1 and "plain HTTP" in alarms[0], alarms
+    assert "plain HTTP" in console.log_path.read_text()
 
 
 async def test_the_hospital_view_catches_up_after_the_hub_was_down(nats_hospital, fed_ward, ward_server_factory,

@@ -7,7 +7,7 @@ import pytest
 from playwright.async_api import async_playwright, expect
 
 from wardcall.protocol import wardproto
-from tests.console.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.console.conftest import CHROMIUM, trusting_ward_ca
 from tests.federation.conftest import SUPERVISOR, TEAM_USER
 
 WARDS = {"a": "Ward A", "b": "Ward B"}
@@ -17,7 +17,7 @@ TIMEOUT_MS = 15_000
 @pytest.fixture
 async def chromium(tmp_path):
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=trusting_ward_ca())
         try:
             yield browser
         finally:

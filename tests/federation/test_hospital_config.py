@@ -19,6 +19,8 @@ def test_the_demo_hospital_reads_back(tmp_path: Path):
     team = config.teams["rrt"]
     assert team.kinds == {KIND_BY_NAME["code_blue"], KIND_BY_NAME["staff_assist"]}
     assert [t.id for t in config.teams_of("drx")] == ["rrt"] and config.teams_of("sup") == []
+    # HTTPS by default, from the console's own CA beside its TOML
+    assert config.tls.console == "https" and config.tls.ca_cert == tmp_path / "hospital.ca.pem"
 
 
 GOOD = hospital_toml("nats://127.0.0.1:4222", 7480)
@@ -30,6 +32,9 @@ GOOD = hospital_toml("nats://127.0.0.1:4222", 7480)
     (('members = ["drx", "rny"]', 'members = ["drx", "nobody"]'), "[teams.rrt] members", "'nobody' is not a user"),
     (('kinds = ["code_blue", "staff_assist"]', 'kinds = ["cardiac"]'), "[teams.rrt] kinds", "call kinds"),
     (('role = "team"', 'role = "doctor"'), "[users.drx] role", "unknown role"),
+    (('[wards.a]', '[tls]\nconsole = "ftp"\n\n[wards.a]'), "[tls] console", '"https" or "http"'),
+    (('[wards.a]', '[tls]\nterminals = "plain"\n\n[wards.a]'), "[tls] terminals", "no terminal connects"),
+    (('[wards.a]', '[tls]\ncert_file = "x.pem"\n\n[wards.a]'), "[tls]", "cert_file"),
 ])
 def test_mistakes_are_named(tmp_path: Path, change, place, words):
     path = tmp_path / "hospital.toml"

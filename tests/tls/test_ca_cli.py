@@ -101,3 +101,24 @@ def test_terminals_and_console_are_served_over_tls_1_2_or_newer_with_the_ward_ce
         assert version in ("TLSv1.2", "TLSv1.3")
         assert x509.load_der_x509_certificate(der) == x509.load_pem_x509_certificate(tls.cert.read_bytes())
     assert datetime.datetime.now(datetime.timezone.utc) < x509.load_pem_x509_certificate(tls.cert.read_bytes()).not_valid_after_utc
+
+
+def test_the_hospital_console_has_its_own_ca_the_same_way(tmp_path: Path):
+    from wardcall.federation.demo import hospital_toml
+    from wardcall.federation.hospital_config import load_hospital
+    path = tmp_path / "hospital.toml"
+    path.write_text(hospital_toml("nats://127.0.0.1:4222", 7480) + '\n[tls]\nalt_names = ["house-pc"]\n')
+    done = wardcall("ca", "init", "--config", str(path))
+    assert done.returncode == 0, done.stderr
+    assert b"hospital console CA created" in done.stdout and b"terminals get it" not in done.stdout
+    tls = load_hospital(path).tls
+    assert stat.S_IMODE(tls.ca_key.stat().st_mode) == 0o600
+    host = x509.load_pem_x509_certificate(tls.cert.read_bytes())
+    names = host.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert "house-pc" in names
+    exported = wardcall("ca", "export", "--config", str(path))
+    assert exported.returncode == 0 and exported.stdout == tls.ca_cert.read_bytes()
+    shown = wardcall("ca", "show", "--config", str(path))
+    assert b"hospital console CA" in shown.stdout and b"console: https" in shown.stdout and b"terminals" not in shown.stdout
+    again = wardcall("ca", "init", "--config", str(path))
+    assert again.returncode == 2 and b"already has a CA" in again.stderr

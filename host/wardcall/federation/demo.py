@@ -63,7 +63,7 @@ class HospitalDemo:
 
     @property
     def console_url(self) -> str:
-        return f"http://127.0.0.1:{self.console_port}/"
+        return f"https://127.0.0.1:{self.console_port}/"
 
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -117,6 +117,8 @@ class HospitalDemo:
         return (f"\nwardcall demo hospital is running.\n"
                 f"  hospital console: {self.console_url}   login: sup / sup (house supervisor)\n"
                 f"  rapid response team's pocket console: {self.console_url}pocket/   drx / drx, rny / rny\n"
+                f"  HTTPS with the hospital console's own CA: import {self.folder / 'hospital.ca.pem'} into the\n"
+                f"  browser as a certificate authority (each ward's console has its ward's CA)\n"
                 f"{wards}\n  files: {self.folder}\n\n{HELP}")
 
     def command(self, line: str) -> str:

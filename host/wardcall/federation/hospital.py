@@ -32,12 +32,14 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from ..config import ConfigError
 from ..passwords import dummy_hash, verify_password
 from ..ratelog import RateLimitedLog
+from ..tls import CERT_ALARM, CertificateWatch, TlsError, prepare_console
 from ..web.login_guard import LoginGuard
 from .board import HospitalBoard
 from .hospital_config import HospitalConfig, load_hospital
 from .hubstream import ensure_hospital_stream
 from .subjects import HOSPITAL_STREAM, PREFIX, rpc_subject
 
+CERT_CHECK_S = 3600.0           # how often the console certificate is checked (renewal, a new file)
 log = logging.getLogger("wardcall.hospital")
 
 WEB_DIR = Path(__file__).parent / "hospital_web"
@@ -79,6 +81,7 @@ class HospitalService:
         self._nc: Any = None
         self._task: asyncio.Task | None = None
         self._ratelog = RateLimitedLog(log)
+        self.console_alarms: dict[str, str] = {}             # the console's own settings (plain HTTP)
 
     # ----- the hub -----
 
@@ -202,7 +205,8 @@ class HospitalService:
                 "teams": [{"id": t.id, "name": t.name, "kinds": sorted(t.kinds)} for t in self.config.teams_of(login)]}
 
     def state(self) -> dict[str, Any]:
-        return {"hospital": self.config.name, "hub": {"connected": self.hub_connected}, **self.board.snapshot()}
+        return {"hospital": self.config.name, "hub": {"connected": self.hub_connected},
+                "console_alarms": sorted(self.console_alarms.values()), **self.board.snapshot()}
 
 
 # ----- the web console -----
@@ -329,21 +333,53 @@ def make_app(service: HospitalService) -> web.Application:
     return app
 
 
+async def _watch_certificate(watch: CertificateWatch, service: HospitalService) -> None:
+    while True:
+        await asyncio.sleep(CERT_CHECK_S)
+        try:
+            notes, alarm = watch.check()
+        except Exception:   # a failed check is logged and retried; the running certificate stays
+            log.exception("checking the console certificate failed")
+            continue
+        for line in notes:
+            log.warning("%s", line)
+        if alarm:
+            service.console_alarms[CERT_ALARM] = alarm
+        else:
+            service.console_alarms.pop(CERT_ALARM, None)
+
+
 async def serve_hospital(config: HospitalConfig, ready_file: Path | None = None) -> None:
+    assert config.tls is not None
+    try:
+        console_tls = prepare_console(config.tls, config.name)
+    except TlsError as exc:
+        raise ConfigError(config.path, "[tls]", str(exc)) from None
+    for line in console_tls.notes:
+        log.warning("%s", line)
+    for text in console_tls.alarms.values():
+        log.warning("%s", text)
     service = HospitalService(config)
+    service.console_alarms.update(console_tls.alarms)
     await service.start()
     runner = web.AppRunner(make_app(service), access_log=None, shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, config.api_host, config.api_port)
+    site = web.TCPSite(runner, config.api_host, config.api_port, ssl_context=console_tls.console)
     try:
         await site.start()
     except OSError as exc:
         await service.aclose()
         raise ConfigError(config.path, "[hospital] api_port", f"{config.api_host}:{config.api_port}: {exc.strerror or exc}") from None
     port = runner.addresses[0][1]
-    log.info("hospital %s: console on http://%s:%d/ (teams' pocket console /pocket/)", config.name, config.api_host, port)
+    scheme = "https" if console_tls.console is not None else "http"
+    log.info("hospital %s: console on %s://%s:%d/ (teams' pocket console /pocket/)", config.name, scheme,
+             config.api_host, port)
+    watch = None
+    if console_tls.console is not None:
+        watch = asyncio.create_task(_watch_certificate(CertificateWatch(config.tls, config.name, console_tls), service),
+                                    name="certificate")
     if ready_file is not None:
-        ready_file.write_text(json.dumps({"pid": os.getpid(), "api_port": port}))
+        ready_file.write_text(json.dumps({"pid": os.getpid(), "api_port": port, "scheme": scheme}))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -351,6 +387,8 @@ async def serve_hospital(config: HospitalConfig, ready_file: Path | None = None)
     try:
         await stop.wait()
     finally:
+        if watch is not None:
+            watch.cancel()
         await service.aclose()
         await runner.cleanup()
 

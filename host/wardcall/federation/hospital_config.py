@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import NAME_RE, USER_RE, ConfigError
+from ..config import NAME_RE, USER_RE, ConfigError, TlsSettings, parse_tls_table
 from ..protocol import KIND_BY_NAME
 from .subjects import WARD_ID_RE
 
@@ -45,6 +45,7 @@ class HospitalConfig:
     replicas: int = 1                                            # copies of the hospital stream on the hub
     users: dict[str, HospitalUser] = field(default_factory=dict)
     teams: dict[str, Team] = field(default_factory=dict)
+    tls: TlsSettings | None = None                               # [tls]: the console's HTTPS
 
     def teams_of(self, login: str) -> list[Team]:
         return [t for t in self.teams.values() if login in t.members]
@@ -77,7 +78,7 @@ def load_hospital(path: str | Path) -> HospitalConfig:
         raise ConfigError(path, "", f"cannot read the file: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(path, "", f"not valid TOML: {exc}") from None
-    _only(path, "", data, ("hospital", "wards", "users", "teams"))
+    _only(path, "", data, ("hospital", "wards", "users", "teams", "tls"))
     top = _table(path, "[hospital]", data.get("hospital"))
     _only(path, "[hospital]", top, ("name", "hub_urls", "api_host", "api_port", "replicas"))
     replicas = top.get("replicas", 1)
@@ -92,6 +93,11 @@ def load_hospital(path: str | Path) -> HospitalConfig:
     config = HospitalConfig(path, _string(path, "[hospital]", top, "name"), tuple(urls),
                             _string(path, "[hospital]", top, "api_host", "127.0.0.1"), port)
     config.replicas = replicas
+    tls = data.get("tls", {})
+    if isinstance(tls, dict) and "terminals" in tls:
+        raise ConfigError(path, "[tls] terminals", "no terminal connects to the hospital console (say it in each ward's TOML)")
+    # the console's HTTPS, from a CA of its own made at the first start (as a ward's)
+    config.tls = parse_tls_table(path, "[tls]", tls, path.parent, path.stem)
 
     for ward_id, ward in _table(path, "[wards]", data.get("wards", {})).items():
         place = f"[wards.{ward_id}]"

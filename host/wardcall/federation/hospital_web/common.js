@@ -1,6 +1,6 @@
 // The hospital consoles' link: log in, follow /api/events (a snapshot, then changes), keep the
 // wards' calls, terminals and alarms; a lost link shows the banner and reconnects.
-export const state = { hospital: "", hub: { connected: false }, wards: new Map(), report: [], me: null };
+export const state = { hospital: "", hub: { connected: false }, wards: new Map(), report: [], me: null, consoleAlarms: [] };
 
 const $ = (id) => document.getElementById(id);
 export { $ };
@@ -26,6 +26,7 @@ export function kindName(call) { return call.kind_name.replace("_", " "); }
 function takeSnapshot(snap) {
   state.hospital = snap.hospital;
   state.hub = snap.hub;
+  state.consoleAlarms = snap.console_alarms || [];
   state.report = snap.report;
   state.wards = new Map();
   for (const w of snap.wards) {

@@ -27,6 +27,7 @@ async function renderReport() {
 
 function render(what) {
   $("hospital-name").textContent = state.hospital || "wardcall hospital";
+  $("console-alarms").replaceChildren(...state.consoleAlarms.map((text) => el("li", { class: "alarm" }, text)));
   const filter = $("ward-filter");
   const chosen = filter.value;
   if (filter.options.length !== state.wards.size + 1) {
