@@ -150,17 +150,20 @@ class Receiver:
         if B.in_trial():
             raise O.Refused(O.R_BUSY_TRIAL, {"v": B.state.get("v", "")})
         stmt = O.begin_statement(hdr)
+        pid = O.package_id(stmt)
+        if pid == self.id:
+            # the same package (its id is the signed statement's hash): the check of the signature
+            # first received goes on, and decides; no second check is built, which would take
+            # heap when a resumed transfer, just after a new TLS session, has least of it
+            log("ota", "resuming update %s at file %d offset %d" % (hdr["v"], self.cur, self.off))
+            self.hdr["trial_s"] = hdr["trial_s"]
+            self._advance()
+            return self._at()
         check = C.SignatureCheck(hdr["kid"], stmt, sig)      # refuses at once without the ward's key
         installed = C.installed_serial()
         if hdr["serial"] <= installed:
             log("ota", "refused firmware %s: serial %d, installed %d" % (hdr["v"], hdr["serial"], installed))
             raise O.Refused(O.R_DOWNGRADE, {"serial": hdr["serial"], "installed": installed})
-        pid = O.package_id(stmt)
-        if pid == self.id:
-            log("ota", "resuming update %s at file %d offset %d" % (hdr["v"], self.cur, self.off))
-            self.hdr["trial_s"] = hdr["trial_s"]
-            self._advance()
-            return self._at()
         self._discard()
         free = free_bytes()
         if free is not None and hdr["size"] + O.RESERVE > free:
