@@ -11,6 +11,7 @@ from wardproto import ALARM_HIGH, ALARM_MEDIUM, ALARM_LOW
 
 _DUTY_ON = const(32768)
 _STEP_MS = const(50)
+_IDLE_MS = const(1000)    # silent: wake for chime(), alarm() or test(), else once a second
 
 # per priority (index = ALARM_*): burst as on/off durations, tone in Hz, burst repeat in ms
 _BURSTS = (
@@ -35,16 +36,20 @@ class Buzzer:
         self._gen = 0            # bumped by silence(): stops a burst in progress
         self._next_alarm = time.ticks_ms()
         self.bursts = 0          # bursts played (diagnostics, tests)
+        self._sleeper = None     # the task while it sleeps idle: chime(), alarm(), test() wake it
+        self._woken = False
 
     def alarm(self, prio):
         if prio != self._alarm:
             if prio > self._alarm:
                 self._next_alarm = time.ticks_ms()    # a more urgent call sounds at once
             self._alarm = prio
+            self._wake()
 
     def chime(self, prio):
         if ALARM_LOW <= prio <= ALARM_HIGH:
             self._chime = prio
+            self._wake()
 
     def silence(self):
         self._chime = 0
@@ -52,6 +57,16 @@ class Buzzer:
 
     def test(self, ms):
         self._test_until = time.ticks_add(time.ticks_ms(), ms)
+        self._wake()
+
+    def _wake(self):
+        # the idle sleep ends at once: cancelling a sleeping task allocates nothing until it
+        # runs (an Event with wait_for_ms would make a task and its timeout every second)
+        t = self._sleeper
+        if t is not None:
+            self._sleeper = None
+            self._woken = True
+            t.cancel()
 
     def _tone(self, freq):
         if freq:
@@ -103,4 +118,25 @@ class Buzzer:
                 self._next_alarm = time.ticks_add(now, _REPEAT_MS[prio])
                 await self._burst(prio, alive, self._gen)
                 continue
-            await asyncio.sleep_ms(_STEP_MS)
+            await self._idle(now)
+
+    async def _idle(self, now):
+        # nothing to play: sleep until chime(), alarm() or test(), or the repeating alarm's next
+        # burst, at most _IDLE_MS (the supervisor hears from this task every turn). It was a
+        # 50 ms poll: the most frequent wake-up of an idle terminal.
+        ms = _IDLE_MS
+        if self._alarm:
+            due = time.ticks_diff(self._next_alarm, now)
+            if due < ms:
+                ms = due if due > 0 else 0
+        if not ms:
+            return
+        self._sleeper = asyncio.current_task()
+        try:
+            await asyncio.sleep_ms(ms)
+        except asyncio.CancelledError:
+            if not self._woken:
+                raise              # cancelled by someone else (the supervisor): not a wake-up
+        finally:
+            self._sleeper = None
+            self._woken = False

@@ -327,3 +327,40 @@ print("bath placed again", lamp(lp3), lp3.pattern(L.DOME) is PATTERN_HIGH)
     assert "restarted placed normal" in out
     assert "bath acknowledged acknowledged" in out
     assert "bath placed again high True" in out
+
+
+BUZZER_IDLE = """
+import asyncio, time
+from buzzer import Buzzer
+from wardproto import ALARM_MEDIUM
+b = Buzzer()
+fed = [0]
+def alive():
+    fed[0] += 1
+async def main():
+    task = asyncio.create_task(b.run(alive))
+    await asyncio.sleep_ms(2100)                  # silent for 2.1 s: every turn of its loop says alive
+    idle = fed[0]
+    t0 = time.ticks_ms()
+    b.chime(ALARM_MEDIUM)                         # the host asks for a chime: it starts at once
+    while not b.on and time.ticks_diff(time.ticks_ms(), t0) < 1000:
+        await asyncio.sleep_ms(1)
+    started = time.ticks_diff(time.ticks_ms(), t0)
+    await asyncio.sleep_ms(1200)
+    task.cancel()                                 # the supervisor stops it: it stops
+    await asyncio.sleep_ms(50)
+    print("IDLE", idle, "CHIME_MS", started, "BURSTS", b.bursts, "ON", b.on, "STOPPED", task.done())
+asyncio.run(main())
+"""
+
+
+def test_a_silent_buzzer_sleeps_until_asked_and_a_chime_starts_at_once(tmp_path):
+    # the buzzer's idle task used to poll every 50 ms (42 turns in 2.1 s): now it sleeps until
+    # chime()/alarm()/test(), and still tells the supervisor it is alive once a second
+    rc, out = mprun.run_code(BUZZER_IDLE, tmp_path)
+    assert rc == 0, out
+    words = out.split("IDLE", 1)[1].split()
+    idle, chime_ms, bursts, on, stopped = int(words[0]), int(words[2]), int(words[4]), words[6], words[8]
+    assert 1 <= idle <= 4, out
+    assert chime_ms < 50 and bursts == 1 and on == "0", out
+    assert stopped == "True", out
