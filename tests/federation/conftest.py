@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import nats
 import pytest
 
-from wardcall.federation.natsconf import HubNode, LeafNode, NatsServer
+from wardcall.federation.natsconf import HubNode, LeafNode, NatsServer, NatsTls, NatsUser
 from wardcall.federation.subjects import HOSPITAL_STREAM
 from tests.fixtures.host import LOOPBACK, free_port
 
@@ -31,8 +31,10 @@ class Hospital:
         self.hub_server: NatsServer | None = None
         self.leaves: dict[str, NatsServer] = {}
 
-    def hub(self) -> NatsServer:
-        node = HubNode("hub-1", self.root / "hub-1", free_port(), free_port(), free_port(), LOOPBACK)
+    def hub(self, tls: NatsTls | None = None, clients: tuple[NatsUser, ...] = (),
+            leaves: tuple[NatsUser, ...] = ()) -> NatsServer:
+        node = HubNode("hub-1", self.root / "hub-1", free_port(), free_port(), free_port(), LOOPBACK,
+                       tls=tls, clients=clients, leaves=leaves)
         self.hub_server = self._start(node, "hub-1")
         return self.hub_server
 
@@ -41,12 +43,14 @@ class Hospital:
         assert self.hub_server is not None
         return self.hub_server.url
 
-    def leaf(self, ward_id: str, standby: bool = False) -> NatsServer:
+    def leaf(self, ward_id: str, standby: bool = False, hub_tls: NatsTls | None = None,
+             hub_user: NatsUser | None = None) -> NatsServer:
         assert self.hub_server is not None
         hub = self.hub_server.node
         name = f"leaf-{ward_id}" + ("-standby" if standby else "")
         node = LeafNode(ward_id, self.root / name, free_port(), free_port(),
-                        (f"nats://{LOOPBACK}:{hub.leaf_port}",), LOOPBACK, standby=standby)
+                        (f"nats://{LOOPBACK}:{hub.leaf_port}",), LOOPBACK, standby=standby,
+                        hub_tls=hub_tls, hub_user=hub_user)
         server = self._start(node, name)
         self.leaves[ward_id + ("-standby" if standby else "")] = server
         return server
@@ -115,10 +119,10 @@ TEAM_USER = ("drx", "correct horse battery")
 SUPERVISOR = ("sup", "correct horse battery")
 
 
-def hospital_toml(hub_url: str, wards: dict[str, str], api_port: int) -> str:
+def hospital_toml(hub_url: str, wards: dict[str, str], api_port: int, hospital_keys: str = "") -> str:
     from tests.fixtures.host import _NURSE_HASH     # the test password's hash, made once per session
     lines = ["[hospital]", 'name = "Test hospital"', f'hub_urls = ["{hub_url}"]', f'api_host = "{LOOPBACK}"',
-             f"api_port = {api_port}", ""]
+             f"api_port = {api_port}", hospital_keys, ""]
     for ward_id, name in wards.items():
         lines += [f"[wards.{ward_id}]", f'name = "{name}"', ""]
     lines += ["[users.sup]", 'name = "House supervisor"', f'password = "{_NURSE_HASH}"', 'role = "supervisor"', "",
@@ -130,11 +134,12 @@ def hospital_toml(hub_url: str, wards: dict[str, str], api_port: int) -> str:
 class HospitalConsole:
     """`wardcall hospital` in a subprocess on a free loopback port."""
 
-    def __init__(self, root: Path, hub_url: str, wards: dict[str, str], extra_toml: str = "") -> None:
+    def __init__(self, root: Path, hub_url: str, wards: dict[str, str], extra_toml: str = "",
+                 hospital_keys: str = "") -> None:
         self.root = root
         self.port = free_port()
         self.config_path = root / "hospital.toml"
-        self.config_path.write_text(hospital_toml(hub_url, wards, self.port) + extra_toml)
+        self.config_path.write_text(hospital_toml(hub_url, wards, self.port, hospital_keys) + extra_toml)
         # HTTPS from the test process's shared CA (an RSA-3072 key per console would take a while)
         from tests.support.testca import copy_shared
         from wardcall.federation.hospital_config import load_hospital
@@ -184,8 +189,8 @@ class HospitalConsole:
 def hospital_console(tmp_path: Path):
     consoles: list[HospitalConsole] = []
 
-    def start(hub_url: str, wards: dict[str, str], extra_toml: str = "") -> HospitalConsole:
-        console = HospitalConsole(tmp_path, hub_url, wards, extra_toml)
+    def start(hub_url: str, wards: dict[str, str], extra_toml: str = "", hospital_keys: str = "") -> HospitalConsole:
+        console = HospitalConsole(tmp_path, hub_url, wards, extra_toml, hospital_keys)
         consoles.append(console)
         return console.start()
     yield start

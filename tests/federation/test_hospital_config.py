@@ -49,3 +49,33 @@ def test_the_demo_prompt_wants_a_ward_first(tmp_path: Path):
     assert "give a ward first" in demo.command("call 1")
     assert "give a ward first" in demo.command("c call 1")
     assert "hub stop|start" in demo.command("help")
+
+
+def test_the_hub_link_settings(tmp_path: Path):
+    from wardcall.federation.hospital import plain_hub_urls
+    ca = tmp_path / "hub-ca.pem"
+    ca.write_text("a CA\n")
+    secret = tmp_path / "hub-password"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o600)
+    keys = 'hub_ca = "hub-ca.pem"\nhub_user = "hospital"\nhub_password_file = "hub-password"\n'
+    path = tmp_path / "hospital.toml"
+    path.write_text(GOOD.replace('"nats://127.0.0.1:4222"', '"tls://hub-1:4222"')
+                    .replace("api_port = 7480", "api_port = 7480\n" + keys, 1))
+    config = load_hospital(path)
+    assert (config.hub_ca, config.hub_user, config.hub_password) == (ca, "hospital", "s3cret")
+    for text, place, words in (
+            (GOOD.replace("api_port = 7480", "api_port = 7480\n" + keys, 1), "[hospital] hub_urls", "every hub address is tls://"),
+            (GOOD.replace('"nats://127.0.0.1:4222"', '"tls://hub-1:4222"'), "[hospital] hub_ca", "is missing"),
+            (GOOD.replace("api_port = 7480", 'api_port = 7480\nhub_user = "x"', 1), "[hospital] hub_user", "go together")):
+        path.write_text(text)
+        with pytest.raises(ConfigError) as err:
+            load_hospital(path)
+        assert err.value.place == place and words in err.value.problem, err.value
+    secret.chmod(0o644)
+    path.write_text(GOOD.replace('"nats://127.0.0.1:4222"', '"tls://hub-1:4222"').replace("api_port = 7480", "api_port = 7480\n" + keys, 1))
+    with pytest.raises(ConfigError) as err:
+        load_hospital(path)
+    assert "chmod 600" in err.value.problem
+    # a hub in clear is alarmed when it is not on this machine
+    assert plain_hub_urls(("nats://127.0.0.1:4222", "nats://hub-2:4222", "tls://hub-3:4222")) == ["nats://hub-2:4222"]

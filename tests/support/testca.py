@@ -48,6 +48,13 @@ def copy_shared(settings) -> None:
     os.chmod(settings.key, 0o600)
 
 
+def shared_host_files() -> tuple[Path, Path]:
+    """(the host certificate with the CA's after it, its key) from the shared CA: a server other
+    than wardcall (the tests' nats-server hub) serves them."""
+    shared_ca()
+    return _made["chain"], _made["host_key"]
+
+
 def shared_ca_spki() -> str:
     """The shared CA's public key hash, as Chromium's --ignore-certificate-errors-spki-list takes it."""
     cert, _ = shared_ca()

@@ -22,7 +22,10 @@ from typing import Any
 from ..checkout import REPO
 from ..demo import HOST_EXITED, STOP_SIGNALS, Demo, DemoError, take_lock
 from ..passwords import hash_password
-from .natsconf import HubNode, LeafNode, NatsServer, free_port
+from ..devicekeys import write_private
+from ..tls import chain_path, prepare_console
+from .hospital_config import load_hospital
+from .natsconf import HubNode, LeafNode, NatsServer, NatsTls, NatsUser, free_port
 
 WARDS = {"a": "Ward A (surgery)", "b": "Ward B (medicine)"}
 HOSPITAL_USERS = {"sup": ("House supervisor", "supervisor"), "drx": ("Dr X (rapid response)", "team"),
@@ -35,10 +38,15 @@ HELP = ("commands:\n"
         "  quit                stop the hospital (also Ctrl-C, Ctrl-D)\n")
 
 
-def hospital_toml(hub_url: str, api_port: int) -> str:
+def hospital_toml(hub_url: str, api_port: int, hub_login: tuple[str, str] | None = None) -> str:
+    """The demo's hospital.toml; with hub_login (user, password file), the hub over TLS from the
+    console's own CA (hospital.ca.pem beside it)."""
     lines = ["# The demo hospital written by `wardcall demo --hospital`; see docs/FEDERATION.md",
              "[hospital]", 'name = "Demo hospital"', f'hub_urls = ["{hub_url}"]', 'api_host = "127.0.0.1"',
-             f"api_port = {api_port}", ""]
+             f"api_port = {api_port}"]
+    if hub_login is not None:
+        lines += ['hub_ca = "hospital.ca.pem"', f'hub_user = "{hub_login[0]}"', f'hub_password_file = "{hub_login[1]}"']
+    lines.append("")
     for ward_id, name in WARDS.items():
         lines += [f"[wards.{ward_id}]", f'name = "{name}"', ""]
     for login, (name, role) in HOSPITAL_USERS.items():
@@ -70,18 +78,31 @@ class HospitalDemo:
         self._lock_fd = take_lock(self.folder, self.console_url)
         shutil.rmtree(self.folder / "nats", ignore_errors=True)
         nats_dir = self.folder / "nats"
-        hub = HubNode("hub-1", nats_dir / "hub-1", free_port(), free_port(), free_port())
+        # the hub's links are TLS with logins, as on a hospital network: its certificate is the
+        # console's, from the console's own CA (made here first, as the console would at start)
+        config = self.folder / "hospital.toml"
+        client_port = free_port()
+        config.write_text(hospital_toml(f"nats://127.0.0.1:{client_port}", self.console_port))    # its [tls] first
+        settings = load_hospital(config).tls
+        assert settings is not None
+        prepare_console(settings, "Demo hospital")
+        hub_tls = NatsTls(settings.ca_cert, chain_path(settings), settings.key)
+        console_user = NatsUser.new("hospital")
+        write_private(self.folder / "hospital.hub-password", console_user.password + "\n")
+        config.write_text(hospital_toml(f"tls://127.0.0.1:{client_port}", self.console_port,
+                                        (console_user.user, "hospital.hub-password")))
+        ward_users = {w: NatsUser.new(f"ward-{w}") for w in self.wards}
+        hub = HubNode("hub-1", nats_dir / "hub-1", client_port, free_port(), free_port(), tls=hub_tls,
+                      clients=(console_user,), leaves=tuple(ward_users.values()))
         self.hub = NatsServer(hub, nats_dir / "hub-1.conf", nats_dir / "hub-1.log").start()
-        print(f"wardcall demo: hub (nats-server) on {self.hub.url}", flush=True)
+        print(f"wardcall demo: hub (nats-server) on tls://127.0.0.1:{client_port} (TLS, logins)", flush=True)
         for ward_id, demo in self.wards.items():
             leaf = LeafNode(ward_id, nats_dir / f"leaf-{ward_id}", free_port(), free_port(),
-                            (f"nats://127.0.0.1:{hub.leaf_port}",))
+                            (f"tls://127.0.0.1:{hub.leaf_port}",), hub_tls=hub_tls, hub_user=ward_users[ward_id])
             self.leaves[ward_id] = NatsServer(leaf, nats_dir / f"leaf-{ward_id}.conf", nats_dir / f"leaf-{ward_id}.log").start()
             demo.extra_toml = f'\n[federation]\nward = "{ward_id}"\nleaf_url = "{self.leaves[ward_id].url}"\n'
             print(f"wardcall demo: ward {ward_id}: leaf node on {self.leaves[ward_id].url}; starting its host and beds …", flush=True)
             demo.start()
-        config = self.folder / "hospital.toml"
-        config.write_text(hospital_toml(self.hub.url, self.console_port))
         ready = self.folder / "hospital-ready.json"
         ready.unlink(missing_ok=True)
         with open(self.folder / "hospital.log", "ab") as log:

@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import signal
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -65,6 +66,31 @@ class ConsoleStream:
 
     def end(self) -> None:
         self.ended.set()
+
+
+PLAIN_HUB_ALARM = "hub:plain"
+
+
+def plain_hub_urls(urls: tuple[str, ...]) -> list[str]:
+    """The nats:// (unencrypted) hub addresses that leave this machine."""
+    out = []
+    for url in urls:
+        host = url.partition("://")[2].rpartition("@")[2].rpartition(":")[0].strip("[]")
+        if url.startswith("nats://") and host not in ("127.0.0.1", "::1", "localhost"):
+            out.append(url)
+    return out
+
+
+def hub_login(config: HospitalConfig) -> dict[str, Any]:
+    """nats.connect's TLS and login arguments for the hub, from hospital.toml."""
+    kw: dict[str, Any] = {}
+    if config.hub_ca is not None:
+        ctx = ssl.create_default_context(cafile=str(config.hub_ca))
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        kw["tls"] = ctx
+    if config.hub_user:
+        kw["user"], kw["password"] = config.hub_user, config.hub_password
+    return kw
 
 
 class HospitalService:
@@ -118,7 +144,8 @@ class HospitalService:
             try:
                 self._nc = await nats.connect(servers=list(self.config.hub_urls), name="wardcall hospital",
                                               connect_timeout=2, reconnect_time_wait=0.5, max_reconnect_attempts=-1,
-                                              disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error)
+                                              disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
+                                              **hub_login(self.config))
             except NATS_ERRORS as exc:
                 self._ratelog.warning(("hub connect",), "cannot reach the hub %s: %s", ", ".join(self.config.hub_urls), exc)
                 await asyncio.sleep(RETRY_S)
@@ -361,6 +388,12 @@ async def serve_hospital(config: HospitalConfig, ready_file: Path | None = None)
         log.warning("%s", text)
     service = HospitalService(config)
     service.console_alarms.update(console_tls.alarms)
+    clear = plain_hub_urls(config.hub_urls)
+    if clear:
+        service.console_alarms[PLAIN_HUB_ALARM] = (
+            f"the hub is reached in clear ({', '.join(clear)}): every ward's calls cross the network unencrypted; "
+            "give the hub TLS (tls:// with hub_ca) and logins (docs/FEDERATION.md, \"Securing the links\")")
+        log.warning("%s", service.console_alarms[PLAIN_HUB_ALARM])
     await service.start()
     runner = web.AppRunner(make_app(service), access_log=None, shutdown_timeout=2.0)
     await runner.setup()

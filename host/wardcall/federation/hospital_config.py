@@ -46,6 +46,9 @@ class HospitalConfig:
     users: dict[str, HospitalUser] = field(default_factory=dict)
     teams: dict[str, Team] = field(default_factory=dict)
     tls: TlsSettings | None = None                               # [tls]: the console's HTTPS
+    hub_ca: Path | None = None                                   # verify the hub (tls:// hub_urls) against this CA
+    hub_user: str = ""                                           # the console's login on the hub
+    hub_password: str = ""                                       # from hub_password_file (0600)
 
     def teams_of(self, login: str) -> list[Team]:
         return [t for t in self.teams.values() if login in t.members]
@@ -70,6 +73,34 @@ def _string(path: Path, place: str, table: dict[str, Any], key: str, default: st
     return value
 
 
+def _hub_login(path: Path, top: dict[str, Any], config: HospitalConfig) -> None:
+    """[hospital] hub_ca, hub_user, hub_password_file: TLS and the login on the hub's client
+    port (docs/FEDERATION.md, "Securing the links")."""
+    tls_urls = [u for u in config.hub_urls if u.startswith("tls://")]
+    if "hub_ca" in top:
+        config.hub_ca = path.parent / _string(path, "[hospital]", top, "hub_ca")
+        if not config.hub_ca.is_file():
+            raise ConfigError(path, "[hospital] hub_ca", f"{config.hub_ca} is not a file (the CA the hub's certificate is from)")
+        if len(tls_urls) != len(config.hub_urls):
+            raise ConfigError(path, "[hospital] hub_urls", "with hub_ca every hub address is tls://, never nats:// (in clear)")
+    elif tls_urls:
+        raise ConfigError(path, "[hospital] hub_ca", "is missing: tls:// hub addresses are verified against the CA named here")
+    if ("hub_user" in top) != ("hub_password_file" in top):
+        raise ConfigError(path, "[hospital] hub_user", "hub_user and hub_password_file go together (the console's login on the hub)")
+    if "hub_user" in top:
+        config.hub_user = _string(path, "[hospital]", top, "hub_user")
+        secret = path.parent / _string(path, "[hospital]", top, "hub_password_file")
+        try:
+            mode = secret.stat().st_mode & 0o077
+            config.hub_password = secret.read_text("utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(path, "[hospital] hub_password_file", f"cannot read {secret}: {exc.strerror or exc}") from None
+        if mode:
+            raise ConfigError(path, "[hospital] hub_password_file", f"{secret} may be read by others: chmod 600 {secret}")
+        if not config.hub_password:
+            raise ConfigError(path, "[hospital] hub_password_file", f"{secret} is empty")
+
+
 def load_hospital(path: str | Path) -> HospitalConfig:
     path = Path(path)
     try:
@@ -80,7 +111,8 @@ def load_hospital(path: str | Path) -> HospitalConfig:
         raise ConfigError(path, "", f"not valid TOML: {exc}") from None
     _only(path, "", data, ("hospital", "wards", "users", "teams", "tls"))
     top = _table(path, "[hospital]", data.get("hospital"))
-    _only(path, "[hospital]", top, ("name", "hub_urls", "api_host", "api_port", "replicas"))
+    _only(path, "[hospital]", top, ("name", "hub_urls", "api_host", "api_port", "replicas", "hub_ca", "hub_user",
+                                    "hub_password_file"))
     replicas = top.get("replicas", 1)
     if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 5:
         raise ConfigError(path, "[hospital] replicas", f"must be 1-5 (3 on a hub cluster of three nodes), not {replicas!r}")
@@ -93,6 +125,7 @@ def load_hospital(path: str | Path) -> HospitalConfig:
     config = HospitalConfig(path, _string(path, "[hospital]", top, "name"), tuple(urls),
                             _string(path, "[hospital]", top, "api_host", "127.0.0.1"), port)
     config.replicas = replicas
+    _hub_login(path, top, config)
     tls = data.get("tls", {})
     if isinstance(tls, dict) and "terminals" in tls:
         raise ConfigError(path, "[tls] terminals", "no terminal connects to the hospital console (say it in each ward's TOML)")

@@ -2,10 +2,16 @@
 domain `hub`, a leaf node listener for the wards) and a ward's leaf node (its own JetStream
 domain `ward-<id>`, so the ward's stream and bucket live on the ward's PC and keep working while
 the hub is away), and NatsServer, which runs one with Debian's `nats-server` (demo, tests, bench).
+
+Across the hospital network (a ward's leaf node to the hub, the hospital console to the hub, the
+hub's nodes to each other) a link is TLS with the hub's certificate verified against a CA, and
+each side that connects logs in: NatsTls and NatsUser below (docs/FEDERATION.md, "Securing the
+links"). A ward host talks to its own leaf node on its own PC (loopback), unencrypted.
 """
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import subprocess
 import time
@@ -14,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from ..devicekeys import write_private
 from .subjects import HUB_DOMAIN, ward_domain
 
 NATS_SERVER = "nats-server"
@@ -22,6 +29,42 @@ READY_TIMEOUT_S = 15.0
 
 def _q(text: str) -> str:
     return json.dumps(text)
+
+
+@dataclass(frozen=True)
+class NatsTls:
+    """The hub's TLS: its certificate and key (from the hospital console's CA, `wardcall ca`),
+    and that CA, which whoever connects verifies the hub against."""
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+    def server_block(self) -> str:
+        return f"tls {{ cert_file: {_q(str(self.cert_file))}, key_file: {_q(str(self.key_file))}, timeout: 5 }}"
+
+    def client_block(self) -> str:
+        return f"tls {{ ca_file: {_q(str(self.ca_file))}, timeout: 5 }}"
+
+
+@dataclass(frozen=True)
+class NatsUser:
+    """A login on the hub: a ward's leaf node (user ward-<id>), the hospital console, a route."""
+    user: str
+    password: str
+
+    @staticmethod
+    def new(user: str) -> "NatsUser":
+        return NatsUser(user, secrets.token_urlsafe(24))     # URL-safe: it goes into nats:// URLs
+
+    def entry(self) -> str:
+        return f"{{ user: {_q(self.user)}, password: {_q(self.password)} }}"
+
+    def url(self, scheme: str, host: str, port: int) -> str:
+        return f"{scheme}://{self.user}:{self.password}@{host}:{port}"
+
+
+def _users(users: Sequence[NatsUser]) -> str:
+    return f"authorization {{ users: [{', '.join(u.entry() for u in users)}], timeout: 5 }}"
 
 
 @dataclass(frozen=True)
@@ -36,28 +79,54 @@ class HubNode:
     cluster_port: int = 0                      # 0: a hub of one node (no cluster block)
     routes: tuple[str, ...] = ()               # nats://host:cluster_port of the other nodes
     cluster_name: str = "hospital"
+    tls: NatsTls | None = None                 # None: every link in clear (loopback tests, bench)
+    clients: tuple[NatsUser, ...] = ()         # who may connect to the client port (the hospital console)
+    leaves: tuple[NatsUser, ...] = ()          # the wards' leaf nodes
+    route_user: NatsUser | None = None         # the hub's nodes, to each other
 
     def conf(self) -> str:
         lines = [f"server_name: {_q(self.name)}", f"listen: {_q(f'{self.host}:{self.client_port}')}",
                  f"http: {_q(f'{self.host}:{self.monitor_port}')}",
-                 f"jetstream {{ store_dir: {_q(str(self.store_dir))}, domain: {_q(HUB_DOMAIN)} }}",
-                 f"leafnodes {{ listen: {_q(f'{self.host}:{self.leaf_port}')} }}"]
+                 f"jetstream {{ store_dir: {_q(str(self.store_dir))}, domain: {_q(HUB_DOMAIN)} }}"]
+        if self.tls is not None:
+            lines.append(self.tls.server_block())
+        if self.clients:
+            lines.append(_users(self.clients))
+        leaf = [f"listen: {_q(f'{self.host}:{self.leaf_port}')}"]
+        if self.tls is not None:
+            leaf.append(self.tls.server_block())
+        if self.leaves:
+            leaf.append(_users(self.leaves))
+        lines.append(f"leafnodes {{ {', '.join(leaf)} }}")
         if self.cluster_port:
             routes = ", ".join(_q(r) for r in self.routes)
-            lines.append(f"cluster {{ name: {_q(self.cluster_name)}, listen: {_q(f'{self.host}:{self.cluster_port}')}, "
-                         f"routes: [{routes}] }}")
+            cluster = [f"name: {_q(self.cluster_name)}", f"listen: {_q(f'{self.host}:{self.cluster_port}')}",
+                       f"routes: [{routes}]"]
+            # the routes log in, but are not TLS here: nats-server's routes are mutual TLS, which
+            # wants node certificates for client authentication too (docs/FEDERATION.md)
+            if self.route_user is not None:
+                cluster.append(f"authorization {{ user: {_q(self.route_user.user)}, "
+                               f"password: {_q(self.route_user.password)}, timeout: 5 }}")
+            lines.append(f"cluster {{ {', '.join(cluster)} }}")
         return "\n".join(lines) + "\n"
 
 
-def hub_cluster(store_root: Path, nodes: Sequence[tuple[str, int, int, int, int]]) -> list[HubNode]:
+def hub_cluster(store_root: Path, nodes: Sequence[tuple[str, int, int, int, int]], tls: NatsTls | None = None,
+                clients: tuple[NatsUser, ...] = (), leaves: tuple[NatsUser, ...] = ()) -> list[HubNode]:
     """The nodes of the hospital's hub cluster, one (host, client, leaf, monitor, cluster port)
     each; a single node gets no cluster block. A JetStream cluster wants three nodes or more
-    (its streams then keep going with one node down)."""
+    (its streams then keep going with one node down). With `tls`, the routes log in with a
+    route user of their own (they stay in clear: see HubNode.conf)."""
+    route_user = NatsUser.new("route") if tls is not None and len(nodes) > 1 else None
     out = []
     for i, (host, client, leaf, monitor, cluster) in enumerate(nodes):
-        routes = tuple(f"nats://{h}:{c}" for j, (h, _, _, _, c) in enumerate(nodes) if j != i) if len(nodes) > 1 else ()
+        routes: tuple[str, ...] = ()
+        if len(nodes) > 1:
+            routes = tuple(route_user.url("nats", h, c) if route_user else f"nats://{h}:{c}"
+                           for j, (h, _, _, _, c) in enumerate(nodes) if j != i)
         out.append(HubNode(f"hub-{i + 1}", store_root / f"hub-{i + 1}", client, leaf, monitor, host,
-                           cluster if len(nodes) > 1 else 0, routes))
+                           cluster if len(nodes) > 1 else 0, routes, tls=tls, clients=clients, leaves=leaves,
+                           route_user=route_user))
     return out
 
 
@@ -72,19 +141,34 @@ class LeafNode:
     host: str = "127.0.0.1"
     reconnect_s: int = 1                      # how soon it tries the hub again
     standby: bool = False                     # the standby host's leaf node: domain ward-<id>-standby
+    hub_tls: NatsTls | None = None            # verify the hub against its CA (the urls are then tls://)
+    hub_user: NatsUser | None = None          # its login on the hub
 
     @property
     def domain(self) -> str:
         return ward_domain(self.ward_id, self.standby)
 
     def conf(self) -> str:
-        urls = ", ".join(_q(u) for u in self.hub_leaf_urls)
+        urls = ", ".join(_q(self._remote_url(u)) for u in self.hub_leaf_urls)
+        remote = f"urls: [{urls}]"
+        if self.hub_tls is not None:
+            remote += ", " + self.hub_tls.client_block()
         return "\n".join([
             f"server_name: {_q('leaf-' + self.domain)}", f"listen: {_q(f'{self.host}:{self.client_port}')}",
             f"http: {_q(f'{self.host}:{self.monitor_port}')}",
             f"jetstream {{ store_dir: {_q(str(self.store_dir))}, domain: {_q(self.domain)} }}",
-            f"leafnodes {{ remotes: [ {{ urls: [{urls}] }} ], reconnect: {self.reconnect_s} }}",
+            f"leafnodes {{ remotes: [ {{ {remote} }} ], reconnect: {self.reconnect_s} }}",
         ]) + "\n"
+
+    def _remote_url(self, url: str) -> str:
+        # nats://host:port as given; tls:// with the hub's TLS, and the login in it
+        scheme, _, rest = url.partition("://")
+        if self.hub_tls is not None:
+            scheme = "tls"
+        if self.hub_user is not None:
+            host, _, port = rest.rpartition(":")
+            return self.hub_user.url(scheme, host, int(port))
+        return f"{scheme}://{rest}"
 
 
 def nats_server_path() -> str:
@@ -113,7 +197,7 @@ class NatsServer:
     def launch(self) -> "NatsServer":
         """Start it without waiting (a cluster's nodes are ready only once enough of them run)."""
         self.conf_path.parent.mkdir(parents=True, exist_ok=True)
-        self.conf_path.write_text(self.node.conf())
+        write_private(self.conf_path, self.node.conf())       # it holds the hub's logins
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen([nats_server_path(), "-c", str(self.conf_path)], stdout=log, stderr=subprocess.STDOUT)
         log.close()

@@ -1,0 +1,84 @@
+"""The hub's links secured as on a hospital network (natsconf's NatsTls and NatsUser, real
+nats-server processes): the hub speaks TLS only and every connection logs in; a ward's leaf node
+with its login brings the ward's calls to the hospital console, one with a wrong password is
+refused and brings nothing; a client in clear, or without a login, is refused."""
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.request
+
+import nats
+import nats.errors
+import pytest
+
+from wardcall.federation.natsconf import NatsTls, NatsUser
+from wardcall.protocol import wardproto
+from wardcall.devicekeys import write_private
+from tests.federation.conftest import SUPERVISOR
+from tests.federation.test_hospital import _login, _session, _state
+from tests.fixtures.host import LOOPBACK
+from tests.support.testca import shared_ca, shared_host_files
+from tests.support.waiting import async_wait_until, wait_until
+
+WARDS = {"a": "Ward A", "b": "Ward B"}
+
+
+def hub_leaves(hub) -> list[dict]:
+    with urllib.request.urlopen(f"http://{LOOPBACK}:{hub.node.monitor_port}/leafz", timeout=2) as reply:
+        return json.loads(reply.read()).get("leafs", [])
+
+
+async def test_the_hub_takes_only_tls_and_logins_and_a_wrong_leaf_password_brings_nothing(
+        nats_hospital, fed_ward, ward_server_factory, hospital_console, tmp_path):
+    ca, _ = shared_ca()
+    cert, key = shared_host_files()
+    tls = NatsTls(ca, cert, key)
+    console_user, ward_a, ward_b = NatsUser.new("hospital"), NatsUser.new("ward-a"), NatsUser.new("ward-b")
+    hospital = nats_hospital
+    hub = hospital.hub(tls=tls, clients=(console_user,), leaves=(ward_a, ward_b))
+    hospital.leaf("a", hub_tls=tls, hub_user=ward_a)
+    hospital.leaf("b", hub_tls=tls, hub_user=NatsUser("ward-b", "not-" + ward_b.password))   # a wrong password
+    wait_until(lambda: len(hub_leaves(hub)) == 1, 15, "ward a's leaf node logged in on the hub")
+    assert "Authorization Violation" in (hospital.root / "leaf-b.log").read_text() or \
+        "authorization" in (hospital.root / "hub-1.log").read_text().lower()
+
+    wards = {w: fed_ward(hospital, w, terminals=1) for w in WARDS}
+    for ward in wards.values():
+        ward_server_factory(ward)
+    password_file = tmp_path / "hub-password"
+    write_private(password_file, console_user.password + "\n")
+    hub_url = f"tls://{LOOPBACK}:{hub.node.client_port}"
+    console = hospital_console(hub_url, WARDS, hospital_keys=f'hub_ca = "{ca}"\nhub_user = "hospital"\n'
+                                                             f'hub_password_file = "{password_file}"')
+    beds = {w: ward.terminal(0) for w, ward in wards.items()}
+    for bed in beds.values():
+        await bed.connect()
+    try:
+        call_a = await beds["a"].place_call(wardproto.PATIENT)
+        call_b = await beds["b"].place_call(wardproto.PATIENT)
+        async with _session() as sup:
+            await _login(sup, console.url, SUPERVISOR)
+
+            async def ward_a_on_the_board():
+                state = await _state(sup, console.url)
+                return state if any(c["call_id"] == call_a for w in state["wards"] if w["id"] == "a" for c in w["calls"]) else None
+            state = await async_wait_until(ward_a_on_the_board, 15, "ward a's call on the hospital console")
+        # ward b's leaf node is not let in: its call stays on its ward (it keeps working alone)
+        assert not [c for w in state["wards"] if w["id"] == "b" for c in w["calls"]], state
+        assert call_b
+    finally:
+        for bed in beds.values():
+            await bed.close()
+
+    # a client in clear, or over TLS without a login or with a wrong one, is refused
+    plain = f"nats://{LOOPBACK}:{hub.node.client_port}"
+    trusted = ssl.create_default_context(cafile=str(ca))
+    for kw in ({"servers": [plain]}, {"servers": [hub_url], "tls": trusted},
+               {"servers": [hub_url], "tls": trusted, "user": "hospital", "password": "guess"}):
+        with pytest.raises((nats.errors.Error, OSError, ssl.SSLError)):
+            nc = await nats.connect(connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False, **kw)
+            await nc.close()
+    nc = await nats.connect(servers=[hub_url], tls=trusted, user="hospital", password=console_user.password,
+                            connect_timeout=2, allow_reconnect=False)
+    await nc.close()
