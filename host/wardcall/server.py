@@ -24,6 +24,7 @@ from aiohttp import web
 from .clock import SystemClock
 from .config import ConfigError, WardConfig
 from .discovery import start_discovery
+from .federation.peer import terminal_port_answers
 from .federation.publisher import start_federation
 from .hub import WardHub
 from .integrations.service import Integrations
@@ -141,8 +142,22 @@ async def _listen(config: WardConfig, key: str, host: str, port: int, start: Cal
         raise ConfigError(config.path, f"[network] {key}", problem) from None
 
 
+async def _not_while_the_standby_serves(config: WardConfig, takeover: list[dict] | None) -> None:
+    """A primary whose standby took over while it was down must not serve as well: the terminals
+    would split between two hosts, each with part of the ward's calls."""
+    settings = config.federation
+    if takeover is not None or settings is None or settings.standby_terminal is None:
+        return
+    if await terminal_port_answers(settings.standby_terminal):
+        raise ConfigError(config.path, "[federation] standby_terminal",
+                          f"the standby host serves ward {settings.ward_id} (its terminal port "
+                          f"{settings.standby_terminal} answers): this host must not serve too. Start this PC "
+                          "as the standby of the serving host, or stop that one first (docs/FEDERATION.md)")
+
+
 async def serve(config: WardConfig, ready_file: Path | None = None, takeover: list[dict] | None = None) -> None:
     """`takeover`: a standby's open calls of the primary it takes over from (federation/standby.py)."""
+    await _not_while_the_standby_serves(config, takeover)
     files = raise_descriptor_limit(descriptors_needed(config))
     keys = load_keys(config.secrets)
     missing = sorted(set(config.terminals) - set(keys))

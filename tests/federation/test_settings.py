@@ -22,6 +22,8 @@ def test_the_section_is_read(make_ward):
     ('ward = "a"\nleaf_url = "http://x"', "[federation] leaf_url", "nats://"),
     ('ward = "a"\nqueue_max = 0', "[federation] queue_max", "more than 0"),
     ('ward = "a"\nqueue = 5', "[federation]", "unknown key 'queue'"),
+    ('ward = "a"\nstandby_terminal = "10.0.0.6"', "[federation] standby_terminal", "the standby's terminal address host:port"),
+    ('ward = "a"\nprimary_terminal = "x:99999"', "[federation] primary_terminal", "the primary's terminal address"),
 ])
 def test_mistakes_are_named(make_ward, body, place, words):
     ward = make_ward(terminals=0, extra_toml=f"\n[federation]\n{body}\n")

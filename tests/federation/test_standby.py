@@ -213,6 +213,17 @@ async def test_a_terminal_that_knows_both_hosts_moves_to_the_standby_with_its_ca
         assert len(calls) == 2 and sorted(k for k, _ in kinds) == sorted([wardproto.CODE_BLUE, wardproto.PATIENT]), calls
         assert (wardproto.PATIENT, placed[0]["call_id"]) in kinds, "the open call keeps its id: not placed twice"
         assert "trying the standby host 127.0.0.1" in board.console()
+
+        # the primary's PC comes back while the standby serves: told where the standby listens,
+        # the primary does not serve too (the board would split the ward's calls between them)
+        text = ward.config_path.read_text()
+        ward.config_path.write_text(text.replace("host_beat_s = 0.2\n", "host_beat_s = 0.2\n"
+                                                 f'standby_terminal = "{LOOPBACK}:{rig.terminal_port}"\n', 1))
+        back = subprocess.run([sys.executable, "-m", "wardcall.cli", "serve", "--config", str(ward.config_path)],
+                              capture_output=True, text=True, timeout=60)
+        assert back.returncode == 2, (back.returncode, back.stderr[-2000:])
+        assert "the standby host serves ward a" in back.stderr and "must not serve too" in back.stderr, back.stderr
+        assert online(standby_api), "the board stays with the standby"
     finally:
         primary_api.close()
         if standby_api is not None:

@@ -34,10 +34,13 @@ class FederationSettings:
     standby_of: str | None = None
     takeover_after_s: float = DEFAULT_TAKEOVER_AFTER_S
     primary_terminal: str | None = None       # host:port: taken over only while it refuses too
+    # the primary's side: the standby's terminal address; a primary that finds it serving does
+    # not serve too (it comes back as the standby of the new primary instead)
+    standby_terminal: str | None = None
 
 
 _KEYS = ("ward", "leaf_url", "queue_max", "host_beat_s", "stream_max_age_days", "stream_max_mb",
-         "standby_of", "takeover_after_s", "primary_terminal")
+         "standby_of", "takeover_after_s", "primary_terminal", "standby_terminal")
 
 
 def _number(table: dict[str, Any], key: str, default: float, whole: bool = False) -> float:
@@ -64,11 +67,8 @@ def parse_federation(table: Any) -> FederationSettings:
     standby_of = table.get("standby_of")
     if standby_of is not None and (not isinstance(standby_of, str) or not standby_of.startswith(("nats://", "tls://"))):
         raise SettingError("standby_of", f"must be the primary's leaf node, a nats:// or tls:// address, not {standby_of!r}")
-    primary_terminal = table.get("primary_terminal")
-    if primary_terminal is not None:
-        host, _, port = str(primary_terminal).rpartition(":")
-        if not isinstance(primary_terminal, str) or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise SettingError("primary_terminal", f"must be the primary's terminal address host:port, not {primary_terminal!r}")
+    primary_terminal = _address(table, "primary_terminal", "the primary's")
+    standby_terminal = _address(table, "standby_terminal", "the standby's")
     return FederationSettings(
         ward_id=ward, leaf_url=leaf_url,
         queue_max=int(_number(table, "queue_max", DEFAULT_QUEUE_MAX, whole=True)),
@@ -78,4 +78,15 @@ def parse_federation(table: Any) -> FederationSettings:
         standby_of=standby_of,
         takeover_after_s=float(_number(table, "takeover_after_s", DEFAULT_TAKEOVER_AFTER_S)),
         primary_terminal=primary_terminal,
+        standby_terminal=standby_terminal,
     )
+
+
+def _address(table: dict[str, Any], key: str, whose: str) -> str | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    host, _, port = str(value).rpartition(":")
+    if not isinstance(value, str) or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingError(key, f"must be {whose} terminal address host:port, not {value!r}")
+    return value

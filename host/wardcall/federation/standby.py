@@ -32,6 +32,7 @@ from ..config import ConfigError, WardConfig, load_config
 from ..ratelog import RateLimitedLog
 from ..server import serve
 from .settings import FederationSettings
+from .peer import terminal_port_answers
 from .subjects import ward_bucket
 
 log = logging.getLogger("wardcall.standby")
@@ -123,15 +124,7 @@ class PrimaryFollower:
 
 async def _primary_refuses(address: str | None) -> bool:
     """True if the primary's terminal port does not take a connection (or none is configured)."""
-    if address is None:
-        return True
-    host, _, port = address.rpartition(":")
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 1.0)
-    except (OSError, asyncio.TimeoutError):
-        return True
-    writer.close()
-    return False
+    return address is None or not await terminal_port_answers(address)
 
 
 async def wait_for_takeover(follower: PrimaryFollower) -> float:
