@@ -13,6 +13,9 @@ import otaproto as O
 from otaboot import NEW, INSTALLED
 
 _BUF = const(512)
+_HEX_CHUNK = const(32)
+_HEXDIGITS = b"0123456789abcdefABCDEF"
+_SHORT_MAX = const(8)      # steps in a row without a block for their product: then the update is given up
 
 
 def _read_json(path):
@@ -26,22 +29,101 @@ def _read_json(path):
 
 def load_key():
     """(n, k) of the installed public key, None if there is none; raises otaproto.Refused
-    (R_BAD_KEY) if the file is unreadable."""
+    (R_BAD_KEY) if the file is unreadable. Read from the file 32 digits at a time: the whole
+    text, its JSON string and O.parse_key's hex take ~770-byte blocks that a heap split by the
+    session's objects may not have (what O.parse_key accepts, this accepts)."""
     try:
-        with open(O.KEY_FILE) as f:
-            text = f.read()
+        f = open(O.KEY_FILE, "rb")
     except OSError:
         return None
-    return O.parse_key(text)
+    with f:
+        span = _modulus_span(f)
+        if span is None:
+            raise O.Refused(O.R_BAD_KEY)
+        start, digits = span
+        # around the modulus only its exponent, in either order (CPython's json and
+        # MicroPython's write the keys differently)
+        f.seek(0)
+        around = f.read(start) if start <= 64 else b""
+        f.seek(start + digits)
+        around = around.rstrip(b"0") + b"N" + f.read(64).rstrip()
+        around = around.replace(b" ", b"")
+        if around not in (b'{"n":"N","e":%d}' % O.E, b'{"e":%d,"n":"N"}' % O.E):
+            raise O.Refused(O.R_BAD_KEY)
+        f.seek(start)
+        buf = bytearray(_HEX_CHUNK)
+        n = 0
+        left = digits
+        while left:
+            m = f.readinto(memoryview(buf)[:min(_HEX_CHUNK, left)])
+            if not m:
+                raise O.Refused(O.R_BAD_KEY)
+            n = (n << (4 * m)) | int(bytes(memoryview(buf)[:m]), 16)
+            left -= m
+    k = (digits + 1) // 2
+    if not O.MIN_KEY_LEN <= k <= O.MAX_KEY_LEN or n % 2 == 0:
+        raise O.Refused(O.R_BAD_KEY)
+    return n, k
 
 
 def key_state():
-    """The installed key's id, "" without a key, "unreadable" for a broken key file."""
+    """The installed key's id, "" without a key, "unreadable" for a broken key file. Asked by
+    every STATUS (twice a second in a trial): the modulus is hashed as it is read, 32 digits at
+    a time, where parsing the key whole takes five blocks of ~770 bytes, which a heap split by
+    the session's objects may not have. The key itself is checked in full by an update's BEGIN."""
     try:
-        key = load_key()
-    except O.Refused:
-        return "unreadable"
-    return O.key_id(key[0]) if key else ""
+        f = open(O.KEY_FILE, "rb")
+    except OSError:
+        return ""
+    with f:
+        span = _modulus_span(f)
+        if span is None:
+            return "unreadable"
+        start, digits = span
+        f.seek(start)
+        h = hashlib.sha256()
+        buf = bytearray(_HEX_CHUNK)
+        if digits % 2:            # O.key_bytes: an odd count of digits gets a leading 0
+            f.readinto(memoryview(buf)[:1])
+            h.update(bytes([int(chr(buf[0]), 16)]))
+            digits -= 1
+        while digits:
+            n = f.readinto(memoryview(buf)[:min(_HEX_CHUNK, digits)])
+            if not n or n % 2:
+                return "unreadable"
+            h.update(unhexlify(memoryview(buf)[:n]))
+            digits -= n
+        return O.hexstr(h.digest()[:8])
+
+
+def _modulus_span(f):
+    """(offset, count) of the hex digits of "n" in O.key_text's layout, without leading zeros;
+    None if the file is not laid out so."""
+    buf = bytearray(_HEX_CHUNK)
+    tail = b""
+    pos = 0
+    start = -1
+    digits = 0
+    while True:
+        n = f.readinto(buf)
+        if not n:
+            return None
+        for i in range(n):
+            c = buf[i]
+            if start < 0:
+                tail = (tail + bytes([c]))[-6:]
+                if tail == b'"n": "':
+                    start = pos + i + 1
+            elif c == 0x22:          # the closing quote
+                return (start, digits) if digits else None
+            elif c in _HEXDIGITS:
+                if digits or c != 0x30:
+                    digits += 1
+                else:
+                    start += 1      # a leading zero: not part of the modulus's bytes
+            else:
+                return None
+        pos += n
 
 
 def installed_serial():
@@ -78,6 +160,7 @@ class SignatureCheck:
         n, k = _ward_key(kid)
         self.n = n
         self.ok = None
+        self.short = 0                  # steps in a row that found no block for their product
         self._left = 16                 # squarings: 65537 = 2**16 + 1
         s = int.from_bytes(bytes(sig), "big") if len(sig) == k else n
         if s >= n:
@@ -92,12 +175,22 @@ class SignatureCheck:
         # a product of 3072-bit numbers needs one ~770-byte block: collected first, the last
         # step's numbers leave theirs free for it (17 steps an update)
         gc.collect()
-        if self._left:
-            self._x = self._x * self._x % self.n
-            self._left -= 1
-        else:
-            self.ok = self._x * self._s % self.n == self._want
-            self._x = self._s = self._want = None
+        try:
+            if self._left:
+                self._x = self._x * self._x % self.n
+                self._left -= 1
+            else:
+                self.ok = self._x * self._s % self.n == self._want
+                self._x = self._s = self._want = None
+        except MemoryError:
+            # no such block this time (the heap is split by the session's small objects): the
+            # same step again with the next command, after the blocks of this one are free;
+            # only a heap that stays split gives the update up
+            self.short += 1
+            if self.short > _SHORT_MAX:
+                raise
+            return
+        self.short = 0
 
 
 def _file_sha(path, buf):

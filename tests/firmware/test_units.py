@@ -364,3 +364,34 @@ def test_a_silent_buzzer_sleeps_until_asked_and_a_chime_starts_at_once(tmp_path)
     assert 1 <= idle <= 4, out
     assert chime_ms < 50 and bursts == 1 and on == "0", out
     assert stopped == "True", out
+
+
+KEY_READ = r"""
+import json, otaproto as O, otacheck as C
+n = 0xc2 * (1 << 3060) + 12345677          # 767 hex digits; n * 16 + 5 has 768
+for m in (n, n * 16 + 5):
+    for text in (O.key_text(m), json.dumps({"n": "%x" % m, "e": 65537}) + "\n", '{"e": 65537, "n": "000%X"}' % m):
+        open(O.KEY_FILE, "w").write(text)
+        print("same", C.load_key() == O.parse_key(text), C.key_state() == O.key_id(m))
+for bad in ('{"n": "%x", "e": 3}' % n, '{"n": "%x"}' % n, '{"n": "%x", "e": 65537}' % (n * 2),
+            '{"n": "ff", "e": 65537}', 'garbage', '{"n": "%x", "e": 65537, "x": 1}' % n, ''):
+    open(O.KEY_FILE, "w").write(bad)
+    try:
+        C.load_key()
+        print("accepted", bad[:12])
+    except O.Refused:
+        print("refused", C.key_state())
+import os
+os.remove(O.KEY_FILE)
+print("none", C.load_key(), repr(C.key_state()))
+"""
+
+
+def test_the_update_key_is_read_in_small_pieces_and_as_strictly(tmp_path):
+    # STATUS (twice a second in a trial) and BEGIN read the ward key from the file 32 digits at
+    # a time: the same key as otaproto.parse_key, the same id, and a malformed file refused
+    rc, out = mprun.run_code(KEY_READ, tmp_path)
+    assert rc == 0, out
+    assert out.count("same True True") == 6, out
+    assert "accepted" not in out and out.count("refused") == 7, out
+    assert "none None ''" in out, out
