@@ -60,6 +60,11 @@ async def test_supervisor_board_filter_and_team_accept_in_chromium(
         await expect(sup.locator("#emergencies .hcall")).to_have_count(0)
         await sup.select_option("#ward-filter", "")
         await expect(sup.locator("#emergencies .hcall")).to_have_count(1)
+        # on a phone the board fits the width (the report table scrolls in its own box)
+        await sup.set_viewport_size({"width": 390, "height": 844})
+        await expect(sup.locator(".hward")).to_have_count(2)
+        assert await sup.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        await sup.set_viewport_size({"width": 1280, "height": 800})
 
         team = await chromium.new_page()
         team.set_default_timeout(TIMEOUT_MS)
