@@ -82,3 +82,25 @@ async def test_the_hub_takes_only_tls_and_logins_and_a_wrong_leaf_password_bring
     nc = await nats.connect(servers=[hub_url], tls=trusted, user="hospital", password=console_user.password,
                             connect_timeout=2, allow_reconnect=False)
     await nc.close()
+
+
+def test_the_hub_cluster_routes_are_mutual_tls_with_a_login(tmp_path):
+    # three hub nodes whose routes verify each other against the CA (wardcall's host
+    # certificates allow client authentication for this) and log in; ready means routed: a
+    # JetStream cluster reports healthy only once its nodes reach each other
+    from wardcall.federation.natsconf import NatsServer, free_port, hub_cluster
+    ca, _ = shared_ca()
+    cert, key = shared_host_files()
+    specs = [(LOOPBACK, free_port(), free_port(), free_port(), free_port()) for _ in range(3)]
+    nodes = hub_cluster(tmp_path, specs, tls=NatsTls(ca, cert, key))
+    assert all("ca_file" in n.conf() and "route:" in n.conf() for n in nodes)
+    servers = [NatsServer(n, tmp_path / f"{n.name}.conf", tmp_path / f"{n.name}.log").launch() for n in nodes]
+    try:
+        for server in servers:
+            server.wait_ready(30)
+        for node in nodes:
+            with urllib.request.urlopen(f"http://{LOOPBACK}:{node.monitor_port}/routez", timeout=2) as reply:
+                assert json.loads(reply.read())["num_routes"] == 2, node.name
+    finally:
+        for server in servers:
+            server.stop()

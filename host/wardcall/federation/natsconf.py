@@ -42,6 +42,12 @@ class NatsTls:
     def server_block(self) -> str:
         return f"tls {{ cert_file: {_q(str(self.cert_file))}, key_file: {_q(str(self.key_file))}, timeout: 5 }}"
 
+    def route_block(self) -> str:
+        # the hub's nodes connect to each other: mutual TLS, each verifying the other against
+        # the CA (the certificate must allow client authentication too: wardcall's do)
+        return (f"tls {{ cert_file: {_q(str(self.cert_file))}, key_file: {_q(str(self.key_file))}, "
+                f"ca_file: {_q(str(self.ca_file))}, timeout: 5 }}")
+
     def client_block(self) -> str:
         return f"tls {{ ca_file: {_q(str(self.ca_file))}, timeout: 5 }}"
 
@@ -102,8 +108,8 @@ class HubNode:
             routes = ", ".join(_q(r) for r in self.routes)
             cluster = [f"name: {_q(self.cluster_name)}", f"listen: {_q(f'{self.host}:{self.cluster_port}')}",
                        f"routes: [{routes}]"]
-            # the routes log in, but are not TLS here: nats-server's routes are mutual TLS, which
-            # wants node certificates for client authentication too (docs/FEDERATION.md)
+            if self.tls is not None:
+                cluster.append(self.tls.route_block())
             if self.route_user is not None:
                 cluster.append(f"authorization {{ user: {_q(self.route_user.user)}, "
                                f"password: {_q(self.route_user.password)}, timeout: 5 }}")
@@ -115,8 +121,8 @@ def hub_cluster(store_root: Path, nodes: Sequence[tuple[str, int, int, int, int]
                 clients: tuple[NatsUser, ...] = (), leaves: tuple[NatsUser, ...] = ()) -> list[HubNode]:
     """The nodes of the hospital's hub cluster, one (host, client, leaf, monitor, cluster port)
     each; a single node gets no cluster block. A JetStream cluster wants three nodes or more
-    (its streams then keep going with one node down). With `tls`, the routes log in with a
-    route user of their own (they stay in clear: see HubNode.conf)."""
+    (its streams then keep going with one node down). With `tls`, the routes are mutual TLS and
+    log in with a route user of their own."""
     route_user = NatsUser.new("route") if tls is not None and len(nodes) > 1 else None
     out = []
     for i, (host, client, leaf, monitor, cluster) in enumerate(nodes):
