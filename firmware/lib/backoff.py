@@ -28,9 +28,15 @@ class Backoff:
         return d
 
 
-async def sleep_alive(ms, alive, step=500):
-    while ms > 0:
-        d = ms if ms < step else step
+async def sleep_alive(ms, alive, step=500, stop=None):
+    """Sleep ms, telling the supervisor every step; stop(ms slept so far) true ends it early
+    (then True is returned)."""
+    slept = 0
+    while slept < ms:
+        if stop is not None and stop(slept):
+            return True
+        d = ms - slept if ms - slept < step else step
         await asyncio.sleep_ms(d)
         alive()
-        ms -= d
+        slept += d
+    return False

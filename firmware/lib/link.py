@@ -185,16 +185,9 @@ class Link:
             log("link", "reconnecting in %d ms (an event to deliver; the backoff was %d ms)" % (urgent, wait))
         else:
             log("link", "reconnecting in %d ms" % wait)
-        waited = 0
-        while waited < wait:
-            if waited >= urgent and len(self.outbox):
-                if not waiting:
-                    log("link", "an event to deliver: reconnecting now")
-                return
-            d = min(_PAUSE_STEP_MS, wait - waited)
-            await asyncio.sleep_ms(d)
-            alive()
-            waited += d
+        cut = await sleep_alive(wait, alive, _PAUSE_STEP_MS, lambda slept: slept >= urgent and len(self.outbox))
+        if cut and not waiting:
+            log("link", "an event to deliver: reconnecting now")
 
     async def _session(self, host, port, alive):
         tls = self.tls

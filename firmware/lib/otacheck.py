@@ -50,16 +50,11 @@ def load_key():
         around = around.replace(b" ", b"")
         if around not in (b'{"n":"N","e":%d}' % O.E, b'{"e":%d,"n":"N"}' % O.E):
             raise O.Refused(O.R_BAD_KEY)
-        f.seek(start)
-        buf = bytearray(_HEX_CHUNK)
         n = 0
-        left = digits
-        while left:
-            m = f.readinto(memoryview(buf)[:min(_HEX_CHUNK, left)])
-            if not m:
+        for chunk in _hex_chunks(f, start, digits):
+            if chunk is None:
                 raise O.Refused(O.R_BAD_KEY)
-            n = (n << (4 * m)) | int(bytes(memoryview(buf)[:m]), 16)
-            left -= m
+            n = (n << (4 * len(chunk))) | int(bytes(chunk), 16)
     k = (digits + 1) // 2
     if not O.MIN_KEY_LEN <= k <= O.MAX_KEY_LEN or n % 2 == 0:
         raise O.Refused(O.R_BAD_KEY)
@@ -79,21 +74,29 @@ def key_state():
         span = _modulus_span(f)
         if span is None:
             return "unreadable"
-        start, digits = span
-        f.seek(start)
         h = hashlib.sha256()
-        buf = bytearray(_HEX_CHUNK)
-        if digits % 2:            # O.key_bytes: an odd count of digits gets a leading 0
-            f.readinto(memoryview(buf)[:1])
-            h.update(bytes([int(chr(buf[0]), 16)]))
-            digits -= 1
-        while digits:
-            n = f.readinto(memoryview(buf)[:min(_HEX_CHUNK, digits)])
-            if not n or n % 2:
+        for chunk in _hex_chunks(f, *span):
+            if chunk is None:
                 return "unreadable"
-            h.update(unhexlify(memoryview(buf)[:n]))
-            digits -= n
+            # O.key_bytes: an odd count of digits gets a leading 0 (only the first chunk is odd)
+            h.update(unhexlify(b"0" + bytes(chunk) if len(chunk) % 2 else chunk))
         return O.hexstr(h.digest()[:8])
+
+
+def _hex_chunks(f, start, digits):
+    """The modulus's hex digits from the file, a view of up to _HEX_CHUNK at a time (the first
+    one holds the odd remainder, so the others are whole bytes); None for a file cut short."""
+    f.seek(start)
+    buf = bytearray(_HEX_CHUNK)
+    size = digits % _HEX_CHUNK or _HEX_CHUNK
+    while digits:
+        n = f.readinto(memoryview(buf)[:size])
+        if n != size:
+            yield None
+            return
+        yield memoryview(buf)[:n]
+        digits -= n
+        size = _HEX_CHUNK
 
 
 def _modulus_span(f):
