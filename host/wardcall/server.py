@@ -112,16 +112,10 @@ def descriptors_needed(config: WardConfig) -> int:
 
 
 async def watch_certificate(hub: WardHub, watch: CertificateWatch) -> None:
-    while True:
-        await asyncio.sleep(CERT_CHECK_S)
-        try:
-            notes, alarm = watch.check()
-            for line in notes:
-                log.warning("%s", line)
-            await hub.apply(hub.ward.link_setting_alarm(CERT_ALARM, alarm) if alarm
-                            else hub.ward.link_setting_ok(CERT_ALARM, "the host certificate is valid"))
-        except Exception:   # a failed check is logged and retried; the running certificate stays
-            log.exception("checking the host certificate failed")
+    async def report(alarm: str | None) -> None:
+        await hub.apply(hub.ward.link_setting_alarm(CERT_ALARM, alarm) if alarm
+                        else hub.ward.link_setting_ok(CERT_ALARM, "the host certificate is valid"))
+    await watch.run(CERT_CHECK_S, report, log)
 
 
 async def _listen(config: WardConfig, key: str, host: str, port: int, start: Callable[[], Awaitable[T]]) -> T:

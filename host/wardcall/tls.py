@@ -13,14 +13,17 @@ look "not yet valid" to a terminal whose clock was lost (firmware/lib/tlslink.py
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import hashlib
 import ipaddress
+import logging
 import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Awaitable, Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -411,3 +414,17 @@ class CertificateWatch:
             return notes, _certificate_alarm(self.settings, _now())
         except TlsError as exc:
             return notes, str(exc)
+
+    async def run(self, every_s: float, report: Callable[[str | None], Awaitable[None]], log: logging.Logger) -> None:
+        """check() every `every_s` for ever: its lines logged, its alarm (or None once the
+        certificate is fine) given to `report`; a failed check is logged and the running
+        certificate stays."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                notes, alarm = self.check()
+                for line in notes:
+                    log.warning("%s", line)
+                await report(alarm)
+            except Exception:
+                log.exception("checking the host certificate failed")

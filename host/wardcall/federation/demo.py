@@ -22,9 +22,9 @@ from typing import Any
 from ..checkout import REPO
 from ..demo import HOST_EXITED, STOP_SIGNALS, Demo, DemoError, take_lock
 from ..passwords import hash_password
+from ..config import parse_tls_table
 from ..devicekeys import write_private
 from ..tls import chain_path, prepare_console
-from .hospital_config import load_hospital
 from .natsconf import HubNode, LeafNode, NatsServer, NatsTls, NatsUser, free_port
 
 WARDS = {"a": "Ward A (surgery)", "b": "Ward B (medicine)"}
@@ -82,9 +82,7 @@ class HospitalDemo:
         # console's, from the console's own CA (made here first, as the console would at start)
         config = self.folder / "hospital.toml"
         client_port = free_port()
-        config.write_text(hospital_toml(f"nats://127.0.0.1:{client_port}", self.console_port))    # its [tls] first
-        settings = load_hospital(config).tls
-        assert settings is not None
+        settings = parse_tls_table(config, "[tls]", {}, self.folder, config.stem)   # hospital.toml's default [tls]
         prepare_console(settings, "Demo hospital")
         hub_tls = NatsTls(settings.ca_cert, chain_path(settings), settings.key)
         console_user = NatsUser.new("hospital")

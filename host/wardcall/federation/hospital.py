@@ -361,19 +361,12 @@ def make_app(service: HospitalService) -> web.Application:
 
 
 async def _watch_certificate(watch: CertificateWatch, service: HospitalService) -> None:
-    while True:
-        await asyncio.sleep(CERT_CHECK_S)
-        try:
-            notes, alarm = watch.check()
-        except Exception:   # a failed check is logged and retried; the running certificate stays
-            log.exception("checking the console certificate failed")
-            continue
-        for line in notes:
-            log.warning("%s", line)
+    async def report(alarm: str | None) -> None:
         if alarm:
             service.console_alarms[CERT_ALARM] = alarm
         else:
             service.console_alarms.pop(CERT_ALARM, None)
+    await watch.run(CERT_CHECK_S, report, log)
 
 
 async def serve_hospital(config: HospitalConfig, ready_file: Path | None = None) -> None:
