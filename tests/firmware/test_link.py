@@ -375,7 +375,8 @@ def test_a_call_placed_during_a_long_backoff_is_delivered_within_seconds(tmp_pat
     dropped = []
 
     def on_msg(h, m):
-        if m["type"] == P.HEARTBEAT and not dropped:     # once, whichever session it is
+        # the scenario's PRESENCE says it is watching: the session is dropped then, once
+        if m["type"] == P.PRESENCE and not dropped:
             dropped.append(h.hellos)
             h.refuse = 1          # the next connection is refused: a try that fails
             h.drop()
@@ -384,8 +385,13 @@ def test_a_call_placed_during_a_long_backoff_is_delivered_within_seconds(tmp_pat
 import calls as C
 async def scenario(app):
     await until(lambda: app.link.online, 5000, "online")
+    await press(board.PRESENCE)
+    await until(lambda: app.calls.presence, 1000, "presence on")
     await until(lambda: not app.link.online, 5000, "the host dropped the session")
     app.link._backoff.delay = 25000     # as after minutes of failed tries
+    await asyncio.sleep_ms(100)         # the first press's release is taken (debounce 30 ms)
+    await press(board.PRESENCE)         # presence off again: the call below is a patient call
+    await until(lambda: not app.calls.presence, 1000, "presence off")
     await until(lambda: app.link._backoff.delay == 30000, 5000, "the refused try, then a 25-37 s wait")
     await press(board.CALL)
     await until(lambda: app.calls.active[C.S_PATIENT], 1000, "the call placed")
