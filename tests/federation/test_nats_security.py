@@ -98,9 +98,12 @@ def test_the_hub_cluster_routes_are_mutual_tls_with_a_login(tmp_path):
     try:
         for server in servers:
             server.wait_ready(30)
-        for node in nodes:
+        def routes(node) -> int:
             with urllib.request.urlopen(f"http://{LOOPBACK}:{node.monitor_port}/routez", timeout=2) as reply:
-                assert json.loads(reply.read())["num_routes"] == 2, node.name
+                return json.loads(reply.read())["num_routes"]
+        # healthy needs a quorum (2 of 3): the third route may come a moment later
+        for node in nodes:
+            wait_until(lambda: routes(node) == 2, 15, f"{node.name} routed to both other nodes")
     finally:
         for server in servers:
             server.stop()
