@@ -41,6 +41,7 @@ log = logging.getLogger("wardcall.server")
 
 STOP_RECORD_TIMEOUT_S = 5.0     # at the end, what is held gets this long to reach the record
 CERT_CHECK_S = 60.0             # how often the host certificate is checked (renewal, a new file)
+STANDBY_CHECK_S = 2.0           # how often a serving primary looks whether its standby serves too
 
 T = TypeVar("T")
 
@@ -136,17 +137,42 @@ async def _listen(config: WardConfig, key: str, host: str, port: int, start: Cal
         raise ConfigError(config.path, f"[network] {key}", problem) from None
 
 
+def _standby_to_watch(config: WardConfig, takeover: list[dict] | None) -> str | None:
+    """The standby's terminal address, if this host is a primary told where its standby listens."""
+    settings = config.federation
+    if takeover is not None or settings is None:
+        return None
+    return settings.standby_terminal
+
+
+def _standby_serves(config: WardConfig, address: str) -> ConfigError:
+    assert config.federation is not None
+    return ConfigError(config.path, "[federation] standby_terminal",
+                       f"the standby host serves ward {config.federation.ward_id} (its terminal port "
+                       f"{address} answers): this host must not serve too. Start this PC "
+                       "as the standby of the serving host, or stop that one first (docs/FEDERATION.md)")
+
+
 async def _not_while_the_standby_serves(config: WardConfig, takeover: list[dict] | None) -> None:
     """A primary whose standby took over while it was down must not serve as well: the terminals
     would split between two hosts, each with part of the ward's calls."""
-    settings = config.federation
-    if takeover is not None or settings is None or settings.standby_terminal is None:
-        return
-    if await terminal_port_answers(settings.standby_terminal):
-        raise ConfigError(config.path, "[federation] standby_terminal",
-                          f"the standby host serves ward {settings.ward_id} (its terminal port "
-                          f"{settings.standby_terminal} answers): this host must not serve too. Start this PC "
-                          "as the standby of the serving host, or stop that one first (docs/FEDERATION.md)")
+    address = _standby_to_watch(config, takeover)
+    if address is not None and await terminal_port_answers(address):
+        raise _standby_serves(config, address)
+
+
+async def _yield_if_the_standby_serves(address: str, stop: asyncio.Event) -> bool:
+    """While serving, look every STANDBY_CHECK_S whether the standby serves too (it took over
+    while the link between the two PCs was cut): if it does, this host stops serving, so that
+    its terminals move to the standby (they know both hosts) and announce their calls there,
+    the rule a primary follows at its start. True once it has."""
+    while True:
+        await asyncio.sleep(STANDBY_CHECK_S)
+        if await terminal_port_answers(address):
+            log.critical("the standby host at %s serves this ward too: this host stops serving, its terminals "
+                         "move to the standby", address)
+            stop.set()
+            return True
 
 
 async def serve(config: WardConfig, ready_file: Path | None = None, takeover: list[dict] | None = None) -> None:
@@ -164,13 +190,13 @@ async def serve(config: WardConfig, ready_file: Path | None = None, takeover: li
             host_tls = prepare_host(config)
         except TlsError as exc:
             raise ConfigError(config.path, "[tls]", str(exc)) from None
-        await _serve(config, keys, ready_file, files, host_tls, takeover or [])
+        await _serve(config, keys, ready_file, files, host_tls, takeover or [], _standby_to_watch(config, takeover))
     finally:
         lock.release()
 
 
 async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | None, files: int,
-                 host_tls: HostTls, takeover: list[dict]) -> None:
+                 host_tls: HostTls, takeover: list[dict], standby_terminal: str | None) -> None:
     opened = open_storage(config.database)
     storage = opened.storage
     writer = AsyncWriter(storage)
@@ -250,8 +276,17 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        standby_watch = None
+        if standby_terminal is not None:
+            standby_watch = asyncio.create_task(_yield_if_the_standby_serves(standby_terminal, stop), name="standby-watch")
         await stop.wait()
         log.info("stopping")
+        if standby_watch is not None and standby_watch.done() and standby_watch.result():
+            await hub.record("yielded_to_standby", standby=standby_terminal, open_calls=len(hub.ward.calls))
+            hub.bus.end_all()
+            raise _standby_serves(config, standby_terminal)
+        if standby_watch is not None:
+            standby_watch.cancel()
         hub.bus.end_all()
     finally:
         if timers is not None:

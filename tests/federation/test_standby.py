@@ -5,6 +5,7 @@ re-announcement after WELCOME doubles none of them; a call placed during the out
 once; the standby's events reach the hospital stream. The failover time is measured."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from wardcall.demo import firmware_files
 from wardcall.config import load_config
 from wardcall.federation.hubstream import ensure_hospital_stream
 from wardcall.protocol import wardproto
+from tests.faults.faultproxy import FaultProxy
 from tests.faults.helpers import human_press
 from tests.federation.conftest import hospital_events
 from tests.fixtures.ward import SyncApi
@@ -49,6 +51,12 @@ class StandbyRig:
         self.ward, self.primary, self.primary_leaf, self.standby = ward, primary, primary_leaf, standby
         self.terminal_port = ports[0]                  # the standby's, for the terminals
         self.status_path, self.log_path = ward.dir / "standby-ready.json", ward.dir / "standby.log"
+
+    def status(self) -> dict:
+        try:
+            return json.loads(self.status_path.read_text())
+        except (OSError, ValueError):
+            return {}
 
     def open_calls(self) -> list[list] | None:
         """What the standby follows of the primary's open calls (its ready file)."""
@@ -83,17 +91,27 @@ class StandbyRig:
         print(f"--- {self.log_path} ---\n" + "\n".join(self.log_path.read_text(errors="replace").splitlines()[-40:]))
 
 
-async def start_standby(hospital, ward, wid: str, ward_server_factory) -> StandbyRig:
+async def start_standby(hospital, ward, wid: str, ward_server_factory, standby_of: str | None = None,
+                        primary_knows_standby: bool = False) -> StandbyRig:
+    """`standby_of`: where the standby reaches the primary's leaf node (a relay, to cut the link
+    between the two PCs), the leaf node itself by default. `primary_knows_standby`: the
+    primary's TOML gets standby_terminal, the standby's terminal address."""
     primary_leaf, standby_leaf = hospital.leaves[wid], hospital.leaf(wid, standby=True)
     nc = await nats.connect(hospital.hub_url)
     await ensure_hospital_stream(nc.jetstream(), [wid], standby=[wid])
     await nc.close()
     ports = (free_port(), free_port(socket.SOCK_DGRAM), free_port())
     standby_path = ward.dir / "standby.toml"
-    standby_path.write_text(standby_toml(ward.config_path.read_text(), primary_leaf.url, standby_leaf.url, ports))
+    text = standby_toml(ward.config_path.read_text(), primary_leaf.url, standby_leaf.url, ports)
+    if standby_of is not None:
+        text = text.replace(f'standby_of = "{primary_leaf.url}"', f'standby_of = "{standby_of}"')
+    standby_path.write_text(text)
     # the standby PC holds the ward CA and a host certificate from it, as the primary does:
     # the terminals verify whichever host answers against the CA they pin
     copy_shared(load_config(standby_path).tls)
+    if primary_knows_standby:
+        ward.config_path.write_text(ward.config_path.read_text().replace(
+            "host_beat_s = 0.2\n", f'host_beat_s = 0.2\nstandby_terminal = "{LOOPBACK}:{ports[0]}"\n', 1))
     primary = ward_server_factory(ward)
     status_path, log_path = ward.dir / "standby-ready.json", ward.dir / "standby.log"
     with open(log_path, "w") as log:
@@ -228,4 +246,96 @@ async def test_a_terminal_that_knows_both_hosts_moves_to_the_standby_with_its_ca
         primary_api.close()
         if standby_api is not None:
             standby_api.close()
+        rig.close()
+
+
+async def test_a_cut_link_between_the_two_pcs_alone_is_no_takeover(nats_hospital, fed_ward, ward_server_factory):
+    # the standby reaches the primary's leaf node through a relay; cutting it is the cable
+    # between the two PCs pulled while both stay on the hospital network. The standby still
+    # hears the primary's beat through the hub, so it must not take over (two hosts serving
+    # would split the ward's calls); once the primary's PC really dies, it does
+    hospital = nats_hospital
+    hospital.hub()
+    ward = fed_ward(hospital, "a", terminals=1)
+    relay = FaultProxy(hospital.leaves["a"].node.client_port)
+    rig = await start_standby(hospital, ward, "a", ward_server_factory, standby_of=f"nats://{LOOPBACK}:{relay.port}")
+    bed = ward.terminal(0)
+    try:
+        await bed.connect()
+        call = await bed.place_call(wardproto.PATIENT)
+        beats = lambda path: rig.status().get("beats", {}).get(path, 0)
+        await async_wait_until(lambda: beats("direct") > 0 and beats("hub") > 0 and rig.open_calls() == [["bed-101-1", call, "placed"]],
+                   15, "the standby following the primary on both paths")
+
+        relay.cut("reset")
+        cut_at = beats("hub")
+        # takeover_after_s is 1 s and the primary beats every 0.2 s: 20 beats through the hub
+        # after the cut are 4 s with the direct path silent, four times the takeover delay
+        await async_wait_until(lambda: beats("hub") >= cut_at + 20, 20, "the primary's beat through the hub after the cut")
+        direct_after_cut = beats("direct")
+        status = rig.status()
+        assert rig.standby.poll() is None and status.get("state") == "following", (status, rig.log_path.read_text()[-3000:])
+        assert "taking over" not in rig.log_path.read_text()
+        # a call placed after the cut reaches the standby too, through the hub
+        second = await bed.place_call(wardproto.BATHROOM)
+        await async_wait_until(lambda: rig.open_calls() == sorted([["bed-101-1", call, "placed"], ["bed-101-1", second, "placed"]]),
+                   15, "the call placed after the cut followed through the hub")
+        assert beats("direct") == direct_after_cut, "the direct path was cut"
+
+        rig.kill_primary()
+        await bed.close()
+        ready = rig.wait_serving()
+        api = WardApi(f"https://{LOOPBACK}:{ready['api_port']}")
+        await api.login(*NURSE)
+        calls = (await api.state())["calls"]
+        await api.close()
+        assert sorted((c["device"], c["call_id"]) for c in calls) == [("bed-101-1", call), ("bed-101-1", second)]
+    finally:
+        await bed.close()
+        relay.close()
+        rig.close()
+
+
+async def test_a_primary_that_finds_its_standby_serving_stops_serving(nats_hospital, fed_ward, ward_server_factory):
+    # the worst partition: the link between the two PCs and the hub both gone, so the standby
+    # hears no beat and takes over while the primary still serves. As soon as the primary
+    # reaches the standby's terminal port it stops serving (exit 2, as it would at its start):
+    # its terminal moves to the standby and announces its call there, and the ward is whole
+    hospital = nats_hospital
+    hospital.hub()
+    ward = fed_ward(hospital, "a", terminals=1)
+    relay = FaultProxy(hospital.leaves["a"].node.client_port)
+    rig = await start_standby(hospital, ward, "a", ward_server_factory, standby_of=f"nats://{LOOPBACK}:{relay.port}",
+                              primary_knows_standby=True)
+    bed = ward.terminal(0)
+    moved = None
+    try:
+        await bed.connect()
+        call = await bed.place_call(wardproto.PATIENT)
+        beats = lambda path: rig.status().get("beats", {}).get(path, 0)
+        await async_wait_until(lambda: beats("direct") > 0 and beats("hub") > 0, 15, "the standby following on both paths")
+
+        relay.cut("reset")
+        hospital.hub_server.stop()
+        ready = await asyncio.to_thread(rig.wait_serving)
+        await async_wait_until(lambda: rig.primary.proc.poll() is not None, 15, "the primary to stop serving")
+        log = rig.primary.log_text()
+        assert rig.primary.proc.returncode == 2, log[-3000:]
+        assert "the standby host at" in log and "serves ward a" in log and "must not serve too" in log, log[-3000:]
+        await asyncio.wait_for(bed.closed.wait(), 5)
+
+        # the terminal knows both hosts: it connects to the standby and announces its call again
+        moved = SimTerminal.from_config(ward.device(0), host=LOOPBACK, port=ready["terminal_port"])
+        await moved.connect()
+        await moved.place_call(wardproto.PATIENT, call_id=call)
+        api = WardApi(f"https://{LOOPBACK}:{ready['api_port']}")
+        await api.login(*NURSE)
+        calls = (await api.state())["calls"]
+        await api.close()
+        assert [(c["device"], c["call_id"]) for c in calls] == [("bed-101-1", call)], "the call once, on the serving host"
+    finally:
+        await bed.close()
+        if moved is not None:
+            await moved.close()
+        relay.close()
         rig.close()

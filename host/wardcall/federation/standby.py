@@ -3,9 +3,11 @@
 Its configuration is the ward's (the same terminals, keys and users) with its own record and its
 own leaf node, and in [federation] `standby_of`, the primary's leaf node. Until it takes over
 it serves nothing: it follows the primary's bucket (every open call with its stored row, and the
-`host` beat the primary writes every host_beat_s). Once the beat has been silent for
-takeover_after_s — and, if primary_terminal is set, the primary's terminal port refuses too —
-it takes over: the open calls it followed go on its board (recorded in its record as restored
+`host` beat the primary writes every host_beat_s) on two paths: straight from the primary's leaf
+node, and through its own leaf node and the hospital hub (the primary's JetStream domain), so that
+a cut link between the two PCs alone is no reason to take over. Once the beat has been silent on
+both for takeover_after_s — and, if primary_terminal is set, the primary's terminal port refuses
+too — it takes over: the open calls it followed go on its board (recorded in its record as restored
 calls, their ids, times, acknowledgements and routes as they were), and it starts serving like
 `wardcall serve`. The terminals, which know both hosts, connect to it; after WELCOME each
 announces again every call still lit at its bed, and a call it holds already is not placed
@@ -33,7 +35,7 @@ from ..ratelog import RateLimitedLog
 from ..server import serve
 from .settings import FederationSettings
 from .peer import terminal_port_answers
-from .subjects import ward_bucket
+from .subjects import ward_bucket, ward_domain
 
 log = logging.getLogger("wardcall.standby")
 
@@ -43,14 +45,18 @@ NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError, OS
 
 
 class PrimaryFollower:
-    """The primary's open calls and its beat, from the primary's bucket (a KV watch)."""
+    """The primary's open calls and its beat, from the primary's bucket (KV watches on both paths)."""
+
+    PATHS = ("direct", "hub")
 
     def __init__(self, settings: FederationSettings, status_file: Path | None = None) -> None:
         assert settings.standby_of is not None
         self.settings = settings
         self.rows: dict[str, dict[str, Any]] = {}      # bucket key -> the call's stored row
+        self.revisions: dict[str, int] = {}            # bucket key -> the newest revision taken
         self.beat_at: float | None = None              # monotonic: when the primary's beat last changed
         self.beat: dict[str, Any] | None = None
+        self.beats = {path: 0 for path in self.PATHS}  # beats seen on each path (the status shows them)
         self.status_file = status_file
         self.started = time.monotonic()
         self._ratelog = RateLimitedLog(log)
@@ -58,11 +64,22 @@ class PrimaryFollower:
     def open_calls(self) -> list[dict[str, Any]]:
         return sorted(self.rows.values(), key=lambda r: r["id"])
 
-    def take(self, key: str, value: bytes | None, deleted: bool) -> None:
+    def take(self, key: str, value: bytes | None, deleted: bool, revision: int = 0, path: str = "direct") -> None:
+        """One bucket entry from either path: each path brings every revision, in order, but one
+        path may lag the other, so an entry older than one already taken changes nothing."""
+        if key == "host" and not deleted and value:
+            self.beats[path] += 1
+        if revision and revision <= self.revisions.get(key, 0):
+            if key == "host":
+                self._status("following")
+            return
+        if revision:
+            self.revisions[key] = revision
         if key == "host":
             if not deleted and value:
                 self.beat = json.loads(value)
                 self.beat_at = time.monotonic()
+                self._status("following")
             return
         if not key.startswith("call."):
             return
@@ -80,32 +97,41 @@ class PrimaryFollower:
         if self.status_file is not None:
             calls = [[r["device"], r["call_id"], r["state"]] for r in self.open_calls()]
             self.status_file.write_text(json.dumps({"pid": os.getpid(), "state": state, "open_calls": calls,
-                                                    "primary_seen": self.beat_at is not None}))
+                                                    "primary_seen": self.beat_at is not None,
+                                                    "beats": self.beats}))
 
     def primary_silent_for(self) -> float:
         """How long the primary's beat has not changed (since the standby's start if never seen)."""
         return time.monotonic() - (self.beat_at if self.beat_at is not None else self.started)
 
-    async def follow(self) -> None:
-        """Watch the primary's bucket for ever (reconnecting); the caller decides when to stop."""
-        primary = self.settings.standby_of
-        assert primary is not None
+    async def follow(self, path: str) -> None:
+        """Watch the primary's bucket on one path for ever (reconnecting): "direct" on the
+        primary's leaf node, "hub" through this host's own leaf node and the hub, in the
+        primary's JetStream domain. The caller decides when to stop."""
+        settings = self.settings
+        server = settings.standby_of if path == "direct" else settings.leaf_url
+        domain = None if path == "direct" else ward_domain(settings.ward_id)
+        where = f"{server}" if domain is None else f"{server} (domain {domain}, through the hub)"
+        assert server is not None
+        async def error(exc: Exception) -> None:         # the client's own reports, one line a while
+            self._ratelog.warning(("nats", path), "standby: the primary's bucket on %s: %s", where, exc or type(exc).__name__)
+
         nc = None
         while nc is None:
             try:
-                nc = await nats.connect(servers=[primary], name=f"wardcall standby {self.settings.ward_id}",
-                                        connect_timeout=2, reconnect_time_wait=RETRY_S, max_reconnect_attempts=-1)
+                nc = await nats.connect(servers=[server], name=f"wardcall standby {settings.ward_id} ({path})",
+                                        connect_timeout=2, reconnect_time_wait=RETRY_S, max_reconnect_attempts=-1,
+                                        error_cb=error)
             except NATS_ERRORS as exc:
-                self._ratelog.warning(("connect",), "standby: cannot reach the primary's leaf node %s: %s",
-                                      self.settings.standby_of, exc or type(exc).__name__)
+                self._ratelog.warning(("connect", path), "standby: cannot reach the primary's bucket on %s: %s",
+                                      where, exc or type(exc).__name__)
                 await asyncio.sleep(RETRY_S)
         try:
             while True:
                 try:
-                    kv = await nc.jetstream().key_value(ward_bucket(self.settings.ward_id))
+                    kv = await nc.jetstream(domain=domain).key_value(ward_bucket(settings.ward_id))
                     watcher = await kv.watchall()
-                    log.info("standby: following the primary's bucket %s on %s", ward_bucket(self.settings.ward_id),
-                             self.settings.standby_of)
+                    log.info("standby: following the primary's bucket %s on %s", ward_bucket(settings.ward_id), where)
                     self._status("following")
                     while True:
                         try:
@@ -114,9 +140,10 @@ class PrimaryFollower:
                             continue
                         if entry is None:        # the end of the values there were at the start
                             continue
-                        self.take(entry.key, entry.value, entry.operation in ("DEL", "PURGE"))
+                        self.take(entry.key, entry.value, entry.operation in ("DEL", "PURGE"), entry.revision or 0, path)
                 except NATS_ERRORS as exc:
-                    self._ratelog.warning(("watch",), "standby: the primary's bucket: %s", exc or type(exc).__name__)
+                    self._ratelog.warning(("watch", path), "standby: the primary's bucket on %s: %s",
+                                          where, exc or type(exc).__name__)
                     await asyncio.sleep(RETRY_S)
         finally:
             await nc.close()
@@ -130,18 +157,20 @@ async def _primary_refuses(address: str | None) -> bool:
 async def wait_for_takeover(follower: PrimaryFollower) -> float:
     """Follow until the primary is silent (and refuses): the seconds its beat had been silent."""
     settings = follower.settings
-    task = asyncio.create_task(follower.follow(), name="standby-follow")
+    tasks = [asyncio.create_task(follower.follow(path), name=f"standby-follow-{path}") for path in follower.PATHS]
     try:
         while True:
             await asyncio.sleep(min(0.1, settings.takeover_after_s / 10))
-            if task.done():
-                task.result()
+            for task in tasks:
+                if task.done():
+                    task.result()
             silent = follower.primary_silent_for()
             if silent >= settings.takeover_after_s and await _primary_refuses(settings.primary_terminal):
                 return silent
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def standby(config: WardConfig, ready_file: Path | None) -> None:
