@@ -54,6 +54,52 @@ print('hold', [(e[0], e[1], e[2] - t0) for e in events], t1 - t0)
     assert "hold [(1, 3, 30), (3, 3, 2030), (2, 3, 2330)] 2300" in out
 
 
+
+def test_inputs_at_rest_are_read_half_as_often_and_a_press_is_seen_within_50_ms(tmp_path):
+    # the task's own steps (the wait poll() returns): 20 ms at rest, 10 ms while a new level is
+    # debounced; a press that begins anywhere between two looks is accepted within 20 + 30 ms
+    code = r"""
+import machine, board
+import inputs as I
+now = [1000]
+events = []
+inp = I.Inputs(lambda ev, i: events.append((ev, i, now[0])), lambda: now[0])
+machine.pins[board.CORD_LOOP] = 0
+looks = [0]
+def run(pin, level, ms):
+    # the level from now on for ms, stepped as the task steps; the next look may be later
+    if pin is not None:
+        machine.pins[pin] = level
+    end = now[0] + ms
+    while now[0] < end:
+        looks[0] += 1
+        wait = inp.poll()
+        now[0] += wait
+run(None, 0, 1000)
+print('rest looks', looks[0])
+worst = 0
+for early in range(20):
+    del events[:]
+    run(None, 0, 100)            # at rest: now is the task's next look
+    t0 = now[0] - early          # the press began `early` ms before that look
+    run(board.CALL, 0, 200)
+    seen = [e for e in events if e[0] == I.PRESS]
+    worst = max(worst, seen[0][2] - t0)
+    run(board.CALL, 1, 200)
+print('press within', worst, 'ms; events', [e[0] for e in events])
+del events[:]
+run(board.ASSIST, 0, 20); run(board.ASSIST, 1, 200)
+print('glitch', events)
+"""
+    rc, out = mprun.run_code(code, tmp_path)
+    assert rc == 0, out
+    assert "rest looks 50" in out, out                   # 50 looks a second at rest, not 100
+    worst = int(out.split("press within ")[1].split(" ms")[0])
+    assert 30 <= worst <= 50, out
+    assert "events [1, 2]" in out, out                   # the last press: PRESS then RELEASE
+    assert "glitch []" in out, out
+
+
 LAMP_DRIVER = r"""
 import machine, board
 import lamps as L
