@@ -72,7 +72,18 @@ def human(board, pin: str, taken: str) -> None:
     human_press(board, pin, taken)
 
 
-def latency_run(n: int, samples: int, work: Path, heap_cycle: bool = False, keep: bool = False, tls: str = "tls"):
+def idle_board_cpu(boards, seconds: float) -> float:
+    """Per cent of a core each emulated board's interpreter takes while online and idle, mean
+    over the boards (their own processes: the supervisor is not in it)."""
+    pids = [b.state()["pid"] for b in boards]
+    before, t0 = [cpu_seconds(p) for p in pids], time.monotonic()
+    time.sleep(seconds)           # the measurement window itself, not a wait for something
+    after, t1 = [cpu_seconds(p) for p in pids], time.monotonic()
+    return sum(a - b for a, b in zip(after, before)) / len(pids) / (t1 - t0) * 100
+
+
+def latency_run(n: int, samples: int, work: Path, heap_cycle: bool = False, keep: bool = False, tls: str = "tls",
+                idle_s: float = 0.0):
     cfg, devices = write_ward(work / f"ward{n}", n, tls=tls)
     server = Server(cfg)
     server.start()
@@ -83,6 +94,8 @@ def latency_run(n: int, samples: int, work: Path, heap_cycle: bool = False, keep
         t_online = wait_connected(console, [d["device_id"] for d in devices], 60 + n)
         result["online_s"] = t_online
         time.sleep(3)           # let the boards finish booting (compiling lib/ costs CPU)
+        if idle_s:
+            result["idle_board_cpu_pct"] = idle_board_cpu(boards, idle_s)
         heap = []
         if heap_cycle:
             heap.append(("online", boards[0].heap(2)))
@@ -178,6 +191,8 @@ def main(argv=None) -> int:
     ap.add_argument("--storm", type=int, default=200, help="boards in the reconnect storm (0: skip)")
     ap.add_argument("--pending", type=int, default=50)
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--idle", type=float, default=0.0, help="seconds of idle CPU measurement per size (0: skip)")
+    ap.add_argument("--plain", action="store_true", help="the terminals' link in plain TCP instead of TLS")
     args = ap.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",") if x]
     print(f"machine: {machine()}")
@@ -186,12 +201,15 @@ def main(argv=None) -> int:
         work = Path(tmp)
         for n in sizes:
             keep = args.storm and n == args.storm
-            r = latency_run(n, max(args.samples, 1), work, heap_cycle=False, keep=keep)
+            r = latency_run(n, max(args.samples, 1), work, heap_cycle=False, keep=keep,
+                            tls="plain" if args.plain else "tls", idle_s=args.idle)
             rig = r.pop("_rig", None)
             print(f"call latency, {n:4d} boards (online after {r['online_s']:.1f} s, host CPU {r['host_cpu_pct']:.1f} % of a core, "
                   f"the boards' {r.get('boards_cpu_pct', float('nan')):.0f} %):")
             print(f"    press -> console  {summary(r['press'])}")
             print(f"    lamp  -> console  {summary(r['lamp'])}")
+            if "idle_board_cpu_pct" in r:
+                print(f"    idle, online: {r['idle_board_cpu_pct']:.2f} % of a core per board ({args.idle:g} s)")
             for stage, h in r["heap"]:
                 if h:
                     print(f"    heap on the emulated board, {stage}: alloc {h['alloc']} free {h['free']} (heap {h.get('heapsize')})")

@@ -44,13 +44,13 @@ class Hospital:
         return self.hub_server.url
 
     def leaf(self, ward_id: str, standby: bool = False, hub_tls: NatsTls | None = None,
-             hub_user: NatsUser | None = None) -> NatsServer:
+             hub_user: NatsUser | None = None, client_tls: NatsTls | None = None) -> NatsServer:
         assert self.hub_server is not None
         hub = self.hub_server.node
         name = f"leaf-{ward_id}" + ("-standby" if standby else "")
         node = LeafNode(ward_id, self.root / name, free_port(), free_port(),
                         (f"nats://{LOOPBACK}:{hub.leaf_port}",), LOOPBACK, standby=standby,
-                        hub_tls=hub_tls, hub_user=hub_user)
+                        hub_tls=hub_tls, hub_user=hub_user, client_tls=client_tls)
         server = self._start(node, name)
         self.leaves[ward_id + ("-standby" if standby else "")] = server
         return server

@@ -1,7 +1,9 @@
 """The hub's links secured as on a hospital network (natsconf's NatsTls and NatsUser, real
 nats-server processes): the hub speaks TLS only and every connection logs in; a ward's leaf node
 with its login brings the ward's calls to the hospital console, one with a wrong password is
-refused and brings nothing; a client in clear, or without a login, is refused."""
+refused and brings nothing; a client in clear, or without a login, is refused. A ward's leaf node
+that listens on the ward network takes only clients with a certificate from the ward CA: the
+ward host and its standby."""
 from __future__ import annotations
 
 import json
@@ -15,7 +17,8 @@ import pytest
 from wardcall.federation.natsconf import NatsTls, NatsUser
 from wardcall.protocol import wardproto
 from wardcall.devicekeys import write_private
-from tests.federation.conftest import SUPERVISOR
+from tests.federation.conftest import SUPERVISOR, hospital_events
+from tests.federation.test_standby import start_standby
 from tests.federation.test_hospital import _login, _session, _state
 from tests.fixtures.host import LOOPBACK
 from tests.support.testca import shared_ca, shared_host_files
@@ -107,3 +110,74 @@ def test_the_hub_cluster_routes_are_mutual_tls_with_a_login(tmp_path):
     finally:
         for server in servers:
             server.stop()
+
+
+def _other_ca_client(tmp_path, name: str) -> tuple:
+    """A client certificate from a CA that is not the ward's (an EC key: quick to make)."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "other.pem", tmp_path / "other-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()).decode())
+    return cert_path, key_path
+
+
+async def test_a_leaf_node_on_the_ward_network_takes_only_the_ward_hosts_certificates(
+        nats_hospital, fed_ward, ward_server_factory, tmp_path):
+    # the leaf node listens with mutual TLS (LeafNode.client_tls, the ward CA): the ward host
+    # publishes to it over tls:// with its host certificate, and the standby on the other PC
+    # follows it straight over tls:// (standby_of); a client in clear, one without a
+    # certificate and one with a certificate from another CA are refused
+    from wardcall.config import DEFAULT_TLS_NAME
+    ca, _ = shared_ca()
+    cert, key = shared_host_files()
+    hospital = nats_hospital
+    hospital.hub()
+    leaf = hospital.leaf("a", client_tls=NatsTls(ca, cert, key))
+    assert leaf.url.startswith("tls://") and "verify: true" in leaf.node.conf()
+    ward = fed_ward(hospital, "a", terminals=1)
+    rig = await start_standby(hospital, ward, "a", ward_server_factory)
+    bed = ward.terminal(0)
+    try:
+        await bed.connect()
+        call = await bed.place_call(wardproto.PATIENT)
+        beats = lambda: rig.status().get("beats", {}).get("direct", 0)
+        await async_wait_until(lambda: beats() > 0 and rig.open_calls() == [["bed-101-1", call, "placed"]], 15,
+                               "the standby following the primary's leaf node straight, over TLS")
+
+        async def on_the_hub() -> bool:
+            events = await hospital_events(hospital.hub_url, 1, timeout=1)
+            return any(e.get("kind") == "call_placed" and e["call"]["call_id"] == call for e in events)
+        await async_wait_until(on_the_hub, 15, "the call, published over TLS, on the hospital stream")
+    finally:
+        await bed.close()
+        rig.close()
+
+    address = leaf.url.removeprefix("tls://")
+    trusted = ssl.create_default_context(cafile=str(ca))
+    stranger = ssl.create_default_context(cafile=str(ca))
+    stranger.load_cert_chain(*map(str, _other_ca_client(tmp_path, "intruder")))
+    for kw in ({"servers": [f"nats://{address}"]}, {"servers": [leaf.url], "tls": trusted},
+               {"servers": [leaf.url], "tls": stranger}):
+        with pytest.raises((nats.errors.Error, OSError, ssl.SSLError)):
+            nc = await nats.connect(connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False,
+                                    tls_hostname=DEFAULT_TLS_NAME, **kw)
+            await nc.flush(2)        # a refused certificate may show only at the first round trip
+            await nc.close()
+    holder = ssl.create_default_context(cafile=str(ca))
+    holder.load_cert_chain(str(cert), str(key))
+    nc = await nats.connect(servers=[leaf.url], tls=holder, tls_hostname=DEFAULT_TLS_NAME, connect_timeout=2,
+                            allow_reconnect=False)
+    await nc.flush(2)
+    await nc.close()

@@ -87,6 +87,13 @@ for early in range(20):
     worst = max(worst, seen[0][2] - t0)
     run(board.CALL, 1, 200)
 print('press within', worst, 'ms; events', [e[0] for e in events])
+short = 0
+for early in range(20):          # a 60 ms press, beginning anywhere before a look
+    del events[:]
+    run(None, 0, 100)
+    run(board.CALL, 0, 60 - early); run(board.CALL, 1, 200)
+    short += [e[0] for e in events] == [I.PRESS, I.RELEASE]
+print('60 ms presses seen', short)
 del events[:]
 run(board.ASSIST, 0, 20); run(board.ASSIST, 1, 200)
 print('glitch', events)
@@ -97,6 +104,7 @@ print('glitch', events)
     worst = int(out.split("press within ")[1].split(" ms")[0])
     assert 30 <= worst <= 50, out
     assert "events [1, 2]" in out, out                   # the last press: PRESS then RELEASE
+    assert "60 ms presses seen 20" in out, out
     assert "glitch []" in out, out
 
 

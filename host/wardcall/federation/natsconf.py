@@ -6,7 +6,9 @@ the hub is away), and NatsServer, which runs one with Debian's `nats-server` (de
 Across the hospital network (a ward's leaf node to the hub, the hospital console to the hub, the
 hub's nodes to each other) a link is TLS with the hub's certificate verified against a CA, and
 each side that connects logs in: NatsTls and NatsUser below (docs/FEDERATION.md, "Securing the
-links"). A ward host talks to its own leaf node on its own PC (loopback), unencrypted.
+links"). A ward host talks to its own leaf node on its own PC (loopback) in clear, unless the
+leaf node listens with `client_tls`: then every client, the ward host and its standby on the
+other PC, connects over mutual TLS with a certificate from the ward CA (federation/leaflink.py).
 """
 from __future__ import annotations
 
@@ -50,6 +52,12 @@ class NatsTls:
 
     def client_block(self) -> str:
         return f"tls {{ ca_file: {_q(str(self.ca_file))}, timeout: 5 }}"
+
+    def mutual_block(self) -> str:
+        # a ward's leaf node to its clients (the ward host, its standby): each must show a
+        # certificate from the same CA, and verifies the node's
+        return (f"tls {{ cert_file: {_q(str(self.cert_file))}, key_file: {_q(str(self.key_file))}, "
+                f"ca_file: {_q(str(self.ca_file))}, verify: true, timeout: 5 }}")
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,7 @@ class LeafNode:
     standby: bool = False                     # the standby host's leaf node: domain ward-<id>-standby
     hub_tls: NatsTls | None = None            # verify the hub against its CA (the urls are then tls://)
     hub_user: NatsUser | None = None          # its login on the hub
+    client_tls: NatsTls | None = None         # its clients: mutual TLS, certificates from the ward CA
 
     @property
     def domain(self) -> str:
@@ -159,12 +168,15 @@ class LeafNode:
         remote = f"urls: [{urls}]"
         if self.hub_tls is not None:
             remote += ", " + self.hub_tls.client_block()
-        return "\n".join([
+        lines = [
             f"server_name: {_q('leaf-' + self.domain)}", f"listen: {_q(f'{self.host}:{self.client_port}')}",
             f"http: {_q(f'{self.host}:{self.monitor_port}')}",
             f"jetstream {{ store_dir: {_q(str(self.store_dir))}, domain: {_q(self.domain)} }}",
             f"leafnodes {{ remotes: [ {{ {remote} }} ], reconnect: {self.reconnect_s} }}",
-        ]) + "\n"
+        ]
+        if self.client_tls is not None:
+            lines.append(self.client_tls.mutual_block())
+        return "\n".join(lines) + "\n"
 
     def _remote_url(self, url: str) -> str:
         # nats://host:port as given; tls:// with the hub's TLS, and the login in it
@@ -195,7 +207,8 @@ class NatsServer:
 
     @property
     def url(self) -> str:
-        return f"nats://{self.node.host}:{self.node.client_port}"
+        scheme = "tls" if isinstance(self.node, LeafNode) and self.node.client_tls is not None else "nats"
+        return f"{scheme}://{self.node.host}:{self.node.client_port}"
 
     def start(self, timeout: float = READY_TIMEOUT_S) -> "NatsServer":
         return self.launch().wait_ready(timeout)

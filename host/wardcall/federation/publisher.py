@@ -31,6 +31,7 @@ from nats.js.api import KeyValueConfig, StorageType, StreamConfig
 
 from ..ratelog import RateLimitedLog
 from ..ward import CLEARED, Call, Effects
+from .leaflink import LeafTls, connect_options, ward_leaf_tls
 from .responder import serve_requests
 from .settings import FederationSettings
 from .subjects import EVENT_KINDS_CALL, events_subject, kv_key, rpc_subject, ward_bucket, ward_stream
@@ -65,9 +66,10 @@ def _json_merge(head: dict[str, Any], encoded: bytes) -> bytes:
 
 
 class WardPublisher:
-    def __init__(self, hub: "WardHub", settings: FederationSettings) -> None:
+    def __init__(self, hub: "WardHub", settings: FederationSettings, leaf_tls: LeafTls | None = None) -> None:
         self.hub = hub
         self.settings = settings
+        self.leaf_tls = leaf_tls                 # for a tls:// leaf node (federation/leaflink.py)
         self.ward_id = settings.ward_id
         self.run = secrets.token_hex(4)          # this host run: message ids are <run>-<seq>
         self.seq = 0
@@ -237,7 +239,8 @@ class WardPublisher:
                 return await nats.connect(servers=[self.settings.leaf_url], name=f"wardcall {self.ward_id}",
                                           connect_timeout=CONNECT_TIMEOUT_S, reconnect_time_wait=RETRY_S,
                                           max_reconnect_attempts=-1, allow_reconnect=True,
-                                          disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error)
+                                          disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
+                                          **connect_options(self.settings.leaf_url, self.leaf_tls))
             except NATS_ERRORS as exc:
                 self._ratelog.warning(("connect",), "federation: cannot reach the leaf node %s: %s (events are held)",
                                       self.settings.leaf_url, exc or type(exc).__name__)
@@ -311,7 +314,7 @@ async def start_federation(hub: "WardHub") -> WardPublisher | None:
     settings = hub.config.federation
     if settings is None:
         return None
-    publisher = WardPublisher(hub, settings)
+    publisher = WardPublisher(hub, settings, ward_leaf_tls(hub.config.tls))
     hub.observers.append(publisher)
     await publisher.start()
     return publisher

@@ -33,6 +33,7 @@ import nats.js.errors
 from ..config import ConfigError, WardConfig, load_config
 from ..ratelog import RateLimitedLog
 from ..server import serve
+from .leaflink import LeafTls, connect_options, ward_leaf_tls
 from .settings import FederationSettings
 from .peer import terminal_port_answers
 from .subjects import ward_bucket, ward_domain
@@ -49,9 +50,11 @@ class PrimaryFollower:
 
     PATHS = ("direct", "hub")
 
-    def __init__(self, settings: FederationSettings, status_file: Path | None = None) -> None:
+    def __init__(self, settings: FederationSettings, status_file: Path | None = None,
+                 leaf_tls: LeafTls | None = None) -> None:
         assert settings.standby_of is not None
         self.settings = settings
+        self.leaf_tls = leaf_tls                       # for tls:// leaf nodes (federation/leaflink.py)
         self.rows: dict[str, dict[str, Any]] = {}      # bucket key -> the call's stored row
         self.revisions: dict[str, int] = {}            # bucket key -> the newest revision taken
         self.beat_at: float | None = None              # monotonic: when the primary's beat last changed
@@ -121,7 +124,7 @@ class PrimaryFollower:
             try:
                 nc = await nats.connect(servers=[server], name=f"wardcall standby {settings.ward_id} ({path})",
                                         connect_timeout=2, reconnect_time_wait=RETRY_S, max_reconnect_attempts=-1,
-                                        error_cb=error)
+                                        error_cb=error, **connect_options(server, self.leaf_tls))
             except NATS_ERRORS as exc:
                 self._ratelog.warning(("connect", path), "standby: cannot reach the primary's bucket on %s: %s",
                                       where, exc or type(exc).__name__)
@@ -176,7 +179,7 @@ async def wait_for_takeover(follower: PrimaryFollower) -> float:
 async def standby(config: WardConfig, ready_file: Path | None) -> None:
     settings = config.federation
     assert settings is not None and settings.standby_of is not None
-    follower = PrimaryFollower(settings, ready_file)
+    follower = PrimaryFollower(settings, ready_file, ward_leaf_tls(config.tls))
     silent = await wait_for_takeover(follower)
     calls = follower.open_calls()
     log.warning("standby: the primary of ward %s has been silent for %.1f s: taking over with %d open call(s)",
