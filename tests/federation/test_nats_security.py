@@ -1,7 +1,9 @@
 """The hub's links secured as on a hospital network (natsconf's NatsTls and NatsUser, real
 nats-server processes): the hub speaks TLS only and every connection logs in; a ward's leaf node
 with its login brings the ward's calls to the hospital console, one with a wrong password is
-refused and brings nothing; a client in clear, or without a login, is refused. A ward's leaf node
+refused and brings nothing; a client in clear, or without a login, is refused. Each ward's leaf
+login lands in its own account: it reaches nothing of another ward's, nor the hub's JetStream,
+while the hospital still sees every ward and a team's accept still reaches it. A ward's leaf node
 that listens on the ward network takes only clients with a certificate from the ward CA: the
 ward host and its standby."""
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pytest
 from wardcall.federation.natsconf import NatsTls, NatsUser
 from wardcall.protocol import wardproto
 from wardcall.devicekeys import write_private
-from tests.federation.conftest import SUPERVISOR, hospital_events
+from tests.federation.conftest import SUPERVISOR, TEAM_USER, hospital_events
 from tests.federation.test_standby import start_standby
 from tests.federation.test_hospital import _login, _session, _state
 from tests.fixtures.host import LOOPBACK
@@ -37,11 +39,11 @@ async def test_the_hub_takes_only_tls_and_logins_and_a_wrong_leaf_password_bring
     ca, _ = shared_ca()
     cert, key = shared_host_files()
     tls = NatsTls(ca, cert, key)
-    console_user, ward_a, ward_b = NatsUser.new("hospital"), NatsUser.new("ward-a"), NatsUser.new("ward-b")
+    console_user, ward_a, ward_b = NatsUser.new("hospital"), NatsUser.for_ward("a"), NatsUser.for_ward("b")
     hospital = nats_hospital
     hub = hospital.hub(tls=tls, clients=(console_user,), leaves=(ward_a, ward_b))
     hospital.leaf("a", hub_tls=tls, hub_user=ward_a)
-    hospital.leaf("b", hub_tls=tls, hub_user=NatsUser("ward-b", "not-" + ward_b.password))   # a wrong password
+    hospital.leaf("b", hub_tls=tls, hub_user=NatsUser("ward-b", "not-" + ward_b.password, "b"))   # a wrong password
     wait_until(lambda: len(hub_leaves(hub)) == 1, 15, "ward a's leaf node logged in on the hub")
     assert "Authorization Violation" in (hospital.root / "leaf-b.log").read_text() or \
         "authorization" in (hospital.root / "hub-1.log").read_text().lower()
@@ -181,3 +183,85 @@ async def test_a_leaf_node_on_the_ward_network_takes_only_the_ward_hosts_certifi
                             allow_reconnect=False)
     await nc.flush(2)
     await nc.close()
+
+
+async def test_a_wards_leaf_login_reaches_only_its_own_ward(nats_hospital, fed_ward, ward_server_factory,
+                                                            hospital_console, tmp_path):
+    # each ward's leaf login lands in its own account on the hub (NatsUser.for_ward): a client on
+    # ward b's leaf node (an intruder on ward b's PC) cannot accept ward a's calls, read ward a's
+    # stream, nor touch the hub's JetStream; the hospital console still sees ward a's calls, a
+    # team's accept still reaches ward a's terminal, and ward a's standby still follows ward a
+    # through the hub (its own login, in ward a's account)
+    ca, _ = shared_ca()
+    cert, key = shared_host_files()
+    tls = NatsTls(ca, cert, key)
+    console_user = NatsUser.new("hospital")
+    ward_a, ward_b, standby_a = NatsUser.for_ward("a"), NatsUser.for_ward("b"), NatsUser.for_ward("a", standby=True)
+    hospital = nats_hospital
+    hub = hospital.hub(tls=tls, clients=(console_user,), leaves=(ward_a, ward_b, standby_a))
+    hospital.leaf("a", hub_tls=tls, hub_user=ward_a)
+    leaf_b = hospital.leaf("b", hub_tls=tls, hub_user=ward_b)
+    wait_until(lambda: len(hub_leaves(hub)) == 2, 15, "both wards' leaf nodes logged in on the hub")
+    wards = {w: fed_ward(hospital, w, terminals=1) for w in WARDS}
+    login = dict(servers=[f"tls://{LOOPBACK}:{hub.node.client_port}"], tls=ssl.create_default_context(cafile=str(ca)),
+                 user=console_user.user, password=console_user.password)
+    rig = await start_standby(hospital, wards["a"], "a", ward_server_factory, hub_user=standby_a, hub_login=login)
+    ward_server_factory(wards["b"])
+    password_file = tmp_path / "hub-password"
+    write_private(password_file, console_user.password + "\n")
+    console = hospital_console(f"tls://{LOOPBACK}:{hub.node.client_port}", WARDS,
+                               hospital_keys=f'hub_ca = "{ca}"\nhub_user = "hospital"\nhub_password_file = "{password_file}"')
+    bed = wards["a"].terminal(0)
+    intruder = None
+    try:
+        await bed.connect()
+        code = await bed.place_call(wardproto.CODE_BLUE)
+        async with _session() as team:
+            await _login(team, console.url, TEAM_USER)
+
+            async def on_the_board():
+                state = await _state(team, console.url)
+                return next((c for w in state["wards"] if w["id"] == "a" for c in w["calls"] if c["call_id"] == code), None)
+            call = await async_wait_until(on_the_board, 15, "ward a's code blue on the hospital console")
+            hub_beats = lambda: rig.status().get("beats", {}).get("hub", 0)
+            await async_wait_until(lambda: hub_beats() > 0, 15, "ward a's standby following it through the hub")
+
+            # an intruder on ward b's PC, on its leaf node: nothing of ward a's answers
+            intruder = await nats.connect(leaf_b.url, connect_timeout=2, allow_reconnect=False)
+            request = json.dumps({"call_id": call["id"], "user": "intruder", "team": "rrt"}).encode()
+            for subject, data in ((f"wardcall.a.rpc.accept", request), ("$JS.ward-a.API.STREAM.INFO.WARD_a", b""),
+                                  ("$JS.ward-a.API.STREAM.DELETE.WARD_a", b"")):
+                with pytest.raises((nats.errors.NoRespondersError, nats.errors.TimeoutError)):
+                    await intruder.request(subject, data, timeout=2)
+            try:        # the hub's JetStream is not for a ward's account: no answer, or an error
+                reply = json.loads((await intruder.request("$JS.hub.API.STREAM.DELETE.HOSPITAL", b"", timeout=2)).data)
+                assert reply.get("error"), reply
+            except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+                pass
+            assert call["state"] == "placed"
+
+            # the team's accept crosses from the hospital's account to ward a's
+            async with team.post(f"{console.url}/api/calls/a/{call['id']}/accept") as answer:
+                assert answer.status == 200, await answer.text()
+            await bed.wait_call_state(code, wardproto.ST_ACKNOWLEDGED, timeout=5)
+        events = await hospital_stream_events(hub, console_user, ca)
+        assert any(e.get("kind") == "call_acknowledged" and e["call"]["call_id"] == code for e in events), events
+    finally:
+        if intruder is not None:
+            await intruder.close()
+        await bed.close()
+        rig.close()
+
+
+async def hospital_stream_events(hub, user: NatsUser, ca) -> list[dict]:
+    """The hospital stream's events, read as the console reads them (its login, over TLS)."""
+    trusted = ssl.create_default_context(cafile=str(ca))
+    nc = await nats.connect(servers=[f"tls://{LOOPBACK}:{hub.node.client_port}"], tls=trusted, user=user.user,
+                            password=user.password, connect_timeout=2, allow_reconnect=False)
+    try:
+        js = nc.jetstream()
+        count = (await js.stream_info("HOSPITAL")).state.messages
+        sub = await js.subscribe("wardcall.>", stream="HOSPITAL", ordered_consumer=True)
+        return [json.loads((await sub.next_msg(5)).data) for _ in range(count)]
+    finally:
+        await nc.close()

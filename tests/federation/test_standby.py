@@ -92,12 +92,14 @@ class StandbyRig:
 
 
 async def start_standby(hospital, ward, wid: str, ward_server_factory, standby_of: str | None = None,
-                        primary_knows_standby: bool = False) -> StandbyRig:
+                        primary_knows_standby: bool = False, hub_user=None, hub_login: dict | None = None) -> StandbyRig:
     """`standby_of`: where the standby reaches the primary's leaf node (a relay, to cut the link
     between the two PCs), the leaf node itself by default. `primary_knows_standby`: the
-    primary's TOML gets standby_terminal, the standby's terminal address."""
-    primary_leaf, standby_leaf = hospital.leaves[wid], hospital.leaf(wid, standby=True)
-    nc = await nats.connect(hospital.hub_url)
+    primary's TOML gets standby_terminal, the standby's terminal address. `hub_user`: the
+    standby's leaf node's login on the hub; `hub_login`: nats.connect's arguments for the hub
+    (a secured hub), its client port in clear by default."""
+    primary_leaf, standby_leaf = hospital.leaves[wid], hospital.leaf(wid, standby=True, hub_user=hub_user)
+    nc = await nats.connect(**(hub_login or {"servers": [hospital.hub_url]}))
     await ensure_hospital_stream(nc.jetstream(), [wid], standby=[wid])
     await nc.close()
     ports = (free_port(), free_port(socket.SOCK_DGRAM), free_port())

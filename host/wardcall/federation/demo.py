@@ -89,7 +89,7 @@ class HospitalDemo:
         write_private(self.folder / "hospital.hub-password", console_user.password + "\n")
         config.write_text(hospital_toml(f"tls://127.0.0.1:{client_port}", self.console_port,
                                         (console_user.user, "hospital.hub-password")))
-        ward_users = {w: NatsUser.new(f"ward-{w}") for w in self.wards}
+        ward_users = {w: NatsUser.for_ward(w) for w in self.wards}     # each ward in its own account
         hub = HubNode("hub-1", nats_dir / "hub-1", client_port, free_port(), free_port(), tls=hub_tls,
                       clients=(console_user,), leaves=tuple(ward_users.values()))
         self.hub = NatsServer(hub, nats_dir / "hub-1.conf", nats_dir / "hub-1.log").start()

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..devicekeys import write_private
-from .subjects import HUB_DOMAIN, ward_domain
+from .subjects import HOSPITAL_ACCOUNT, HUB_DOMAIN, rpc_subject, ward_account, ward_deliver_prefix, ward_domain
 
 NATS_SERVER = "nats-server"
 READY_TIMEOUT_S = 15.0
@@ -62,16 +62,24 @@ class NatsTls:
 
 @dataclass(frozen=True)
 class NatsUser:
-    """A login on the hub: a ward's leaf node (user ward-<id>), the hospital console, a route."""
+    """A login on the hub: a ward's leaf node (user ward-<id>), the hospital console, a route.
+    A ward's leaf login (`ward` set) lands in that ward's account on the hub (HubNode)."""
     user: str
     password: str
+    ward: str | None = None
 
     @staticmethod
     def new(user: str) -> "NatsUser":
         return NatsUser(user, secrets.token_urlsafe(24))     # URL-safe: it goes into nats:// URLs
 
+    @staticmethod
+    def for_ward(ward_id: str, standby: bool = False) -> "NatsUser":
+        """The login of a ward's leaf node (or of its standby host's) on the hub."""
+        return NatsUser(ward_domain(ward_id, standby), secrets.token_urlsafe(24), ward_id)
+
     def entry(self) -> str:
-        return f"{{ user: {_q(self.user)}, password: {_q(self.password)} }}"
+        account = f", account: {_q(ward_account(self.ward))}" if self.ward is not None else ""
+        return f"{{ user: {_q(self.user)}, password: {_q(self.password)}{account} }}"
 
     def url(self, scheme: str, host: str, port: int) -> str:
         return f"{scheme}://{self.user}:{self.password}@{host}:{port}"
@@ -79,6 +87,28 @@ class NatsUser:
 
 def _users(users: Sequence[NatsUser]) -> str:
     return f"authorization {{ users: [{', '.join(u.entry() for u in users)}], timeout: 5 }}"
+
+
+def _accounts(wards: Sequence[str], clients: Sequence[NatsUser]) -> str:
+    """An account per ward, and the hospital's: a ward's leaf node (and whoever uses its login)
+    sees only its own ward's subjects; the hospital's account, the console's, imports from
+    each ward what the hospital needs: its JetStream API and deliveries (the hub's stream
+    sources the ward's) and its rpc (a team's accept). The hub's JetStream serves only the
+    hospital's account."""
+    to = f"accounts: [{_q(HOSPITAL_ACCOUNT)}]"
+    imports: list[str] = []
+    blocks: list[str] = []
+    for ward in wards:
+        account = ward_account(ward)
+        services = [f"$JS.{ward_domain(ward, s)}.API.>" for s in (False, True)] + [rpc_subject(ward, ">")]
+        streams = [f"{ward_deliver_prefix(ward, s)}.>" for s in (False, True)]
+        exports = [f"{{ service: {_q(s)}, {to} }}" for s in services] + [f"{{ stream: {_q(s)}, {to} }}" for s in streams]
+        blocks.append(f"{_q(account)}: {{ exports: [{', '.join(exports)}] }}")
+        imports += [f"{{ service: {{ account: {_q(account)}, subject: {_q(s)} }} }}" for s in services]
+        imports += [f"{{ stream: {{ account: {_q(account)}, subject: {_q(s)} }} }}" for s in streams]
+    hospital = (f"{_q(HOSPITAL_ACCOUNT)}: {{ jetstream: enabled, users: [{', '.join(u.entry() for u in clients)}], "
+                f"imports: [{', '.join(imports)}] }}")
+    return f"accounts {{ {hospital}, {', '.join(blocks)} }}"
 
 
 @dataclass(frozen=True)
@@ -104,7 +134,10 @@ class HubNode:
                  f"jetstream {{ store_dir: {_q(str(self.store_dir))}, domain: {_q(HUB_DOMAIN)} }}"]
         if self.tls is not None:
             lines.append(self.tls.server_block())
-        if self.clients:
+        wards = sorted({u.ward for u in self.leaves if u.ward is not None})
+        if wards:
+            lines.append(_accounts(wards, self.clients))       # the console's login is in the hospital's account
+        elif self.clients:
             lines.append(_users(self.clients))
         leaf = [f"listen: {_q(f'{self.host}:{self.leaf_port}')}"]
         if self.tls is not None:

@@ -45,6 +45,21 @@ def ward_domain(ward: str, standby: bool = False) -> str:
     return f"ward-{ward}-standby" if standby else f"ward-{ward}"
 
 
+def ward_deliver_prefix(ward: str, standby: bool = False) -> str:
+    """Where a ward's leaf node delivers its stream to the hub's hospital stream (the sourcing
+    consumer's subjects): a prefix of its own, so that the hub's ward account can export it to
+    the hospital's account and nothing else (natsconf.HubNode)."""
+    return f"deliver.{ward_domain(ward, standby)}"
+
+
+def ward_account(ward: str) -> str:
+    """The ward's account on the hub: its leaf node's logins land there, apart from other wards."""
+    return f"WARD_{ward}"
+
+
+HOSPITAL_ACCOUNT = "HOSPITAL"       # the hub's account of the hospital console and its stream
+
+
 def kv_key(kind: str, name: str | int) -> str:
     """A bucket key `<kind>.<name>`: characters a key may not hold are written =XX (hex)."""
     text = _KV_SAFE.sub(lambda m: "".join(f"={b:02X}" for b in m.group().encode()), str(name))
