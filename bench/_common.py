@@ -154,6 +154,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def wakeups(pid: int) -> int:
+    """Times the process's threads went to sleep and were woken (voluntary context switches,
+    /proc/<pid>/task/*/status): an idle asyncio loop does one per turn that waits."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+    return total
+
+
 def descendants_cpu_seconds(root: int, exclude: set[int] = frozenset()) -> float:
     """utime + stime of every living process below `root` (the emulated boards and their
     supervisor under the bench), leaving out the `exclude` pids and what is below them."""

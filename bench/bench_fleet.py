@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Console, Server, cpu_seconds, descendants_cpu_seconds, machine, summary, write_ward  # noqa: E402
+from _common import Console, Server, cpu_seconds, descendants_cpu_seconds, machine, summary, wakeups, write_ward  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 from boards.emulator.fleet import Fleet  # noqa: E402
@@ -72,14 +72,17 @@ def human(board, pin: str, taken: str) -> None:
     human_press(board, pin, taken)
 
 
-def idle_board_cpu(boards, seconds: float) -> float:
-    """Per cent of a core each emulated board's interpreter takes while online and idle, mean
-    over the boards (their own processes: the supervisor is not in it)."""
+def idle_boards(boards, seconds: float) -> tuple[float, float]:
+    """Per cent of a core each emulated board's interpreter takes while online and idle, and
+    its wake-ups a second, means over the boards (their own processes: the supervisor is not
+    in it)."""
     pids = [b.state()["pid"] for b in boards]
-    before, t0 = [cpu_seconds(p) for p in pids], time.monotonic()
+    cpu0, woken0, t0 = [cpu_seconds(p) for p in pids], [wakeups(p) for p in pids], time.monotonic()
     time.sleep(seconds)           # the measurement window itself, not a wait for something
-    after, t1 = [cpu_seconds(p) for p in pids], time.monotonic()
-    return sum(a - b for a, b in zip(after, before)) / len(pids) / (t1 - t0) * 100
+    cpu1, woken1, t1 = [cpu_seconds(p) for p in pids], [wakeups(p) for p in pids], time.monotonic()
+    n, span = len(pids), t1 - t0
+    return (sum(a - b for a, b in zip(cpu1, cpu0)) / n / span * 100,
+            sum(a - b for a, b in zip(woken1, woken0)) / n / span)
 
 
 def latency_run(n: int, samples: int, work: Path, heap_cycle: bool = False, keep: bool = False, tls: str = "tls",
@@ -95,7 +98,7 @@ def latency_run(n: int, samples: int, work: Path, heap_cycle: bool = False, keep
         result["online_s"] = t_online
         time.sleep(3)           # let the boards finish booting (compiling lib/ costs CPU)
         if idle_s:
-            result["idle_board_cpu_pct"] = idle_board_cpu(boards, idle_s)
+            result["idle_board_cpu_pct"], result["idle_board_wakeups"] = idle_boards(boards, idle_s)
         heap = []
         if heap_cycle:
             heap.append(("online", boards[0].heap(2)))
@@ -209,7 +212,8 @@ def main(argv=None) -> int:
             print(f"    press -> console  {summary(r['press'])}")
             print(f"    lamp  -> console  {summary(r['lamp'])}")
             if "idle_board_cpu_pct" in r:
-                print(f"    idle, online: {r['idle_board_cpu_pct']:.2f} % of a core per board ({args.idle:g} s)")
+                print(f"    idle, online: {r['idle_board_cpu_pct']:.2f} % of a core and {r['idle_board_wakeups']:.0f} wake-ups a second "
+                      f"per board ({args.idle:g} s)")
             for stage, h in r["heap"]:
                 if h:
                     print(f"    heap on the emulated board, {stage}: alloc {h['alloc']} free {h['free']} (heap {h.get('heapsize')})")

@@ -7,6 +7,7 @@ import time
 import asyncio
 from machine import Pin, PWM
 import board
+from nap import Nap
 from wardproto import ALARM_HIGH, ALARM_MEDIUM, ALARM_LOW
 
 _DUTY_ON = const(32768)
@@ -36,20 +37,19 @@ class Buzzer:
         self._gen = 0            # bumped by silence(): stops a burst in progress
         self._next_alarm = time.ticks_ms()
         self.bursts = 0          # bursts played (diagnostics, tests)
-        self._sleeper = None     # the task while it sleeps idle: chime(), alarm(), test() wake it
-        self._woken = False
+        self._nap = Nap()        # the idle sleep: chime(), alarm(), test() end it
 
     def alarm(self, prio):
         if prio != self._alarm:
             if prio > self._alarm:
                 self._next_alarm = time.ticks_ms()    # a more urgent call sounds at once
             self._alarm = prio
-            self._wake()
+            self._nap.wake()
 
     def chime(self, prio):
         if ALARM_LOW <= prio <= ALARM_HIGH:
             self._chime = prio
-            self._wake()
+            self._nap.wake()
 
     def silence(self):
         self._chime = 0
@@ -57,16 +57,7 @@ class Buzzer:
 
     def test(self, ms):
         self._test_until = time.ticks_add(time.ticks_ms(), ms)
-        self._wake()
-
-    def _wake(self):
-        # the idle sleep ends at once: cancelling a sleeping task allocates nothing until it
-        # runs (an Event with wait_for_ms would make a task and its timeout every second)
-        t = self._sleeper
-        if t is not None:
-            self._sleeper = None
-            self._woken = True
-            t.cancel()
+        self._nap.wake()
 
     def _tone(self, freq):
         if freq:
@@ -131,12 +122,4 @@ class Buzzer:
                 ms = due if due > 0 else 0
         if not ms:
             return
-        self._sleeper = asyncio.current_task()
-        try:
-            await asyncio.sleep_ms(ms)
-        except asyncio.CancelledError:
-            if not self._woken:
-                raise              # cancelled by someone else (the supervisor): not a wake-up
-        finally:
-            self._sleeper = None
-            self._woken = False
+        await self._nap.sleep_ms(ms)

@@ -1,16 +1,17 @@
 # Lamp pattern engine. A pattern is a tuple of durations in ms, alternately on and off, starting
 # with on, repeated; () is off; (x, 0) is steady on. set() switches a lamp at once (the
 # reassurance lamp lights in the same call as the button event, before any network activity);
-# the task then only times the edges. An override (identify, lamp test) drives every lamp. A
+# the task then only times the edges, and sleeps between them (up to a second while nothing
+# blinks; set(), notify() and override() wake it, so a new pattern's edges are on time). An override (identify, lamp test) drives every lamp. A
 # notification (CMD_NOTIFY: a call routed to staff in this room) shows its pattern on the dome
 # for a while, whenever the terminal's own calls leave the dome off: its own call wins.
 # The call patterns are wardproto's (PATTERN_*, the same table the host shows); the lamps'
 # own states are here. The clock (ticks_ms) is a constructor argument, so a test can drive it.
 from micropython import const
 import time
-import asyncio
 from machine import Pin
 import board
+from nap import Nap
 from wardproto import PATTERN_NORMAL
 
 # lamps, by index
@@ -25,7 +26,7 @@ ACKNOWLEDGED = (1800, 200)     # call acknowledged at the console: on, with a sh
 OFFLINE = (100, 2900)          # host unreachable, no call: a short blip every 3 s
 NOT_CONFIGURED = (100, 150, 100, 650)   # double blink every second
 IDENTIFY = (150, 150)          # CMD_IDENTIFY, on every lamp
-_MAX_SLEEP_MS = const(100)
+_MAX_SLEEP_MS = const(1000)   # the supervisor hears from the task at least this often
 _REBASE_MS = const(600000)      # keep ticks_diff arguments far from the wrap
 
 
@@ -46,6 +47,7 @@ class Lamps:
         self._note_t0 = now
         self._note_until = now
         self._wait = 0
+        self._nap = Nap()
 
     def pattern(self, lamp):
         return self._pat[lamp]
@@ -54,6 +56,7 @@ class Lamps:
         if self._pat[lamp] is pat:
             return
         self._pat[lamp] = pat
+        self._nap.wake()
         now = self._ticks()
         self._t0[lamp] = now
         if self._ovr is None:
@@ -66,6 +69,7 @@ class Lamps:
         """Show pat on the dome for ms (CMD_NOTIFY) while the terminal's own calls leave it off;
         a newer one replaces it; pat None (or ms 0) ends it."""
         now = self._ticks()
+        self._nap.wake()
         if pat is None or ms <= 0:
             self._note = None
         else:
@@ -91,6 +95,7 @@ class Lamps:
     def override(self, pat, ms):
         """Show pat on every lamp for ms (identify, lamp test); then the normal patterns."""
         now = self._ticks()
+        self._nap.wake()
         self._ovr = pat
         self._ovr_t0 = now
         self._ovr_until = time.ticks_add(now, ms)
@@ -167,4 +172,4 @@ class Lamps:
         while True:
             wait = self.step()
             alive()
-            await asyncio.sleep_ms(wait if wait > 0 else 1)
+            await self._nap.sleep_ms(wait if wait > 0 else 1)

@@ -19,6 +19,7 @@ now = [5000]
 lp = L.Lamps(lambda: now[0])
 def run(ms, pin=board.DOME):
     # the pin's edges (ms from now, level) over ms, the lamps stepped by the waits they ask for
+    # (up to a second), ending at ms exactly
     t0 = now[0]
     level = machine.pins.get(pin, 0)
     out = []
@@ -27,7 +28,7 @@ def run(ms, pin=board.DOME):
         if machine.pins.get(pin, 0) != level:
             level = machine.pins[pin]
             out.append((now[0] - t0, level))
-        now[0] += max(1, wait)
+        now[0] += min(max(1, wait), t0 + ms - now[0])
     return out
 """
 

@@ -420,6 +420,45 @@ def test_a_silent_buzzer_sleeps_until_asked_and_a_chime_starts_at_once(tmp_path)
     assert stopped == "True", out
 
 
+LAMPS_IDLE = """
+import asyncio, time, machine, board
+import lamps as L
+from wardproto import PATTERN_EMERGENCY
+lp = L.Lamps()
+fed = [0]
+def alive():
+    fed[0] += 1
+async def main():
+    task = asyncio.create_task(lp.run(alive))
+    await asyncio.sleep_ms(2100)                  # nothing lit for 2.1 s: it sleeps a second at a time
+    idle = fed[0]
+    t0 = time.ticks_ms()
+    lp.set(L.REASSURE, PATTERN_EMERGENCY)         # 300 on / 300 off, mid-sleep: lit at once, edges on time
+    lit = machine.pins[board.LAMP_REASSURE]
+    while machine.pins[board.LAMP_REASSURE] and time.ticks_diff(time.ticks_ms(), t0) < 2000:
+        await asyncio.sleep_ms(1)
+    off_ms = time.ticks_diff(time.ticks_ms(), t0)
+    task.cancel()                                 # the supervisor stops it: it stops
+    await asyncio.sleep_ms(50)
+    print("IDLE", idle, "LIT", lit, "OFF_MS", off_ms, "STOPPED", task.done())
+asyncio.run(main())
+"""
+
+
+def test_lamps_with_nothing_blinking_sleep_and_a_new_pattern_keeps_its_edges(tmp_path):
+    # the lamp task woke every 100 ms (22 turns in 2.1 s) with nothing to time: now up to a
+    # second, and set() wakes it, so a pattern set mid-sleep has its first edge at 300 ms, not
+    # at the end of the sleep (900 ms later)
+    rc, out = mprun.run_code(LAMPS_IDLE, tmp_path)
+    assert rc == 0, out
+    words = out.split("IDLE", 1)[1].split()
+    idle, lit, off_ms, stopped = int(words[0]), words[2], int(words[4]), words[6]
+    assert 2 <= idle <= 4, out
+    assert lit == "1", out
+    assert 295 <= off_ms < 600, out
+    assert stopped == "True", out
+
+
 KEY_READ = r"""
 import json, otaproto as O, otacheck as C
 n = 0xc2 * (1 << 3060) + 12345677          # 767 hex digits; n * 16 + 5 has 768
