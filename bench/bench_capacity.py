@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Host capacity: N lean simulated terminals (bench/loadgen.py, a separate CPython process,
-real protocol and keys, a heartbeat a second each) against `wardcall serve`. Each step has a
+"""Host capacity: N lean simulated terminals (bench/loadgen.py, separate CPython processes of
+5,000 each, real protocol and keys, a heartbeat a second each) against `wardcall serve`. Each step has a
 window of `--window` seconds in two halves:
 
 - steady: probe calls only. A simulated terminal in this process sends CALL; measured to its
@@ -37,6 +37,60 @@ from _common import Console, NURSE, Server, cpu_seconds, machine, pct, raise_nof
 
 from wardcall.protocol import wardproto as wp  # noqa: E402
 from tests.support.simterm import SimTerminal  # noqa: E402
+
+
+PER_LOADGEN = 5000    # terminals one loadgen process holds at 1 Hz (~20 % of a core; 20,000 saturate one)
+
+
+class LoadGens:
+    """bench/loadgen.py processes, PER_LOADGEN terminals each, as one load: their "ready" lines
+    summed, their CPU summed, a storm signalled to all and reported when all are back."""
+
+    def __init__(self, work: Path, devices: list[dict], port: int, ramp: float = 2000) -> None:
+        parts = [devices[i:i + PER_LOADGEN] for i in range(0, len(devices), PER_LOADGEN)]
+        self.procs = []
+        for k, part in enumerate(parts):
+            path = work / f"load{k}.json"
+            path.write_text(json.dumps(part))
+            self.procs.append(subprocess.Popen(
+                [sys.executable, str(Path(__file__).parent / "loadgen.py"), str(path), str(port), "--ramp", str(ramp / len(parts))],
+                stdout=subprocess.PIPE, text=True, preexec_fn=lambda n=len(part): raise_nofile(n + 1000)))
+        self.lines: list[list[str]] = [[] for _ in self.procs]
+
+    def wait_ready(self) -> int:
+        connected = 0
+        for proc in self.procs:
+            line = proc.stdout.readline()
+            while line.startswith("stats"):         # still connecting
+                line = proc.stdout.readline()
+            if not line.startswith("ready"):
+                raise RuntimeError(f"loadgen: {line!r}")
+            connected += int(line.split()[1])
+        for proc, sink in zip(self.procs, self.lines):
+            threading.Thread(target=read_lines, args=(proc.stdout, sink), daemon=True).start()
+        return connected
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(p.pid) for p in self.procs)
+
+    def storm(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGUSR1)
+
+    def storm_result(self, timeout: float) -> tuple[int, float] | None:
+        """(terminals back, seconds until the last loadgen had all its own back), or None."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = [next((x.split() for x in sink if x.startswith("storm")), None) for sink in self.lines]
+            if all(got):
+                return sum(int(g[1]) for g in got), max(float(g[2]) for g in got)
+            time.sleep(0.2)
+        return None
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+            proc.wait(10)
 
 
 class Probe:
@@ -120,36 +174,26 @@ def step(work: Path, n: int, window: float, probes: int) -> dict:
     # plain TCP and HTTP: loadgen speaks the bare protocol (the cost of TLS is bench/bench_tls.py's)
     cfg, devices = write_ward(work / f"cap{n}", n + 1, tls="plain")
     load, probe_dev = devices[:n], devices[n]
-    (work / f"cap{n}" / "load.json").write_text(json.dumps(load))
     os.environ["WARDCALL_LOOP_PROBE"] = "1"        # inherited by `wardcall serve`
     server = Server(cfg)
     server.start()
     console = Console(server.api_url)
-    gen = subprocess.Popen([sys.executable, str(Path(__file__).parent / "loadgen.py"), str(work / f"cap{n}" / "load.json"),
-                            str(devices[0]["port"]), "--ramp", "2000"], stdout=subprocess.PIPE, text=True,
-                           preexec_fn=lambda: raise_nofile(n + 1000))
-    lines: list[str] = []
+    gens = LoadGens(work / f"cap{n}", load, devices[0]["port"])
     try:
         t0 = time.monotonic()
-        line = gen.stdout.readline()
-        while line.startswith("stats"):         # still connecting
-            line = gen.stdout.readline()
-        if not line.startswith("ready"):
-            raise RuntimeError(f"loadgen: {line!r}")
-        connected = int(line.split()[1])
+        connected = gens.wait_ready()
         t_conn = time.monotonic() - t0
-        threading.Thread(target=read_lines, args=(gen.stdout, lines), daemon=True).start()
         time.sleep(3)                  # heartbeats settle (spread over a second)
         half, gap = probes // 2, max(0.0, window / probes - 0.01)
         steady, disturbed = Probe(), Probe()
-        c0, g0, w0 = cpu_seconds(server.proc.pid), cpu_seconds(gen.pid), time.monotonic()
+        c0, g0, w0 = cpu_seconds(server.proc.pid), gens.cpu_seconds(), time.monotonic()
         q0 = runqueue_wait_s(server.proc.pid)
         loop = asyncio.new_event_loop()
         term = SimTerminal(probe_dev["device_id"], probe_dev["key"], "127.0.0.1", devices[0]["port"], tls="plain")
         loop.run_until_complete(probe_calls(term, console, half, gap, steady))
         w = time.monotonic() - w0
         host_cpu = (cpu_seconds(server.proc.pid) - c0) / w * 100
-        gen_cpu = (cpu_seconds(gen.pid) - g0) / w * 100
+        gen_cpu = (gens.cpu_seconds() - g0) / w * 100
         steady_loop = health(server.api_url, w + 1)["loop"]
         steady_wait = (runqueue_wait_s(server.proc.pid) - q0) / w * 100
 
@@ -159,7 +203,7 @@ def step(work: Path, n: int, window: float, probes: int) -> dict:
             seen = await asyncio.wait_for(second_console(server.api_url), 60)
             await asyncio.sleep(window / 8)
             seen["storm_at"] = time.monotonic()
-            gen.send_signal(signal.SIGUSR1)
+            gens.storm()
             await calls
             return seen
         c1, w1 = cpu_seconds(server.proc.pid), time.monotonic()
@@ -168,10 +212,7 @@ def step(work: Path, n: int, window: float, probes: int) -> dict:
         loop.close()
         w_dist = time.monotonic() - w1
         disturbed_cpu = (cpu_seconds(server.proc.pid) - c1) / w_dist * 100
-        deadline = time.monotonic() + 30
-        while not any(x.startswith("storm") for x in lines) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        storm = next((x.split() for x in lines if x.startswith("storm")), None)
+        storm = gens.storm_result(30)
         time.sleep(2)                  # the last to reconnect send their first heartbeat (adopted then)
         loop = health(server.api_url, time.monotonic() - w0 + 1)["loop"]
         st = console.state()
@@ -182,15 +223,14 @@ def step(work: Path, n: int, window: float, probes: int) -> dict:
                 "window_s": w + w_dist, "ack": steady.ack, "sse": steady.sse, "ack_disturbed": disturbed.ack,
                 "sse_disturbed": disturbed.sse, "loop_lag_max_ms": loop["lag_max_ms"],
                 "steady_lag_max_ms": steady_loop["lag_max_ms"], "steady_cpu_wait_pct": steady_wait, "steady_gc_pause_max_ms": steady_loop["gc_pause_max_ms"],
-                "gc_pause_max_ms": loop["gc_pause_max_ms"], "gc_collections": loop["gc_collections"],
-                "second_console": seen, "storm_back": int(storm[1]) if storm else None,
-                "storm_s": float(storm[2]) if storm else None,
+                "gc_pause_max_ms": loop["gc_pause_max_ms"], "gc_collections": loop["gc_collections"], "gc_worst": (loop.get("gc_pause_worst_ms"), loop.get("gc_pause_worst_generation")),
+                "second_console": seen, "storm_back": storm[0] if storm else None,
+                "storm_s": storm[1] if storm else None,
                 "threads": server.threads(), "probe_failures": steady.failures + disturbed.failures,
                 "console_reconnects": console.reconnects,
                 "console_error": repr(console.error) if console.error else None}
     finally:
-        gen.kill()
-        gen.wait(10)
+        gens.stop()
         console.close()
         server.stop()
 
@@ -210,7 +250,7 @@ def report(r: dict) -> None:
           f"({sc['state_bytes'] / 1e6:.1f} MB); reconnect storm: {r['storm_back']} back in {r['storm_s']} s")
     print(f"      loop lag max {r['steady_lag_max_ms']:.1f} ms steady, {r['loop_lag_max_ms']:.1f} ms over the whole {r['window_s']:.0f} s; "
           f"longest GC {r['steady_gc_pause_max_ms']:.1f} ms steady, {r['gc_pause_max_ms']:.1f} ms in all "
-          f"(collections per generation {r['gc_collections']}); {r['probe_failures']} probe call(s) without CALL_ACK in 10 s; "
+          f"(collections per generation {r['gc_collections']}; the longest since start {r['gc_worst'][0]} ms, generation {r['gc_worst'][1]}); {r['probe_failures']} probe call(s) without CALL_ACK in 10 s; "
           f"console stream reconnected {r['console_reconnects']}x{', error ' + r['console_error'] if r['console_error'] else ''}")
 
 

@@ -28,7 +28,7 @@ class Fleet:
         self.devices, self.port, self.hb_ms, self.ramp = devices, port, hb_ms, ramp
         self.stats = {"tx": 0, "rx": 0, "lost": 0, "failed": 0, "reconnects": 0}
         self.writers = {}
-        self.up = 0
+        self.up = set()     # devices that have come up (since the start or the storm)
         self.first = asyncio.Event()
         self.storm_started = None
         self.gate = asyncio.Semaphore(200)      # connections being set up at once
@@ -47,13 +47,16 @@ class Fleet:
                 await asyncio.sleep(0.5 + random.random())
         return None
 
-    def came_up(self):
-        self.up += 1
-        if self.up == len(self.devices):
+    def came_up(self, device):
+        # each device once: one that lost its session and came back is not counted twice
+        if device in self.up:
+            return
+        self.up.add(device)
+        if len(self.up) == len(self.devices):
             if self.storm_started is None:
                 print(f"ready {len(self.devices) - self.stats['failed']}", flush=True)
             else:
-                print(f"storm {self.up} {time.monotonic() - self.storm_started:.2f}", flush=True)
+                print(f"storm {len(self.up)} {time.monotonic() - self.storm_started:.2f}", flush=True)
                 self.storm_started = None
 
     async def terminal(self, dev):
@@ -62,11 +65,11 @@ class Fleet:
             link = await self.connect(dev)
             if link is None:
                 self.stats["failed"] += 1
-                self.came_up()
+                self.came_up(dev["device_id"])
                 return
             reader, writer, s = link
             self.writers[dev["device_id"]] = writer
-            self.came_up()
+            self.came_up(dev["device_id"])
             drain = asyncio.ensure_future(self.drain(reader))
             await asyncio.sleep(random.random() * self.hb_ms / 1000)
             try:
@@ -93,7 +96,7 @@ class Fleet:
     def storm(self):
         """Every connection closed at once; each terminal connects again."""
         self.storm_started = time.monotonic()
-        self.up = 0
+        self.up = set()
         for writer in list(self.writers.values()):
             writer.transport.abort()
 

@@ -27,6 +27,7 @@ class LoopProbe:
         self._seconds: deque[tuple[int, float, float]] = deque(maxlen=WINDOW_S)   # (second, lag max, gc max)
         self._gc_started = 0.0
         self._gc_pause = 0.0          # the longest collection since the probe last ran
+        self._gc_worst: tuple[float, int] = (0.0, -1)   # the longest of all, and its generation
         self._due = 0.0
         self._handle: asyncio.TimerHandle | None = None
 
@@ -45,7 +46,10 @@ class LoopProbe:
         if phase == "start":
             self._gc_started = time.perf_counter()
         else:
-            self._gc_pause = max(self._gc_pause, time.perf_counter() - self._gc_started)
+            pause = time.perf_counter() - self._gc_started
+            self._gc_pause = max(self._gc_pause, pause)
+            if pause > self._gc_worst[0]:
+                self._gc_worst = (pause, info["generation"])
 
     def _tick(self) -> None:
         now = self.loop.time()
@@ -67,7 +71,8 @@ class LoopProbe:
         return {"window_s": seconds, "probe_period_ms": PERIOD_S * 1000,
                 "lag_max_ms": round(max((s[1] for s in recent), default=0.0) * 1000, 2),
                 "gc_pause_max_ms": round(max((s[2] for s in recent), default=0.0) * 1000, 2),
-                "gc_collections": [g["collections"] for g in gc.get_stats()], "gc_frozen": gc.get_freeze_count()}
+                "gc_collections": [g["collections"] for g in gc.get_stats()],
+                "gc_pause_worst_ms": round(self._gc_worst[0] * 1000, 2), "gc_pause_worst_generation": self._gc_worst[1], "gc_frozen": gc.get_freeze_count()}
 
 
 def start_if_asked(loop: asyncio.AbstractEventLoop) -> LoopProbe | None:
