@@ -42,6 +42,7 @@ log = logging.getLogger("wardcall.standby")
 
 RETRY_S = 0.5
 WATCH_POLL_S = 0.25
+STATUS_BEAT_S = 1.0     # a beat alone rewrites the status file at most this often (beats come ~10 a second)
 NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError, OSError)
 
 
@@ -63,6 +64,7 @@ class PrimaryFollower:
         self.status_file = status_file
         self.started = time.monotonic()
         self._ratelog = RateLimitedLog(log)
+        self._status_written: tuple[str, float] | None = None    # (state, monotonic) of the last write
 
     def open_calls(self) -> list[dict[str, Any]]:
         return sorted(self.rows.values(), key=lambda r: r["id"])
@@ -74,7 +76,7 @@ class PrimaryFollower:
             self.beats[path] += 1
         if revision and revision <= self.revisions.get(key, 0):
             if key == "host":
-                self._status("following")
+                self._status("following", beat=True)
             return
         if revision:
             self.revisions[key] = revision
@@ -82,7 +84,7 @@ class PrimaryFollower:
             if not deleted and value:
                 self.beat = json.loads(value)
                 self.beat_at = time.monotonic()
-                self._status("following")
+                self._status("following", beat=True)
             return
         if not key.startswith("call."):
             return
@@ -96,12 +98,21 @@ class PrimaryFollower:
                 return
         self._status("following")
 
-    def _status(self, state: str) -> None:
-        if self.status_file is not None:
-            calls = [[r["device"], r["call_id"], r["state"]] for r in self.open_calls()]
-            self.status_file.write_text(json.dumps({"pid": os.getpid(), "state": state, "open_calls": calls,
-                                                    "primary_seen": self.beat_at is not None,
-                                                    "beats": self.beats}))
+    def _status(self, state: str, beat: bool = False) -> None:
+        """The status file (the ready file): at once for a call or a new state, for a beat alone
+        at most every STATUS_BEAT_S; replaced whole, so a reader never sees half of it."""
+        if self.status_file is None:
+            return
+        now = time.monotonic()
+        last = self._status_written
+        if beat and last is not None and last[0] == state and now - last[1] < STATUS_BEAT_S:
+            return
+        self._status_written = (state, now)
+        calls = [[r["device"], r["call_id"], r["state"]] for r in self.open_calls()]
+        partial = self.status_file.with_name(self.status_file.name + ".new")
+        partial.write_text(json.dumps({"pid": os.getpid(), "state": state, "open_calls": calls,
+                                       "primary_seen": self.beat_at is not None, "beats": self.beats}))
+        os.replace(partial, self.status_file)
 
     def primary_silent_for(self) -> float:
         """How long the primary's beat has not changed (since the standby's start if never seen)."""
