@@ -10,28 +10,13 @@ from pathlib import Path
 import pytest
 
 from wardcall.clock import ManualClock
-from wardcall.config import parse_config
 from wardcall.hub import CHECKPOINT_S, WardHub
 from wardcall.protocol import wardproto as wp
 from wardcall.storage import AsyncWriter, Storage, StorageError
 
+from tests.support.hubrig import IdleLink, one_bed_config
+
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(30)]
-
-
-def make_config():
-    return parse_config(Path("/tmp/test-ward.toml"), {
-        "ward": {"name": "W"},
-        "rooms": {"101": {"beds": ["1"]}},
-        "terminals": {"a1": {"room": "101", "bed": "1"}},
-    })
-
-
-class Link:
-    def send(self, mtype, fields) -> None:
-        pass
-
-    def close(self, reason) -> None:
-        pass
 
 
 def calls_in(path: Path) -> list[int]:
@@ -47,8 +32,8 @@ def calls_in(path: Path) -> list[int]:
 async def a_ward(database: Path):
     writer = AsyncWriter(Storage(database))
     clock = ManualClock()
-    hub = WardHub(make_config(), {}, writer, clock)
-    hub.attach("a1", Link())
+    hub = WardHub(one_bed_config(), {}, writer, clock)
+    hub.attach("a1", IdleLink())
     await hub.apply(hub.ward.terminal_connected("a1", "fw", "sim", 0, "127.0.0.1:1"))
     return writer, clock, hub
 

@@ -3,33 +3,16 @@ and an age, pruned on the timers, oldest first; a call and its lines are never p
 in-process over a real SQLite record, the lines made by the real ward rules."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from wardcall.clock import ManualClock
-from wardcall.config import parse_config
 from wardcall.hub import PRUNE_S, WardHub
 from wardcall.protocol import wardproto as wp
 from wardcall.storage import NOISE_KINDS, AsyncWriter, Storage
 
+from tests.support.hubrig import IdleLink, one_bed_config
+
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
-
-
-def make_config():
-    return parse_config(Path("/tmp/test-ward.toml"), {
-        "ward": {"name": "W"},
-        "rooms": {"101": {"beds": ["1"]}},
-        "terminals": {"a1": {"room": "101", "bed": "1"}},
-    })
-
-
-class Link:
-    def send(self, mtype, fields) -> None:
-        pass
-
-    def close(self, reason) -> None:
-        pass
 
 
 def rows(storage: Storage, query: str, *args) -> list[dict]:
@@ -49,8 +32,8 @@ async def test_a_flood_is_pruned_to_its_budget_and_the_calls_stay(tmp_path):
     storage.noise_rows_max = 100
     writer = AsyncWriter(storage)
     clock = ManualClock()
-    hub = WardHub(make_config(), {}, writer, clock)
-    hub.attach("a1", Link())
+    hub = WardHub(one_bed_config(), {}, writer, clock)
+    hub.attach("a1", IdleLink())
     await hub.apply(hub.ward.terminal_connected("a1", "fw", "sim", 0, "127.0.0.1:1"))
     await hub.terminal_call("a1", 1, wp.PATIENT, 0)
     await flood(hub, 200)                                   # 400 noise lines
@@ -77,7 +60,7 @@ async def test_noise_older_than_its_age_is_pruned(tmp_path):
     storage = Storage(tmp_path / "ward.db")
     writer = AsyncWriter(storage)
     clock = ManualClock()
-    hub = WardHub(make_config(), {}, writer, clock)
+    hub = WardHub(one_bed_config(), {}, writer, clock)
     await flood(hub, 10)
     clock.advance(storage.noise_max_age_s + 1)
     await flood(hub, 3)
@@ -95,8 +78,8 @@ async def test_lines_that_are_not_a_calls_are_kept_to_their_budget_and_a_calls_l
     storage.other_rows_max = 50
     writer = AsyncWriter(storage)
     clock = ManualClock()
-    hub = WardHub(make_config(), {}, writer, clock)
-    hub.attach("a1", Link())
+    hub = WardHub(one_bed_config(), {}, writer, clock)
+    hub.attach("a1", IdleLink())
     await hub.apply(hub.ward.terminal_connected("a1", "fw", "sim", 0, "127.0.0.1:1"))
     for i in range(1, 21):
         await hub.terminal_call("a1", i, wp.PATIENT, 0)
