@@ -177,12 +177,6 @@ class ProtocolError(Exception):
 
 
 # --- HMAC-SHA256 (RFC 2104); MicroPython has no hmac module ---
-# CPython's hmac does both in C: the host checks and makes one tag per frame, ~10,000 a second at
-# 5,000 terminals, where the loops below were a tenth of its busy time. Same results (vectors).
-try:
-    from hmac import compare_digest as _c_equal, digest as _c_hmac
-except ImportError:
-    _c_equal = _c_hmac = None
 
 def _xor_pad(key, pad):
     out = bytearray(64)
@@ -197,15 +191,10 @@ class Hmac:
     def __init__(self, key):
         if len(key) > 64:
             key = hashlib.sha256(key).digest()
-        if _c_hmac is not None:
-            self._key = bytes(key)
-            return
         self._ipad = bytes(_xor_pad(key, 0x36))
         self._opad = bytes(_xor_pad(key, 0x5C))
 
     def digest(self, msg):
-        if _c_hmac is not None:
-            return _c_hmac(self._key, msg, "sha256")
         inner = hashlib.sha256(self._ipad)
         inner.update(msg)
         outer = hashlib.sha256(self._opad)
@@ -219,8 +208,6 @@ def hmac_sha256(key, msg):
 
 def equal(a, b):
     """Compare two tags in time that does not depend on where they differ."""
-    if _c_equal is not None:
-        return _c_equal(a, b)
     if len(a) != len(b):
         return False
     diff = 0
