@@ -2,7 +2,8 @@
 # every input is read every _REST_MS; once one reads a new level they are read every _POLL_MS,
 # and the level is accepted once it has been stable for _DEBOUNCE_MS, so a glitch shorter than
 # that is ignored. A press is thus seen at most _REST_MS + _DEBOUNCE_MS after it began, and an
-# idle terminal wakes for its inputs half as often as at a steady _POLL_MS. Inputs are active low with the internal pull-up.
+# idle terminal wakes for its inputs half as often as at a steady _POLL_MS. Inputs are active
+# low with the internal pull-up.
 # The handler gets (event, input) synchronously from the poll loop: PRESS, RELEASE, and HOLD
 # once after _HOLD_MS of continuous press (buttons only). No allocation in the loop. The clock
 # (ticks_ms) is a constructor argument, so a test can drive poll() in exact time.

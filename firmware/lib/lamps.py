@@ -2,9 +2,10 @@
 # with on, repeated; () is off; (x, 0) is steady on. set() switches a lamp at once (the
 # reassurance lamp lights in the same call as the button event, before any network activity);
 # the task then only times the edges, and sleeps between them (up to a second while nothing
-# blinks; set(), notify() and override() wake it, so a new pattern's edges are on time). An override (identify, lamp test) drives every lamp. A
-# notification (CMD_NOTIFY: a call routed to staff in this room) shows its pattern on the dome
-# for a while, whenever the terminal's own calls leave the dome off: its own call wins.
+# blinks; set(), notify() and override() wake it, so a new pattern's edges are on time). An
+# override (identify, lamp test) drives every lamp. A notification (CMD_NOTIFY: a call routed to
+# staff in this room) shows its pattern on the dome for a while, whenever the terminal's own
+# calls leave the dome off: its own call wins.
 # The call patterns are wardproto's (PATTERN_*, the same table the host shows); the lamps'
 # own states are here. The clock (ticks_ms) is a constructor argument, so a test can drive it.
 from micropython import const
