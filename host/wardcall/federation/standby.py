@@ -64,7 +64,7 @@ class PrimaryFollower:
         self.status_file = status_file
         self.started = time.monotonic()
         self._ratelog = RateLimitedLog(log)
-        self._status_written: tuple[str, float] | None = None    # (state, monotonic) of the last write
+        self._status_at: float | None = None           # monotonic: when the status file was last written
 
     def open_calls(self) -> list[dict[str, Any]]:
         return sorted(self.rows.values(), key=lambda r: r["id"])
@@ -99,15 +99,14 @@ class PrimaryFollower:
         self._status("following")
 
     def _status(self, state: str, beat: bool = False) -> None:
-        """The status file (the ready file): at once for a call or a new state, for a beat alone
-        at most every STATUS_BEAT_S; replaced whole, so a reader never sees half of it."""
+        """The status file (the ready file): at once for a call, for a beat alone at most every
+        STATUS_BEAT_S; replaced whole, so a reader never sees half of it."""
         if self.status_file is None:
             return
         now = time.monotonic()
-        last = self._status_written
-        if beat and last is not None and last[0] == state and now - last[1] < STATUS_BEAT_S:
+        if beat and self._status_at is not None and now - self._status_at < STATUS_BEAT_S:
             return
-        self._status_written = (state, now)
+        self._status_at = now
         calls = [[r["device"], r["call_id"], r["state"]] for r in self.open_calls()]
         partial = self.status_file.with_name(self.status_file.name + ".new")
         partial.write_text(json.dumps({"pid": os.getpid(), "state": state, "open_calls": calls,
