@@ -343,6 +343,23 @@ class Storage:
                 raise StorageError(f"{exc} ({self.path})") from exc
             raise
 
+    def write_last_seen(self, seen: list[tuple[float, str]]) -> None:
+        """(last_seen, device) of terminals whose rows are in the record, in one transaction. A
+        row written whole later carries a newer value: the writer runs its jobs in order."""
+        self.check_files()
+        if self.detached is not None:
+            raise StorageError(self.detached)
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("UPDATE terminals SET last_seen = ? WHERE device = ?", seen)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise StorageError(f"cannot write the record: {exc} ({self.path})") from exc
+
     def commit_effects(self, fx: Effects) -> None:
         self.commit(fx.records, [c.row() for c in fx.calls.values()], [t.row() for t in fx.terminals.values()],
                     [a.row() for a in fx.assignments.values()])
@@ -505,6 +522,16 @@ class Storage:
             raise StorageError(f"cannot read the record: {exc} ({self.path})") from exc
         return dict(row) if row else None
 
+    def find_call_and_ceiling(self, device: str, call_id: int, hwid: str = "") -> tuple[dict[str, Any] | None, int]:
+        """find_call, and the highest call id the record holds for this board (-1: none)."""
+        row = self.find_call(device, call_id, hwid)
+        try:
+            ceiling = self.conn.execute("SELECT max(call_id) FROM calls WHERE device = ? AND hwid = ?",
+                                        (device, hwid)).fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read the record: {exc} ({self.path})") from exc
+        return row, -1 if ceiling is None else ceiling
+
     def open_calls(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute("SELECT * FROM calls WHERE state != 'cleared' ORDER BY id")]
 
@@ -642,6 +669,10 @@ class AsyncWriter:
         self._drain_task: asyncio.Task | None = None
         self._writing: list[Batch] = []         # the batches of the transaction under way
         self._retry = False
+        # per board (device, hwid): the highest call id the record may hold, once looked up
+        # (call_ceiling), and the highest this process has queued for writing at all
+        self._ceilings: dict[tuple[str, str], int] = {}
+        self._queued_ceilings: dict[tuple[str, str], int] = {}
 
     # ----- what the hub asks -----
 
@@ -669,6 +700,12 @@ class AsyncWriter:
     def _mark(self, fx: Effects) -> None:
         """The calls, terminals and assignments to write (as they are at the transaction)."""
         self._dirty_calls.update(fx.calls)
+        for call in fx.calls.values():
+            board = (call.device, call.hwid)
+            if call.call_id > self._queued_ceilings.get(board, -1):
+                self._queued_ceilings[board] = call.call_id
+                if board in self._ceilings:
+                    self._ceilings[board] = max(self._ceilings[board], call.call_id)
         self._dirty_terminals.update(fx.terminals)
         self._dirty_assignments.update(fx.assignments)
 
@@ -726,8 +763,22 @@ class AsyncWriter:
     async def run(self, fn, *args):
         return await self._worker.submit(fn, *args)
 
+    def holds_no_call(self, device: str, call_id: int, hwid: str = "") -> bool:
+        """True when the record certainly has no such call, known without reading it: the id is
+        above every call id of this board in the record and queued since. A board's call ids
+        grow with its boot counter (PROTOCOL.md, CALL), so a new call needs no look-up before
+        it is stored; a board that counts again from the start (a reflash) is looked up."""
+        ceiling = self._ceilings.get((device, hwid))
+        return ceiling is not None and call_id > ceiling
+
     async def find_call(self, device: str, call_id: int, hwid: str = "") -> dict[str, Any] | None:
-        return await self.run(self.storage.find_call, device, call_id, hwid)
+        board = (device, hwid)
+        if board in self._ceilings:
+            return await self.run(self.storage.find_call, device, call_id, hwid)
+        row, ceiling = await self.run(self.storage.find_call_and_ceiling, device, call_id, hwid)
+        # calls queued meanwhile may not be in what was read: the ceiling is the higher of both
+        self._ceilings[board] = max(ceiling, self._queued_ceilings.get(board, -1), self._ceilings.get(board, -1))
+        return row
 
     # ----- the transactions -----
 
