@@ -280,7 +280,8 @@ class RoutingRules(StaffRules):
             return set()
         rooms = {self.locations[u].room for u in route.to if u in self.locations and u not in route.declined}
         rooms.discard(call.room)
-        return {t.device for t in self.terminals.values() if t.room in rooms and t.connected}
+        # by the rooms' own lists: this runs for every call placed, and a ward may have thousands
+        return {t.device for room in rooms for t in self.room_terminals.get(room, ()) if t.connected}
 
     def _sync_notify(self, fx: Effects, call: Call) -> None:
         route = call.route
