@@ -96,6 +96,7 @@ class SessionTimers:
     times a second for all of them."""
 
     GRANULARITY_S = 0.01
+    TURN_MAX = 32           # entries done in one turn of the loop; the rest in the next (reads between)
     STALL_S = 0.25          # a deadline checked this late: the loop was stalled, look again …
     RECHECK_S = 0.05        # … this much later, once what arrived meanwhile has been read
     _HEARTBEAT, _DEADLINE = 0, 1
@@ -104,7 +105,7 @@ class SessionTimers:
         self.loop = loop
         self._heap: list[tuple[float, int, int, TerminalSession]] = []     # (when, order, what, session)
         self._order = itertools.count()
-        self._handle: asyncio.TimerHandle | None = None
+        self._handle: asyncio.Handle | None = None
         self._armed_for = float("inf")
 
     def start(self, session: "TerminalSession", dead_after: float) -> None:
@@ -128,7 +129,9 @@ class SessionTimers:
         now = self.loop.time()
         horizon = now + self.GRANULARITY_S
         again: list[tuple[float, int, TerminalSession]] = []
-        while heap and heap[0][0] <= horizon:
+        budget = self.TURN_MAX
+        while heap and heap[0][0] <= horizon and budget:
+            budget -= 1
             when, _, what, session = heapq.heappop(heap)
             if session.closed_because is not None:
                 continue            # ended: its entries go
@@ -148,8 +151,9 @@ class SessionTimers:
         for when, what, session in again:
             heapq.heappush(heap, (when, next(self._order), what, session))
         if heap:
+            # more due than a turn takes: the rest in the next turn, after what has arrived
             self._armed_for = heap[0][0]
-            self._handle = self.loop.call_at(heap[0][0], self._fire)
+            self._handle = self.loop.call_soon(self._fire) if not budget else self.loop.call_at(heap[0][0], self._fire)
 
 
 def next_beat(due: float, now: float, interval: float) -> float:

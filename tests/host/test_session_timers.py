@@ -25,6 +25,9 @@ class ManualLoop:
         self.armed.append(handle)
         return handle
 
+    def call_soon(self, callback):
+        return self.call_at(self.now, callback)
+
     def run_until(self, t: float) -> int:
         """Move the clock to t, firing every armed timer due on the way (late if the clock
         jumps); returns the number of wake-ups."""
@@ -101,7 +104,31 @@ def test_one_wake_up_serves_every_session_due_together():
         timers.start(s, 1e9)
     wakeups = loop.run_until(110.5)
     assert all(len(s.beats) == 11 for s in sessions)
-    assert wakeups <= 11 + 1, wakeups      # one per second, not one per session and beat
+    # one wake-up a second and as many more turns as the sessions due need, TURN_MAX a turn
+    # (the loop reads what came in between): not one per session and beat
+    turns = -(-len(sessions) // SessionTimers.TURN_MAX)
+    assert wakeups <= 11 * turns + 1, wakeups
+    # and the beats served in later turns are not late: every one within a granule of its grid
+    assert all(abs(b - (100.0 + k)) < SessionTimers.GRANULARITY_S for s in sessions for k, b in enumerate(s.beats))
+
+
+def test_a_turn_serves_at_most_turn_max_sessions_and_the_rest_follow_at_once():
+    loop = ManualLoop()
+    timers = SessionTimers(loop)
+    sessions = [FakeSession(loop, 1.0, 1e9) for _ in range(3 * SessionTimers.TURN_MAX + 5)]
+    for s in sessions:
+        timers.start(s, 1e9)
+    served = []
+    while True:
+        due = [h for h in loop.armed if not h.cancelled and h.when <= loop.now]
+        if not due:
+            break
+        before = sum(len(s.beats) for s in sessions)
+        loop.armed.remove(due[0])
+        due[0].callback()
+        served.append(sum(len(s.beats) for s in sessions) - before)
+    assert served == [SessionTimers.TURN_MAX] * 3 + [5]
+    assert all(s.beats == [100.0] for s in sessions)
 
 
 def test_the_dead_link_deadline_follows_frames_and_ends_a_silent_session():
