@@ -139,7 +139,7 @@ class WardHub:
     async def _outcome(self, batch: Batch) -> str | None:
         """None once the batch is stored; else what stands in the way (within the patience)."""
         if not batch.future.done() and not self._stalled():
-            await asyncio.wait([batch.future], timeout=self.patience_s)
+            await self.writer.wait(batch, self.patience_s)
         if batch.future.done():
             exc = batch.future.exception()
             return None if exc is None else self._unwritable_text(str(exc) or type(exc).__name__)

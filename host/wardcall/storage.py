@@ -565,10 +565,13 @@ class _Worker:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future:
+    def submit(self, fn: Callable[..., Any], *args: Any,
+               then: Callable[[Any], None] | None = None) -> asyncio.Future:
+        """`then`, if given, runs on the loop with the result of a job that succeeded, in the
+        same turn as the result arrives and before the future's awaiters wake."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._jobs.put((loop, future, fn, args))
+        self._jobs.put((loop, future, fn, args, then))
         return future
 
     def _run(self) -> None:
@@ -576,7 +579,7 @@ class _Worker:
             job = self._jobs.get()
             if job is None:
                 return
-            loop, future, fn, args = job
+            loop, future, fn, args, then = job
             self.busy_since = time.monotonic()
             try:
                 result, error = fn(*args), None
@@ -585,7 +588,7 @@ class _Worker:
             finally:
                 self.busy_since = None
             with contextlib.suppress(RuntimeError):     # the loop is gone (the server stopped)
-                loop.call_soon_threadsafe(_settle, future, result, error)
+                loop.call_soon_threadsafe(_settle, future, result, error, then)
 
     def stop(self, timeout: float) -> bool:
         """True if the thread ended within the timeout."""
@@ -594,13 +597,19 @@ class _Worker:
         return not self._thread.is_alive()
 
 
-def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+def _settle(future: asyncio.Future, result: Any, error: BaseException | None,
+            then: Callable[[Any], None] | None = None) -> None:
     if future.done():
         return
     if error is not None:
         future.set_exception(error)
-    else:
-        future.set_result(result)
+        return
+    if then is not None:
+        try:
+            then(result)
+        except Exception:
+            log.exception("after a job of the record")
+    future.set_result(result)
 
 
 QUEUED, WRITING, WRITTEN, HELD, WITHDRAWN = "queued", "writing", "written", "held", "withdrawn"
@@ -617,6 +626,18 @@ class Batch:
     assignments: dict[str, Assignment] = field(default_factory=dict)
     state: str = QUEUED
     problem: str | None = None
+    waiters: list[asyncio.Future] = field(default_factory=list)   # AsyncWriter.wait
+
+    def settle(self, error: BaseException | None = None) -> None:
+        """The first outcome: the future, and whoever waits for it woken in this same turn."""
+        if not self.future.done():
+            if error is None:
+                self.future.set_result(None)
+            else:
+                self.future.set_exception(error)
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class WriterListener(Protocol):
@@ -763,6 +784,22 @@ class AsyncWriter:
     async def run(self, fn, *args):
         return await self._worker.submit(fn, *args)
 
+    async def wait(self, batch: Batch, timeout: float) -> None:
+        """Until the batch has an outcome (its future done) or `timeout` has passed; woken in the
+        turn after the outcome (asyncio.wait on the future took three turns more, at 5,000
+        terminals each turn a chance to wait behind a burst of others)."""
+        if batch.future.done():
+            return
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        batch.waiters.append(waiter)
+        timer = loop.call_later(timeout, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            batch.waiters.remove(waiter)
+
     def holds_no_call(self, device: str, call_id: int, hwid: str = "") -> bool:
         """True when the record certainly has no such call, known without reading it: the id is
         above every call id of this board in the record and queued since. A board's call ids
@@ -784,23 +821,41 @@ class AsyncWriter:
 
     def _start(self) -> None:
         if self._drain_task is None or self._drain_task.done():
-            self._drain_task = asyncio.get_running_loop().create_task(self._drain(), name="record writer")
+            # the first transaction goes to the worker now, not a turn later from the task
+            first = self._begin() if self._due() else None
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain(first), name="record writer")
 
-    async def _drain(self) -> None:
-        while self._queue or (self._retry and self._held):
-            self._retry = False
-            group = _Group(self._held + self._queue, self._dirty_calls, self._dirty_terminals, self._dirty_assignments)
-            self._held, self._queue, self._dirty_calls, self._dirty_terminals, self._dirty_assignments = [], [], {}, {}, {}
-            for batch in group.batches:
-                batch.state = WRITING
-            self._writing = group.batches
-            # rows are taken now, on the loop: each call and terminal as it is at this moment,
-            # which every line up to now is in this transaction or an earlier one to match
-            call_rows = [(c, c.row()) for c in group.calls.values()]
-            records = [r for b in group.batches for r in b.records]
+    def _due(self) -> bool:
+        return bool(self._queue or (self._retry and self._held))
+
+    def _begin(self) -> tuple[_Group, asyncio.Future]:
+        """What is queued (and held) as one transaction, handed to the worker; once it is
+        written, the batches are settled in the turn the worker's answer arrives."""
+        self._retry = False
+        group = _Group(self._held + self._queue, self._dirty_calls, self._dirty_terminals, self._dirty_assignments)
+        self._held, self._queue, self._dirty_calls, self._dirty_terminals, self._dirty_assignments = [], [], {}, {}, {}
+        for batch in group.batches:
+            batch.state = WRITING
+        self._writing = group.batches
+        # rows are taken now, on the loop: each call and terminal as it is at this moment,
+        # which every line up to now is in this transaction or an earlier one to match
+        call_rows = [(c, c.row()) for c in group.calls.values()]
+        records = [r for b in group.batches for r in b.records]
+
+        def written(_: Any) -> None:
+            self._writing = []
+            self._written(group.batches, call_rows)
+
+        future = self._worker.submit(
+            self.storage.commit, records, [row for _, row in call_rows], [t.row() for t in group.terminals.values()],
+            [a.row() for a in group.assignments.values()], then=written)
+        return group, future
+
+    async def _drain(self, pending: tuple[_Group, asyncio.Future] | None) -> None:
+        while pending is not None:
+            group, future = pending
             try:
-                await self.run(self.storage.commit, records, [row for _, row in call_rows],
-                               [t.row() for t in group.terminals.values()], [a.row() for a in group.assignments.values()])
+                await future            # written: settled already (`written` in _begin)
             except Exception as exc:
                 self._writing = []
                 if _content_error(exc):
@@ -808,10 +863,8 @@ class AsyncWriter:
                     await self._one_by_one(group)
                 else:
                     self._failed(group, exc)
-            else:
-                self._writing = []
-                self._written(group.batches, call_rows)
             self._report_files()
+            pending = self._begin() if self._due() else None
 
     async def _one_by_one(self, group: _Group) -> None:
         """After an error in the content of a write: each batch alone, so that one bad batch (a
@@ -837,8 +890,7 @@ class AsyncWriter:
                           ", ".join(r.kind for r in records) or f"the rows of calls {sorted(calls)}, terminals {sorted(terminals)}")
                 if batch is not None:
                     batch.state = WITHDRAWN
-                    if not batch.future.done():
-                        batch.future.set_exception(StorageError(f"not written: {exc}"))
+                    batch.settle(StorageError(f"not written: {exc}"))
                 continue
             for call, _ in call_rows:
                 left_calls.pop(call.id, None)
@@ -853,8 +905,7 @@ class AsyncWriter:
             self._retry = True      # held meanwhile (the alarm's line): the record answers, so now
         for batch in batches:
             batch.state = WRITTEN
-            if not batch.future.done():
-                batch.future.set_result(None)
+            batch.settle()
         if self.listener is not None:
             try:
                 self.listener.record_written([(c, row["state"]) for c, row in call_rows])
@@ -881,8 +932,7 @@ class AsyncWriter:
             except Exception:
                 log.exception("after a failed write")
         for batch in group.batches:
-            if not batch.future.done():
-                batch.future.set_exception(StorageError(problem))
+            batch.settle(StorageError(problem))
 
     def _cap_held(self) -> None:
         """A flood while the record cannot be written must not eat the memory: beyond the cap the
@@ -948,6 +998,11 @@ class AsyncWriter:
         """Close without an event loop (tests, tools): waits for the worker."""
         self._worker.stop(30.0)
         self.storage.close()
+
+
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _retrieved(future: asyncio.Future) -> None:
