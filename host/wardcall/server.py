@@ -76,7 +76,7 @@ def settle_collector() -> None:
     collection in 12-20 s windows. Garbage cycles are still collected, only less often.
     The middle threshold is low (2): a reconnect storm makes objects that nearly all survive,
     and with 20 young collections between two of the middle generation that one walked all of
-    them at once (119-137 ms at 5,000 terminals, 4 runs); with 2, 53-84 ms (3 runs), steady
+    them at once (119-137 ms at 5,000 terminals, 3 runs); with 2, 53-111 ms (6 runs), steady
     state unchanged (no collection)."""
     gc.collect()
     gc.freeze()
