@@ -26,7 +26,7 @@ import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from .ward import CALL_COLUMNS, Assignment, Call, Effects, Record, Terminal
 
@@ -294,13 +294,8 @@ class Storage:
         """Store one batch of effects in one transaction; StorageError (with SQLite's own reason,
         e.g. "database or disk is full") if it cannot be written — then nothing of it is stored.
         The record's files are checked first: nothing is written into a file no longer there."""
-        self.check_files()
-        if self.detached is not None:
-            raise StorageError(self.detached)
         records = list(records)
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._transaction() as conn:
             conn.executemany(
                 "INSERT INTO events (wall, mono, run, kind, device, call, user, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(r.wall, r.mono, self.run, r.kind, r.device, r.call, r.user, json.dumps(r.data, separators=(",", ":")))
@@ -325,11 +320,29 @@ class Storage:
                 conn.execute("DELETE FROM bed_assignments WHERE shift = ?", (assignment["shift"],))
                 conn.executemany("INSERT INTO bed_assignments (shift, bed, primary_user, secondary_user) VALUES (?, ?, ?, ?)",
                                  [(assignment["shift"], *bed) for bed in assignment["beds"]])
+        if self._rows is not None:
+            uncalled = [r.kind for r in records if r.call is None]
+            self._rows["uncalled"] += len(uncalled)
+            self._rows["noise"] += sum(1 for kind in uncalled if kind in NOISE_KINDS)
+
+    def write_last_seen(self, seen: list[tuple[float, str]]) -> None:
+        """(last_seen, device) of terminals whose rows are in the record, in one transaction. A
+        row written whole later carries a newer value: the writer runs its jobs in order."""
+        with self._transaction() as conn:
+            conn.executemany("UPDATE terminals SET last_seen = ? WHERE device = ?", seen)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, committed at the end; the record's files checked first. Any
+        failure rolls it back: StorageError with SQLite's own reason."""
+        self.check_files()
+        if self.detached is not None:
+            raise StorageError(self.detached)
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
             conn.execute("COMMIT")
-            if self._rows is not None:
-                uncalled = [r.kind for r in records if r.call is None]
-                self._rows["uncalled"] += len(uncalled)
-                self._rows["noise"] += sum(1 for kind in uncalled if kind in NOISE_KINDS)
         except BaseException as exc:
             # SQLite rolls a transaction back by itself after some failures (a full disk, an I/O
             # error at COMMIT): a ROLLBACK then would only hide the real error behind "cannot
@@ -342,23 +355,6 @@ class Storage:
             if isinstance(exc, (sqlite3.Error, OSError)):
                 raise StorageError(f"{exc} ({self.path})") from exc
             raise
-
-    def write_last_seen(self, seen: list[tuple[float, str]]) -> None:
-        """(last_seen, device) of terminals whose rows are in the record, in one transaction. A
-        row written whole later carries a newer value: the writer runs its jobs in order."""
-        self.check_files()
-        if self.detached is not None:
-            raise StorageError(self.detached)
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("UPDATE terminals SET last_seen = ? WHERE device = ?", seen)
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise StorageError(f"cannot write the record: {exc} ({self.path})") from exc
 
     def commit_effects(self, fx: Effects) -> None:
         self.commit(fx.records, [c.row() for c in fx.calls.values()], [t.row() for t in fx.terminals.values()],
@@ -691,7 +687,7 @@ class AsyncWriter:
         self._writing: list[Batch] = []         # the batches of the transaction under way
         self._retry = False
         # per board (device, hwid): the highest call id the record may hold, once looked up
-        # (call_ceiling), and the highest this process has queued for writing at all
+        # (find_call), and the highest this process has queued for writing at all
         self._ceilings: dict[tuple[str, str], int] = {}
         self._queued_ceilings: dict[tuple[str, str], int] = {}
 
