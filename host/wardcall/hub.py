@@ -487,22 +487,28 @@ class WardHub:
                 del self._call_locks[key]
 
     async def _stored_call(self, device: str, call_id: int, hwid: str) -> dict[str, Any] | None:
-        """A call not open on the board: its row in the record, if any (StorageError if the record
-        does not answer in time). A row still open there is put back on the board first, so the
-        call is neither lost nor left open for ever."""
+        """A call not open on the board: its row in the record, if any (StorageError if it cannot
+        be read in time). A row still open there is put back on the board first, so the call is
+        neither lost nor left open for ever. While the writer hangs, the row is read beside it:
+        a call is not kept off the board by a write that waits for the disk."""
         if self.writer.holds_no_call(device, call_id, hwid):
             return None         # a new call: nothing to read (and no wait behind the writer)
-        if self._stalled():
-            raise StorageError(self._not_answering_text())
-        try:
-            stored = await asyncio.wait_for(self.writer.find_call(device, call_id, hwid), self.patience_s)
-        except asyncio.TimeoutError:
-            self._not_answering()
-            raise StorageError(self._not_answering_text()) from None
+        stored = await self._look_up(device, call_id, hwid)
         if stored is not None and stored["state"] != CLEARED and not self.ward.is_open(device, call_id, hwid):
             log.warning("call %s/%d is open in the record but was not on the board: put back", device, call_id)
             await self.apply(self.ward.reinstate_call(stored))
         return stored
+
+    async def _look_up(self, device: str, call_id: int, hwid: str) -> dict[str, Any] | None:
+        if not self._stalled():
+            try:
+                return await asyncio.wait_for(self.writer.find_call(device, call_id, hwid), self.patience_s)
+            except asyncio.TimeoutError:
+                self._not_answering()
+        try:
+            return await asyncio.wait_for(self.writer.find_call_beside(device, call_id, hwid), self.patience_s)
+        except asyncio.TimeoutError:
+            raise StorageError(f"{self._not_answering_text()}; call {device}/{call_id} could not be looked up") from None
 
     async def terminal_call(self, device: str, call_id: int, kind: int, age_ms: int, hwid: str = "") -> None:
         """A CALL from the board `hwid` of the device. Raises StorageError if the call is not in

@@ -210,6 +210,7 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
     terminals = await writer.run(storage.terminal_rows)
     next_id = await writer.run(storage.next_call_id)
     assignments = await writer.run(storage.assignment_rows)
+    await writer.load_ceilings()    # a board's new call is then placed without a look-up, even while the record hangs
     fx = hub.ward.restore(calls, terminals, next_id, assignments)
     for row in takeover:        # a standby taking over: the primary's open calls, unless held already
         if not hub.ward.is_open(row["device"], row["call_id"], row.get("hwid") or ""):

@@ -511,22 +511,37 @@ class Storage:
     # ----- reading -----
 
     def find_call(self, device: str, call_id: int, hwid: str = "") -> dict[str, Any] | None:
+        return self._find_call(self.conn, device, call_id, hwid)
+
+    def find_call_beside(self, device: str, call_id: int, hwid: str = "") -> dict[str, Any] | None:
+        """find_call on a read-only connection of its own (opened for this one look-up): it
+        answers while the writer's connection waits for a lock or the disk (WAL readers do not
+        wait for a writer), and from the file as it is now."""
         try:
-            row = self.conn.execute("SELECT * FROM calls WHERE device = ? AND hwid = ? AND call_id = ?",
-                                    (device, hwid, call_id)).fetchone()
+            conn = _connect(self.path, readonly=True)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read the record: {exc} ({self.path})") from exc
+        try:
+            return self._find_call(conn, device, call_id, hwid)
+        finally:
+            conn.close()
+
+    def _find_call(self, conn: sqlite3.Connection, device: str, call_id: int, hwid: str) -> dict[str, Any] | None:
+        try:
+            row = conn.execute("SELECT * FROM calls WHERE device = ? AND hwid = ? AND call_id = ?",
+                               (device, hwid, call_id)).fetchone()
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read the record: {exc} ({self.path})") from exc
         return dict(row) if row else None
 
-    def find_call_and_ceiling(self, device: str, call_id: int, hwid: str = "") -> tuple[dict[str, Any] | None, int]:
-        """find_call, and the highest call id the record holds for this board (-1: none)."""
-        row = self.find_call(device, call_id, hwid)
+    def call_ceilings(self) -> dict[tuple[str, str], int]:
+        """Per board (device, hwid): the highest call id the record holds (one pass over the
+        calls' (device, hwid, call_id) index)."""
         try:
-            ceiling = self.conn.execute("SELECT max(call_id) FROM calls WHERE device = ? AND hwid = ?",
-                                        (device, hwid)).fetchone()[0]
+            rows = self.conn.execute("SELECT device, hwid, max(call_id) FROM calls GROUP BY device, hwid").fetchall()
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read the record: {exc} ({self.path})") from exc
-        return row, -1 if ceiling is None else ceiling
+        return {(device, hwid): ceiling for device, hwid, ceiling in rows}
 
     def open_calls(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute("SELECT * FROM calls WHERE state != 'cleared' ORDER BY id")]
@@ -685,10 +700,12 @@ class AsyncWriter:
         self._dirty_assignments: dict[str, Assignment] = {}
         self._drain_task: asyncio.Task | None = None
         self._writing: list[Batch] = []         # the batches of the transaction under way
+        self._writing_calls: dict[int, Call] = {}   # and its calls
+        self._reader: _Worker | None = None     # look-ups beside a writer that hangs (find_call_beside)
         self._retry = False
-        # per board (device, hwid): the highest call id the record may hold, once looked up
-        # (find_call), and the highest this process has queued for writing at all
-        self._ceilings: dict[tuple[str, str], int] = {}
+        # per board (device, hwid): the highest call id the record may hold, every board's read
+        # at once (load_ceilings), and the highest this process has queued for writing at all
+        self._ceilings: dict[tuple[str, str], int] | None = None
         self._queued_ceilings: dict[tuple[str, str], int] = {}
 
     # ----- what the hub asks -----
@@ -721,8 +738,8 @@ class AsyncWriter:
             board = (call.device, call.hwid)
             if call.call_id > self._queued_ceilings.get(board, -1):
                 self._queued_ceilings[board] = call.call_id
-                if board in self._ceilings:
-                    self._ceilings[board] = max(self._ceilings[board], call.call_id)
+                if self._ceilings is not None and call.call_id > self._ceilings.get(board, -1):
+                    self._ceilings[board] = call.call_id
         self._dirty_terminals.update(fx.terminals)
         self._dirty_assignments.update(fx.assignments)
 
@@ -800,18 +817,39 @@ class AsyncWriter:
         """True when the record certainly has no such call, known without reading it: the id is
         above every call id of this board in the record and queued since. A board's call ids
         grow with its boot counter (PROTOCOL.md, CALL), so a new call needs no look-up before
-        it is stored; a board that counts again from the start (a reflash) is looked up."""
-        ceiling = self._ceilings.get((device, hwid))
-        return ceiling is not None and call_id > ceiling
+        it is stored (nor waits for one while the record hangs); a board that counts again from
+        the start (a reflash) is looked up. False until the ceilings are loaded."""
+        return self._ceilings is not None and call_id > self._ceilings.get((device, hwid), -1)
+
+    async def load_ceilings(self) -> None:
+        """Read every board's highest call id (`wardcall serve` at its start, before a terminal
+        is heard; else with the first look-up)."""
+        if self._ceilings is not None:
+            return
+        read = await self.run(self.storage.call_ceilings)
+        if self._ceilings is None:
+            # calls queued meanwhile may not be in what was read: the higher of both
+            for board, ceiling in self._queued_ceilings.items():
+                read[board] = max(ceiling, read.get(board, -1))
+            self._ceilings = read
 
     async def find_call(self, device: str, call_id: int, hwid: str = "") -> dict[str, Any] | None:
-        board = (device, hwid)
-        if board in self._ceilings:
-            return await self.run(self.storage.find_call, device, call_id, hwid)
-        row, ceiling = await self.run(self.storage.find_call_and_ceiling, device, call_id, hwid)
-        # calls queued meanwhile may not be in what was read: the ceiling is the higher of both
-        self._ceilings[board] = max(ceiling, self._queued_ceilings.get(board, -1), self._ceilings.get(board, -1))
-        return row
+        await self.load_ceilings()
+        return await self.run(self.storage.find_call, device, call_id, hwid)
+
+    async def find_call_beside(self, device: str, call_id: int, hwid: str = "") -> dict[str, Any] | None:
+        """find_call without waiting for the writer (its job hangs): a call with changes not yet
+        written is as this process holds it; any other is read from the record beside the
+        writer, on a thread of its own. Written or not, every change of a call is in one of the
+        two (the look-up is on the loop, where changes are queued)."""
+        key = (device, hwid, call_id)
+        for pending in (self._dirty_calls, self._writing_calls):
+            for call in pending.values():
+                if call.key == key:
+                    return call.row()
+        if self._reader is None:
+            self._reader = _Worker("wardcall-db-read")
+        return await self._reader.submit(self.storage.find_call_beside, device, call_id, hwid)
 
     # ----- the transactions -----
 
@@ -832,14 +870,14 @@ class AsyncWriter:
         self._held, self._queue, self._dirty_calls, self._dirty_terminals, self._dirty_assignments = [], [], {}, {}, {}
         for batch in group.batches:
             batch.state = WRITING
-        self._writing = group.batches
+        self._writing, self._writing_calls = group.batches, group.calls
         # rows are taken now, on the loop: each call and terminal as it is at this moment,
         # which every line up to now is in this transaction or an earlier one to match
         call_rows = [(c, c.row()) for c in group.calls.values()]
         records = [r for b in group.batches for r in b.records]
 
         def written(_: Any) -> None:
-            self._writing = []
+            self._writing, self._writing_calls = [], {}
             self._written(group.batches, call_rows)
 
         future = self._worker.submit(
@@ -859,6 +897,7 @@ class AsyncWriter:
                     await self._one_by_one(group)
                 else:
                     self._failed(group, exc)
+                self._writing_calls = {}    # written by now, or marked again (_failed)
             self._report_files()
             pending = self._begin() if self._due() else None
 
@@ -988,11 +1027,15 @@ class AsyncWriter:
             lines, calls = self.held_counts()
             log.critical("%d line(s) and %d call(s) of the record could not be written before the end", lines, calls)
         self._worker.stop(1.0)
+        if self._reader is not None:
+            self._reader.stop(1.0)
         return ok
 
     def close(self) -> None:
         """Close without an event loop (tests, tools): waits for the worker."""
         self._worker.stop(30.0)
+        if self._reader is not None:
+            self._reader.stop(30.0)
         self.storage.close()
 
 

@@ -30,6 +30,7 @@ async def started(path: Path) -> tuple[WardHub, AsyncWriter, Storage]:
     terminals = await writer.run(storage.terminal_rows)
     next_id = await writer.run(storage.next_call_id)
     assignments = await writer.run(storage.assignment_rows)
+    await writer.load_ceilings()
     await hub.apply(hub.ward.restore(calls, terminals, next_id, assignments))
     hub.attach("a1", IdleLink())
     await hub.apply(hub.ward.terminal_connected("a1", "fw", "sim", 0, "127.0.0.1:1"))
@@ -48,6 +49,8 @@ async def test_a_call_cleared_before_a_restart_and_sent_again_stays_cleared(tmp_
 
     hub, writer, storage = await started(tmp_path / "ward.db")
     try:
+        # what the record holds is known from the start: that id is looked up, the next is not
+        assert not writer.holds_no_call("a1", BOOT_3_CALL_1) and writer.holds_no_call("a1", BOOT_3_CALL_1 + 1)
         # its CALL_ACK was lost in the crash: the terminal sends the call again
         await hub.terminal_call("a1", BOOT_3_CALL_1, wp.PATIENT, 0)
         assert not hub.ward.calls
@@ -81,15 +84,13 @@ async def test_a_call_cleared_in_this_run_and_sent_again_stays_cleared(tmp_path)
 async def test_what_the_record_may_hold_counts_calls_queued_but_not_yet_written(tmp_path):
     hub, writer, storage = await started(tmp_path / "ward.db")
     try:
-        assert not writer.holds_no_call("a1", 1)             # never looked up: not known
-        assert await writer.find_call("a1", 5) is None       # looked up: the record has none of a1's
-        assert writer.holds_no_call("a1", 5)
+        assert writer.holds_no_call("a1", 5)                 # the record is new: none of a1's
         fx, call = hub.ward.place_call("a1", 7, wp.PATIENT, 0, "")
         assert call is not None
         batch = writer.submit(fx)                            # queued, not yet written
         assert not writer.holds_no_call("a1", 7) and not writer.holds_no_call("a1", 6)
         assert writer.holds_no_call("a1", 8)
-        assert not writer.holds_no_call("a1", 8, "0a0b")     # another board of that device: not known
+        assert writer.holds_no_call("a1", 1, "0a0b")         # another board of that device: none of its
         await batch.future
         assert rows(storage, "SELECT call_id FROM calls") == [{"call_id": 7}]
     finally:

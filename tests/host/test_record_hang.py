@@ -167,3 +167,44 @@ async def test_a_console_action_whose_own_write_hangs_stands_and_is_answered_onc
         {"state": "acknowledged", "acknowledged_by": "nurse"}]
     assert [a for a in hub.state()["alarms"] if a["kind"] == "database"] == []
     await writer.aclose()
+
+
+async def test_a_call_that_must_be_looked_up_while_the_record_hangs_is_read_beside_it(tmp_path):
+    """A CALL whose id is not above its board's in the record is looked up first (a resend after
+    a lost CALL_ACK; a reflashed board counting from 1 again). While the writer hangs, the look-up
+    is made beside it: the call is shown, and a call cleared before stays cleared."""
+    storage, writer, clock, hub, sub = await a_ward(tmp_path)
+    await hub.terminal_call("a1", 10, wp.PATIENT, 0)
+    await hub.terminal_cancel("a1", 10, wp.CANCEL_PRESENCE, 0)
+    blocker = Blocker(storage.path)
+    blocker.hold()
+    try:
+        with pytest.raises(StorageError, match="not recorded yet"):
+            await hub.terminal_cancel("a1", 1, wp.CANCEL_PRESENCE, 0)    # its write hangs past the patience
+        drain(sub)
+        # that clearing is in the transaction that hangs: it counts, though the record has not got it
+        assert rows(storage.path, "SELECT state FROM calls WHERE call_id = 1") == [{"state": "placed"}]
+        assert (await writer.find_call_beside("a1", 1))["state"] == "cleared"
+        # a1 reflashed: its call 3 is below the 10 the record holds for it, so it is looked up
+        started = time.monotonic()
+        with pytest.raises(StorageError, match="shown but not recorded"):
+            await hub.terminal_call("a1", 3, wp.CODE_BLUE, 0)
+        assert time.monotonic() - started < PATIENCE_S + 1.0
+        shown = {(c["device"], c["call_id"]): c for c in hub.state()["calls"]}
+        assert shown[("a1", 3)]["recorded"] is False and shown[("a1", 3)]["kind_name"] == "code_blue"
+        assert any(name == "call" and p["call"]["call_id"] == 3 for name, p in drain(sub))
+        # a1's call 10, cleared in the record, sent again: acknowledged, and not on the board again
+        await hub.terminal_call("a1", 10, wp.PATIENT, 0)
+        assert ("a1", 10) not in {(c["device"], c["call_id"]) for c in hub.state()["calls"]}
+        # a clearing queued behind the write that hangs counts, though the record has not got it
+        writer.submit(hub.ward.cancel_call("a1", 3, wp.CANCEL_PRESENCE, 0))
+        assert (await writer.find_call_beside("a1", 3))["state"] == "cleared"
+        await hub.terminal_call("a1", 3, wp.CODE_BLUE, 0)
+        assert ("a1", 3) not in {(c["device"], c["call_id"]) for c in hub.state()["calls"]}
+    finally:
+        blocker.release()
+    await writer.settled()
+    assert rows(storage.path, "SELECT device, call_id, state FROM calls ORDER BY device, call_id") == [
+        {"device": "a1", "call_id": 1, "state": "cleared"}, {"device": "a1", "call_id": 3, "state": "cleared"},
+        {"device": "a1", "call_id": 10, "state": "cleared"}]
+    await writer.aclose()
