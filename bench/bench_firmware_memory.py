@@ -402,9 +402,139 @@ def update_stages_report():
     return 0
 
 
+# ----- part 4: what the heap holds online, module by module -----
+
+ONLINE_MODULES = r"""
+import gc, sys, micropython
+async def scenario(app):
+    await until(lambda: app.link.online, 5000, "online")
+    await asyncio.sleep_ms(500)
+    gc.collect()
+    print("ONLINE alloc %d" % gc.mem_alloc())
+    micropython.qstr_info()
+    print("MODULES " + " ".join(sorted(sys.modules)))
+"""
+
+IMPORT_EACH = r"""
+import gc, sys, micropython
+import asyncio
+gc.collect()
+print("BASE alloc %d" % gc.mem_alloc())
+micropython.qstr_info()
+for name in NAMES:
+    __import__(name)
+    gc.collect()
+    print("MOD %s alloc %d" % (name, gc.mem_alloc()))
+    micropython.qstr_info()
+"""
+
+
+def _import_order(names, lib):
+    """names ordered so that a module comes after the modules it imports at its top level (its
+    own heap, not its imports', is then what its import adds)."""
+    import ast
+    deps = {}
+    for name in names:
+        path = lib / (name + ".py")
+        if not path.exists():
+            deps[name] = set()
+            continue
+        found = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+        deps[name] = found & set(names)
+    order, seen = [], set()
+
+    def visit(n):
+        if n in seen:
+            return
+        seen.add(n)
+        for d in sorted(deps[n]):
+            visit(d)
+        order.append(n)
+    for n in sorted(names):
+        visit(n)
+    return order
+
+
+def _qstr_bytes(line):
+    fields = dict(f.split("=") for f in line.split(":", 1)[1].replace(",", " ").split())
+    return int(fields["n_total_bytes"]), int(fields["n_str_data_bytes"])
+
+
+def modules_report(heap="112wK"):
+    """The application as deploy stages it (.mpy), online at a scripted host, no badge reader:
+    which modules it has loaded; then those modules imported one by one in a fresh interpreter
+    (each after what it imports): the heap each one's code, names and module-level objects
+    take, apart from MicroPython's pool of interned names (which grows in doubling blocks, so
+    its growth is shown on its own). The rest of "online" is what the application builds."""
+    import os
+    import subprocess
+    host = FakeHost("bed-101-1", mprun.KEY, hb_ms=300)
+    host.start()
+    try:
+        with tempfile.TemporaryDirectory() as flash:
+            flash = Path(flash)
+            lib = flash / "_lib"
+            lib.mkdir()
+            staged_lib(lib)
+            mprun.write_config(flash, mprun.config(port=host.port))
+            (flash / "_scenario.py").write_text("board.BADGE = None\n" + ONLINE_MODULES)
+            env = dict(os.environ, MICROPYPATH=".frozen:%s:%s:%s" % (mprun.SHIMS, lib, mprun.BOARD))
+            p = subprocess.run([str(mprun.MICROPYTHON), "-X", "heapsize=" + heap, str(mprun.DRIVE), "_scenario.py",
+                                "20000"], cwd=flash, env=env, capture_output=True, text=True, timeout=60)
+            out = p.stdout + p.stderr
+            if "SCENARIO PASSED" not in out:
+                print(out[-3000:])
+                return 1
+            at = next(i for i, l in enumerate(out.splitlines()) if l.startswith("ONLINE"))
+            online = int(out.splitlines()[at].split()[2])
+            online_pool = _qstr_bytes(out.splitlines()[at + 1])
+            loaded = next(l for l in out.splitlines() if l.startswith("MODULES")).split()[1:]
+            ours = {p.stem for p in (ROOT / "firmware" / "lib").glob("*.py")}
+            shims = {p.stem for p in mprun.SHIMS.glob("*.py")}
+            ours.add("board")       # the pin map (the emulator's here; a real board's is its own)
+            names = [n for n in loaded if n in ours | shims and n not in ("mp_drive", "_scenario")]
+            order = _import_order(names, ROOT / "firmware" / "lib")
+            (flash / "_each.py").write_text("NAMES = %r\n" % order + IMPORT_EACH)
+            p = subprocess.run([str(mprun.MICROPYTHON), "-X", "heapsize=" + heap, "_each.py"], cwd=flash, env=env,
+                               capture_output=True, text=True, timeout=60)
+    finally:
+        host.stop()
+    lines = p.stdout.splitlines()
+    rows = []
+    prev = pool = None
+    for i, line in enumerate(lines):
+        if line.startswith(("BASE", "MOD")):
+            alloc = int(line.split("alloc")[1])
+            q_total, q_str = _qstr_bytes(lines[i + 1])
+            if prev is not None:
+                rows.append((line.split()[1], alloc - prev - (q_total - pool[0]), q_total - pool[0], q_str - pool[1]))
+            prev, pool = alloc, (q_total, q_str)
+    if len(rows) != len(order):
+        print(p.stdout[-2000:] + p.stderr[-2000:])
+        return 1
+    print("the application online (lib/*.mpy as deploy stages it, no badge reader, heap %s): %d bytes allocated "
+          "after gc.collect(), 64-bit" % (heap, online))
+    print("  %-12s %8s %8s" % ("module", "code etc", "names"))
+    for name, own, _, names_b in sorted(rows, key=lambda r: -r[1]):
+        print("  %-12s %8d %8d%s" % (name, own, names_b, "  (a test double)" if name in shims else ""))
+    code = sum(r[1] for r in rows if r[0] not in shims)
+    doubles = sum(r[1] for r in rows if r[0] in shims)
+    print("  firmware modules' code etc %d bytes, the test doubles' %d; online the pool of interned names holds %d "
+          "bytes (%d of them the names' text; the firmware's modules brought %d); the rest, %d bytes, is what the "
+          "application builds and runs (tasks, sessions, buffers), the frozen asyncio's objects and the bench's "
+          "driver" % (code, doubles, online_pool[0], online_pool[1], sum(r[3] for r in rows if r[0] not in shims),
+                      online - code - doubles - online_pool[0]))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("all", "calls", "update", "margin", "floor", "trial"), default="all")
+    ap.add_argument("--part", choices=("all", "calls", "update", "margin", "floor", "trial", "modules"), default="all")
     ap.add_argument("--package", choices=("mpy", "sources"), default="mpy",
                     help="the update ships lib/*.mpy (`wardcall update`, its default) or the sources (`--sources`)")
     ap.add_argument("--heap", default="124wK", help="--part trial: the board's heap")
@@ -426,6 +556,8 @@ def main():
         return 0 if k else 1
     if args.part in ("all", "calls"):
         rc |= call_cycle()
+    if args.part in ("all", "modules"):
+        rc |= modules_report()
     if args.part in ("all", "update"):
         rc |= update_stages_report()
     if args.part in ("all", "margin"):

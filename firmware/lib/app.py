@@ -3,10 +3,10 @@
 # for the host), so neither needs the other to send.
 from micropython import const
 import gc
+import sys
 import asyncio
 import board
 
-import config
 import flash
 from version import VERSION
 from log import log
@@ -27,7 +27,10 @@ _MEM_LOG_MS = const(10000)
 class App:
     def __init__(self):
         log("boot", "wardcall bed terminal firmware %s on board %s" % (VERSION, board.NAME))
+        import config
         self.cfg, err = config.load()
+        del config
+        sys.modules.pop("config", None)     # the checks' code leaves the heap (CMD_CONFIG loads it again)
         self.debug = bool(self.cfg and self.cfg.get("debug"))
         self.clock = Clock()
         self.boot = flash.next_boot()
@@ -62,8 +65,10 @@ class App:
             gc.collect()
             self._start_badge(spec)
         sup.every(self._tick)
-        import otaboot
-        if otaboot.in_trial():         # a new firmware on trial: the boot chain confirms it once online
+        # a new firmware on trial: the boot chain confirms it once online (boot.py keeps otaboot
+        # loaded only then; a module loaded again has no trial, nothing is loaded for nothing)
+        otaboot = sys.modules.get("otaboot")
+        if otaboot is not None and otaboot.in_trial():
             sup.every(otaboot.Trial(self.link).tick)
         self._flash_fault = False
         self._low_mem = False

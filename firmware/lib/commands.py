@@ -10,7 +10,6 @@ from wardproto import (CMD_IDENTIFY, CMD_LAMP_TEST, CMD_REBOOT, CMD_CONFIG, CMD_
                        CMD_NOTIFY, ALARM_LOW, ALARM_HIGH, CMD_OTA_BEGIN, CMD_OTA_STATUS, KINDS,
                        ProtocolError, parse_notify)
 
-import config
 import lamps as L
 from log import log
 
@@ -43,6 +42,7 @@ class Commands:
                 changes = json.loads(bytes(arg).decode())
             except (ValueError, UnicodeError) as e:
                 return 0, "config change is not JSON: %r" % (e,), None
+            import config          # loaded for the change (the application unloads it after boot)
             cfg, err = config.update(changes)
             if err:
                 log("cmd", "config change refused: %s" % err)

@@ -21,7 +21,6 @@ from binascii import hexlify
 import board
 import wardproto as P
 
-import config
 from backoff import Backoff, jitter, sleep_alive
 from discovery import find_host, resolve
 from log import log, exc
@@ -92,6 +91,7 @@ class Link:
 
     def _reconfigure(self):
         # CMD_CONFIG wrote a new config.json: take it up (host, port, Wi-Fi ...)
+        import config              # loaded for this (the application unloads it after boot)
         cfg, err = config.load()
         if err:
             log("link", "new config not taken up: %s" % err)

@@ -20,7 +20,7 @@ from version import VERSION
 from wardproto import CMD_OTA_STATUS
 
 _WHY_MAX = const(120)
-_MODULES = ("ota", "otacmd", "otacheck", "otaproto", "otatext")   # otaboot stays: the application uses it
+_MODULES = ("ota", "otacmd", "otacheck", "otaproto", "otatext")   # and otaboot unless on trial
 
 
 def handle(commands, cmd, arg):
@@ -51,6 +51,8 @@ def release(commands):
     commands.ota = None
     for name in _MODULES:
         sys.modules.pop(name, None)
+    if not B.in_trial():            # on trial the boot chain's otaboot holds the trial (boot.py)
+        sys.modules.pop("otaboot", None)
     gc.collect()
 
 

@@ -420,3 +420,40 @@ for v in json.load(open("vectors.json")):
     assert len(lines) == len(vectors["signatures"]), out
     assert all(l.split()[1] == "True" for l in lines), out
     assert {l.split()[2] for l in lines if "valid" in l} == {"17"}     # 16 squarings and one multiplication
+
+
+@pytest.mark.parametrize("state, kept", [(None, False), ({"s": "confirmed", "v": "2", "from": "1"}, False),
+                                         ({"s": "pending", "v": "2", "from": "1", "files": [], "sig": "00"}, False)])
+def test_boot_chain_unloads_its_update_step_when_nothing_is_on_trial(tmp_path, state, kept):
+    # its code would hold ~6 KB of the heap for nothing (bench_firmware_memory.py --part modules);
+    # a crash at start still finds it (main.py imports it again: no trial, nothing to roll back)
+    flash_with(tmp_path, {".ota/state.json": json.dumps(state)} if state else {})
+    for name in ("boot.py", "main.py"):
+        shutil.copy(FW / name, tmp_path / name)
+    rc, out = mprun.run_code(r"""
+import sys, gc
+exec(open("boot.py").read())
+print("LOADED", "otaboot" in sys.modules, "otaboot" in globals())
+""", tmp_path)
+    assert rc == 0, out
+    assert "LOADED %s %s" % (kept, kept) in out, out
+
+
+def test_boot_chain_keeps_its_update_step_for_a_firmware_on_trial(tmp_path):
+    # the pending update is checked, swapped in and put on trial: the trial's state and timer
+    # live in the boot chain's otaboot, which the application's confirmation needs
+    flash_with(tmp_path, {"lib/m.py": "M = 1\n"})
+    shutil.copy(FW / "boot.py", tmp_path / "boot.py")
+    rc, out = run(r"""
+import sys
+r = ota.Receiver([])
+drive(r, %r)
+del B, ota, C
+for name in ("ota", "otaboot", "otacheck", "otaproto", "otatext"):
+    sys.modules.pop(name, None)
+exec(open("boot.py").read())
+import otaboot
+print("TRIAL", otaboot.in_trial(), open("lib/m.py").read().strip())
+""" % as_json(commands(sign([("lib/m.py", b"M = 2\n")]))), tmp_path)
+    assert rc == 0, out
+    assert "TRIAL True M = 2" in out, out
