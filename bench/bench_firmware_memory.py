@@ -154,7 +154,7 @@ def update_stages(heap="112wK"):
     the chunks; the heap after gc.collect() per stage and the largest free block."""
     import os
     import subprocess
-    from wardcall.ota import build_package, signing
+    from wardcall.ota import build_package
     from wardcall.protocol import otaproto
     from tests.ota import signed
     pkg = signed.sign(build_package(ROOT / "firmware").files, "0.2.0", 1767225600)

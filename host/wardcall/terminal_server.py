@@ -33,6 +33,7 @@ from .hub import WardHub
 from .protocol import ProtocolError, wardproto
 from .ratelog import RateLimitedLog
 from .storage import StorageError
+from .turns import TurnGate
 from .ward.terminals import source_of
 
 log = logging.getLogger("wardcall.terminals")
@@ -177,6 +178,18 @@ def session_timers(hub: WardHub) -> SessionTimers:
     return timers
 
 
+_turn_gates: "weakref.WeakKeyDictionary[WardHub, TurnGate]" = weakref.WeakKeyDictionary()
+
+
+def turn_gate(hub: WardHub) -> TurnGate:
+    """The gate a hub's sessions pass before a handshake and before their end is recorded."""
+    loop = asyncio.get_running_loop()
+    gate = _turn_gates.get(hub)
+    if gate is None or gate.loop is not loop:
+        gate = _turn_gates[hub] = TurnGate(loop)
+    return gate
+
+
 def _address(writer: asyncio.StreamWriter) -> str:
     peer = writer.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
@@ -252,11 +265,19 @@ class TerminalSession:
         finally:
             self._trusted()
             self.close(self.closed_because or "session ended")
-            if self.device is not None and await self.hub.detach(self.device, self, self.hwid):
+            if self.device is not None:
+                await self._record_end(self.device)
+
+    async def _record_end(self, device: str) -> None:
+        try:
+            if self.closed_because != "server stopping":
+                await turn_gate(self.hub).take()     # a storm of ends recorded a few per turn
+        finally:                                    # (cancelled while it waits: recorded all the same)
+            if await self.hub.detach(device, self, self.hwid):
                 try:
-                    await self.hub.apply(self.hub.ward.terminal_disconnected(self.device, self.closed_because or ""))
+                    await self.hub.apply(self.hub.ward.terminal_disconnected(device, self.closed_because or ""))
                 except Exception:
-                    log.exception("recording the disconnection of %s failed", self.device)
+                    log.exception("recording the disconnection of %s failed", device)
 
     async def start_tls(self, context: ssl.SSLContext) -> bool:
         """The TLS handshake; False (logged, recorded, closed) if it fails. The session's reader
@@ -301,6 +322,7 @@ class TerminalSession:
         except ProtocolError as exc:
             await self._reject(None, f"before HELLO: {exc.message}")
             return False
+        await turn_gate(hub).take()     # a storm of HELLOs answered a few per turn
         try:
             device = wardproto.peek_device(frame)
         except ProtocolError as exc:
