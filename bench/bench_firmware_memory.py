@@ -148,11 +148,21 @@ def staged_lib(dst):
             shutil.copy(local, dst / remote[len("/lib/"):])
 
 
+def staged_flash(flash, port):
+    """A board's flash for the application as deploy stages it (flash/_lib, config.json for a
+    scripted host on `port`); the environment MicroPython then runs with."""
+    import os
+    lib = flash / "_lib"
+    lib.mkdir()
+    staged_lib(lib)
+    mprun.write_config(flash, mprun.config(port=port))
+    return dict(os.environ, MICROPYPATH=".frozen:%s:%s:%s" % (mprun.SHIMS, lib, mprun.BOARD))
+
+
 def update_stages(heap="112wK"):
     """The real application (the staged .mpy lib) online at a scripted host, fed a signed update
     of the whole firmware through its command handler, the call button pressed halfway through
     the chunks; the heap after gc.collect() per stage and the largest free block."""
-    import os
     import subprocess
     from wardcall.ota import build_package
     from wardcall.protocol import otaproto
@@ -164,15 +174,11 @@ def update_stages(heap="112wK"):
     try:
         with tempfile.TemporaryDirectory() as flash:
             flash = Path(flash)
-            lib = flash / "_lib"
-            lib.mkdir()
-            staged_lib(lib)
-            mprun.write_config(flash, mprun.config(port=host.port))
+            env = staged_flash(flash, host.port)
             (flash / otaproto.KEY_FILE).write_text(signed.key_text())
             (flash / "cmds.txt").write_text("".join("%d %s\n" % (c, a.hex() or "-") for c, a in cmds))
             chunks = sum(1 for c, _ in cmds if c == P.CMD_OTA_CHUNK)
             (flash / "_scenario.py").write_text("CHUNKS = %d\n" % chunks + UPDATE)
-            env = dict(os.environ, MICROPYPATH=".frozen:%s:%s:%s" % (mprun.SHIMS, lib, mprun.BOARD))
             p = subprocess.run([str(mprun.MICROPYTHON), "-X", "heapsize=" + heap, str(mprun.DRIVE), "_scenario.py",
                                 "60000"], cwd=flash, env=env, capture_output=True, text=True, timeout=90)
             out = p.stdout + p.stderr
@@ -469,21 +475,17 @@ def modules_report(heap="112wK"):
     """The application as deploy stages it (.mpy), online at a scripted host, no badge reader:
     which modules it has loaded; then those modules imported one by one in a fresh interpreter
     (each after what it imports): the heap each one's code, names and module-level objects
-    take, apart from MicroPython's pool of interned names (which grows in doubling blocks, so
-    its growth is shown on its own). The rest of "online" is what the application builds."""
-    import os
+    take, apart from MicroPython's pool of interned names (which grows in doubling blocks: the
+    pool is shown as a whole, as it is online). The rest of "online" is what the application
+    builds and runs."""
     import subprocess
     host = FakeHost("bed-101-1", mprun.KEY, hb_ms=300)
     host.start()
     try:
         with tempfile.TemporaryDirectory() as flash:
             flash = Path(flash)
-            lib = flash / "_lib"
-            lib.mkdir()
-            staged_lib(lib)
-            mprun.write_config(flash, mprun.config(port=host.port))
+            env = staged_flash(flash, host.port)
             (flash / "_scenario.py").write_text("board.BADGE = None\n" + ONLINE_MODULES)
-            env = dict(os.environ, MICROPYPATH=".frozen:%s:%s:%s" % (mprun.SHIMS, lib, mprun.BOARD))
             p = subprocess.run([str(mprun.MICROPYTHON), "-X", "heapsize=" + heap, str(mprun.DRIVE), "_scenario.py",
                                 "20000"], cwd=flash, env=env, capture_output=True, text=True, timeout=60)
             out = p.stdout + p.stderr

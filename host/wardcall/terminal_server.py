@@ -166,28 +166,27 @@ def next_beat(due: float, now: float, interval: float) -> float:
     return nxt
 
 
-_session_timers: "weakref.WeakKeyDictionary[WardHub, SessionTimers]" = weakref.WeakKeyDictionary()
+_per_hub: "weakref.WeakKeyDictionary[WardHub, dict[type, Any]]" = weakref.WeakKeyDictionary()
+
+
+def _hub_own(hub: WardHub, kind: type) -> Any:
+    """The hub's one `kind(loop)` on the running event loop (a new one on a new loop)."""
+    loop = asyncio.get_running_loop()
+    held = _per_hub.setdefault(hub, {})
+    thing = held.get(kind)
+    if thing is None or thing.loop is not loop:
+        thing = held[kind] = kind(loop)
+    return thing
 
 
 def session_timers(hub: WardHub) -> SessionTimers:
     """The timers of a hub's terminal sessions (one set per hub and event loop)."""
-    loop = asyncio.get_running_loop()
-    timers = _session_timers.get(hub)
-    if timers is None or timers.loop is not loop:
-        timers = _session_timers[hub] = SessionTimers(loop)
-    return timers
-
-
-_turn_gates: "weakref.WeakKeyDictionary[WardHub, TurnGate]" = weakref.WeakKeyDictionary()
+    return _hub_own(hub, SessionTimers)
 
 
 def turn_gate(hub: WardHub) -> TurnGate:
     """The gate a hub's sessions pass before a handshake and before their end is recorded."""
-    loop = asyncio.get_running_loop()
-    gate = _turn_gates.get(hub)
-    if gate is None or gate.loop is not loop:
-        gate = _turn_gates[hub] = TurnGate(loop)
-    return gate
+    return _hub_own(hub, TurnGate)
 
 
 def _address(writer: asyncio.StreamWriter) -> str:
