@@ -16,7 +16,7 @@ from collections import deque
 
 
 class TurnGate:
-    PER_TURN = 32       # one HELLO costs ~0.2 ms of the loop: a turn's share stays a few ms
+    PER_TURN = 32       # as SessionTimers.TURN_MAX: a turn stays a few ms where the herd took hundreds
 
     def __init__(self, loop: asyncio.AbstractEventLoop, per_turn: int = PER_TURN) -> None:
         self.loop = loop
