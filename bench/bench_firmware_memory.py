@@ -30,6 +30,7 @@ smallest heap that takes an update with a call pressed during it.
     .venv/bin/python bench/bench_firmware_memory.py --part trial --heap 104wK   # one try, its console
 """
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -148,15 +149,23 @@ def staged_lib(dst):
             shutil.copy(local, dst / remote[len("/lib/"):])
 
 
-def staged_flash(flash, port):
-    """A board's flash for the application as deploy stages it (flash/_lib, config.json for a
-    scripted host on `port`); the environment MicroPython then runs with."""
+@contextlib.contextmanager
+def staged_board():
+    """A scripted host and a board's flash for the application as deploy stages it (flash/_lib,
+    config.json for that host): (flash, the environment MicroPython runs with)."""
     import os
-    lib = flash / "_lib"
-    lib.mkdir()
-    staged_lib(lib)
-    mprun.write_config(flash, mprun.config(port=port))
-    return dict(os.environ, MICROPYPATH=".frozen:%s:%s:%s" % (mprun.SHIMS, lib, mprun.BOARD))
+    host = FakeHost("bed-101-1", mprun.KEY, hb_ms=300)
+    host.start()
+    try:
+        with tempfile.TemporaryDirectory() as flash:
+            flash = Path(flash)
+            lib = flash / "_lib"
+            lib.mkdir()
+            staged_lib(lib)
+            mprun.write_config(flash, mprun.config(port=host.port))
+            yield flash, dict(os.environ, MICROPYPATH=".frozen:%s:%s:%s" % (mprun.SHIMS, lib, mprun.BOARD))
+    finally:
+        host.stop()
 
 
 def update_stages(heap="112wK"):
@@ -169,21 +178,14 @@ def update_stages(heap="112wK"):
     from tests.ota import signed
     pkg = signed.sign(build_package(ROOT / "firmware").files, "0.2.0", 1767225600)
     cmds = signed.commands(pkg)
-    host = FakeHost("bed-101-1", mprun.KEY, hb_ms=300)
-    host.start()
-    try:
-        with tempfile.TemporaryDirectory() as flash:
-            flash = Path(flash)
-            env = staged_flash(flash, host.port)
-            (flash / otaproto.KEY_FILE).write_text(signed.key_text())
-            (flash / "cmds.txt").write_text("".join("%d %s\n" % (c, a.hex() or "-") for c, a in cmds))
-            chunks = sum(1 for c, _ in cmds if c == P.CMD_OTA_CHUNK)
-            (flash / "_scenario.py").write_text("CHUNKS = %d\n" % chunks + UPDATE)
-            p = subprocess.run([str(mprun.MICROPYTHON), "-X", "heapsize=" + heap, str(mprun.DRIVE), "_scenario.py",
-                                "60000"], cwd=flash, env=env, capture_output=True, text=True, timeout=90)
-            out = p.stdout + p.stderr
-    finally:
-        host.stop()
+    with staged_board() as (flash, env):
+        (flash / otaproto.KEY_FILE).write_text(signed.key_text())
+        (flash / "cmds.txt").write_text("".join("%d %s\n" % (c, a.hex() or "-") for c, a in cmds))
+        chunks = sum(1 for c, _ in cmds if c == P.CMD_OTA_CHUNK)
+        (flash / "_scenario.py").write_text("CHUNKS = %d\n" % chunks + UPDATE)
+        p = subprocess.run([str(mprun.MICROPYTHON), "-X", "heapsize=" + heap, str(mprun.DRIVE), "_scenario.py",
+                            "60000"], cwd=flash, env=env, capture_output=True, text=True, timeout=90)
+        out = p.stdout + p.stderr
     rows = []
     lines = out.splitlines()
     for i, line in enumerate(lines):
@@ -479,33 +481,27 @@ def modules_report(heap="112wK"):
     pool is shown as a whole, as it is online). The rest of "online" is what the application
     builds and runs."""
     import subprocess
-    host = FakeHost("bed-101-1", mprun.KEY, hb_ms=300)
-    host.start()
-    try:
-        with tempfile.TemporaryDirectory() as flash:
-            flash = Path(flash)
-            env = staged_flash(flash, host.port)
-            (flash / "_scenario.py").write_text("board.BADGE = None\n" + ONLINE_MODULES)
-            p = subprocess.run([str(mprun.MICROPYTHON), "-X", "heapsize=" + heap, str(mprun.DRIVE), "_scenario.py",
-                                "20000"], cwd=flash, env=env, capture_output=True, text=True, timeout=60)
-            out = p.stdout + p.stderr
-            if "SCENARIO PASSED" not in out:
-                print(out[-3000:])
-                return 1
-            at = next(i for i, l in enumerate(out.splitlines()) if l.startswith("ONLINE"))
-            online = int(out.splitlines()[at].split()[2])
-            online_pool = _qstr_bytes(out.splitlines()[at + 1])
-            loaded = next(l for l in out.splitlines() if l.startswith("MODULES")).split()[1:]
-            ours = {p.stem for p in (ROOT / "firmware" / "lib").glob("*.py")}
-            shims = {p.stem for p in mprun.SHIMS.glob("*.py")}
-            ours.add("board")       # the pin map (the emulator's here; a real board's is its own)
-            names = [n for n in loaded if n in ours | shims and n not in ("mp_drive", "_scenario")]
-            order = _import_order(names, ROOT / "firmware" / "lib")
-            (flash / "_each.py").write_text("NAMES = %r\n" % order + IMPORT_EACH)
-            p = subprocess.run([str(mprun.MICROPYTHON), "-X", "heapsize=" + heap, "_each.py"], cwd=flash, env=env,
-                               capture_output=True, text=True, timeout=60)
-    finally:
-        host.stop()
+    with staged_board() as (flash, env):
+        (flash / "_scenario.py").write_text("board.BADGE = None\n" + ONLINE_MODULES)
+        p = subprocess.run([str(mprun.MICROPYTHON), "-X", "heapsize=" + heap, str(mprun.DRIVE), "_scenario.py",
+                            "20000"], cwd=flash, env=env, capture_output=True, text=True, timeout=60)
+        out = p.stdout + p.stderr
+        if "SCENARIO PASSED" not in out:
+            print(out[-3000:])
+            return 1
+        at = next(i for i, l in enumerate(out.splitlines()) if l.startswith("ONLINE"))
+        online = int(out.splitlines()[at].split()[2])
+        online_pool = _qstr_bytes(out.splitlines()[at + 1])
+        loaded = next(l for l in out.splitlines() if l.startswith("MODULES")).split()[1:]
+        ours = {p.stem for p in (ROOT / "firmware" / "lib").glob("*.py")}
+        shims = {p.stem for p in mprun.SHIMS.glob("*.py")}
+        ours.add("board")       # the pin map (the emulator's here; a real board's is its own)
+        names = [n for n in loaded if n in ours | shims and n not in ("mp_drive", "_scenario")]
+        order = _import_order(names, ROOT / "firmware" / "lib")
+        (flash / "_each.py").write_text("NAMES = %r\n" % order + IMPORT_EACH)
+        p = subprocess.run([str(mprun.MICROPYTHON), "-X", "heapsize=" + heap, "_each.py"], cwd=flash, env=env,
+                           capture_output=True, text=True, timeout=60)
+
     lines = p.stdout.splitlines()
     rows = []
     prev = pool = None
@@ -514,7 +510,7 @@ def modules_report(heap="112wK"):
             alloc = int(line.split("alloc")[1])
             q_total, q_str = _qstr_bytes(lines[i + 1])
             if prev is not None:
-                rows.append((line.split()[1], alloc - prev - (q_total - pool[0]), q_total - pool[0], q_str - pool[1]))
+                rows.append((line.split()[1], alloc - prev - (q_total - pool[0]), q_str - pool[1]))
             prev, pool = alloc, (q_total, q_str)
     if len(rows) != len(order):
         print(p.stdout[-2000:] + p.stderr[-2000:])
@@ -522,14 +518,14 @@ def modules_report(heap="112wK"):
     print("the application online (lib/*.mpy as deploy stages it, no badge reader, heap %s): %d bytes allocated "
           "after gc.collect(), 64-bit" % (heap, online))
     print("  %-12s %8s %8s" % ("module", "code etc", "names"))
-    for name, own, _, names_b in sorted(rows, key=lambda r: -r[1]):
+    for name, own, names_b in sorted(rows, key=lambda r: -r[1]):
         print("  %-12s %8d %8d%s" % (name, own, names_b, "  (a test double)" if name in shims else ""))
     code = sum(r[1] for r in rows if r[0] not in shims)
     doubles = sum(r[1] for r in rows if r[0] in shims)
     print("  firmware modules' code etc %d bytes, the test doubles' %d; online the pool of interned names holds %d "
           "bytes (%d of them the names' text; the firmware's modules brought %d); the rest, %d bytes, is what the "
           "application builds and runs (tasks, sessions, buffers), the frozen asyncio's objects and the bench's "
-          "driver" % (code, doubles, online_pool[0], online_pool[1], sum(r[3] for r in rows if r[0] not in shims),
+          "driver" % (code, doubles, online_pool[0], online_pool[1], sum(r[2] for r in rows if r[0] not in shims),
                       online - code - doubles - online_pool[0]))
     return 0
 
