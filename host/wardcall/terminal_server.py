@@ -16,9 +16,9 @@ bounded by `handshake_timeout_s`; a failed handshake is logged and recorded by s
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import heapq
-import itertools
 import logging
 import resource
 import ssl
@@ -85,14 +85,14 @@ def install_loop_error_handler(loop: asyncio.AbstractEventLoop) -> None:
 
 
 class SessionTimers:
-    """Every session's heartbeats and dead-link deadline on one heap and one loop timer, instead
+    """Every session's heartbeats and dead-link deadline on one loop timer, instead
     of a task sleeping per session and an `asyncio.wait_for` per frame read and per drain: at
     5,000 terminals those were over half of the loop's time, and their coroutines, futures and
     timer handles most of what the garbage collector kept walking.
 
     Heartbeats are due on an absolute grid (start + k x interval): a late turn of the loop does
     not push the later ones back. A dead-link deadline is checked when it falls due: a frame
-    that came in since moves it on (one heap entry per session, not one per frame). Whatever is
+    that came in since moves it on (one entry per session, not one per frame). Whatever is
     due within GRANULARITY_S is done in one wake-up, so the loop wakes at most 1/GRANULARITY_S
     times a second for all of them."""
 
@@ -104,8 +104,11 @@ class SessionTimers:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._heap: list[tuple[float, int, int, TerminalSession]] = []     # (when, order, what, session)
-        self._order = itertools.count()
+        # entries by the granule they fall due in (int(when / GRANULARITY_S)), and a heap of
+        # those granules: a beat costs an append, not a push and a pop on a heap of every session
+        self._granules: dict[int, list[tuple[float, int, TerminalSession]]] = {}
+        self._keys: list[int] = []
+        self._ready: collections.deque[tuple[float, int, TerminalSession]] = collections.deque()
         self._handle: asyncio.Handle | None = None
         self._armed_for = float("inf")
 
@@ -117,29 +120,43 @@ class SessionTimers:
         self._push(now + dead_after, self._DEADLINE, session)
 
     def _push(self, when: float, what: int, session: "TerminalSession") -> None:
-        heapq.heappush(self._heap, (when, next(self._order), what, session))
+        key = int(when // self.GRANULARITY_S)
+        granule = self._granules.get(key)
+        if granule is None:
+            granule = self._granules[key] = []
+            heapq.heappush(self._keys, key)
+        granule.append((when, what, session))
         if when < self._armed_for - self.GRANULARITY_S:
-            if self._handle is not None:
-                self._handle.cancel()
-            self._armed_for = when
-            self._handle = self.loop.call_at(when, self._fire)
+            self._arm(self.loop.call_at(when, self._fire), when)
+
+    def _arm(self, handle: asyncio.Handle, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle, self._armed_for = handle, when
 
     def _fire(self) -> None:
-        self._handle, self._armed_for = None, float("inf")
-        heap = self._heap
+        # what is pushed while this runs arms nothing: the end of this turn arms for the earliest
+        self._handle, self._armed_for = None, float("-inf")
         now = self.loop.time()
+        keys, ready = self._keys, self._ready
         horizon = now + self.GRANULARITY_S
-        again: list[tuple[float, int, TerminalSession]] = []
-        budget = self.TURN_MAX
-        while heap and heap[0][0] <= horizon and budget:
-            budget -= 1
-            when, _, what, session = heapq.heappop(heap)
+        last = int(horizon // self.GRANULARITY_S)
+        while keys and keys[0] < last:
+            ready.extend(self._granules.pop(heapq.heappop(keys)))
+        if keys and keys[0] == last:    # the granule the horizon falls in: what is due by then
+            granule = self._granules[last]
+            ready.extend(entry for entry in granule if entry[0] <= horizon)
+            granule[:] = [entry for entry in granule if entry[0] > horizon]
+            if not granule:
+                del self._granules[heapq.heappop(keys)]
+        for _ in range(min(self.TURN_MAX, len(ready))):
+            when, what, session = ready.popleft()
             if session.closed_because is not None:
                 continue            # ended: its entries go
             if what == self._DEADLINE and now - when > self.STALL_S:
                 # the loop itself was held up: what the terminal sent meanwhile may be waiting
                 # unread. It gets read first; the host's lateness is not the terminal's silence.
-                again.append((now + self.RECHECK_S, what, session))
+                self._push(now + self.RECHECK_S, what, session)
                 continue
             try:
                 nxt = session.heartbeat_due(when, now) if what == self._HEARTBEAT else session.deadline_due(now)
@@ -148,13 +165,14 @@ class SessionTimers:
                 session.drop("internal error")
                 continue
             if nxt is not None:
-                again.append((nxt, what, session))
-        for when, what, session in again:
-            heapq.heappush(heap, (when, next(self._order), what, session))
-        if heap:
+                self._push(nxt, what, session)
+        self._armed_for = float("inf")
+        if ready:
             # more due than a turn takes: the rest in the next turn, after what has arrived
-            self._armed_for = heap[0][0]
-            self._handle = self.loop.call_soon(self._fire) if not budget else self.loop.call_at(heap[0][0], self._fire)
+            self._arm(self.loop.call_soon(self._fire), now)
+        elif keys:
+            when = min(entry[0] for entry in self._granules[keys[0]])
+            self._arm(self.loop.call_at(when, self._fire), when)
 
 
 def next_beat(due: float, now: float, interval: float) -> float:
