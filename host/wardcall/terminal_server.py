@@ -29,6 +29,7 @@ from typing import Any
 
 from .by_source import BySource
 from .config import Network
+from .frame_stream import FrameStream
 from .hub import WardHub
 from .protocol import ProtocolError, wardproto
 from .ratelog import RateLimitedLog
@@ -207,20 +208,29 @@ def turn_gate(hub: WardHub) -> TurnGate:
     return _hub_own(hub, TurnGate)
 
 
-def _address(writer: asyncio.StreamWriter) -> str:
-    peer = writer.get_extra_info("peername")
+def _address(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"
     return str(peer)
 
 
+class Decoded:
+    """A frame FrameStream's take_now decoded on arrival but did not finish (a HEARTBEAT that
+    changes something, or one refused), for the session's task to go on with."""
+    __slots__ = ("msg", "error", "moved")
+
+    def __init__(self, msg: dict[str, Any] | None, error: ProtocolError | None = None, moved: bool = False) -> None:
+        self.msg, self.error, self.moved = msg, error, moved
+
+
 class TerminalSession:
-    def __init__(self, hub: WardHub, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 pending: "PendingConnections | None" = None) -> None:
+    def __init__(self, hub: WardHub, stream: FrameStream, pending: "PendingConnections | None" = None) -> None:
         self.hub = hub
-        self.reader = reader
-        self.writer = writer
-        self.address = _address(writer)
+        self.stream = stream
+        assert stream.transport is not None
+        self.transport: asyncio.Transport = stream.transport
+        self.address = _address(self.transport)
         self.source = source_of(self.address)
         self._pending = pending             # until the first authentic frame
         self.device: str | None = None
@@ -234,29 +244,28 @@ class TerminalSession:
         self._unread_since: float | None = None    # loop time the write buffer was first seen over its limit
         self._hello: dict[str, Any] | None = None    # until the first authentic session frame
         self.secured = False                # the session runs inside TLS
-        self._plain_writer: asyncio.StreamWriter | None = None
+        self._loop = asyncio.get_running_loop()
 
     # ----- TerminalLink -----
 
     def send(self, mtype: int, fields: dict[str, Any]) -> None:
-        if self.closed_because is not None or self.writer.transport is None or self.writer.is_closing():
+        transport = self.transport
+        if self.closed_because is not None or transport.is_closing():
             return
-        self.writer.write(self.session.encode(mtype, fields))
-        if self.writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+        transport.write(self.session.encode(mtype, fields))
+        if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
             self.close("terminal does not read what it is sent")
 
     def close(self, reason: str) -> None:
         if self.closed_because is None:
             self.closed_because = reason
-        # (no transport: a TLS handshake that failed half-way, its socket closed already)
-        if self.writer.transport is not None and not self.writer.is_closing():
-            self.writer.close()
+        if not self.transport.is_closing():
+            self.transport.close()
 
     def drop(self, reason: str) -> None:
         """Close at once, nothing flushed (a pending connection over the cap)."""
         self.close(reason)
-        if self.writer.transport is not None:
-            self.writer.transport.abort()
+        self.transport.abort()
 
     def _trusted(self) -> None:
         if self._pending is not None:
@@ -297,15 +306,12 @@ class TerminalSession:
                     log.exception("recording the disconnection of %s failed", device)
 
     async def start_tls(self, context: ssl.SSLContext) -> bool:
-        """The TLS handshake; False (logged, recorded, closed) if it fails. The session's reader
-        and writer are then the TLS stream's. (Not StreamWriter.start_tls: on a connection
-        dropped during the handshake it leaves a writer whose __del__ fails, once per connection.)
-        Nothing is awaited before the handshake starts, so no byte can reach the plain stream."""
+        """The TLS handshake; False (logged, recorded, closed) if it fails. The session's
+        transport is then the TLS one. The plain socket has not been read (TerminalServer
+        pauses it as it is accepted), so no byte of the TLS handshake can reach the frames."""
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=wardproto.MAX_FRAME * 4)
-        protocol = asyncio.StreamReaderProtocol(reader)
         try:
-            transport = await loop.start_tls(self.writer.transport, protocol, context, server_side=True,
+            transport = await loop.start_tls(self.transport, self.stream, context, server_side=True,
                                              ssl_handshake_timeout=self.hub.config.timing.handshake_timeout_s)
             if transport is None:
                 raise ConnectionResetError("closed during the handshake")
@@ -318,10 +324,7 @@ class TerminalSession:
             await self.hub.apply(self.hub.ward.protocol_problem(None, self.address, f"TLS handshake failed: {problem}", closed=True))
             self.close(f"TLS handshake failed: {problem}")
             return False
-        # the plain writer stays referenced: collected, it would close the socket under TLS
-        self._plain_writer = self.writer
-        self.reader = reader
-        self.writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        self.transport = transport      # type: ignore[assignment]
         return True
 
     async def _reject(self, device: str | None, problem: str) -> None:
@@ -332,7 +335,7 @@ class TerminalSession:
     async def _handshake(self) -> bool:
         hub = self.hub
         try:
-            frame = await asyncio.wait_for(wardproto.read_frame(self.reader), hub.config.timing.handshake_timeout_s)
+            frame = await asyncio.wait_for(self.stream.next(), hub.config.timing.handshake_timeout_s)
         except asyncio.TimeoutError:
             self.close("no HELLO in time")
             return False
@@ -365,14 +368,15 @@ class TerminalSession:
         self.device = device
         self.hwid = hello["hwid"].hex()     # which physical board: call ids are unique per board
         self._hello = hello
-        self.writer.write(session.welcome(int(hub.clock.wall()), hub.config.timing.heartbeat_ms, 0))
-        self.secured = self.writer.get_extra_info("ssl_object") is not None
+        self.transport.write(session.welcome(int(hub.clock.wall()), hub.config.timing.heartbeat_ms, 0))
+        self.secured = self.transport.get_extra_info("ssl_object") is not None
         # A HELLO proves nothing by itself: anyone can replay one. The session takes the
         # terminal's place (and displaces an older one) only once it sends an authentic frame
         # under the new session key (_adopt); until then it is just a connection.
         self._heartbeats_started = time.monotonic()
         self._read_since = asyncio.get_running_loop().time()
         session_timers(hub).start(self, hub.config.offline_after_s)
+        self.stream.take_now = self._take_now
         return True
 
     async def _adopt(self, device: str) -> None:
@@ -395,9 +399,7 @@ class TerminalSession:
         A terminal whose socket has not taken what it was sent for `offline_after_s` (its
         write buffer above the high-water mark all that time) is cut off: it stopped reading."""
         config = self.hub.config
-        transport = self.writer.transport
-        if transport is None:
-            return None
+        transport = self.transport
         try:
             self.send(wardproto.HEARTBEAT, {"status": 0, "pending": 0,
                                             "uptime": int(time.monotonic() - self._heartbeats_started)})
@@ -428,36 +430,64 @@ class TerminalSession:
         self.drop(f"nothing received for {dead_after:g} s (dead link)")
         return None
 
+    def _take_now(self, frame: bytes) -> Any:
+        """From FrameStream, as a frame arrives while the task waits with nothing queued: a
+        HEARTBEAT of an adopted session is decoded here and, if it changes nothing (the usual
+        one), done without waking the task. What is left goes to the task (_serve) instead."""
+        if frame[3] != wardproto.HEARTBEAT or self._hello is not None or self.closed_because is not None:
+            return frame
+        session = self.session
+        seq_before = session.rx_seq
+        try:
+            msg = session.decode(frame)
+        except ProtocolError as exc:
+            return Decoded(None, exc, session.rx_seq != seq_before)
+        try:
+            if self.hub.ward.quiet_heartbeat(self.device, msg["status"], msg["pending"], msg["uptime"]):
+                self._read_since = self._loop.time()    # the read the task waits in starts again
+                return None
+        except Exception:       # a bug in one session must not reach the transport's reading
+            log.exception("heartbeat of %s failed", self.device)
+            self.drop("internal error")
+            return None
+        return Decoded(msg)
+
     async def _serve(self) -> None:
         hub = self.hub
         device = self.device
         assert device is not None
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         while self.closed_because is None:
             # no timeout here: SessionTimers ends a read that brings nothing for offline_after_s
             self._read_since = loop.time()
             try:
-                frame = await wardproto.read_frame(self.reader)
+                item = await self.stream.next()
             except ProtocolError as exc:
                 await self._reject(device, exc.message)
                 return
             self._read_since = None
-            seq_before = self.session.rx_seq
-            try:
-                msg = self.session.decode(frame)
-            except ProtocolError as exc:
+            if isinstance(item, Decoded):
+                msg, error, moved = item.msg, item.error, item.moved
+            else:
+                seq_before = self.session.rx_seq
+                try:
+                    msg, error, moved = self.session.decode(item), None, False
+                except ProtocolError as exc:
+                    msg, error, moved = None, exc, self.session.rx_seq != seq_before
+            if error is not None:
                 # wardproto moves the sequence on only for an authentic frame in order whose body
                 # it then refused: that session can go on, any other failure cannot
-                if exc.code == wardproto.E_MALFORMED and self.session.rx_seq != seq_before:
+                if error.code == wardproto.E_MALFORMED and moved:
                     # authentic but its content is wrong: say so and carry on
                     if self._hello is not None:
                         await self._adopt(device)
-                    flood_log.warning(("frame", device), "terminal %s: rejected a frame: %s", device, exc.message)
-                    await hub.apply(hub.ward.protocol_problem(device, self.address, exc.message, closed=False))
-                    self.send(wardproto.ERROR, {"code": exc.code, "detail": exc.message[:255]})
+                    flood_log.warning(("frame", device), "terminal %s: rejected a frame: %s", device, error.message)
+                    await hub.apply(hub.ward.protocol_problem(device, self.address, error.message, closed=False))
+                    self.send(wardproto.ERROR, {"code": error.code, "detail": error.message[:255]})
                     continue
-                await self._reject(device, exc.message)
+                await self._reject(device, error.message)
                 return
+            assert msg is not None
             if self._hello is not None:
                 await self._adopt(device)
             await hub.apply(hub.ward.frame_received(device))
@@ -570,8 +600,8 @@ class TerminalServer:
         loop = asyncio.get_running_loop()
         if loop.get_exception_handler() is None:
             install_loop_error_handler(loop)
-        self.server = await asyncio.start_server(self._accept, host, port, limit=wardproto.MAX_FRAME * 4,
-                                                 backlog=accept_batch())
+        self.server = await loop.create_server(lambda: FrameStream(self._connected), host, port,
+                                               backlog=accept_batch())
         # debug: a start that fails on a later port says only that (serve's own line names the limit)
         log.debug("terminal connections before a handshake: at most %d, %d per address (open files limit %d)",
                  self.pending.total, self.pending.per_address, descriptor_limit())
@@ -580,21 +610,24 @@ class TerminalServer:
                 listening.listen(LISTEN_BACKLOG)
         return self.server.sockets[0].getsockname()[1]
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        session = TerminalSession(self.hub, reader, writer, self.pending)
+    def _connected(self, stream: FrameStream, transport: asyncio.BaseTransport) -> None:
+        """A connection accepted (FrameStream.connection_made): counted, and its session's task."""
+        if self.tls is not None:
+            transport.pause_reading()       # type: ignore[attr-defined]  # not a byte before start_tls
+        session = TerminalSession(self.hub, stream, self.pending)
         self.pending.add(session)
         self.sessions.add(session)
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
+        task = asyncio.get_running_loop().create_task(self._serve(session))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, session: TerminalSession) -> None:
         try:
             if self.tls is None or await session.start_tls(self.tls):
                 await session.run()
         finally:
             session.close(session.closed_because or "session ended")
             self.sessions.discard(session)
-            if task is not None:
-                self._tasks.discard(task)
 
     async def stop(self) -> None:
         if self.server is not None:

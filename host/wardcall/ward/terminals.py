@@ -189,6 +189,20 @@ class TerminalRules(CallRules):
             fx.merge(self.presence(device, present, "", resync=True))
         return fx
 
+    def quiet_heartbeat(self, device: str, status: int, pending: int, uptime: int) -> bool:
+        """frame_received and heartbeat together for a heartbeat that changes nothing to store
+        or show (the terminal online, its status bits and presence as they were): done here,
+        True. Otherwise False and nothing is done: the caller goes through those two and
+        applies their effects. Lets a session take the usual heartbeat without a task's turn."""
+        terminal = self.terminals[device]
+        if (not terminal.online or status != terminal.status_bits
+                or bool(status & wardproto.HB_PRESENCE) != terminal.presence):
+            return False
+        terminal.last_frame = self.clock.mono()
+        terminal.last_seen = terminal.last_heartbeat = self.clock.wall()
+        terminal.pending, terminal.uptime = pending, uptime
+        return True
+
     def fault(self, device: str, code: int, active: bool, detail: str) -> Effects:
         fx = Effects()
         terminal = self.terminals[device]
