@@ -16,13 +16,19 @@ def test_sigkill_mid_call_then_restart_loses_and_doubles_nothing(make_terminals,
     fault_proxy.set(delay_ms=250)
     for i in range(4):
         press(rig, ledger, i, "call")
-    wait_until(lambda: recorded_calls(rig.ward.database), 10, "the first call stored", interval=0.005)
+
+    def stored_but_unacked() -> set[tuple[str, int]]:
+        """Calls the host has stored whose CALL_ACK has not reached the board (the ACK spends
+        250 ms in the link, so each stored call is in this state for at least that long)."""
+        stored = recorded_calls(rig.ward.database)
+        return {(d, cid) for i, d in enumerate(rig.devices) for cid in stored.get(d, [])
+                if cid not in acknowledged_by_host(rig, i)}
+    # kill inside that window, observed, not guessed: presses take longer on a busy machine
+    wait_until(stored_but_unacked, 10, "a call stored whose CALL_ACK is still on the wire", interval=0.005)
     rig.server.kill()                    # SIGKILL: nothing flushed, nothing closed by the host
     fault_proxy.reset_all()              # and whatever was still on the wire is gone
-    stored_before_restart = recorded_calls(rig.ward.database)
     # stored by the host, but its CALL_ACK never reached the board: the board must resend it
-    unacked = {(d, cid) for i, d in enumerate(rig.devices) for cid in stored_before_restart.get(d, [])
-               if cid not in acknowledged_by_host(rig, i)}
+    unacked = stored_but_unacked()
     assert unacked, "the crash should fall between storing a call and its CALL_ACK reaching the board"
 
     # calls pressed while the host is down wait in the boards' outboxes
