@@ -8,6 +8,10 @@ reconnects and starts again from a fresh snapshot. A console that reconnects aft
 bus keeps the latest RECENT_EVENTS changes, so it gets what it missed instead of a snapshot.
 Event ids name the bus's run (`<epoch>-<seq>`): sequence numbers start again with each host run,
 and an id of another run never replays the wrong changes.
+
+A call published while a console has a backlog (a reconnect storm's thousands of terminal
+changes) is also sent to it ahead of that backlog, once without an id and then again in its
+place; a console takes a call's view only if it is newer than the one it has (`seq`).
 """
 from __future__ import annotations
 
@@ -22,6 +26,9 @@ SUBSCRIBER_QUEUE = 1000     # changes a slow console may fall behind before it i
 EVENTS_PER_TERMINAL = 4     # … and this many per terminal: a whole ward reconnecting at once (an outage
                             # over) is a few changes per terminal, and must not cut every console off
 RECENT_EVENTS = 4096        # changes kept for consoles that resume (Last-Event-ID)
+AHEAD = frozenset({"call"})  # changes a console also gets ahead of its backlog …
+AHEAD_AFTER = 100           # … when at least this many are queued before them (a reconnect storm)
+AHEAD_MAX = 1000            # ahead copies kept per console (the oldest go; their in-order copy stays)
 
 Event = tuple[str, dict[str, Any]]
 
@@ -34,7 +41,17 @@ class Subscriber:
         self.session = session          # the console session it belongs to (to end it with the session)
         # a queued change is a reference to the one published tuple: a long queue costs 8 bytes an entry
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(queue)
+        # copies of calls published behind a backlog, to send before it: a call must not wait
+        # behind thousands of terminal changes. They are sent without an SSE id, and the call
+        # follows again in order, so a console that resumes still resumes at the right change.
+        self.ahead: deque[Event] = deque(maxlen=AHEAD_MAX)
         self.dropped = False
+
+    def take_ahead(self, written_up_to: int) -> list[Event]:
+        """The ahead copies not yet written in order (seq above `written_up_to`), oldest first."""
+        ahead = [e for e in self.ahead if e[1]["seq"] > written_up_to]
+        self.ahead.clear()
+        return ahead
 
     def end(self) -> None:
         try:
@@ -94,9 +111,13 @@ class ConsoleBus:
         self.seq += 1
         event = (name, {"seq": self.seq, "time": self.clock.wall(), **payload})
         self._recent.append(event)
+        ahead = name in AHEAD
         for sub in list(self.subscribers):
             try:
+                backlog = sub.queue.qsize()
                 sub.queue.put_nowait(event)
+                if ahead and backlog >= AHEAD_AFTER:
+                    sub.ahead.append(event)
             except asyncio.QueueFull:
                 # a console that cannot keep up is cut off; it reconnects to a fresh snapshot
                 sub.dropped = True

@@ -97,6 +97,30 @@ class WardApi:
         return EventStream(self, last_event_id)
 
 
+class CallViews:
+    """Which `call` events to take, as the web consoles do (hostlink.js `newerCall`). A call the
+    host sent ahead of a console's backlog (`ahead`, no id) comes again later in its place, and
+    older views of it may come in between: only a view newer than the one taken is taken."""
+
+    def __init__(self) -> None:
+        self.ahead_seq: dict[int, int] = {}     # call id → seq of its ahead copy, until its place comes
+
+    def take(self, payload: dict[str, Any]) -> bool:
+        call_id, seq = payload["call"]["id"], payload["seq"]
+        taken = self.ahead_seq.get(call_id)
+        if payload.get("ahead"):
+            if taken is not None and seq <= taken:
+                return False
+            self.ahead_seq[call_id] = seq
+            return True
+        if taken is None:
+            return True
+        if seq < taken:
+            return False
+        del self.ahead_seq[call_id]         # the ahead copy's own place in order: caught up
+        return seq > taken
+
+
 class EventStream:
     """The SSE stream, applied to a live copy of the ward state (`state`), plus every event in
     order (`events`). `async with api.events() as stream:` starts it after the snapshot."""
@@ -107,6 +131,7 @@ class EventStream:
         self.last_id: str | None = None      # the id of the latest event (to resume after it)
         self.state: dict[str, Any] = {}
         self.events: list[tuple[str, dict[str, Any]]] = []
+        self._call_views = CallViews()
         self._changed = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._response: aiohttp.ClientResponse | None = None
@@ -151,8 +176,11 @@ class EventStream:
         state = self.state
         if name == "snapshot":
             self.state = payload
+            self._call_views = CallViews()
         elif name == "call":
             call = payload["call"]
+            if not self._call_views.take(payload):
+                return
             calls = [c for c in state.get("calls", []) if c["id"] != call["id"]]
             if call["state"] != "cleared":
                 calls.append(call)

@@ -74,6 +74,11 @@ def _sse(event_id: str, event: str, payload: dict[str, Any]) -> bytes:
     return _sse_text(event_id, event, _json(payload))
 
 
+def _sse_ahead(event: str, payload: dict[str, Any]) -> bytes:
+    """A change sent ahead of a backlog (bus.Subscriber.ahead): no id, and marked `ahead`."""
+    return f"event: {event}\ndata: {_json({**payload, 'ahead': True})}\n\n".encode()
+
+
 async def events(request: web.Request) -> web.StreamResponse:
     """SSE: a full snapshot first, then every change, in order, each with its id. A console
     that reconnects with `Last-Event-ID` and whose missed changes are all still kept gets
@@ -117,15 +122,19 @@ async def events(request: web.Request) -> web.StreamResponse:
                 continue
             # whatever else is queued goes in the same write: a console behind in a storm of
             # changes catches up in a few writes, not one per change
-            batch, ended = [], item is None
+            batch, ended, last_seq = [], item is None, 0
             while item is not None:
-                batch.append(_sse(bus.event_id(item[1]["seq"]), *item))
+                last_seq = item[1]["seq"]
+                batch.append(_sse(bus.event_id(last_seq), *item))
                 if len(batch) >= WRITE_BATCH or sub.queue.empty():
                     break
                 item = sub.queue.get_nowait()
                 ended = item is None
-            if batch:
-                await write(b"".join(batch))
+            # calls still behind the backlog go first, without an id: the console's resume
+            # point (its last id) stays the last change it has in order
+            ahead = [_sse_ahead(name, payload) for name, payload in sub.take_ahead(last_seq)]
+            if batch or ahead:
+                await write(b"".join(ahead + batch))
             if ended:
                 break
     except (ConnectionError, asyncio.CancelledError, asyncio.TimeoutError):

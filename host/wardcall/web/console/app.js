@@ -79,6 +79,7 @@ async function healthCheck() {
 
 function onSnapshot(snap) {
   state.seq = snap.seq;
+  state.aheadSeq = new Map();            // calls sent ahead of a backlog (hostlink.js)
   state.ward = snap.ward;
   state.offset = snap.time - Date.now() / 1000;
   state.calls = new Map(snap.calls.map((c) => [c.id, c]));

@@ -67,10 +67,11 @@ export function markConnected(link) {
  * clock), and the events both consoles keep alike: a call's new state (a cleared call leaves
  * the board), a room, a terminal, a member of staff. True if the event was one of those. */
 export function takeEvent(state, name, data) {
-  if (typeof data.seq === "number") state.seq = data.seq;
+  if (typeof data.seq === "number" && !data.ahead) state.seq = data.seq;
   if (typeof data.time === "number") state.offset = data.time - Date.now() / 1000;
   switch (name) {
     case "call":
+      if (!newerCall(state, data)) return true;
       if (data.call.state === "cleared") state.calls.delete(data.call.id);
       else state.calls.set(data.call.id, data.call);
       return true;
@@ -84,6 +85,25 @@ export function takeEvent(state, name, data) {
     case "alert_status": state.alertStatus.set(data.call, data); return true;   // PCD-05 from the Alert Manager
     default: return false;
   }
+}
+
+/** A call the host sent ahead of a backlog (`ahead`, no id) comes again later in order, and an
+ * older view of it may come in between: take a call's view only if it is newer than the one
+ * taken. `state.aheadSeq` (call id → seq of the ahead copy taken) holds only calls whose
+ * in-order copy is still to come; a snapshot starts it again. */
+function newerCall(state, data) {
+  if (!state.aheadSeq) state.aheadSeq = new Map();
+  const id = data.call.id;
+  const taken = state.aheadSeq.get(id);
+  if (data.ahead) {
+    if (taken !== undefined && data.seq <= taken) return false;
+    state.aheadSeq.set(id, data.seq);
+    return true;
+  }
+  if (taken === undefined) return true;
+  if (data.seq < taken) return false;             // older than the view already shown
+  state.aheadSeq.delete(id);                      // the ahead copy's own place in order: caught up
+  return data.seq > taken;
 }
 
 /** reconnect() again after ms (default: the pace of retryDelay). */
