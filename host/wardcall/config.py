@@ -13,7 +13,7 @@ from typing import Any
 
 from .integrations.config import IntegrationConfigError, IntegrationsConfig, parse_integrations
 from .federation.settings import FederationSettings, SettingError, parse_federation
-from .protocol import KIND_BY_NAME, wardproto
+from .protocol import KIND_BY_NAME
 
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")

@@ -2,7 +2,6 @@
 buttons with a ledger, and waiting for delivery."""
 from __future__ import annotations
 
-import time
 
 from tests.faults.ledger import Ledger, console_placed, recorded_calls
 from tests.support.waiting import WaitTimeout, wait_until

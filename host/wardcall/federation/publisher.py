@@ -34,7 +34,7 @@ from ..ward import CLEARED, Call, Effects
 from .leaflink import LeafTls, connect_options, ward_leaf_tls
 from .responder import serve_requests
 from .settings import FederationSettings
-from .subjects import EVENT_KINDS_CALL, events_subject, kv_key, rpc_subject, ward_bucket, ward_stream
+from .subjects import EVENT_KINDS_CALL, events_subject, kv_key, ward_bucket, ward_stream
 
 if TYPE_CHECKING:
     from ..hub import WardHub
