@@ -19,6 +19,12 @@ try:
 except ImportError:  # pragma: no cover - every supported port has os.urandom
     _urandom = None
 
+try:
+    # CPython (the host): the C one, constant time too; a tenth of the loop below, per frame
+    from hmac import compare_digest as _compare_digest
+except ImportError:  # MicroPython has no hmac module: equal() below
+    _compare_digest = None
+
 VERSION = const(2)         # 2: HELLO carries the board's hardware id (hwid)
 HEADER_LEN = const(9)       # LEN + VER + TYPE + FLAGS + SEQ
 TAG_LEN = const(32)
@@ -208,6 +214,8 @@ def hmac_sha256(key, msg):
 
 def equal(a, b):
     """Compare two tags in time that does not depend on where they differ."""
+    if _compare_digest is not None:
+        return _compare_digest(a, b)
     if len(a) != len(b):
         return False
     diff = 0
