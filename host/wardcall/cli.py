@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import logging
 import sys
 import time
 from pathlib import Path
 
 from .config import ConfigError, WardConfig, load_config
 from .demo import register as register_demo
+from .ratelog import setup_logging
 from .deploy.cli import register as register_deploy
 from .storage import StorageError, open_readonly
 
@@ -51,8 +51,7 @@ def _refuse_if_no_terminal_has_a_key(config: WardConfig, missing: list[str]) -> 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     config = _config(args)
     # a bad keys file is a config error, reported before anything starts
     _refuse_if_no_terminal_has_a_key(config, _terminals_without_keys(config))

@@ -1,14 +1,22 @@
 """Log lines that a flood cannot multiply: at most one line per key and period, and the next
 line says how many were held back. Bad input from the network (forged ids, wrong keys,
-malformed frames, guessed passwords) is logged through this."""
+malformed frames, guessed passwords) is logged through this. Also the one log format of the
+host's commands (`setup_logging`)."""
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from typing import Any, Callable
 
 PERIOD_S = 10.0
 MAX_KEYS = 4096          # keys remembered; the oldest are forgotten first
+
+
+def setup_logging(level: str) -> None:
+    """A command's log on stderr, one format for serve, standby and hospital."""
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
 
 class RateLimitedLog:

@@ -19,7 +19,6 @@ import os
 import secrets
 import signal
 import ssl
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from ..config import ConfigError
 from ..passwords import dummy_hash, verify_password
-from ..ratelog import RateLimitedLog
+from ..ratelog import RateLimitedLog, setup_logging
 from ..tls import CERT_ALARM, CertificateWatch, TlsError, prepare_console
 from ..web.login_guard import LoginGuard
 from .board import HospitalBoard
@@ -420,8 +419,7 @@ async def serve_hospital(config: HospitalConfig, ready_file: Path | None = None)
 
 
 def cmd_hospital(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     config = load_hospital(Path(args.config))
     asyncio.run(serve_hospital(config, Path(args.ready_file) if args.ready_file else None))
     return 0

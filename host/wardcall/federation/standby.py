@@ -21,7 +21,6 @@ import asyncio
 import json
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import nats.errors
 import nats.js.errors
 
 from ..config import ConfigError, WardConfig, load_config
-from ..ratelog import RateLimitedLog
+from ..ratelog import RateLimitedLog, setup_logging
 from ..server import serve
 from .leaflink import LeafTls, connect_options, ward_leaf_tls
 from .settings import FederationSettings
@@ -198,8 +197,7 @@ async def standby(config: WardConfig, ready_file: Path | None) -> None:
 
 
 def cmd_standby(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     config = load_config(Path(args.config))
     if config.federation is None or config.federation.standby_of is None:
         raise ConfigError(config.path, "[federation] standby_of", "is missing: a standby follows the primary's leaf node")
