@@ -23,8 +23,9 @@ def rig_behind_proxy(make_terminals, proxy, n: int, **kw):
 
 
 def relogin(rig) -> None:
-    """Console logins do not survive a host restart (sessions live in the server's memory): the
-    test's console logs in again, as the web console does."""
+    """After a host restart the test's console logs in again with a fresh client, as a console
+    whose stream and link went down with the host may. (Console sessions themselves are kept on
+    disk, web/sessions.py; this helper does not rely on that either way.)"""
     from tests.fixtures.host import NURSE
     from wardcall.client import WardApi
 
