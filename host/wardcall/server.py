@@ -14,6 +14,7 @@ import gc
 import json
 import logging
 import os
+import sys
 import resource
 import signal
 from pathlib import Path
@@ -62,6 +63,10 @@ async def run_timers(hub: WardHub, interval: float) -> None:
 
 
 GC_THRESHOLDS = (20_000, 2, 100)
+# The record is written on its own thread; each SQLite step lets the GIL go, and while the loop
+# computes, getting it back waits the switch interval: 5 ms by default, so a commit of three
+# lines took 22 ms with the loop busy, 4.4 ms at 1 ms (bench/bench_record_writes.py).
+SWITCH_INTERVAL_S = 0.001
 
 
 def settle_collector() -> None:
@@ -262,6 +267,7 @@ async def _serve(config: WardConfig, keys: dict[str, bytes], ready_file: Path | 
         log.info("record %s: %d open call(s) restored", config.database, len(hub.ward.calls))
         timers = asyncio.create_task(run_timers(hub, tick_interval(config)), name="timers")
         settle_collector()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         hub.loop_probe = start_if_asked(asyncio.get_running_loop())
         if terminal_tls is not None or console_tls is not None:
             cert_watch = asyncio.create_task(watch_certificate(hub, CertificateWatch(config.tls, config.ward, host_tls)),
