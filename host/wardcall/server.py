@@ -14,9 +14,9 @@ import gc
 import json
 import logging
 import os
-import sys
 import resource
 import signal
+import sys
 from pathlib import Path
 from typing import Awaitable, Callable, TypeVar
 
