@@ -152,16 +152,21 @@ HELD_RECORDS_MAX = 20_000           # lines that are not a call's held while the
 REPEAT_KINDS = ("call_repeated",)   # a call's lines that only say a message came again (held: may go)
 
 
-def insert_rows(conn: sqlite3.Connection, head: str, columns: int, rows: list[tuple[Any, ...]], tail: str = "") -> None:
-    """`head VALUES (…), (…), … tail` for the rows, ROWS_PER_STATEMENT to a statement, in their
-    order. One statement for many rows, not executemany's one step per row: each step gives the
+def statement_parts(rows: list[Any], variables_per_row: int, most: int = ROWS_PER_STATEMENT) -> Iterator[list[Any]]:
+    """The rows in order, as many to a statement as SQLite's limit on variables allows (at most
+    `most`). One statement for many rows, not executemany's one step a row: each step gives the
     GIL up and waits to get it back, and while the event loop is busy (a reconnect storm) that
     wait is up to the interpreter's switch interval a row. Measured in a storm: 64 rows in
     286 ms, a transaction of 6,685 lines in 1.06 s, with calls waiting behind it."""
-    one = "(" + ", ".join(["?"] * columns) + ")"
-    per = max(1, min(ROWS_PER_STATEMENT, MAX_VARIABLES // columns))
+    per = max(1, min(most, MAX_VARIABLES // variables_per_row))
     for start in range(0, len(rows), per):
-        part = rows[start:start + per]
+        yield rows[start:start + per]
+
+
+def insert_rows(conn: sqlite3.Connection, head: str, columns: int, rows: list[tuple[Any, ...]], tail: str = "") -> None:
+    """`head VALUES (…), (…), … tail` for the rows, several to a statement (statement_parts)."""
+    one = "(" + ", ".join(["?"] * columns) + ")"
+    for part in statement_parts(rows, columns):
         conn.execute(f"{head} VALUES {', '.join([one] * len(part))} {tail}", [v for row in part for v in row])
 
 
@@ -328,8 +333,8 @@ class Storage:
                              "ON CONFLICT (shift) DO UPDATE SET charge = excluded.charge",
                              (assignment["shift"], assignment["charge"]))
                 conn.execute("DELETE FROM bed_assignments WHERE shift = ?", (assignment["shift"],))
-                conn.executemany("INSERT INTO bed_assignments (shift, bed, primary_user, secondary_user) VALUES (?, ?, ?, ?)",
-                                 [(assignment["shift"], *bed) for bed in assignment["beds"]])
+                insert_rows(conn, "INSERT INTO bed_assignments (shift, bed, primary_user, secondary_user)", 4,
+                            [(assignment["shift"], *bed) for bed in assignment["beds"]])
         if self._rows is not None:
             uncalled = [r.kind for r in records if r.call is None]
             self._rows["uncalled"] += len(uncalled)
@@ -339,11 +344,10 @@ class Storage:
         """(last_seen, device) of terminals whose rows are in the record, in one transaction. A
         row written whole later carries a newer value: the writer runs its jobs in order."""
         with self._transaction() as conn:
-            # several rows a statement, not a step a row (insert_rows says why); CASE, not
-            # UPDATE … FROM, which SQLite has only since 3.33
-            per = min(ROWS_PER_STATEMENT, MAX_VARIABLES // 3)
-            for start in range(0, len(seen), per):
-                part = dict((device, value) for value, device in seen[start:start + per])   # the last per device
+            # several rows a statement (statement_parts); CASE, not UPDATE … FROM, which SQLite
+            # has only since 3.33
+            for pairs in statement_parts(seen, 3):
+                part = dict((device, value) for value, device in pairs)   # the last per device
                 conn.execute("UPDATE terminals SET last_seen = CASE device " + "WHEN ? THEN ? " * len(part)
                              + "END WHERE device IN (" + ", ".join(["?"] * len(part)) + ")",
                              [v for pair in part.items() for v in pair] + list(part))
@@ -515,7 +519,9 @@ class Storage:
             return deleted
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            self.conn.executemany("DELETE FROM events WHERE id = ?", [(r["id"],) for r in doomed])
+            # up to MAX_VARIABLES ids a statement, not a step a row (statement_parts)
+            for ids in statement_parts([r["id"] for r in doomed], 1, MAX_VARIABLES):
+                self.conn.execute(f"DELETE FROM events WHERE id IN ({', '.join(['?'] * len(ids))})", ids)
             self.conn.execute("COMMIT")
         except BaseException:
             if self.conn.in_transaction:

@@ -98,3 +98,21 @@ async def test_lines_that_are_not_a_calls_are_kept_to_their_budget_and_a_calls_l
     assert rows(storage, "SELECT id FROM events WHERE call IS NULL AND kind != 'record_pruned' ORDER BY id DESC") == newest
     assert len(rows(storage, "SELECT id FROM calls")) == 20
     await writer.aclose()
+
+
+async def test_a_prune_of_more_ids_than_one_statement_takes_deletes_exactly_the_oldest(tmp_path):
+    """The ids go up to 999 to a DELETE (storage.statement_parts): a step of 5,000 spans several
+    statements and deletes exactly the oldest noise beyond the budget, nothing else."""
+    from wardcall.storage import PRUNE_CHUNK
+    from wardcall.ward import Record
+
+    storage = Storage(tmp_path / "ward.db")
+    storage.noise_rows_max = 10
+    storage.commit([Record("terminal_connected", 1.0, 1.0, device="a1")], [], [])
+    storage.commit([Record("auth_refused", 2.0, 2.0, data={"n": i}) for i in range(2500)], [], [])
+    kept = rows(storage, "SELECT id FROM events WHERE kind = 'auth_refused' ORDER BY id DESC LIMIT 10")
+    deleted = storage.prune_step(now=3.0)
+    assert deleted == {"auth_refused": 2490} and 2490 < PRUNE_CHUNK
+    assert rows(storage, "SELECT id FROM events WHERE kind = 'auth_refused' ORDER BY id DESC") == kept
+    assert [r["kind"] for r in rows(storage, "SELECT kind FROM events WHERE kind != 'auth_refused'")] == ["terminal_connected"]
+    storage.close()
