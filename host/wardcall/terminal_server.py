@@ -300,6 +300,10 @@ class TerminalSession:
                 await turn_gate(self.hub).take()     # a storm of ends recorded a few per turn
         finally:                                    # (cancelled while it waits: recorded all the same)
             if await self.hub.detach(device, self, self.hwid):
+                if self.closed_because != "server stopping":
+                    # the connected line's twin: a technician reading the log sees why a bed went
+                    flood_log.info(("disconnected", device), "terminal %s (%s) disconnected: %s",
+                                   device, self.address, self.closed_because or "session ended")
                 try:
                     await self.hub.apply(self.hub.ward.terminal_disconnected(device, self.closed_because or ""))
                 except Exception:

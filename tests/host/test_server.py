@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sqlite3
 import time
 
@@ -13,6 +14,7 @@ import pytest
 from wardcall.client import ApiError, alarms_of, find_call, find_terminal
 from wardcall.protocol import wardproto as wp
 from tests.support.simterm import Refused, SimTerminal, discover, open_terminal_connection
+from tests.support.waiting import async_wait_until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 
@@ -163,6 +165,9 @@ async def test_supervision_raises_and_clears_terminal_offline(ward_server, ward_
         # the call from the terminal that went offline stays on the board
         assert find_call(state, term.device, call_id)["terminal_status"] == "offline"
         await asyncio.wait_for(term.closed.wait(), 5)    # the host also dropped the dead link
+        # … and its log says which bed went and why, as it says when one connects
+        gone = re.compile(rf"terminal {re.escape(term.device)} \(\S+\) disconnected: nothing received for \S+ s \(dead link\)")
+        await async_wait_until(lambda: gone.search(ward_server.log_text()), 5, "the disconnection in the server's log")
 
         term.resume_heartbeats()                          # the terminal comes back and speaks
         await term.connect()
