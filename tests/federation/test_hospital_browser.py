@@ -35,7 +35,11 @@ async def test_supervisor_board_filter_and_team_accept_in_chromium(
         nats_hospital, fed_ward, ward_server_factory, hospital_console, chromium):
     hospital = nats_hospital
     hospital.hub()
-    wards = {w: fed_ward(hospital, w, terminals=2) for w in WARDS}
+    # 1 s heartbeats (3 s to a dead link, not 0.6 s): the simulated beds share this test's loop with
+    # Playwright, which held it up to 0.23 s at a time on a loaded 2-core machine. A bed the host
+    # drops as silent fails the test with nothing wrong in the ward: the likeliest reading of the
+    # CI failure of 2026-12-03 (the bed's connection was found closed within 0.4 s of the accept)
+    wards = {w: fed_ward(hospital, w, terminals=2, heartbeat_ms=1000) for w in WARDS}
     for ward in wards.values():
         ward_server_factory(ward)
     console = hospital_console(hospital.hub_url, WARDS)

@@ -80,6 +80,7 @@ class SimTerminal:
         self.inbox: list[dict[str, Any]] = []   # every message from the host, in order
         self.welcome: dict[str, Any] | None = None
         self.closed = asyncio.Event()
+        self.closed_because = ""                # why the read loop ended (said by wait_for)
         self.heartbeats_paused = False
         self._session: Any = None
         self._reader: asyncio.StreamReader | None = None
@@ -111,6 +112,7 @@ class SimTerminal:
         """Handshake; returns WELCOME. Raises Refused if the host closes without answering."""
         await self.close()
         self.closed = asyncio.Event()
+        self.closed_because = ""
         self._reader, self._writer = await asyncio.wait_for(
             asyncio.open_connection(self.host, self.port, ssl=self.tls, server_hostname=self.tls_name), timeout)
         self._session = wardproto.Session(self.key, False)
@@ -152,8 +154,13 @@ class SimTerminal:
                 self._arrived = asyncio.Event()
                 if msg["type"] == wardproto.COMMAND and self.auto_result:
                     self.send(wardproto.RESULT, {"cmd_id": msg["cmd_id"], "ok": 1, "detail": "simulated"})
-        except (EOFError, asyncio.IncompleteReadError, ConnectionError, ProtocolError):
-            pass
+        except (EOFError, asyncio.IncompleteReadError) as exc:
+            self.closed_because = f"the host closed the connection ({type(exc).__name__})"
+        except (ConnectionError, ProtocolError) as exc:
+            self.closed_because = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:
+            self.closed_because = f"the simulated terminal failed: {exc!r}"
+            raise
         finally:
             self.closed.set()
             self._arrived.set()
@@ -233,7 +240,8 @@ class SimTerminal:
                     return msg
             seen = len(self.inbox)
             if self.closed.is_set():
-                raise ConnectionError(f"{self.device}: connection closed while waiting")
+                raise ConnectionError(f"{self.device}: connection closed while waiting"
+                                      f" ({self.closed_because or 'closed by the test'})")
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 raise TimeoutError(f"{self.device}: the expected message did not arrive within {timeout:g} s")
