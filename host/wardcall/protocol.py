@@ -43,3 +43,10 @@ KIND_BY_NAME: dict[str, int] = {name: kind for kind, name in KIND_NAMES.items()}
 def alarm_priority(kind: int) -> int:
     """IEC 60601-1-8 alarm priority (wardproto.ALARM_*) of a call kind."""
     return wardproto.KINDS[kind][1]
+
+
+def fit_text(text: str, limit: int = wardproto.MAX_TEXT) -> str:
+    """text cut to at most `limit` bytes of UTF-8, between characters: what a text field of a
+    frame holds (a name of any script is longer in bytes than in characters)."""
+    raw = text.encode()
+    return text if len(raw) <= limit else raw[:limit].decode(errors="ignore")

@@ -31,7 +31,7 @@ from .by_source import BySource
 from .config import Network
 from .frame_stream import FrameStream
 from .hub import WardHub
-from .protocol import ProtocolError, wardproto
+from .protocol import ProtocolError, fit_text, wardproto
 from .ratelog import RateLimitedLog
 from .storage import StorageError
 from .turns import TurnGate
@@ -487,7 +487,7 @@ class TerminalSession:
                         await self._adopt(device)
                     flood_log.warning(("frame", device), "terminal %s: rejected a frame: %s", device, error.message)
                     await hub.apply(hub.ward.protocol_problem(device, self.address, error.message, closed=False))
-                    self.send(wardproto.ERROR, {"code": error.code, "detail": error.message[:255]})
+                    self.send(wardproto.ERROR, {"code": error.code, "detail": fit_text(error.message)})
                     continue
                 await self._reject(device, error.message)
                 return

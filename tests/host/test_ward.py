@@ -150,6 +150,22 @@ def test_acknowledging_twice_changes_nothing_and_unknown_call_is_an_error(ward):
     assert err.value.kind == WardError.NOT_FOUND
 
 
+def test_a_long_name_outside_ascii_still_tells_the_terminal_who_acknowledged(ward):
+    """A hospital team member's name reaches a ward as "user (team)", each up to 64 characters
+    of any script: over 255 bytes of UTF-8. The terminal must still be told its call was
+    acknowledged (a CALL_STATE that does not encode is never sent), with as much of the name
+    as the field holds, cut between characters."""
+    name = "Ärztin " + "\u0416" * 57 + " (\u7d27\u6025\u5bfe\u5fdc " + "\u30c1\u30fc\u30e0" * 19 + ")"
+    assert len(name) <= 2 * 64 + 3 and len(name.encode()) > wp.MAX_TEXT
+    _, call = ward.place_call("a1", 1, wp.PATIENT, 0)
+    fx, _ = ward.acknowledge(call.id, name)
+    [state] = messages(fx, wp.CALL_STATE, "a1")
+    body = wp.encode_body(wp.CALL_STATE, state.fields)      # raises if the field does not fit
+    by = state.fields["by"].encode()
+    assert len(by) <= wp.MAX_TEXT and name.encode().startswith(by) and len(by) > wp.MAX_TEXT - 4
+    assert body and state.fields["state"] == wp.ST_ACKNOWLEDGED
+
+
 def test_presence_forwards_calls_from_other_rooms(ward):
     ward.presence("b1", True, "nurse-7")
     fx, call = ward.place_call("a1", 1, wp.BATHROOM, 0)

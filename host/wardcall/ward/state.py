@@ -9,7 +9,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..config import WardConfig
-from ..protocol import KIND_NAMES, wardproto
+from ..protocol import KIND_NAMES, fit_text, wardproto
 from .effects import Effects, Message, Record
 from .model import Alarm, Call, Terminal
 
@@ -60,7 +60,7 @@ class WardState:
         return fx
 
     def _call_state(self, fx: Effects, call: Call, state: int, by: str) -> None:
-        fx.messages.append(Message(call.device, wardproto.CALL_STATE, {"call": call.call_id, "state": state, "by": by[:255]},
+        fx.messages.append(Message(call.device, wardproto.CALL_STATE, {"call": call.call_id, "state": state, "by": fit_text(by)},
                                    hwid=call.hwid))
 
     # ----- alarms -----
