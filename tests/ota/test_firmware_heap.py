@@ -24,8 +24,14 @@ PRELUDE = r"""
 import gc, json, binascii
 HOLD = [None] * 1000        # for cut_heap(), taken while the heap is whole
 def feed(handler, name, first=0, last=None):
-    # the commands of file `name` (one "cmd hex-arg" a line), from index first up to last
-    out = []
+    # the commands of file `name` (one "cmd hex-arg" a line), from index first up to last.
+    # The results' list is made whole before the first command: grown as they come, it asked
+    # for ever longer blocks of a heap the chunks had cut up (a MemoryError of this harness,
+    # not of the firmware, in some layouts of the heap; the firmware keeps no such list)
+    with open(name) as f:
+        n = sum(1 for i, _ in enumerate(f) if i >= first and (last is None or i < last))
+    out = [None] * n
+    k = 0
     with open(name) as f:
         for i, line in enumerate(f):
             if i < first or (last is not None and i >= last):
@@ -33,7 +39,8 @@ def feed(handler, name, first=0, last=None):
             c, a = line.split()
             ok, detail, after = handler(int(c), b"" if a == "-" else binascii.unhexlify(a))
             line = a = None
-            out.append([ok, detail, after])
+            out[k] = [ok, detail, after]
+            k += 1
     return out
 def used():
     gc.collect()
