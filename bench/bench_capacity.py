@@ -15,7 +15,9 @@ of a 5 ms timer and the longest garbage collection over the whole window are pri
 latencies. With --mqtt each step is followed by the same load on Mosquitto (bench/bench_mqtt.py),
 and both p99s and CPUs are printed with their ratios.
 
-    python bench/bench_capacity.py [--steps 1000,5000] [--window 40] [--probes 300] [--mqtt]
+Plain TCP and HTTP unless --tls (terminals over TLS, the console over HTTPS: a ward's default).
+
+    python bench/bench_capacity.py [--steps 1000,5000] [--window 40] [--probes 300] [--mqtt] [--tls]
 """
 from __future__ import annotations
 
@@ -137,8 +139,10 @@ async def second_console(api_url: str) -> dict:
     only: parsing 1.6 MB here would hold this process's GIL while it times the probes); then
     GET /api/state. Times in ms."""
     import aiohttp
+    from wardcall.trust import client_context
     out = {}
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+    connector = aiohttp.TCPConnector(ssl=client_context()) if api_url.startswith("https") else None
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), connector=connector) as http:
         async with http.post(api_url + "/api/login", json={"user": NURSE[0], "password": NURSE[1]}) as r:
             r.raise_for_status()
         t0 = time.monotonic()
@@ -161,7 +165,9 @@ async def second_console(api_url: str) -> dict:
 
 
 def health(api_url: str, lag_s: float) -> dict:
-    with urllib.request.urlopen(f"{api_url}/api/health?lag_s={lag_s:.0f}", timeout=10) as r:
+    from wardcall.trust import client_context
+    context = client_context() if api_url.startswith("https") else None
+    with urllib.request.urlopen(f"{api_url}/api/health?lag_s={lag_s:.0f}", timeout=10, context=context) as r:
         return json.loads(r.read())
 
 
@@ -170,9 +176,9 @@ def read_lines(stream, sink: list[str]) -> None:
         sink.append(line.strip())
 
 
-def step(work: Path, n: int, window: float, probes: int) -> dict:
-    # plain TCP and HTTP: loadgen speaks the bare protocol (the cost of TLS is bench/bench_tls.py's)
-    cfg, devices = write_ward(work / f"cap{n}", n + 1, tls="plain")
+def step(work: Path, n: int, window: float, probes: int, tls: bool = False) -> dict:
+    # plain TCP and HTTP unless --tls: the terminals' TLS (the default of a ward) and HTTPS
+    cfg, devices = write_ward(work / f"cap{n}", n + 1, tls="tls" if tls else "plain")
     load, probe_dev = devices[:n], devices[n]
     os.environ["WARDCALL_LOOP_PROBE"] = "1"        # inherited by `wardcall serve`
     server = Server(cfg)
@@ -189,7 +195,8 @@ def step(work: Path, n: int, window: float, probes: int) -> dict:
         c0, g0, w0 = cpu_seconds(server.proc.pid), gens.cpu_seconds(), time.monotonic()
         q0 = runqueue_wait_s(server.proc.pid)
         loop = asyncio.new_event_loop()
-        term = SimTerminal(probe_dev["device_id"], probe_dev["key"], "127.0.0.1", devices[0]["port"], tls="plain")
+        term = SimTerminal(probe_dev["device_id"], probe_dev["key"], "127.0.0.1", devices[0]["port"],
+                           tls=probe_dev.get("tls", "plain"))
         loop.run_until_complete(probe_calls(term, console, half, gap, steady))
         w = time.monotonic() - w0
         host_cpu = (cpu_seconds(server.proc.pid) - c0) / w * 100
@@ -237,7 +244,7 @@ def step(work: Path, n: int, window: float, probes: int) -> dict:
 
 def report(r: dict) -> None:
     n = r["terminals"]
-    print(f"{n:5d} terminals at 1 Hz: connected {r['connected']} in {r['connect_s']:.1f} s, online at the end {r['online_at_end']}; "
+    print(f"{n:5d} terminals at 1 Hz{' over TLS' if r.get('tls') else ''}: connected {r['connected']} in {r['connect_s']:.1f} s, online at the end {r['online_at_end']}; "
           f"host CPU {r['host_cpu_pct']:.0f} % of one core steady, {r['disturbed_cpu_pct']:.0f} % disturbed "
           f"({r['threads']} threads), loadgen CPU {r['loadgen_cpu_pct']:.0f} %; the host's loop waited for a CPU "
           f"{r['steady_cpu_wait_pct']:.0f} % of the steady half (the machine is shared)")
@@ -261,6 +268,7 @@ def main(argv=None) -> int:
     ap.add_argument("--probes", type=int, default=300)
     ap.add_argument("--mqtt", action="store_true", help="each step also on Mosquitto (bench/bench_mqtt.py), interleaved")
     ap.add_argument("--runs", type=int, default=1, help="repeat the steps (interleaved with Mosquitto's)")
+    ap.add_argument("--tls", action="store_true", help="terminals over TLS and the console over HTTPS (a ward's default)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     raise_nofile(50000)
@@ -273,7 +281,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-cap-") as tmp:
         for run in range(args.runs):
             for n in [int(x) for x in args.steps.split(",") if x]:
-                r = step(Path(tmp) / f"run{run}", n, args.window, args.probes)
+                r = step(Path(tmp) / f"run{run}", n, args.window, args.probes, args.tls)
+                r["tls"] = args.tls
                 r["load_average"] = os.getloadavg()[0]
                 results.append(r)
                 report(r)

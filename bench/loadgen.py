@@ -4,6 +4,8 @@ with the real protocol (wardproto.Session, each device's real key), a HEARTBEAT 
 terminal (start times spread over one interval). Frames from the host are read and framed
 (read_frame) but only a terminal's first frame (WELCOME) is verified: verifying every host
 heartbeat would double this process's CPU, which shares the machine with the host being measured.
+Over TLS when the devices' config carries a "tls" entry (a ward with [tls] terminals = "tls", the
+default), verifying the host's certificate against the ward's CA as a terminal does.
 
 SIGUSR1 is a reconnect storm: every session is closed at once and connects again (at --ramp a
 second); "storm N S" is printed when all N are back, S seconds later.
@@ -12,15 +14,27 @@ second); "storm N S" is printed when all N are back, S seconds later.
 """
 import argparse
 import asyncio
+import base64
 import json
 import random
 import signal
+import ssl
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 from wardcall.protocol import wardproto as wp  # noqa: E402
+
+
+def client_tls(settings):
+    """(context, name to verify) from a device's "tls" entry, (None, None) for plain TCP."""
+    if not isinstance(settings, dict):
+        return None, None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_verify_locations(cadata=base64.b64decode(settings["ca"]))   # DER
+    return ctx, settings["name"]
 
 
 class Fleet:
@@ -32,13 +46,15 @@ class Fleet:
         self.first = asyncio.Event()
         self.storm_started = None
         self.gate = asyncio.Semaphore(200)      # connections being set up at once
+        self.tls, self.tls_name = client_tls(devices[0].get("tls"))
 
     async def connect(self, dev):
         key = wp.key_from_hex(dev["key"])
         for _ in range(40):
             try:
                 async with self.gate:
-                    reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                    reader, writer = await asyncio.open_connection("127.0.0.1", self.port, ssl=self.tls,
+                                                                   server_hostname=self.tls_name)
                     s = wp.Session(key, False)
                     writer.write(s.hello(dev["device_id"], "loadgen-1", "loadgen", 0, dev["device_id"].encode()[-32:]))
                     s.accept_welcome(await asyncio.wait_for(wp.read_frame(reader), 30))
