@@ -26,7 +26,7 @@ QUEUE_BYTES = wardproto.MAX_FRAME * 8     # unread frames held before the socket
 
 class FrameStream(asyncio.Protocol):
     def __init__(self, on_connect: Callable[["FrameStream", asyncio.BaseTransport], None] | None = None) -> None:
-        self._on_connect = on_connect       # the first connection_made (the plain socket)
+        self._on_connect = on_connect       # at connection_made (the plain socket)
         self.transport: asyncio.Transport | None = None
         self.take_now: Callable[[bytes], Any] | None = None
         self._buffer = bytearray()
@@ -40,12 +40,15 @@ class FrameStream(asyncio.Protocol):
     # ----- asyncio.Protocol -----
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # called again by start_tls with the TLS transport, once its handshake is done
-        first = self.transport is None
         self.transport = transport      # type: ignore[assignment]
-        self._tls = transport.get_extra_info("ssl_object") is not None
-        if first and self._on_connect is not None:
+        if self._on_connect is not None:
             self._on_connect(self, transport)
+
+    def upgraded(self, transport: asyncio.BaseTransport) -> None:
+        """The TLS transport that loop.start_tls returned: the one to pause, and one that cannot
+        be kept half open. (start_tls does not call connection_made again.)"""
+        self.transport = transport      # type: ignore[assignment]
+        self._tls = True
 
     def data_received(self, data: bytes) -> None:
         if self._ended:

@@ -329,6 +329,7 @@ class TerminalSession:
             self.close(f"TLS handshake failed: {problem}")
             return False
         self.transport = transport      # type: ignore[assignment]
+        self.stream.upgraded(transport)
         return True
 
     async def _reject(self, device: str | None, problem: str) -> None:

@@ -177,6 +177,20 @@ async def test_supervision_raises_and_clears_terminal_offline(ward_server, ward_
     await term.close()
 
 
+async def test_a_terminal_closing_its_tls_session_is_one_line_in_the_log_and_no_warning(ward_server):
+    """A terminal that ends its session cleanly (TLS close_notify, then FIN) is logged once, with
+    why; asyncio must not add a warning of its own for each one (at a storm's thousands of
+    closings that was a warning per terminal, not rate-limited)."""
+    terms = [await connected(ward_server.ward, i) for i in range(3)]
+    for term in terms:
+        await term.close()
+    gone = [re.compile(rf"terminal {re.escape(t.device)} \(\S+\) disconnected: connection closed by the terminal") for t in terms]
+    await async_wait_until(lambda: all(g.search(ward_server.log_text()) for g in gone), 10,
+                           "the three disconnections in the server's log")
+    warnings = [line for line in ward_server.log_text().splitlines() if "WARNING" in line]
+    assert warnings == [], warnings
+
+
 async def test_restart_after_a_crash_restores_open_calls(make_ward, ward_server_factory):
     ward = make_ward(ack_timeout_s={"patient": 3.0, "bathroom": 30.0})
     server = ward_server_factory(ward)
