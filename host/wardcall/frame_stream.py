@@ -46,9 +46,14 @@ class FrameStream(asyncio.Protocol):
 
     def upgraded(self, transport: asyncio.BaseTransport) -> None:
         """The TLS transport that loop.start_tls returned: the one to pause, and one that cannot
-        be kept half open. (start_tls does not call connection_made again.)"""
+        be kept half open. (start_tls does not call connection_made again.) Paused, the TLS
+        layer goes on reading the socket up to its own limit, 256 KiB by default: it gets this
+        stream's bound instead."""
         self.transport = transport      # type: ignore[assignment]
         self._tls = True
+        set_limits = getattr(transport, "set_read_buffer_limits", None)
+        if set_limits is not None:
+            set_limits(high=QUEUE_BYTES)
 
     def data_received(self, data: bytes) -> None:
         if self._ended:
