@@ -51,9 +51,7 @@ class FrameStream(asyncio.Protocol):
         stream's bound instead."""
         self.transport = transport      # type: ignore[assignment]
         self._tls = True
-        set_limits = getattr(transport, "set_read_buffer_limits", None)
-        if set_limits is not None:
-            set_limits(high=QUEUE_BYTES)
+        transport.set_read_buffer_limits(high=QUEUE_BYTES)     # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         if self._ended:
