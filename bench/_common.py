@@ -122,8 +122,7 @@ class Server:
                 try:
                     info = json.loads(self.ready.read_text())
                     self.api_url = f"{info.get('console', 'http')}://127.0.0.1:{info['api_port']}"
-                    from wardcall.trust import client_context
-                    with urllib.request.urlopen(self.api_url + "/api/health", timeout=1, context=client_context()):
+                    with urllib.request.urlopen(self.api_url + "/api/health", timeout=1, context=console_tls(self.api_url)):
                         return time.monotonic() - t0
                 except (OSError, ValueError, KeyError):
                     pass
@@ -198,6 +197,20 @@ def runqueue_wait_s(pid: int) -> float:
         return int(f.read().split()[1]) / 1e9
 
 
+def console_tls(url: str):
+    """The client SSL context for a console's URL (the trusted ward CAs), None for http."""
+    from wardcall.trust import client_context
+    return client_context() if url.startswith("https") else None
+
+
+def console_http(url: str):
+    """An aiohttp session for a console's API: its cookies kept (the login), its TLS trusted."""
+    import aiohttp
+    tls = console_tls(url)
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                 connector=aiohttp.TCPConnector(ssl=tls) if tls else None)
+
+
 class Console:
     """A logged-in console following /api/events in a thread; `arrivals[(device, call_id)]` is
     the time.monotonic() at which the call's first event arrived."""
@@ -231,9 +244,7 @@ class Console:
         that falls 1000 events behind is cut off, e.g. while thousands of terminals connect)."""
         import aiohttp
         self.reconnects = -1
-        from wardcall.trust import client_context
-        connector = aiohttp.TCPConnector(ssl=client_context()) if self.api_url.startswith("https") else None
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), connector=connector) as http:
+        async with console_http(self.api_url) as http:
             self.http = http
             async with http.post(self.api_url + "/api/login", json={"user": NURSE[0], "password": NURSE[1]}) as r:
                 r.raise_for_status()

@@ -35,7 +35,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Console, NURSE, Server, cpu_seconds, machine, pct, raise_nofile, runqueue_wait_s, summary, write_ward  # noqa: E402
+from _common import Console, NURSE, console_http, console_tls, Server, cpu_seconds, machine, pct, raise_nofile, runqueue_wait_s, summary, write_ward  # noqa: E402
 
 from wardcall.protocol import wardproto as wp  # noqa: E402
 from tests.support.simterm import SimTerminal  # noqa: E402
@@ -138,11 +138,8 @@ async def second_console(api_url: str) -> dict:
     """A console connecting: login, then the event stream until its snapshot has arrived (bytes
     only: parsing 1.6 MB here would hold this process's GIL while it times the probes); then
     GET /api/state. Times in ms."""
-    import aiohttp
-    from wardcall.trust import client_context
     out = {}
-    connector = aiohttp.TCPConnector(ssl=client_context()) if api_url.startswith("https") else None
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), connector=connector) as http:
+    async with console_http(api_url) as http:
         async with http.post(api_url + "/api/login", json={"user": NURSE[0], "password": NURSE[1]}) as r:
             r.raise_for_status()
         t0 = time.monotonic()
@@ -165,9 +162,7 @@ async def second_console(api_url: str) -> dict:
 
 
 def health(api_url: str, lag_s: float) -> dict:
-    from wardcall.trust import client_context
-    context = client_context() if api_url.startswith("https") else None
-    with urllib.request.urlopen(f"{api_url}/api/health?lag_s={lag_s:.0f}", timeout=10, context=context) as r:
+    with urllib.request.urlopen(f"{api_url}/api/health?lag_s={lag_s:.0f}", timeout=10, context=console_tls(api_url)) as r:
         return json.loads(r.read())
 
 

@@ -14,27 +14,17 @@ second); "storm N S" is printed when all N are back, S seconds later.
 """
 import argparse
 import asyncio
-import base64
 import json
 import random
 import signal
-import ssl
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from wardcall.protocol import wardproto as wp  # noqa: E402
-
-
-def client_tls(settings):
-    """(context, name to verify) from a device's "tls" entry, (None, None) for plain TCP."""
-    if not isinstance(settings, dict):
-        return None, None
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_verify_locations(cadata=base64.b64decode(settings["ca"]))   # DER
-    return ctx, settings["name"]
+from tests.support.simterm import tls_context  # noqa: E402  # a config.json "tls" entry as a terminal reads it
 
 
 class Fleet:
@@ -46,7 +36,7 @@ class Fleet:
         self.first = asyncio.Event()
         self.storm_started = None
         self.gate = asyncio.Semaphore(200)      # connections being set up at once
-        self.tls, self.tls_name = client_tls(devices[0].get("tls"))
+        self.tls, self.tls_name = tls_context(devices[0].get("tls", "plain"))
 
     async def connect(self, dev):
         key = wp.key_from_hex(dev["key"])
