@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 
 from .config import ConfigError
+from .files import write_atomically
 from .protocol import ProtocolError, wardproto
 
 
@@ -44,19 +45,8 @@ def load_keys(path: Path) -> dict[str, bytes]:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file atomically (temporary file, then rename), mode 0600 from its first byte."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write a file whole or not at all, mode 0600 from its first byte."""
+    write_atomically(path, text, 0o600)
 
 
 def save_key(path: Path, device: str, key_hex: str) -> None:

@@ -31,13 +31,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .config import TlsSettings, WardConfig
-from .devicekeys import write_private
+from .files import replace_together
 
 CA_YEARS = 20
 KEY_BITS = 3072                              # RSA, e = 65537: the ward's update key's level too
 # TLS 1.2 suites with forward secrecy only (ECDHE); TLS 1.3 has nothing else
 CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 CLOCK_SKEW = datetime.timedelta(hours=1)     # the CA is valid from an hour before its creation
+PRIVATE_MODE, PUBLIC_MODE = 0o600, 0o644     # keys; certificates
 
 
 class TlsError(Exception):
@@ -96,12 +97,22 @@ def _read_cert(path: Path, what: str) -> x509.Certificate:
         raise TlsError(f"{path}: the {what} is unreadable: {exc}") from None
 
 
-def _read_key(path: Path, what: str) -> rsa.RSAPrivateKey:
+def _check_private(path: Path, what: str) -> None:
+    """A key readable by others is an operator's to look at (who read it?), not one to mend."""
     try:
         mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise TlsError(f"{path}: the {what} must be readable only by its owner (mode 0600), not {mode:04o}; "
-                           f"run: chmod 600 {path}")
+    except FileNotFoundError:
+        raise TlsError(f"{path}: no {what}") from None
+    except OSError as exc:
+        raise TlsError(f"{path}: the {what} is unreadable: {exc}") from None
+    if mode & 0o077:
+        raise TlsError(f"{path}: the {what} must be readable only by its owner (mode 0600), not {mode:04o}; "
+                       f"run: chmod 600 {path}")
+
+
+def _read_key(path: Path, what: str) -> rsa.RSAPrivateKey:
+    _check_private(path, what)
+    try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except FileNotFoundError:
         raise TlsError(f"{path}: no {what}") from None
@@ -179,11 +190,13 @@ def issue_certificate(settings: TlsSettings, owner: str, now: datetime.datetime 
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    # the key first: a key without its certificate is harmless, the reverse stops the host
-    write_private(settings.key, _key_pem(key))
+    # all three written in full before any is renamed into place: a full disk leaves the old
+    # ones; a stop between the renames leaves a key that is not the certificate's, which the
+    # next start finds (host_files_problem) and mends
     pem = cert.public_bytes(serialization.Encoding.PEM)
-    chain_path(settings).write_bytes(pem + ca.public_bytes(serialization.Encoding.PEM))
-    settings.cert.write_bytes(pem)
+    replace_together([(settings.cert, pem, PUBLIC_MODE),
+                      (chain_path(settings), pem + ca.public_bytes(serialization.Encoding.PEM), PUBLIC_MODE),
+                      (settings.key, _key_pem(key), PRIVATE_MODE)])
     return info(cert)
 
 
@@ -213,8 +226,8 @@ def create_ca(settings: TlsSettings, owner: str) -> tuple[CertInfo, CertInfo]:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256()))
     settings.ca_key.parent.mkdir(parents=True, exist_ok=True)
-    write_private(settings.ca_key, _key_pem(key))
-    settings.ca_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    replace_together([(settings.ca_key, _key_pem(key), PRIVATE_MODE),
+                      (settings.ca_cert, cert.public_bytes(serialization.Encoding.PEM), PUBLIC_MODE)])
     return info(cert), issue_certificate(settings, owner)
 
 
@@ -302,6 +315,31 @@ def _certificate_alarm(settings: TlsSettings, now: datetime.datetime) -> str | N
             f"(no CA key at {settings.ca_key}): renew it with `wardcall ca renew` where the CA key is")
 
 
+def host_files_problem(settings: TlsSettings) -> str | None:
+    """Why the host certificate, its chain and its key on disk cannot be served together (a
+    file cut short by a power cut or a full disk, a key that is not the certificate's), or None.
+    A key readable by others is raised as a TlsError instead: that is not for the host to mend."""
+    _check_private(settings.key, "host key")
+    try:
+        cert = host_certificate(settings)
+        key = _read_key(settings.key, "host key")
+    except TlsError as exc:
+        return str(exc)
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+        return f"{settings.key}: the host key does not belong to the certificate {settings.cert}"
+    chain = chain_path(settings)
+    if not chain.exists():
+        return None         # a certificate from before the chain file (_kept_with_chain)
+    try:
+        first = x509.load_pem_x509_certificates(chain.read_bytes())[0]
+    except (OSError, ValueError) as exc:
+        return f"{chain}: the host certificate's chain is unreadable: {exc}"
+    if first != cert:
+        return f"{chain}: the chain does not begin with the host certificate {settings.cert}"
+    return None
+
+
 def keep_host_certificate(settings: TlsSettings, owner: str, now: datetime.datetime | None = None) -> list[str]:
     """Issue the host certificate if it is missing, renew it if it ends within renew_days (and
     the CA key is here). Returns what it did, as lines to log."""
@@ -312,6 +350,14 @@ def keep_host_certificate(settings: TlsSettings, owner: str, now: datetime.datet
             raise TlsError(f"{settings.cert}: no host certificate, and no CA key at {settings.ca_key} to make one: "
                            "run `wardcall ca renew` where the CA key is and copy the certificate and its key here")
         notes.append(f"host certificate issued: {issue_certificate(settings, owner).text()}")
+        return notes
+    problem = host_files_problem(settings)
+    if problem is not None:
+        if not settings.ca_key.exists():
+            raise TlsError(f"{problem}; no CA key at {settings.ca_key} to issue it again: run `wardcall ca renew` "
+                           "where the CA key is and copy the certificate, its chain and its key here")
+        notes.append(f"host certificate issued again, the one here could not be served ({problem}): "
+                     f"{issue_certificate(settings, owner).text()}")
     elif renewal_due(settings, now) and settings.ca_key.exists():
         notes.append(f"host certificate renewed: {issue_certificate(settings, owner).text()}")
     return notes
