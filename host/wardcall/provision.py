@@ -4,13 +4,13 @@ without a CA gets one at its first provisioning (wardcall.tls.init_ca)."""
 from __future__ import annotations
 
 import json
-import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from .config import DEVICE_ID_RE, ConfigError, WardConfig, load_config, parse_config, toml_key, toml_string
 from .devicekeys import load_keys, new_key, save_key, write_private
+from .files import write_atomically
 from .tls import TlsError, init_ca, terminal_settings
 
 
@@ -71,10 +71,7 @@ def _append_terminal(path: Path, device: str, room: str, bed: str) -> None:
     except tomllib.TOMLDecodeError as exc:
         raise ProvisionError(f"{path}: adding [terminals.{device}] would make the file invalid TOML ({exc}); "
                              "is [terminals] written as an inline table? add the terminal by hand") from None
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(new_text, "utf-8")
-    os.chmod(tmp, path.stat().st_mode & 0o7777)
-    os.replace(tmp, path)
+    write_atomically(path, new_text, path.stat().st_mode & 0o7777)
 
 
 def provision(config_path: Path, device: str, room: str, bed: str, out_dir: Path,

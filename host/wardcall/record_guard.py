@@ -12,6 +12,7 @@ import os
 import time
 from pathlib import Path
 
+from .files import write_atomically
 from .storage import StorageError
 
 log = logging.getLogger("wardcall.record")
@@ -86,9 +87,8 @@ def check_identity(config_path: Path, database: Path, record_id: str, new_record
             problem = (f"the record {database} is not the one this ward used last (found {record_id}, expected "
                        f"{known['record_id']}{since})")
     try:
-        tmp = marker.with_name(marker.name + ".tmp")
-        tmp.write_text(json.dumps({"record_id": record_id, "database": str(database), "opened": time.time()}) + "\n")
-        os.replace(tmp, marker)
+        write_atomically(marker, json.dumps({"record_id": record_id, "database": str(database),
+                                             "opened": time.time()}) + "\n")
     except OSError as exc:
         log.warning("%s: cannot write the record marker (%s): a lost record will not be noticed at start", marker, exc)
     return problem

@@ -8,7 +8,6 @@ the terminals verify with otaproto.verify, checked against the same vectors.
 """
 from __future__ import annotations
 
-import os
 import stat
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ..devicekeys import write_private
+from ..files import write_atomically
 from ..protocol import otaproto
 from .errors import OtaError
 from .package import Package
@@ -101,9 +101,7 @@ def next_serial(private_path: Path) -> int:
     serial = max(int(time.time()), last + 1)
     if serial > otaproto.MAX_SERIAL:
         raise OtaError(f"serial {serial} is beyond {otaproto.MAX_SERIAL}: reset {counter}")
-    tmp = counter.with_name(f".{counter.name}.{os.getpid()}.tmp")
-    tmp.write_text(f"{serial}\n")
-    os.replace(tmp, counter)
+    write_atomically(counter, f"{serial}\n")
     return serial
 
 
