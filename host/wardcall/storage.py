@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from .ward import CALL_COLUMNS, Assignment, Call, Effects, Record, Terminal
+from .write_order import ASSIGNMENTS, next_transaction
 
 log = logging.getLogger("wardcall.storage")
 
@@ -703,7 +704,9 @@ class AsyncWriter:
     """The one writer: every storage call runs, in order, on one worker thread.
 
     Commits are grouped: batches that arrive while a transaction is being written go together
-    into the next one (one fsync for many calls when a whole ward reconnects at once). What could
+    into the next one (one fsync for many calls when a whole ward reconnects at once); behind a
+    backlog of more than write_order.TRANSACTION_LINES lines the next one takes the calls first
+    (write_order.py), so a call never waits for a ward's worth of other lines. What could
     not be written is held and goes first into the next transaction, with the calls and terminals
     that changed written as they are then (a newer state is never overwritten by an older one).
     Held lines that are not a call's are capped (HELD_RECORDS_MAX; what is dropped is counted in
@@ -889,8 +892,21 @@ class AsyncWriter:
         """What is queued (and held) as one transaction, handed to the worker; once it is
         written, the batches are settled in the turn the worker's answer arrives."""
         self._retry = False
-        group = _Group(self._held + self._queue, self._dirty_calls, self._dirty_terminals, self._dirty_assignments)
-        self._held, self._queue, self._dirty_calls, self._dirty_terminals, self._dirty_assignments = [], [], {}, {}, {}
+        batches, self._queue, keys = next_transaction(self._held, self._queue)
+        self._held = []
+        if keys is None:
+            group = _Group(batches, self._dirty_calls, self._dirty_terminals, self._dirty_assignments)
+            self._dirty_terminals, self._dirty_assignments = {}, {}
+        else:
+            # behind a backlog: the rows of what it takes; every call's row all the same (every
+            # batch that changes a call is in it)
+            terminals = {d: t for d, t in self._dirty_terminals.items() if d in keys}
+            for device in terminals:
+                del self._dirty_terminals[device]
+            assignments, self._dirty_assignments = ((self._dirty_assignments, {}) if ASSIGNMENTS in keys
+                                                    else ({}, self._dirty_assignments))
+            group = _Group(batches, self._dirty_calls, terminals, assignments)
+        self._dirty_calls = {}
         for batch in group.batches:
             batch.state = WRITING
         self._writing, self._writing_calls = group.batches, group.calls
