@@ -341,8 +341,9 @@ def host_files_problem(settings: TlsSettings) -> str | None:
 
 
 def keep_host_certificate(settings: TlsSettings, owner: str, now: datetime.datetime | None = None) -> list[str]:
-    """Issue the host certificate if it is missing, renew it if it ends within renew_days (and
-    the CA key is here). Returns what it did, as lines to log."""
+    """Issue the host certificate if it is missing or cannot be served (host_files_problem),
+    renew it if it ends within renew_days (either only where the CA key is). Returns what it
+    did, as lines to log."""
     now = now or _now()
     notes = []
     if not settings.cert.exists() or not settings.key.exists():

@@ -247,7 +247,7 @@ def test_an_emergency_overrides_silence_until_acknowledged(ward, clock):
 
 def test_refused_device_is_shown_as_trying_to_connect(ward, clock):
     ward.auth_refused("intruder", "10.0.0.9:5555", "unknown device")
-    fx = ward.auth_refused("intruder", "10.0.0.9:5556", "unknown device")
+    ward.auth_refused("intruder", "10.0.0.9:5556", "unknown device")
     alarms = ward.snapshot()["alarms"]
     assert [(a["kind"], a["claimed_device"], a["count"]) for a in alarms] == [("device_trying_to_connect", "intruder", 2)]
     advance(ward, clock, 601)
