@@ -44,6 +44,7 @@ class ConsoleRules(WardState):
         fx = Effects()
         now = self.clock.wall()
         self.silenced_at = now
+        self.sounding_since_silence = {a.id for a in self.sounding.values() if a.last > now}
         self.silenced_until = now + seconds
         self.silenced_by = user
         self._silence_deadline = self.clock.mono() + seconds
@@ -59,13 +60,12 @@ class ConsoleRules(WardState):
         waiting = [c for c in self.calls.values() if c.state == PLACED]
         if any(alarm_priority(c.kind) == wardproto.ALARM_HIGH for c in waiting):
             return True
-        alerts = [c.alerted_at for c in waiting]
-        alerts += [a.last for a in self.alarms.values() if a.kind in ("terminal_offline", "no_console", "database")]
-        if not alerts:
+        if not waiting and not self.sounding:
             return False
         if self.silenced_at is None or self._silence_deadline is None:
             return True
-        return max(alerts) > self.silenced_at
+        # an alert that arrived or came back after the silence (the alarms' kept by _index_sounding)
+        return bool(self.sounding_since_silence) or any(c.alerted_at > self.silenced_at for c in waiting)
 
     def sound_view(self) -> dict[str, Any]:
         return {"audible": self.audible(), "silenced_until": self.silenced_until, "silenced_by": self.silenced_by}

@@ -15,6 +15,7 @@ from .model import Alarm, Call, Terminal
 
 
 RECORD_ALARM = "database_write"     # alarm id (kind "database") while the record cannot be written
+SOUNDING_ALARMS = frozenset({"terminal_offline", "no_console", "database"})   # alarm kinds the consoles sound for
 
 
 class WardState:
@@ -31,6 +32,11 @@ class WardState:
         self.terminal_order = sorted(self.terminals.values(), key=lambda t: (t.room, t.bed, t.device))    # as consoles list them
         self.calls: dict[tuple[str, int], Call] = {}     # open calls only
         self.alarms: dict[str, Alarm] = {}
+        # the alarms the consoles sound for, and of them those raised (again) since the last
+        # silence: whether the consoles sound is known without a look at every alarm (a ward
+        # coming back clears thousands of offline alarms, one sound view each)
+        self.sounding: dict[str, Alarm] = {}
+        self.sounding_since_silence: set[str] = set()
         self.present: set[str] = set()                   # devices with presence on
         self.next_call_id = 1
         self.consoles = 0
@@ -74,14 +80,28 @@ class WardState:
             existing.text = alarm.text
             existing.data.update(alarm.data)
             fx.alarms[existing.id] = (existing, True)
+            self._index_sounding(existing)
             return existing
         self.alarms[alarm.id] = alarm
         fx.alarms[alarm.id] = (alarm, True)
         self._record(fx, "alarm_raised", alarm.device, alarm=alarm.kind, alarm_id=alarm.id, text=alarm.text)
+        self._index_sounding(alarm)
         return alarm
+
+    def _index_sounding(self, alarm: Alarm) -> None:
+        """An alarm raised or raised again (its `last` the only place it changes)."""
+        if alarm.kind not in SOUNDING_ALARMS:
+            return
+        self.sounding[alarm.id] = alarm
+        if self.silenced_at is not None and alarm.last > self.silenced_at:
+            self.sounding_since_silence.add(alarm.id)
+        else:
+            self.sounding_since_silence.discard(alarm.id)
 
     def _clear_alarm(self, fx: Effects, alarm_id: str, why: str) -> None:
         alarm = self.alarms.pop(alarm_id, None)
+        self.sounding.pop(alarm_id, None)
+        self.sounding_since_silence.discard(alarm_id)
         if alarm is not None:
             fx.alarms[alarm_id] = (alarm, False)
             self._record(fx, "alarm_cleared", alarm.device, alarm=alarm.kind, alarm_id=alarm.id, text=alarm.text,
