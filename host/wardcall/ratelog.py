@@ -9,14 +9,19 @@ import sys
 import time
 from typing import Any, Callable
 
+from .log_output import UnblockingStreamHandler
+
 PERIOD_S = 10.0
 MAX_KEYS = 4096          # keys remembered; the oldest are forgotten first
 
 
 def setup_logging(level: str) -> None:
-    """A command's log on stderr, one format for serve, standby and hospital."""
-    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    """A command's log on stderr, one format for serve, standby and hospital; a stderr that
+    does not take it does not hold the command up (log_output.py)."""
+    handler = UnblockingStreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
+    logging.captureWarnings(True)       # a library's warning goes the same way, not straight to stderr
 
 
 class RateLimitedLog:
