@@ -90,8 +90,7 @@ async def test_the_bucket_holds_the_open_calls_and_the_host(nats_hospital, fed_w
         kv = await async_wait_until(lambda: _bucket(nc), 10, "the ward's bucket")
 
         async def open_calls() -> set[int] | None:
-            keys = set(await _keys(kv))
-            calls = {json.loads((await kv.get(k)).value)["call_id"] for k in keys if k.startswith("call.")}
+            calls = {call["call_id"] for call in await _values(kv, "call.")}
             return calls if calls == {two} else None
         await async_wait_until(open_calls, 10, "the bucket to hold the one open call")
         async def host() -> dict | None:
@@ -105,11 +104,9 @@ async def test_the_bucket_holds_the_open_calls_and_the_host(nats_hospital, fed_w
         bed.pause_heartbeats()
 
         async def offline_alarm() -> dict | None:
-            for key in await _keys(kv):
-                if key.startswith("alarm."):
-                    alarm = json.loads((await kv.get(key)).value)
-                    if alarm["kind"] == "terminal_offline" and alarm["device"] == "bed-101-2":
-                        return alarm
+            for alarm in await _values(kv, "alarm."):
+                if alarm["kind"] == "terminal_offline" and alarm["device"] == "bed-101-2":
+                    return alarm
             return None
         alarm = await async_wait_until(offline_alarm, 10, "the terminal's offline alarm in the bucket")
         await bed.close()           # the host has closed its silent session: the terminal comes back
@@ -139,6 +136,19 @@ async def _bucket(nc):
 
 async def _no_key(kv, key: str) -> bool:
     return key not in await _keys(kv)
+
+
+async def _values(kv, prefix: str) -> list[dict]:
+    """The bucket's values under a prefix. A key listed may be deleted before it is read (the
+    cancelled call's): it is not there, not an error."""
+    values = []
+    for key in await _keys(kv):
+        if key.startswith(prefix):
+            try:
+                values.append(json.loads((await kv.get(key)).value))
+            except nats.js.errors.KeyNotFoundError:
+                continue
+    return values
 
 
 async def _keys(kv) -> list[str]:
