@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from tests.console.conftest import login, sim_terminal
 from tests.faults.ledger import db_rows
-from tests.security.flooders import flood_discovers, flood_hellos
+from tests.security.flooders import attacker_tls, flood_discovers, flood_hellos
 from wardcall.protocol import wardproto
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
@@ -21,7 +21,8 @@ def test_a_code_blue_after_thousands_of_forged_ids_is_the_top_card(page, ward_se
     login(page, server.api_url)
     real = ward.device(1)["device_id"]
     assert flood_discovers(ward.discovery_port, 5000, real) == 0
-    assert aloop.run(flood_hellos(ward.terminal_port, 2000, real), timeout=90) == 0
+    hellos = aloop.run(flood_hellos(ward.terminal_port, 2000, real, attacker_tls(ward.tls == "plain")), timeout=90)
+    assert hellos.answered == 0 and hellos.closed >= 1000, hellos
     blue_terminal = sim_terminal(aloop, ward, 0)
     aloop.run(blue_terminal.place_call(wardproto.CODE_BLUE))
     first = page.locator("#calls li.call").first

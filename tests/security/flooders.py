@@ -7,8 +7,10 @@ import contextlib
 import inspect
 import os
 import socket
+import ssl
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from tests.faults.ledger import db_rows
 from tests.support.simterm import discover
@@ -58,32 +60,51 @@ def flood_discovers(port: int, count: int, real_device: str, sources: list[str] 
             s.close()
 
 
-async def flood_hellos(port: int, count: int, real_device: str, sources: list[str] = OTHER_MACHINES,
-                       at_once: int = 64, timeout: float = 60.0) -> int:
-    """`count` TCP connections, each sending one forged HELLO (unknown ids, and the real device's
-    id with a wrong key) and waiting for the host to close it. Returns how many got any answer."""
-    answered = 0
+def attacker_tls(plain: bool) -> ssl.SSLContext | None:
+    """What an attacker on the ward network speaks to a TLS port: TLS, trusting any certificate."""
+    if plain:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class HelloFlood(NamedTuple):
+    answered: int           # connections that got any answer (a forged HELLO must get none)
+    closed: int             # connections the host closed after reading their HELLO (so refused)
+
+
+async def flood_hellos(port: int, count: int, real_device: str, tls: ssl.SSLContext | None = None,
+                       sources: list[str] = OTHER_MACHINES, at_once: int = 64, timeout: float = 60.0) -> HelloFlood:
+    """`count` TCP connections (TLS with `tls`, as the ward speaks: an attacker has no need to
+    trust the host's certificate), each sending one forged HELLO (unknown ids, and the real
+    device's id with a wrong key) and waiting for the host to close it."""
+    answered = closed = 0
     gate = asyncio.Semaphore(at_once)
 
     async def one(n: int) -> None:
-        nonlocal answered
+        nonlocal answered, closed
         async with gate:
             device = real_device if n % 5 == 0 else f"ghost-{n:06d}"
             try:
-                reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(sources[n % len(sources)], 0))
+                reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls,
+                                                              local_addr=(sources[n % len(sources)], 0))
             except OSError:
                 return
             try:
                 writer.write(forged_hello(device))
                 if await asyncio.wait_for(reader.read(64), 10):
                     answered += 1
+                else:
+                    closed += 1
             except (OSError, asyncio.TimeoutError):
                 pass
             finally:
                 writer.close()
 
     await asyncio.wait_for(asyncio.gather(*(one(n) for n in range(count))), timeout)
-    return answered
+    return HelloFlood(answered, closed)
 
 
 async def discover_retrying(device: str, key: str, port: int, tries: int = 4) -> tuple[str, int]:
