@@ -45,6 +45,7 @@ LISTEN_BACKLOG = 4096            # the kernel's queue: a whole ward reconnects a
 ACCEPT_BATCH = 64                # the console API's listener accepts this many per wake-up
 PENDING_SHARE = 4                 # by default a quarter of the descriptor limit for pending connections
 PENDING_MIN = 64
+STOP_GRACE_S = 1.0               # at a stop: for the terminals to close, then for their sessions to end
 OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
@@ -640,7 +641,13 @@ class TerminalServer:
         for session in list(self.sessions):
             session.close("server stopping")
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=2)
+            _, left = await asyncio.wait(list(self._tasks), timeout=STOP_GRACE_S)
+            if left:
+                # a TLS close waits for the peer's close_notify: one that does not send it is
+                # cut off, so that its session still ends (and is recorded) before the record closes
+                for session in list(self.sessions):
+                    session.drop("server stopping")
+                await asyncio.wait(left, timeout=STOP_GRACE_S)
         if self.server is not None:
             try:
                 await asyncio.wait_for(self.server.wait_closed(), 2)

@@ -192,6 +192,24 @@ async def test_a_terminal_closing_its_tls_session_is_one_line_in_the_log_and_no_
     assert from_asyncio == [], from_asyncio
 
 
+async def test_a_stop_ends_and_records_a_session_whose_terminal_does_not_answer_the_tls_close(make_ward, ward_server_factory):
+    """At a stop the host closes every session; over TLS that close waits for the terminal's own
+    close_notify. A terminal that does not send it (hung, or gone without a FIN) is cut off, so
+    its session ends while the record is still open: the end is stored and nothing in the log
+    blames the disk."""
+    ward = make_ward(terminals=2)
+    server = ward_server_factory(ward)
+    term = await connected(ward, 0)
+    await async_wait_until(lambda: db_rows(ward, "SELECT 1 FROM events WHERE kind = 'terminal_connected'"), 10,
+                           "the terminal's session in the record")
+    # stop() waits for the process here: this loop, and the terminal with it, answers nothing
+    assert server.stop() == 0
+    ends = db_rows(ward, "SELECT device, data FROM events WHERE kind = 'terminal_disconnected'")
+    assert [(e["device"], json.loads(e["data"])["reason"]) for e in ends] == [(term.device, "server stopping")]
+    assert "has not answered" not in server.log_text()
+    await term.close()
+
+
 async def test_restart_after_a_crash_restores_open_calls(make_ward, ward_server_factory):
     ward = make_ward(ack_timeout_s={"patient": 3.0, "bathroom": 30.0})
     server = ward_server_factory(ward)
