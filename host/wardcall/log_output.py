@@ -4,11 +4,13 @@ The event loop writes its log lines itself. A blocking write to a pipe nobody re
 (`wardcall serve 2>&1 | less` left unscrolled), a terminal stopped with Ctrl-S or a journald
 that is stuck would stop the loop at the next line, and with it every terminal's session: the
 ward goes dark. So a line is written only as far as the stream can take it now; what it cannot
-take waits in memory (at most BACKLOG_BYTES) and goes out, in order, before the next line once it
-can. What does not fit there is dropped, counted, and said in the log when it flows again.
+take waits in memory (at most BACKLOG_BYTES) and goes out, in order, as soon as the stream takes
+it again: the event loop watches the stream for room (or, off the loop, the next line tries). What
+does not fit there is dropped, counted, and said in the log when it flows again.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import select
@@ -26,6 +28,7 @@ class UnblockingStreamHandler(logging.StreamHandler):
         self._waiting: deque[bytes] = deque()
         self._waiting_bytes = 0
         self.dropped = 0
+        self._watching: asyncio.AbstractEventLoop | None = None   # the loop told to write the rest
         try:
             self._fd: int | None = stream.fileno()
         except (AttributeError, OSError, ValueError):     # no descriptor (a test's StringIO): as usual
@@ -65,7 +68,8 @@ class UnblockingStreamHandler(logging.StreamHandler):
         while waiting:
             _, writable, _ = select.select([], [self._fd], [], 0)
             if not writable:
-                return          # the stream is full: the rest waits for the next line
+                self._watch()   # the stream is full: the rest goes when it has room
+                return
             # lines together up to CHUNK: a pipe with room for one write takes as much as it can
             data = waiting.popleft()
             while waiting and len(data) + len(waiting[0]) <= CHUNK:
@@ -74,3 +78,27 @@ class UnblockingStreamHandler(logging.StreamHandler):
             self._waiting_bytes -= written
             if written < len(data):
                 waiting.appendleft(data[written:])
+
+    def _watch(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return              # a line logged off the loop: the next line tries again
+        if self._watching is loop:
+            return
+        try:
+            loop.add_writer(self._fd, self._on_room)
+        except (NotImplementedError, OSError, ValueError):    # a loop or a stream that cannot watch it
+            return
+        self._watching = loop
+
+    def _on_room(self) -> None:
+        with self.lock:         # lines may be logged from other threads meanwhile
+            try:
+                self._write_waiting()
+            except OSError:
+                self._waiting.clear()       # the stream is gone (closed): nothing more will go
+                self._waiting_bytes = 0
+            if not self._waiting and self._watching is not None:
+                self._watching.remove_writer(self._fd)
+                self._watching = None

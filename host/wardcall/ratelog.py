@@ -4,9 +4,11 @@ malformed frames, guessed passwords) is logged through this. Also the one log fo
 host's commands (`setup_logging`)."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
+from collections import Counter
 from typing import Any, Callable
 
 from .log_output import UnblockingStreamHandler
@@ -55,3 +57,52 @@ class RateLimitedLog:
 
     def info(self, key: Any, msg: str, *args: Any) -> bool:
         return self.log(logging.INFO, key, msg, *args)
+
+
+BURST = 50      # lines of one kind logged one by one in a period before the rest are counted
+
+
+class BurstLog:
+    """Lines of one kind that a whole ward causes at once (every terminal connecting after a
+    restart or a switch coming back): each is logged as it comes, up to `burst` in a period; the
+    rest are counted, by reason, and said in one line when the period ends. 5,000 lines in a
+    few seconds would cost the event loop a second and bury what else the log says; each of
+    those events is in the record all the same."""
+
+    def __init__(self, logger: logging.Logger, what: str, loop: asyncio.AbstractEventLoop, burst: int = BURST,
+                 period_s: float = PERIOD_S) -> None:
+        self.logger = logger
+        self.loop = loop                # its clock, and the timer of the period's summary
+        self.what = what                # "terminals connected": the summary line's subject
+        self.burst = burst
+        self.period_s = period_s
+        self._since = -float("inf")     # the period's start
+        self._logged = 0
+        self._held: Counter[str] = Counter()
+        self._summary: asyncio.TimerHandle | None = None
+
+    def admit(self, reason: str = "") -> bool:
+        """True: log this line now. False: it is counted and told in the period's summary."""
+        now = self.loop.time()
+        if now - self._since >= self.period_s:
+            self._say_held()
+            self._since, self._logged = now, 0
+        if self._logged < self.burst:
+            self._logged += 1
+            return True
+        self._held[reason] += 1
+        if self._summary is None:
+            self._summary = self.loop.call_later(max(0.0, self._since + self.period_s - now), self._say_held)
+        return False
+
+    def _say_held(self) -> None:
+        if self._summary is not None:
+            self._summary.cancel()
+            self._summary = None
+        if not self._held:
+            return
+        count = sum(self._held.values())
+        reasons = [f"{reason} ({n})" for reason, n in self._held.most_common(5) if reason]
+        self._held.clear()
+        self.logger.info("%d more %s within %g s, not logged one by one (the record has each)%s", count,
+                         self.what, self.period_s, ": " + ", ".join(reasons) if reasons else "")

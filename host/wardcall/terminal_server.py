@@ -32,7 +32,7 @@ from .config import Network
 from .frame_stream import FrameStream
 from .hub import WardHub
 from .protocol import ProtocolError, fit_text, wardproto
-from .ratelog import RateLimitedLog
+from .ratelog import BurstLog, RateLimitedLog
 from .storage import StorageError
 from .turns import TurnGate
 from .ward.terminals import source_of
@@ -209,6 +209,20 @@ def turn_gate(hub: WardHub) -> TurnGate:
     return _hub_own(hub, TurnGate)
 
 
+class SessionLines:
+    """The log's lines of terminals connecting and leaving: one by one, but not 5,000 of each
+    in a storm (ratelog.BurstLog)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.connected = BurstLog(log, "terminals connected", loop)
+        self.disconnected = BurstLog(log, "terminals disconnected", loop)
+
+
+def session_lines(hub: WardHub) -> SessionLines:
+    return _hub_own(hub, SessionLines)
+
+
 def _address(transport: asyncio.BaseTransport) -> str:
     peer = transport.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
@@ -301,10 +315,11 @@ class TerminalSession:
                 await turn_gate(self.hub).take()     # a storm of ends recorded a few per turn
         finally:                                    # (cancelled while it waits: recorded all the same)
             if await self.hub.detach(device, self, self.hwid):
-                if self.closed_because != "server stopping":
+                why = self.closed_because or "session ended"
+                if why != "server stopping" and session_lines(self.hub).disconnected.admit(why):
                     # the connected line's twin: a technician reading the log sees why a bed went
                     flood_log.info(("disconnected", device), "terminal %s (%s) disconnected: %s",
-                                   device, self.address, self.closed_because or "session ended")
+                                   device, self.address, why)
                 try:
                     await self.hub.apply(self.hub.ward.terminal_disconnected(device, self.closed_because or ""))
                 except Exception:
@@ -391,8 +406,9 @@ class TerminalSession:
         assert hello is not None
         self._trusted()
         claims = self.hub.attach(device, self, self.hwid)
-        log.info("terminal %s connected from %s (firmware %s, board %s, hardware id %s)", device, self.address,
-                 hello["firmware"], hello["board"], self.hwid)
+        if session_lines(self.hub).connected.admit():
+            log.info("terminal %s connected from %s (firmware %s, board %s, hardware id %s)", device, self.address,
+                     hello["firmware"], hello["board"], self.hwid)
         fx = claims.merge(self.hub.ward.terminal_connected(
             device, hello["firmware"], hello["board"], hello["caps"], self.address, self.hwid))
         if self.secured:

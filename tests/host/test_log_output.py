@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from wardcall.ratelog import BURST, BurstLog
 from wardcall.log_output import UnblockingStreamHandler
 from wardcall.protocol import wardproto as wp
 
@@ -73,16 +74,17 @@ async def test_a_full_log_pipe_does_not_stop_the_host_serving_terminals(make_war
             await bed.place_call(wp.PATIENT, timeout=5)          # stored and acknowledged
         finally:
             await bed.close()
-        # once it is read, the log flows again: the lines that waited come out before the next ones
+        # once it is read, the log flows again: the lines that waited come out, in order, and
+        # then what came after them (the storm's summary: past BURST, connections are counted)
         log = b""
-        for _ in range(50):
+        deadline = time.monotonic() + 30
+        while b"more terminals connected within" not in log and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
             log += read_all(r)
-            if log.count(b"connected from") >= 61:
-                break
-            await session(ward, 1)
         connected = [line for line in log.splitlines() if b"connected from" in line]
-        assert len(connected) >= 61, log[-2000:]
+        assert len(connected) >= BURST, log[-2000:]
         assert b"terminal bed-101-1 connected from" in connected[0]          # the first, in order
+        assert b"more terminals connected within" in log, log[-2000:]
     finally:
         proc.kill()
         proc.wait(10)
@@ -119,3 +121,59 @@ def test_lines_the_stream_cannot_take_wait_in_order_and_those_past_the_limit_are
         logger.removeHandler(handler)
         stream.close()
         os.close(r)
+
+
+@pytest.mark.asyncio
+async def test_lines_that_waited_go_out_once_the_stream_has_room_without_another_line():
+    """A quiet ward logs nothing for hours: what waited must not wait for the next line."""
+    r, w = small_pipe()
+    stream = os.fdopen(w, "w")
+    handler = UnblockingStreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("test.log_output.room")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        lines = [f"line {i:04d} " + "y" * 80 for i in range(200)]      # ~18 KB, the pipe takes 4 KB
+        for line in lines:
+            logger.warning("%s", line)
+        assert handler.waiting_bytes > 0 and not handler.dropped
+        got = b""
+        deadline = time.monotonic() + 20
+        while handler.waiting_bytes and time.monotonic() < deadline:     # the reader comes back
+            await asyncio.sleep(0.01)
+            got += read_all(r)
+        got += read_all(r)
+        assert got.decode().splitlines() == lines                        # all of them, in order
+    finally:
+        logger.removeHandler(handler)
+        stream.close()
+        os.close(r)
+
+
+@pytest.mark.asyncio
+async def test_a_storm_of_like_lines_is_logged_one_by_one_up_to_its_burst_then_counted_by_reason():
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("wardcall.test-burst")
+    logger.addHandler(Keep())
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    loop = asyncio.get_running_loop()
+    burst = BurstLog(logger, "terminals disconnected", loop, burst=3, period_s=0.5)
+    start = loop.time()
+    reasons = ["dead link", "reset", "dead link", "reset", "dead link", "dead link", ""]
+    admitted = [burst.admit(reason) for reason in reasons]
+    assert admitted == [True, True, True, False, False, False, False]
+    assert lines == []                  # the count is told when the period ends, not line by line
+    summary = asyncio.Event()
+    logger.addHandler(type("Told", (logging.Handler,), {"emit": lambda self, record: summary.set()})())
+    await asyncio.wait_for(summary.wait(), 5)
+    assert loop.time() - start >= 0.5
+    assert lines == ["4 more terminals disconnected within 0.5 s, not logged one by one (the record has each): "
+                     "dead link (2), reset (1)"]
+    assert burst.admit("reset")         # a new period: one by one again
