@@ -21,7 +21,7 @@ from ..config import User
 from ..passwords import dummy_hash, verify_password
 from ..ratelog import RateLimitedLog
 from .errors import Handler, http_error, json_body, json_error
-from .keys import HUB, SESSIONS
+from .keys import HUB, SESSION, SESSIONS, USER
 from .login_guard import LoginGuard
 from .sessions import ConsoleSession, Sessions
 
@@ -52,12 +52,12 @@ def live_users(sessions: Sessions) -> set[str]:
 
 
 def current_session(request: web.Request) -> ConsoleSession:
-    return request["session"]
+    return request[SESSION]
 
 
 def current_user(request: web.Request) -> User:
     """The logged-in user, with the role the ward config gives them now."""
-    return request["user"]
+    return request[USER]
 
 
 def require(request: web.Request, action: str) -> User:
@@ -106,8 +106,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if changing and request.headers.get(TOKEN_HEADER) != session.csrf:
         return json_error(403, f"this action needs the session's request token in {TOKEN_HEADER}")
     sessions.touch(session)
-    request["session"] = session
-    request["user"] = user
+    request[SESSION] = session
+    request[USER] = user
     return await handler(request)
 
 
