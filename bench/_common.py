@@ -32,7 +32,8 @@ def free_port(kind=socket.SOCK_STREAM) -> int:
         return s.getsockname()[1]
 
 
-def write_ward(wdir: Path, n: int, heartbeat_ms: int = 1000, tls: str = "tls") -> tuple[Path, list[dict]]:
+def write_ward(wdir: Path, n: int, heartbeat_ms: int = 1000, tls: str = "tls",
+               host_heartbeat_every: int | None = None) -> tuple[Path, list[dict]]:
     """A ward with n terminals (two beds a room) on free loopback ports; returns the TOML path and
     each terminal's config.json dict. TLS (its own CA, trusted by this process) unless
     tls="plain" (plain TCP and HTTP, alarmed)."""
@@ -42,7 +43,8 @@ def write_ward(wdir: Path, n: int, heartbeat_ms: int = 1000, tls: str = "tls") -
              "[network]", 'terminal_host = "127.0.0.1"', f"terminal_port = {tport}",
              'discovery_host = "127.0.0.1"', f"discovery_port = {dport}",
              'api_host = "127.0.0.1"', f"api_port = {aport}", "",
-             "[timing]", f"heartbeat_ms = {heartbeat_ms}", "no_console_grace_s = 600", "",
+             "[timing]", f"heartbeat_ms = {heartbeat_ms}", "no_console_grace_s = 600",
+             *([f"host_heartbeat_every = {host_heartbeat_every}"] if host_heartbeat_every else []), "",
              "[escalation]", "attend_timeout_s = 3600", "",
              "[escalation.ack_timeout_s]", "code_blue = 3600", "staff_assist = 3600", "bathroom = 3600",
              "patient = 3600", "technical = 3600", ""]

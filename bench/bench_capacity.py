@@ -171,9 +171,10 @@ def read_lines(stream, sink: list[str]) -> None:
         sink.append(line.strip())
 
 
-def step(work: Path, n: int, window: float, probes: int, tls: bool = False) -> dict:
+def step(work: Path, n: int, window: float, probes: int, tls: bool = False, host_beat_every: int | None = None) -> dict:
     # plain TCP and HTTP unless --tls: the terminals' TLS (the default of a ward) and HTTPS
-    cfg, devices = write_ward(work / f"cap{n}", n + 1, tls="tls" if tls else "plain")
+    cfg, devices = write_ward(work / f"cap{n}", n + 1, tls="tls" if tls else "plain",
+                              host_heartbeat_every=host_beat_every)
     load, probe_dev = devices[:n], devices[n]
     os.environ["WARDCALL_LOOP_PROBE"] = "1"        # inherited by `wardcall serve`
     server = Server(cfg)
@@ -264,6 +265,8 @@ def main(argv=None) -> int:
     ap.add_argument("--mqtt", action="store_true", help="each step also on Mosquitto (bench/bench_mqtt.py), interleaved")
     ap.add_argument("--runs", type=int, default=1, help="repeat the steps (interleaved with Mosquitto's)")
     ap.add_argument("--tls", action="store_true", help="terminals over TLS and the console over HTTPS (a ward's default)")
+    ap.add_argument("--host-beat-every", default="",
+                    help="[timing] host_heartbeat_every, comma-separated to run each in turn (default: the ward's)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     raise_nofile(50000)
@@ -275,9 +278,14 @@ def main(argv=None) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-cap-") as tmp:
         for run in range(args.runs):
-            for n in [int(x) for x in args.steps.split(",") if x]:
-                r = step(Path(tmp) / f"run{run}", n, args.window, args.probes, args.tls)
+            steps = [(int(x), int(e) if e else None) for x in args.steps.split(",") if x
+                     for e in (args.host_beat_every.split(",") or [""])]
+            for i, (n, every) in enumerate(steps):
+                if every is not None:
+                    print(f"host_heartbeat_every = {every}", flush=True)
+                r = step(Path(tmp) / f"run{run}-{i}", n, args.window, args.probes, args.tls, every)
                 r["tls"] = args.tls
+                r["host_heartbeat_every"] = every
                 r["load_average"] = os.getloadavg()[0]
                 results.append(r)
                 report(r)

@@ -46,7 +46,9 @@ class Fleet:
                     reader, writer = await asyncio.open_connection("127.0.0.1", self.port, ssl=self.tls,
                                                                    server_hostname=self.tls_name)
                     s = wp.Session(key, False)
-                    writer.write(s.hello(dev["device_id"], "loadgen-1", "loadgen", 0, dev["device_id"].encode()[-32:]))
+                    # CAP_HOST_BEAT as the firmware: the host then beats every host_heartbeat_every periods
+                    writer.write(s.hello(dev["device_id"], "loadgen-1", "loadgen", wp.CAP_HOST_BEAT,
+                                         dev["device_id"].encode()[-32:]))
                     s.accept_welcome(await asyncio.wait_for(wp.read_frame(reader), 30))
                 return reader, writer, s
             except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.TimeoutError, wp.ProtocolError):

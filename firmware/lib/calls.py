@@ -31,9 +31,9 @@ SLOT_NAMES = ("code_blue", "staff_assist", "bathroom", "patient", "cord_fault", 
 # an open call: [call id, state, boot, ticks, unix]
 A_CALL = const(0)
 A_STATE = const(1)
-A_BOOT = const(2)
-A_TICKS = const(3)
-A_UNIX = const(4)
+_A_BOOT = const(2)
+_A_TICKS = const(3)
+_A_UNIX = const(4)
 # slots a presence press clears (bathroom and cord only when the cord is back at rest)
 PRESENCE_CLEARS = (S_ASSIST, S_PATIENT, S_DEVICE)
 _OFFLINE_ALARM_MS = const(3000)  # offline this long with a call waiting: the buzzer sounds
@@ -222,7 +222,7 @@ class Calls:
         for s in range(_SLOTS):
             a = self.active[s]
             if a is not None and not self.outbox.waiting(CALL, a[A_CALL]):
-                again.append([CALL, a[A_CALL], SLOT_KIND[s], s, a[A_BOOT], a[A_TICKS], a[A_UNIX], None])
+                again.append([CALL, a[A_CALL], SLOT_KIND[s], s, a[_A_BOOT], a[_A_TICKS], a[_A_UNIX], None])
                 log("calls", "%s call %d still open: announced again" % (SLOT_NAMES[s], a[A_CALL]))
         return again
 

@@ -1,8 +1,9 @@
 # The link to the host: Wi-Fi, then the host (config or UDP discovery), then one TCP session
 # (wardproto.Session): HELLO/WELCOME, heartbeats both ways, the outbox sent in order after every
 # WELCOME and resent until CALL_ACK (preceded by the calls still open here, announced again the
-# same way, so a host that lost its record learns them again), a dead link detected within 3
-# heartbeat intervals, and reconnection with exponential backoff plus jitter (0.5 s doubling to
+# same way, so a host that lost its record learns them again), a dead link detected after 3 of
+# the host's heartbeat periods of silence (WELCOME may make the host's longer than ours) or 3 of
+# ours with a frame we sent unanswered (the host answers each at once), and reconnection with exponential backoff plus jitter (0.5 s doubling to
 # 30 s, + up to half), cut to 1-2 s while an event (a call, a cancel) waits to be delivered: a
 # long outage's backoff never holds a new call back (only the terminals with something to say
 # retry that often, so a reconnect storm stays spread out). The host's name is looked up once,
@@ -76,12 +77,14 @@ class Link:
         self.wifi = Wifi(cfg["wifi"]["ssid"], cfg["wifi"].get("password", ""))
         self.hwid = hardware_id()
         log("link", "hardware id %s" % hexlify(self.hwid).decode())
-        self.caps = P.CAP_CORD | P.CAP_BUZZER | P.CAP_CODE | P.CAP_OTA | (P.CAP_DOME if board.DOME >= 0 else 0)
+        self.caps = P.CAP_CORD | P.CAP_BUZZER | P.CAP_CODE | P.CAP_OTA | P.CAP_HOST_BEAT | (P.CAP_DOME if board.DOME >= 0 else 0)
         self.online = False
         self.hb_ms = _DEFAULT_HB_MS
+        self.host_hb_ms = _DEFAULT_HB_MS    # the host's heartbeat period
         self.sessions = 0
         self._up = False
         self._last_rx = 0
+        self._asked = None              # ticks of our first frame (not a heartbeat) the host has not answered
         self._after = None
         self._host = None               # (address, port) of the host, looked up once
         self._on_standby = False        # connecting to config.json's standby_host, not host
@@ -224,6 +227,13 @@ class Link:
         writer.write(frame)
         await asyncio.wait_for_ms(writer.drain(), _IO_MS)
 
+    async def _ask(self, writer, frame):
+        # a frame the host answers at once (anything but a heartbeat): its silence is then a
+        # dead link after 3 of our heartbeats, however long the host's period
+        if self._asked is None:
+            self._asked = time.ticks_ms()
+        await self._write(writer, frame)
+
     async def _run_session(self, reader, writer, alive):
         sess = P.Session(self.key, False)
         cfg = self.cfg
@@ -247,6 +257,7 @@ class Link:
             return False
         hb = msg["hb_ms"]
         self.hb_ms = hb if hb >= _MIN_HB_MS else _DEFAULT_HB_MS
+        self.host_hb_ms = self.hb_ms * ((msg["flags"] & P.WF_HOST_BEATS) or 1)
         self.clock.sync(msg["time"])
         expired = self.tls.synced(msg["time"])
         if expired:
@@ -258,11 +269,13 @@ class Link:
         self.sessions += 1
         self._up = True
         self._last_rx = time.ticks_ms()
+        self._asked = None
         faults = self.out.start()
         self.outbox.unsend(self.calls.reannounce())
         self._set_online(True)
-        log("link", "online (heartbeat %d ms, %d fault(s) raised offline, %d event(s) to send, "
-            "%d open call(s) to announce again)" % (self.hb_ms, faults, len(self.outbox), len(self.outbox.again)))
+        log("link", "online (heartbeat %d ms, the host's %d ms, %d fault(s) raised offline, %d event(s) to "
+            "send, %d open call(s) to announce again)" % (self.hb_ms, self.host_hb_ms, faults, len(self.outbox),
+                                                         len(self.outbox.again)))
         task = asyncio.create_task(self._reader(reader, sess))
         try:
             await self._sender(writer, sess, alive)
@@ -281,7 +294,7 @@ class Link:
         return buf[:n]
 
     async def _reader(self, reader, sess):
-        dead_ms = 3 * self.hb_ms
+        dead_ms = 3 * self.host_hb_ms
         try:
             while self._up:
                 try:
@@ -296,6 +309,7 @@ class Link:
                     log("link", "connection lost: %r" % (e,))
                     break
                 self._last_rx = time.ticks_ms()
+                self._asked = None
                 try:
                     msg = sess.decode(frame)
                 except P.ProtocolError as e:
@@ -359,7 +373,7 @@ class Link:
                 if sent is not None:
                     log("link", "resending unacknowledged event %d" % ev[F_CALL])
                 ev[F_SENT] = now
-                await self._write(writer, self._event(sess, ev))
+                await self._ask(writer, self._event(sess, ev))
                 sent = now
             left = _RESEND_MS - time.ticks_diff(now, sent)
             if left < wait:
@@ -380,7 +394,7 @@ class Link:
                 log("link", "cannot encode %s: %s (dropped)" % (P.TYPE_NAMES.get(m[0], "?"), e))
                 out.done()
                 continue
-            await self._write(writer, frame)
+            await self._ask(writer, frame)
             out.done()
 
     async def _sender(self, writer, sess, alive):
@@ -391,8 +405,12 @@ class Link:
             while self._up:
                 out.clear_wake()
                 now = time.ticks_ms()
-                if time.ticks_diff(now, self._last_rx) >= 3 * hb:
-                    log("link", "no frame from the host for %d ms: link dead" % (3 * hb))
+                if time.ticks_diff(now, self._last_rx) >= 3 * self.host_hb_ms:
+                    log("link", "no frame from the host for %d ms: link dead" % (3 * self.host_hb_ms))
+                    break
+                asked = self._asked
+                if asked is not None and time.ticks_diff(now, asked) >= 3 * hb:
+                    log("link", "no answer from the host for %d ms: link dead" % (3 * hb))
                     break
                 if not self.wifi.connected():
                     log("link", "Wi-Fi lost")

@@ -56,7 +56,7 @@ _OK = const(0)
 _NONE = const(1)                # no answer: no card
 _COLLIDED = const(2)
 _BAD = const(3)
-DEAD = const(4)                 # the chip does not answer
+_DEAD = const(4)                 # the chip does not answer
 
 
 def crc_a(buf, n):
@@ -141,7 +141,7 @@ class Mfrc522:
         while True:
             irq = self._rd(_COM_IRQ)
             if irq == 0xFF:                     # bit 7 reads 0 on a chip that answers
-                return DEAD
+                return _DEAD
             if irq & _DONE_IRQ:
                 break
             if irq & _TIMER_IRQ:
@@ -149,7 +149,7 @@ class Mfrc522:
                 return _NONE
             if time.ticks_diff(time.ticks_us(), t0) > _WAIT_US:
                 self._wr(_COMMAND, _IDLE)
-                return DEAD                     # its timer never ran out: not a working chip
+                return _DEAD                     # its timer never ran out: not a working chip
         self._wr(_BIT_FRAMING, framing)
         err = self._rd(_ERROR)
         if err & _BAD_ERR:
@@ -168,7 +168,7 @@ class Mfrc522:
         """WUPA: 1 if any card answers (collisions included), 0 if none, -1 if the chip is dead."""
         self._tx[0] = _WUPA
         st = self._transceive(1, 7, 0)
-        if st == DEAD:
+        if st == _DEAD:
             return -1
         if st == _COLLIDED or (st == _OK and self.rx_n == 2 and self.rx_last == 0):
             return 1
@@ -193,7 +193,7 @@ class Mfrc522:
                 tx[7] = c & 0xFF
                 tx[8] = c >> 8
                 st = self._transceive(9, 0, 0)
-            if st == DEAD:
+            if st == _DEAD:
                 return -1
             if st != _OK or self.rx_n != 3 or crc_a(rx, 1) != rx[1] | (rx[2] << 8):
                 return 0

@@ -22,22 +22,22 @@ except ImportError:
 FORMAT = "wardcall-ota/1"        # first line of every signed statement
 MAX_FILES = const(64)
 MAX_TOTAL = const(524288)        # bytes in one update
-MAX_PATH = const(64)
-MAX_VERSION = const(32)
+_MAX_PATH = const(64)
+_MAX_VERSION = const(32)
 MAX_SERIAL = 1099511627775       # 2**40 - 1 (unix seconds fit until the year 36812)
-MIN_TRIAL_S = const(5)
-MAX_TRIAL_S = const(600)
+_MIN_TRIAL_S = const(5)
+_MAX_TRIAL_S = const(600)
 DEFAULT_TRIAL_S = const(60)
 RESERVE = const(32768)           # flash that must stay free beside the staged files
 CHUNK_HEADER = const(6)          # u16 file index, u32 offset
-CHUNK_ALIGN = const(64)
+_CHUNK_ALIGN = const(64)
 MAX_DETAIL = const(255)          # RESULT detail is wardproto text `s`
 # RSASSA-PKCS1-v1_5 with SHA-256 (RFC 8017 8.2); e = 65537; the ward key is RSA-3072
 E = const(65537)
 KEY_BITS = const(3072)
 MIN_KEY_LEN = const(256)         # modulus bytes accepted: RSA-2048 ... RSA-4096
 MAX_KEY_LEN = const(512)
-KID_LEN = const(16)              # hex digits of a key id
+_KID_LEN = const(16)              # hex digits of a key id
 # DER of DigestInfo{sha256, NULL} before the 32-byte hash (RFC 8017 9.2, note 1)
 DIGEST_INFO = unhexlify("3031300d060960864801650304020105000420")
 
@@ -118,7 +118,7 @@ def _int(v, lo, hi):
 
 def valid_path(p):
     """A module under lib/ (x.py or x.mpy), plain ASCII names, never a protected module."""
-    if not isinstance(p, str) or not p.startswith("lib/") or len(p) > MAX_PATH:
+    if not isinstance(p, str) or not p.startswith("lib/") or len(p) > _MAX_PATH:
         return False
     if ".." in p or "//" in p or p.endswith("/"):
         return False
@@ -138,7 +138,7 @@ def valid_path(p):
 
 def valid_version(v):
     """1-32 characters of letters, digits and . _ + - (it is a line of the signed statement)."""
-    if not isinstance(v, str) or not 0 < len(v) <= MAX_VERSION:
+    if not isinstance(v, str) or not 0 < len(v) <= _MAX_VERSION:
         return False
     for c in v:
         o = ord(c)
@@ -159,7 +159,7 @@ def twin(path):
 def chunk_size():
     """Data bytes per CMD_OTA_CHUNK: wardproto.OTA_CHUNK_MAX rounded down to 64 bytes (960)."""
     from wardproto import OTA_CHUNK_MAX
-    return OTA_CHUNK_MAX - OTA_CHUNK_MAX % CHUNK_ALIGN
+    return OTA_CHUNK_MAX - OTA_CHUNK_MAX % _CHUNK_ALIGN
 
 
 # ----- the signed statement -----
@@ -278,9 +278,9 @@ def decode_begin(arg):
         raise _bad("serial: 1-%d" % MAX_SERIAL)
     if not _int(hdr.get("n"), 1, MAX_FILES) or not _int(hdr.get("size"), 0, MAX_TOTAL):
         raise _bad("limits: %d files, %d bytes" % (MAX_FILES, MAX_TOTAL))
-    if not _int(hdr.get("trial_s"), MIN_TRIAL_S, MAX_TRIAL_S):
-        raise _bad("trial_s: %d-%d" % (MIN_TRIAL_S, MAX_TRIAL_S))
-    if not _is_hex(hdr.get("m"), 64) or not _is_hex(hdr.get("kid"), KID_LEN):
+    if not _int(hdr.get("trial_s"), _MIN_TRIAL_S, _MAX_TRIAL_S):
+        raise _bad("trial_s: %d-%d" % (_MIN_TRIAL_S, _MAX_TRIAL_S))
+    if not _is_hex(hdr.get("m"), 64) or not _is_hex(hdr.get("kid"), _KID_LEN):
         raise _bad("manifest digest or key id")
     if not MIN_KEY_LEN <= len(sig) <= MAX_KEY_LEN:
         raise _bad("signature of %d bytes" % len(sig))
@@ -307,7 +307,7 @@ def decode_file(arg):
             or not isinstance(path, str):
         raise _bad("file declaration")
     if not valid_path(path):
-        raise Refused(R_PATH, {"path": path[:MAX_PATH]})
+        raise Refused(R_PATH, {"path": path[:_MAX_PATH]})
     return i, path, size, sha
 
 

@@ -135,6 +135,13 @@ CAP_DOME = const(2)
 CAP_BUZZER = const(4)
 CAP_CODE = const(8)
 CAP_OTA = const(16)
+CAP_HOST_BEAT = const(32)    # follows the host's heartbeat period in WELCOME's flags (below)
+
+# WELCOME flags: the low four bits say the host sends its HEARTBEAT every n x hb_ms (0 or 1:
+# every hb_ms), only to a terminal whose HELLO has CAP_HOST_BEAT. Such a terminal counts the link
+# dead after 3 host periods of silence, or 3 x hb_ms with a frame of its own unanswered: the host
+# answers every frame but a HEARTBEAT at once (docs/SESSION.md).
+WF_HOST_BEATS = const(15)
 
 # Field kinds: B u8, H u16, I u32, s text (u8 length + UTF-8), b bytes (u16 length),
 # n nonce (NONCE_LEN raw bytes), h hardware id (u8 length 1..HWID_MAX + raw bytes)
@@ -556,6 +563,7 @@ class Session:
         return msg
 
     def welcome(self, time_s, hb_ms, flags=0):
+        # flags: WF_HOST_BEATS, the host's heartbeat period in multiples of hb_ms
         frame = encode_frame(self._device_mac, WELCOME, 0, {
             "nonce": self.nonce, "echo": self.peer_nonce, "time": time_s, "hb_ms": hb_ms, "flags": flags,
         }, True)

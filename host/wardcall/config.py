@@ -13,7 +13,7 @@ from typing import Any
 
 from .integrations.config import IntegrationConfigError, IntegrationsConfig, parse_integrations
 from .federation.settings import FederationSettings, SettingError, parse_federation
-from .protocol import KIND_BY_NAME
+from .protocol import KIND_BY_NAME, wardproto
 
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
@@ -112,6 +112,9 @@ class Network:
 @dataclass(frozen=True)
 class Timing:
     heartbeat_ms: int = 1000
+    # the host's heartbeat to a terminal whose firmware follows it (CAP_HOST_BEAT): every this many
+    # heartbeat_ms. Its 5,000 sends a second were a fifth of a core over TLS (docs/BENCHMARKS.md).
+    host_heartbeat_every: int = 3
     no_console_grace_s: float = 10.0        # alerts standing this long with no console → alarm
     attempt_alarm_s: float = 600.0          # "device trying to connect" stays this long after the last try
     handshake_timeout_s: float = 5.0
@@ -343,8 +346,12 @@ def parse_config(path: Path, data: dict[str, Any]) -> WardConfig:
     heartbeat_ms = tim.get("heartbeat_ms", int, Timing.heartbeat_ms)
     if not 50 <= heartbeat_ms <= 60000:
         raise tim.error("heartbeat_ms", f"must be between 50 and 60000, not {heartbeat_ms}")
+    host_every = tim.get("host_heartbeat_every", int, Timing.host_heartbeat_every)
+    if not 1 <= host_every <= wardproto.WF_HOST_BEATS:
+        raise tim.error("host_heartbeat_every", f"must be between 1 and {wardproto.WF_HOST_BEATS}, not {host_every}")
     timing = Timing(
         heartbeat_ms=heartbeat_ms,
+        host_heartbeat_every=host_every,
         no_console_grace_s=tim.positive("no_console_grace_s", Timing.no_console_grace_s),
         attempt_alarm_s=tim.positive("attempt_alarm_s", Timing.attempt_alarm_s),
         handshake_timeout_s=tim.positive("handshake_timeout_s", Timing.handshake_timeout_s),

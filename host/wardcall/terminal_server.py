@@ -258,6 +258,7 @@ class TerminalSession:
         self._read_since: float | None = None
         self._unread_since: float | None = None    # loop time the write buffer was first seen over its limit
         self._hello: dict[str, Any] | None = None    # until the first authentic session frame
+        self.beat_every = 1                 # the host's heartbeat every this many heartbeat_ms (WELCOME)
         self.secured = False                # the session runs inside TLS
         self._loop = asyncio.get_running_loop()
 
@@ -389,7 +390,11 @@ class TerminalSession:
         self.device = device
         self.hwid = hello["hwid"].hex()     # which physical board: call ids are unique per board
         self._hello = hello
-        self.transport.write(session.welcome(int(hub.clock.wall()), hub.config.timing.heartbeat_ms, 0))
+        timing = hub.config.timing
+        if hello["caps"] & wardproto.CAP_HOST_BEAT:
+            self.beat_every = timing.host_heartbeat_every
+        self.transport.write(session.welcome(int(hub.clock.wall()), timing.heartbeat_ms,
+                                             self.beat_every if self.beat_every > 1 else 0))
         self.secured = self.transport.get_extra_info("ssl_object") is not None
         # A HELLO proves nothing by itself: anyone can replay one. The session takes the
         # terminal's place (and displaces an older one) only once it sends an authentic frame
@@ -422,13 +427,7 @@ class TerminalSession:
         write buffer above the high-water mark all that time) is cut off: it stopped reading."""
         config = self.hub.config
         transport = self.transport
-        try:
-            self.send(wardproto.HEARTBEAT, {"status": 0, "pending": 0,
-                                            "uptime": int(time.monotonic() - self._heartbeats_started)})
-        except (ConnectionError, RuntimeError):
-            self.close("connection lost while sending")
-            return None
-        if self.closed_because is not None:
+        if not self._heartbeat():
             return None
         if transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]:
             if self._unread_since is None:
@@ -438,7 +437,16 @@ class TerminalSession:
                 return None
         else:
             self._unread_since = None
-        return next_beat(due, now, config.heartbeat_s)
+        return next_beat(due, now, config.heartbeat_s * self.beat_every)
+
+    def _heartbeat(self) -> bool:
+        """Send the host's HEARTBEAT; False if the session has ended."""
+        try:
+            self.send(wardproto.HEARTBEAT, {"status": 0, "pending": 0,
+                                            "uptime": int(time.monotonic() - self._heartbeats_started)})
+        except (ConnectionError, RuntimeError):
+            self.close("connection lost while sending")
+        return self.closed_because is None
 
     def deadline_due(self, now: float) -> float | None:
         """From SessionTimers: the dead-link deadline (`offline_after_s` into a read that has not
@@ -510,6 +518,10 @@ class TerminalSession:
                 await self._reject(device, error.message)
                 return
             assert msg is not None
+            if self.beat_every > 1 and msg["type"] != wardproto.HEARTBEAT:
+                # answered at once, before the CALL_ACK that waits for the commit: a terminal
+                # following our longer period counts a frame unanswered for 3 x hb_ms a dead link
+                self._heartbeat()
             if self._hello is not None:
                 await self._adopt(device)
             await hub.apply(hub.ward.frame_received(device))

@@ -104,3 +104,23 @@ def test_discovery_over_a_lossy_radio(make_terminals):
         ledger.check(rig.ward.database, placed)
     finally:
         udp.close()
+
+
+def test_a_call_in_a_silent_link_death_is_not_held_for_the_hosts_longer_period(make_terminals, fault_proxy):
+    """The host beats only every 10th interval here (5 s: an idle board counts the link dead
+    after 15 s of silence). A board that sent a call and heard nothing for 3 of its own
+    heartbeats (1.5 s) counts the link dead then, not after the host's three; it reconnects, and
+    the call arrives once when the link is back (docs/SESSION.md)."""
+    rig = rig_behind_proxy(make_terminals, fault_proxy, 2, heartbeat_ms=500, host_heartbeat_every=10)
+    b = rig.board(0)
+    assert "online (heartbeat 500 ms, the host's 5000 ms" in b.console()
+    ledger = Ledger()
+    mark = b.console_mark()
+    fault_proxy.cut("stall")
+    press(rig, ledger, 0, "call")
+    # 9 s: the idle rule (15 s from the host's last beat, at most 5 s before the cut) cannot come first
+    b.wait_console("no answer from the host for 1500 ms: link dead", 9, since=mark)
+    assert "no frame from the host" not in b.console(since=mark)
+    fault_proxy.restore()
+    placed = wait_all_delivered(rig, ledger, timeout=40)
+    ledger.check(rig.ward.database, placed)

@@ -30,10 +30,14 @@ def stop_loop(loop):
 
 
 class FakeHost:
-    def __init__(self, device_id, key, hb_ms=300, ack=True):
+    def __init__(self, device_id, key, hb_ms=300, ack=True, host_beats=1):
         self.device_id = device_id
         self.key = key
         self.hb_ms = hb_ms
+        # its own heartbeat every host_beats x hb_ms to a terminal with CAP_HOST_BEAT (WELCOME
+        # flags), each other frame of it answered at once, as the real host (SESSION.md)
+        self.host_beats = host_beats
+        self.period_ms = hb_ms
         self.ack = ack
         self.received = []          # (monotonic time, msg dict) in arrival order
         self.hellos = 0
@@ -94,7 +98,9 @@ class FakeHost:
             msg = sess.accept_hello(frame)
             self._record(msg)
             self.hellos += 1
-            writer.write(sess.welcome(int(time.time()), self.hb_ms))
+            beats = self.host_beats if msg["caps"] & P.CAP_HOST_BEAT else 1
+            self.period_ms = self.hb_ms * beats
+            writer.write(sess.welcome(int(time.time()), self.hb_ms, beats if beats > 1 else 0))
             await writer.drain()
         except (P.ProtocolError, OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
             writer.close()
@@ -110,6 +116,8 @@ class FakeHost:
                 self._record(msg)
                 if self.on_message is not None:
                     self.on_message(self, msg)
+                if self.period_ms > self.hb_ms and msg["type"] != P.HEARTBEAT and not self.silent:
+                    self._send(P.HEARTBEAT, {"status": 0, "pending": 0, "uptime": 0}, writer, sess)
                 if msg["type"] in (P.CALL, P.CANCEL) and self.ack:
                     self._send(P.CALL_ACK, {"call": msg["call"], "of": msg["type"]}, writer, sess)
         except (P.ProtocolError, OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, EOFError):
@@ -124,7 +132,7 @@ class FakeHost:
         while True:
             if not self.silent:
                 self._send(P.HEARTBEAT, {"status": 0, "pending": 0, "uptime": 0}, writer, sess)
-            await asyncio.sleep(self.hb_ms / 1000)
+            await asyncio.sleep(self.period_ms / 1000)
 
     def _send(self, mtype, fields, writer, sess):
         writer.write(sess.encode(mtype, fields))

@@ -207,6 +207,41 @@ async def scenario(app):
     assert 3 * 300 - 300 <= ms <= 3 * 300 + 1000, out
 
 
+def test_a_host_beating_every_fifth_interval_is_not_taken_for_dead_but_an_unanswered_frame_is(tmp_path):
+    """The host says in WELCOME it beats every 5 x 300 ms: an idle terminal stays in its one
+    session through several of those periods; a PRESENCE the host does not answer is a dead
+    link after 3 of the terminal's own intervals (900 ms), not 3 of the host's (4.5 s)."""
+    h = FakeHost("bed-101-1", mprun.KEY, hb_ms=300, host_beats=5).start()
+    try:
+        stamp = {}
+
+        def on_msg(host, m):
+            if m["type"] == P.PRESENCE:
+                host.silent = True
+                stamp["t"] = time.monotonic()
+        h.on_message = on_msg
+        out = mprun.run_scenario(r"""
+async def scenario(app):
+    await until(lambda: app.link.online, 5000, "online")
+    print("HOST_HB_MS", app.link.host_hb_ms)
+    await asyncio.sleep_ms(6000)           # four of the host's periods, idle
+    print("SESSIONS", app.link.sessions, app.link.online)
+    t0 = time.ticks_ms()
+    await press(board.PRESENCE, 60)
+    await until(lambda: not app.link.online, 3000, "dead link detected")
+    print("DETECTED_MS", time.ticks_diff(time.ticks_ms(), t0))
+""", flash_for(tmp_path, h), 30000)
+    finally:
+        h.stop()
+    mprun.assert_passed(out)
+    assert "HOST_HB_MS 1500" in out and "SESSIONS 1 True" in out, out
+    assert "no answer from the host for 900 ms: link dead" in out, out
+    ms = int(out.split("DETECTED_MS ")[1].split()[0])
+    # 900 ms after the PRESENCE went out (the press is taken within ~60 ms of t0); the upper bound
+    # leaves a busy machine a second to spare, and is still far below the host's 4.5 s
+    assert 3 * 300 <= ms <= 3 * 300 + 1000, out
+
+
 def test_host_found_by_udp_discovery(tmp_path, host):
     out = mprun.run_scenario(r"""
 async def scenario(app):

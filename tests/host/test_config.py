@@ -141,6 +141,8 @@ def test_several_terminals_of_a_room_itself_are_allowed(tmp_path):
     ('[ward]\nname = "W"\n[rooms.101]\n[terminals.t1]\nroom = "102"\n', "[terminals.t1] room", "room '102' is not defined"),
     ('[ward]\nname = "W"\n[network]\napi_port = 70000\n', "[network] api_port", "outside 0-65535"),
     ('[ward]\nname = "W"\n[timing]\nheartbeat = 100\n', "[timing]", "unknown key 'heartbeat'"),
+    ('[ward]\nname = "W"\n[timing]\nhost_heartbeat_every = 16\n', "[timing] host_heartbeat_every",
+     "must be between 1 and 15, not 16"),
     ('[ward]\nname = "W"\n[users.alice]\npassword = "hunter2"\n', "[users.alice] password", "never the password itself"),
     ('[ward]\nname = "W"\nbroken = \n[rooms]\n', "line 3, column 10", "not valid TOML"),
     ('[rooms.101]\n', "", "needs a [ward] table"),
