@@ -2,7 +2,6 @@
 delivery, acknowledgement, resend, offline queueing, reconnection, garbage, dead link, discovery,
 commands, reboot survival. The same behaviours against the real host and the emulator are in
 test_e2e.py."""
-import json
 import time
 
 import pytest
