@@ -279,7 +279,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-cap-") as tmp:
         for run in range(args.runs):
             steps = [(int(x), int(e) if e else None) for x in args.steps.split(",") if x
-                     for e in (args.host_beat_every.split(",") or [""])]
+                     for e in args.host_beat_every.split(",")]
             for i, (n, every) in enumerate(steps):
                 if every is not None:
                     print(f"host_heartbeat_every = {every}", flush=True)

@@ -168,20 +168,6 @@ async def test_disk_full_under_the_event_log_raises_an_alarm_and_drops_nothing(s
         await api.close()
 
 
-async def resend_until_acknowledged(ward, term, kind: int, call_id: int, within_s: float = 30.0) -> None:
-    """What the firmware does with a call in its outbox: send it again every 3 s until CALL_ACK."""
-    deadline = asyncio.get_running_loop().time() + within_s
-    while True:
-        try:
-            if not term.connected:
-                await term.connect()
-            await term.place_call(kind, call_id=call_id, timeout=3)
-            return
-        except (TimeoutError, ConnectionError, OSError):
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-
-
 @pytest.mark.asyncio
 @pytest.mark.timeout(90)
 async def test_a_code_blue_on_a_full_disk_is_shown_at_once_and_recorded_once(small_disk, make_ward, ward_server_factory):
@@ -216,7 +202,7 @@ async def test_a_code_blue_on_a_full_disk_is_shown_at_once_and_recorded_once(sma
             assert db_rows(database, "SELECT id FROM calls WHERE call_id = ?", code) == []
 
             small_disk.free(server)
-            await resend_until_acknowledged(ward, term, wp.CODE_BLUE, code)
+            await term.resend_until_acknowledged(wp.CODE_BLUE, code)
             state = await console.wait_for(lambda s: find_call(s, term.device, code)["recorded"] is True
                                            and not alarms_of(s, "database"), timeout=5)
             shown = find_call(state, term.device, code)

@@ -5,7 +5,6 @@ sends but a HEARTBEAT answered at once, also while the record hangs and the CALL
 as older firmware, hears the host every hb_ms as before."""
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 
 import pytest
@@ -18,18 +17,6 @@ from wardcall.protocol import wardproto as wp
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
 
 FOLLOWS = DEFAULT_CAPS | wp.CAP_HOST_BEAT
-
-
-async def resent_until_acknowledged(term, call: int) -> None:
-    """The CALL sent again every 3 s, as a terminal does, until the host acknowledges it."""
-    deadline = asyncio.get_running_loop().time() + 20
-    while True:
-        try:
-            await term.place_call(wp.PATIENT, call_id=call, timeout=3)
-            return
-        except TimeoutError:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
 
 
 def host_beats(term, start: int) -> int:
@@ -80,7 +67,7 @@ async def test_each_frame_is_answered_at_once_while_its_call_ack_waits_for_a_hun
             await console.wait_for(lambda s: find_call(s, term.device, call) is not None, timeout=RECORD_PATIENCE_S + 3)
             assert not [m for m in term.inbox[mark:] if m["type"] == wp.CALL_ACK], "acknowledged before it was stored"
             blocker.execute("ROLLBACK")
-            await resent_until_acknowledged(term, call)
+            await term.resend_until_acknowledged(wp.PATIENT, call, within_s=20, reconnect=False)
             # a PRESENCE, which nothing acknowledges, is answered the same way
             mark = len(term.inbox)
             term.presence(True, "nurse-7")

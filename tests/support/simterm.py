@@ -207,6 +207,23 @@ class SimTerminal:
                                 timeout, start=mark)
         return call_id
 
+    async def resend_until_acknowledged(self, kind: int, call_id: int, within_s: float = 30.0,
+                                        reconnect: bool = True) -> None:
+        """What the firmware does with a call in its outbox: send it again every 3 s until CALL_ACK
+        (reconnecting first when the session is gone, unless reconnect=False: then a lost session
+        fails the caller)."""
+        deadline = asyncio.get_running_loop().time() + within_s
+        retried: tuple[type[BaseException], ...] = (TimeoutError, ConnectionError, OSError) if reconnect else (TimeoutError,)
+        while True:
+            try:
+                if reconnect and not self.connected:
+                    await self.connect()
+                await self.place_call(kind, call_id=call_id, timeout=3)
+                return
+            except retried:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+
     async def cancel(self, call_id: int, reason: int = wardproto.CANCEL_ORIGIN, age_ms: int = 0,
                      wait_ack: bool = True, timeout: float = 5.0) -> None:
         mark = len(self.inbox)
