@@ -24,10 +24,14 @@ smallest heap that takes an update with a call pressed during it.
    (`wardcall update`'s default), or with --package sources the sources as `wardcall update
    --sources` sends them (the board then compiles the new firmware at its first boot). --part floor: the
    same with a call only, no update (the application's own need).
+4. --part modules: what the heap holds online, module by module.
+5. --part romfs: the call cycle with lib/ (.mpy) imported from files and from a ROMFS image of the
+   same files (bytecode executed in place), the image's own size taken off.
 
     .venv/bin/python bench/bench_firmware_memory.py                    # 1, 2 and 3 (.mpy)
     .venv/bin/python bench/bench_firmware_memory.py --part margin --package sources
     .venv/bin/python bench/bench_firmware_memory.py --part trial --heap 104wK   # one try, its console
+    .venv/bin/python bench/bench_firmware_memory.py --part romfs
 """
 import argparse
 import contextlib
@@ -80,13 +84,15 @@ async def scenario(app):
 """
 
 
+def acknowledge_calls(h, m):
+    """The scripted host's answer: a nurse acknowledges every call at once."""
+    if m["type"] == P.CALL:
+        h.send(P.CALL_STATE, {"call": m["call"], "state": P.ST_ACKNOWLEDGED, "by": "bench"})
+
+
 def run(heap, badge=True):
     host = FakeHost("bed-101-1", mprun.KEY, hb_ms=300)
-
-    def on_msg(h, m):
-        if m["type"] == P.CALL:
-            h.send(P.CALL_STATE, {"call": m["call"], "state": P.ST_ACKNOWLEDGED, "by": "bench"})
-    host.on_message = on_msg
+    host.on_message = acknowledge_calls
     host.start()
     try:
         with tempfile.TemporaryDirectory() as flash:
@@ -150,11 +156,13 @@ def staged_lib(dst):
 
 
 @contextlib.contextmanager
-def staged_board():
-    """A scripted host and a board's flash for the application as deploy stages it (flash/_lib,
-    config.json for that host): (flash, the environment MicroPython runs with)."""
+def staged_board(on_message=None):
+    """A scripted host (on_message: its answer to each message) and a board's flash for the
+    application as deploy stages it (flash/_lib, config.json for that host): (flash, the
+    environment MicroPython runs with)."""
     import os
     host = FakeHost("bed-101-1", mprun.KEY, hb_ms=300)
+    host.on_message = on_message
     host.start()
     try:
         with tempfile.TemporaryDirectory() as flash:
@@ -530,9 +538,80 @@ def modules_report(heap="112wK"):
     return 0
 
 
+
+# ----- part 5: the same cycle with lib/ in a ROMFS image (bytecode executed in place) -----
+
+ROMFS_WRAP = r"""
+import gc, sys, vfs
+f = open("lib.romfs", "rb")
+IMG = f.read()
+f.close()
+f = None
+gc.collect()
+print("IMAGE %d bytes, heap allocated with it loaded %d" % (len(IMG), gc.mem_alloc()))
+vfs.mount(vfs.VfsRom(IMG), "/rom")
+sys.path[sys.path.index(LIBDIR)] = "/rom"
+sys.argv[:] = ["mp_drive", "_scenario.py", "20000"]
+exec(open(DRIVE).read())
+"""
+
+
+def _cycle_rows(out, less=0):
+    """(stage, alloc, peak) of each MEM line of the call cycle, `less` taken off both."""
+    rows = []
+    for line in out.splitlines():
+        if line.startswith("MEM"):
+            alloc, peak = int(line.split("alloc")[1].split()[0]), int(line.split("peak")[1].split()[0])
+            rows.append((line[4:18].strip(), alloc - less, peak - less))
+    return rows
+
+
+def romfs_report(heap="300wK"):
+    """The call cycle (part 1's scenario, badge reader on) with lib/ as deploy stages it (.mpy),
+    once imported from files as today and once from a ROMFS image of the same files (built by
+    mpremote's romfs builder, mounted with vfs.VfsRom): the .mpy loader then references the
+    bytecode and the constant strings in the image instead of copying them to the heap. The unix
+    port has no ROM segment, so the image is read into a bytes object on the heap at start and
+    its size is taken off every figure: what is left is what an ESP32 with the image in a flash
+    partition would spend. The heap is large (300wK) so that neither run is squeezed."""
+    import subprocess
+    from mpremote.romfs import make_romfs
+    results = {}
+    for mode in ("files", "romfs"):
+        with staged_board(acknowledge_calls) as (flash, env):
+            (flash / "_scenario.py").write_text(SCENARIO.replace("NO_READER", "False", 1))
+            args = [str(mprun.DRIVE), "_scenario.py", "20000"]
+            if mode == "romfs":
+                with contextlib.redirect_stdout(None):          # the builder lists the files it adds
+                    image = make_romfs(str(flash / "_lib"), mpy_cross=False)
+                (flash / "lib.romfs").write_bytes(image)
+                (flash / "_wrap.py").write_text("LIBDIR = %r\nDRIVE = %r\n" % (str(flash / "_lib"), str(mprun.DRIVE))
+                                                + ROMFS_WRAP)
+                args = ["_wrap.py"]
+            p = subprocess.run([str(mprun.MICROPYTHON), "-X", "heapsize=" + heap] + args, cwd=flash,
+                               env=dict(env, WC_EMU_SHIMS=str(mprun.EMU_SHIMS)), capture_output=True, text=True,
+                               timeout=60)
+            out = p.stdout + p.stderr
+        if "SCENARIO PASSED" not in out:
+            print(out[-3000:])
+            return 1
+        less = 0
+        if mode == "romfs":
+            less = int(next(l for l in out.splitlines() if l.startswith("IMAGE")).split()[1])
+            results["image"] = less
+        results[mode] = _cycle_rows(out, less)
+    print("the call cycle, badge reader on, lib/*.mpy as deploy stages it, heap %s; alloc after gc.collect() "
+          "and mem_peak (64-bit bytes), from files and from a ROMFS image of %d bytes (its size taken off):"
+          % (heap, results["image"]))
+    print("  %-14s %9s %9s %9s %9s %8s" % ("stage", "files", "romfs", "peak f.", "peak r.", "saved"))
+    for (stage, a_f, p_f), (_, a_r, p_r) in zip(results["files"], results["romfs"]):
+        print("  %-14s %9d %9d %9d %9d %7d%%" % (stage, a_f, a_r, p_f, p_r, 100 * (a_f - a_r) // a_f))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("all", "calls", "update", "margin", "floor", "trial", "modules"), default="all")
+    ap.add_argument("--part", choices=("all", "calls", "update", "margin", "floor", "trial", "modules", "romfs"), default="all")
     ap.add_argument("--package", choices=("mpy", "sources"), default="mpy",
                     help="the update ships lib/*.mpy (`wardcall update`, its default) or the sources (`--sources`)")
     ap.add_argument("--heap", default="124wK", help="--part trial: the board's heap")
@@ -556,6 +635,8 @@ def main():
         rc |= call_cycle()
     if args.part in ("all", "modules"):
         rc |= modules_report()
+    if args.part in ("all", "romfs"):
+        rc |= romfs_report()
     if args.part in ("all", "update"):
         rc |= update_stages_report()
     if args.part in ("all", "margin"):
