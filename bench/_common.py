@@ -155,6 +155,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def resident_mb(pid: int) -> tuple[float, float]:
+    """(resident memory now, its peak) of a process in MB, from /proc/<pid>/status."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) / 1024
+    return fields["VmRSS"], fields["VmHWM"]
+
+
 def wakeups(pid: int) -> int:
     """Times the process's threads went to sleep and were woken (voluntary context switches,
     /proc/<pid>/task/*/status): an idle asyncio loop does one per turn that waits."""

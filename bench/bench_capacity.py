@@ -35,7 +35,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Console, NURSE, console_http, console_tls, Server, cpu_seconds, machine, pct, raise_nofile, runqueue_wait_s, summary, write_ward  # noqa: E402
+from _common import Console, NURSE, console_http, console_tls, Server, cpu_seconds, machine, pct, raise_nofile, resident_mb, runqueue_wait_s, summary, write_ward  # noqa: E402
 
 from wardcall.protocol import wardproto as wp  # noqa: E402
 from tests.support.simterm import SimTerminal  # noqa: E402
@@ -199,6 +199,7 @@ def step(work: Path, n: int, window: float, probes: int, tls: bool = False, host
         gen_cpu = (gens.cpu_seconds() - g0) / w * 100
         steady_loop = health(server.api_url, w + 1)["loop"]
         steady_wait = (runqueue_wait_s(server.proc.pid) - q0) / w * 100
+        steady_rss = resident_mb(server.proc.pid)[0]
 
         async def disturb() -> dict:
             calls = asyncio.ensure_future(probe_calls(term, console, probes - half, gap, disturbed))
@@ -216,6 +217,7 @@ def step(work: Path, n: int, window: float, probes: int, tls: bool = False, host
         w_dist = time.monotonic() - w1
         disturbed_cpu = (cpu_seconds(server.proc.pid) - c1) / w_dist * 100
         storm = gens.storm_result(30)
+        peak_rss = resident_mb(server.proc.pid)[1]
         time.sleep(2)                  # the last to reconnect send their first heartbeat (adopted then)
         loop = health(server.api_url, time.monotonic() - w0 + 1)["loop"]
         st = console.state()
@@ -223,7 +225,7 @@ def step(work: Path, n: int, window: float, probes: int, tls: bool = False, host
         online = sum(1 for t in st["terminals"] if t.get("connected") and t["device"] in names)
         return {"terminals": n, "connected": connected, "online_at_end": online, "connect_s": t_conn,
                 "host_cpu_pct": host_cpu, "disturbed_cpu_pct": disturbed_cpu, "loadgen_cpu_pct": gen_cpu,
-                "window_s": w + w_dist, "ack": steady.ack, "sse": steady.sse, "ack_disturbed": disturbed.ack,
+                "host_rss_mb": steady_rss, "host_rss_peak_mb": peak_rss, "window_s": w + w_dist, "ack": steady.ack, "sse": steady.sse, "ack_disturbed": disturbed.ack,
                 "sse_disturbed": disturbed.sse, "loop_lag_max_ms": loop["lag_max_ms"],
                 "steady_lag_max_ms": steady_loop["lag_max_ms"], "steady_cpu_wait_pct": steady_wait, "steady_gc_pause_max_ms": steady_loop["gc_pause_max_ms"],
                 "gc_pause_max_ms": loop["gc_pause_max_ms"], "gc_collections": loop["gc_collections"], "gc_worst": (loop.get("gc_pause_worst_ms"), loop.get("gc_pause_worst_generation")),
@@ -243,7 +245,8 @@ def report(r: dict) -> None:
     print(f"{n:5d} terminals at 1 Hz{' over TLS' if r.get('tls') else ''}: connected {r['connected']} in {r['connect_s']:.1f} s, online at the end {r['online_at_end']}; "
           f"host CPU {r['host_cpu_pct']:.0f} % of one core steady, {r['disturbed_cpu_pct']:.0f} % disturbed "
           f"({r['threads']} threads), loadgen CPU {r['loadgen_cpu_pct']:.0f} %; the host's loop waited for a CPU "
-          f"{r['steady_cpu_wait_pct']:.0f} % of the steady half (the machine is shared)")
+          f"{r['steady_cpu_wait_pct']:.0f} % of the steady half (the machine is shared); host memory (resident) "
+          f"{r['host_rss_mb']:.0f} MB steady, peak {r['host_rss_peak_mb']:.0f} MB")
     print(f"      steady    CALL -> CALL_ACK  {summary(r['ack'])}")
     print(f"      steady    CALL -> console   {summary(r['sse'])}")
     print(f"      disturbed CALL -> CALL_ACK  {summary(r['ack_disturbed'])}")

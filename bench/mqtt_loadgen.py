@@ -9,9 +9,7 @@ times spread over one interval.
 import argparse
 import asyncio
 import json
-import os
 import random
-import sys
 import time
 
 import aiomqtt

@@ -34,7 +34,7 @@ from .devicekeys import load_keys
 from .record_guard import RecordLock, check_identity
 from .storage import AsyncWriter, open_storage
 from .terminal_server import TerminalServer
-from .tls import CERT_ALARM, CertificateWatch, HostTls, TlsError, prepare_host
+from .tls import CERT_ALARM, CertificateWatch, HostTls, TlsError, bound_tls_read_buffers, prepare_host
 from .web import make_app
 from .web.listener import start_api_listener
 
@@ -188,6 +188,7 @@ async def serve(config: WardConfig, ready_file: Path | None = None, takeover: li
     """`takeover`: a standby's open calls of the primary it takes over from (federation/standby.py)."""
     await _not_while_the_standby_serves(config, takeover)
     files = raise_descriptor_limit(descriptors_needed(config))
+    bound_tls_read_buffers()
     keys = load_keys(config.secrets)
     missing = sorted(set(config.terminals) - set(keys))
     if missing:

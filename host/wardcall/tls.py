@@ -14,6 +14,7 @@ look "not yet valid" to a terminal whose clock was lost (firmware/lib/tlslink.py
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import base64
 import datetime
 import hashlib
@@ -38,6 +39,8 @@ KEY_BITS = 3072                              # RSA, e = 65537: the ward's update
 # TLS 1.2 suites with forward secrecy only (ECDHE); TLS 1.3 has nothing else
 CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 CLOCK_SKEW = datetime.timedelta(hours=1)     # the CA is valid from an hour before its creation
+# Each asyncio TLS connection has a read buffer of this size (docs/BENCHMARKS.md, "TLS read buffers")
+TLS_READ_BUFFER = 16 * 1024
 PRIVATE_MODE, PUBLIC_MODE = 0o600, 0o644     # keys; certificates
 
 
@@ -270,6 +273,16 @@ def server_context(settings: TlsSettings, chain: bool = False) -> ssl.SSLContext
     except (OSError, ssl.SSLError) as exc:
         raise TlsError(f"{settings.cert}: the host certificate or its key is unusable: {exc}") from None
     return ctx
+
+
+def bound_tls_read_buffers(size: int = TLS_READ_BUFFER) -> None:
+    """Give every TLS connection this process accepts or opens a read buffer of `size` bytes.
+    By default asyncio (Python 3.11's, at least) gives each one 256 KiB and zeroes it when the connection is
+    made. At 5,000 terminals that is 1.3 GB, and zeroing it is a seventh of the host's CPU in a
+    reconnect storm. A frame is a few hundred bytes. A smaller buffer only means that a large
+    request body, such as an update package, takes more reads. The buffer's size is a class
+    attribute, so this sets it for the whole process."""
+    asyncio.sslproto.SSLProtocol.max_size = size
 
 
 def client_context(settings: TlsSettings) -> ssl.SSLContext:

@@ -125,7 +125,7 @@ async def test_a_call_goes_ahead_of_a_consoles_backlog_and_its_view_never_goes_b
     assert ahead_states[0] == "placed" and ahead_states[-1] == "acknowledged", ahead_states
     first_of_backlog = next(i for i, e in enumerate(got) if e[2]["seq"] >= first_queued and not e[2].get("ahead"))
     # the call came before the changes that were queued for the console when it was placed
-    assert ahead[0][0] < first_of_backlog, (ahead[0][0], first_of_backlog, backlog)
+    assert ahead[0][0] < first_of_backlog, (ahead[0][0], first_of_backlog, first_queued)
     # each ahead copy is the change that follows in its place, under the same number
     in_place = {e[2]["seq"]: e[2] for _, e in calls if not e[2].get("ahead")}
     for _, (_, _, payload) in ahead:
