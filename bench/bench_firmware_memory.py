@@ -28,7 +28,7 @@ smallest heap that takes an update with a call pressed during it.
 5. --part romfs: the call cycle with lib/ (.mpy) imported from files and from a ROMFS image of the
    same files (bytecode executed in place), the image's own size taken off.
 
-    .venv/bin/python bench/bench_firmware_memory.py                    # 1, 2 and 3 (.mpy)
+    .venv/bin/python bench/bench_firmware_memory.py                    # every part (.mpy)
     .venv/bin/python bench/bench_firmware_memory.py --part margin --package sources
     .venv/bin/python bench/bench_firmware_memory.py --part trial --heap 104wK   # one try, its console
     .venv/bin/python bench/bench_firmware_memory.py --part romfs
@@ -536,7 +536,6 @@ def modules_report(heap="112wK"):
           "driver" % (code, doubles, online_pool[0], online_pool[1], sum(r[2] for r in rows if r[0] not in shims),
                       online - code - doubles - online_pool[0]))
     return 0
-
 
 
 # ----- part 5: the same cycle with lib/ in a ROMFS image (bytecode executed in place) -----
