@@ -45,13 +45,11 @@ class FrameStream(asyncio.Protocol):
             self._on_connect(self, transport)
 
     def upgraded(self, transport: asyncio.BaseTransport) -> None:
-        """The TLS transport that loop.start_tls returned: the one to pause, and one that cannot
-        be kept half open. (start_tls does not call connection_made again.) Paused, the TLS
-        layer goes on reading the socket up to its own limit, 256 KiB by default: it gets this
-        stream's bound instead."""
+        """The TLS transport that tls_layer.start_tls returned: the one to pause, and one that
+        cannot be kept half open. (connection_made is not called again.) Paused, it reads no
+        more of the socket and delivers nothing of what it has read."""
         self.transport = transport      # type: ignore[assignment]
         self._tls = True
-        transport.set_read_buffer_limits(high=QUEUE_BYTES)     # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         if self._ended:

@@ -8,15 +8,17 @@ Connections that have not yet sent an authentic frame are capped per source addr
 total (PendingConnections): past a cap the oldest is dropped, so idle or replayed connections
 cannot keep a real terminal out or use up the process's file descriptors.
 
-With TLS ([tls] terminals = "tls", the default) each connection is upgraded (start_tls) after it
-is counted, so connections still in their TLS handshake are capped too, and the handshake is
-bounded by `handshake_timeout_s`; a failed handshake is logged and recorded by source address
-(the terminal cannot be named before HELLO: it names itself in a REPORT, discovery.py).
+With TLS ([tls] terminals = "tls", the default) each connection is upgraded (tls_layer.start_tls,
+the host's signature in a worker thread) after it is counted, so connections still in their TLS
+handshake are capped too, and the handshake is bounded by `handshake_timeout_s`; a failed
+handshake is logged and recorded by source address (the terminal cannot be named before HELLO:
+it names itself in a REPORT, discovery.py).
 """
 from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import errno
 import heapq
 import logging
@@ -33,6 +35,7 @@ from .frame_stream import FrameStream
 from .hub import WardHub
 from .protocol import ProtocolError, fit_text, wardproto
 from .ratelog import BurstLog, RateLimitedLog
+from . import tls_layer
 from .storage import StorageError
 from .turns import TurnGate
 from .ward.terminals import source_of
@@ -326,16 +329,13 @@ class TerminalSession:
                 except Exception:
                     log.exception("recording the disconnection of %s failed", device)
 
-    async def start_tls(self, context: ssl.SSLContext) -> bool:
+    async def start_tls(self, context: ssl.SSLContext, workers: concurrent.futures.Executor) -> bool:
         """The TLS handshake; False (logged, recorded, closed) if it fails. The session's
         transport is then the TLS one. The plain socket has not been read (TerminalServer
         pauses it as it is accepted), so no byte of the TLS handshake can reach the frames."""
-        loop = asyncio.get_running_loop()
         try:
-            transport = await loop.start_tls(self.transport, self.stream, context, server_side=True,
-                                             ssl_handshake_timeout=self.hub.config.timing.handshake_timeout_s)
-            if transport is None:
-                raise ConnectionResetError("closed during the handshake")
+            transport = await tls_layer.start_tls(self.transport, self.stream, context,
+                                                  self.hub.config.timing.handshake_timeout_s, workers)
         except asyncio.CancelledError:
             raise
         except (ssl.SSLError, ConnectionError, OSError, asyncio.TimeoutError, EOFError, RuntimeError) as exc:
@@ -629,6 +629,7 @@ class TerminalServer:
         self.sessions: set[TerminalSession] = set()
         self._tasks: set[asyncio.Task] = set()
         self.pending = PendingConnections(*pending_limits(hub.config.network))
+        self.handshake_workers = tls_layer.handshake_workers() if tls is not None else None
 
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
@@ -657,7 +658,7 @@ class TerminalServer:
 
     async def _serve(self, session: TerminalSession) -> None:
         try:
-            if self.tls is None or await session.start_tls(self.tls):
+            if self.tls is None or await session.start_tls(self.tls, self.handshake_workers):
                 await session.run()
         finally:
             session.close(session.closed_because or "session ended")
@@ -671,8 +672,8 @@ class TerminalServer:
         if self._tasks:
             _, left = await asyncio.wait(list(self._tasks), timeout=STOP_GRACE_S)
             if left:
-                # a TLS close waits for the peer's close_notify: one that does not send it is
-                # cut off, so that its session still ends (and is recorded) before the record closes
+                # a close waits for what is still to be written: a terminal that does not read it
+                # is cut off, so that its session still ends (and is recorded) before the record closes
                 for session in list(self.sessions):
                     session.drop("server stopping")
                 await asyncio.wait(left, timeout=STOP_GRACE_S)
@@ -681,3 +682,5 @@ class TerminalServer:
                 await asyncio.wait_for(self.server.wait_closed(), 2)
             except asyncio.TimeoutError:
                 pass
+        if self.handshake_workers is not None:
+            self.handshake_workers.shutdown(wait=False, cancel_futures=True)

@@ -276,10 +276,12 @@ def server_context(settings: TlsSettings, chain: bool = False) -> ssl.SSLContext
 
 
 def bound_tls_read_buffers(size: int = TLS_READ_BUFFER) -> None:
-    """Give every TLS connection this process accepts or opens a read buffer of `size` bytes.
-    By default asyncio (Python 3.11's, at least) gives each one 256 KiB and zeroes it when the
-    connection is made. At 5,000 terminals that is 1.3 GB, and the zeroing was a seventh of the
-    host's CPU samples while 5,000 connected and then all reconnected at once. A frame is a few
+    """Give every TLS connection through asyncio's own layer (the console's HTTPS, the host's
+    clients) a read buffer of `size` bytes. By default asyncio (Python 3.11's, at least) gives
+    each one 256 KiB and zeroes it when the connection is made. When the terminals' TLS still
+    went through it, at 5,000 terminals that was 1.3 GB, and the zeroing was a seventh of the
+    host's CPU samples while 5,000 connected and then all reconnected at once (the terminals'
+    connections now go through tls_layer, which holds no such buffer). A frame is a few
     hundred bytes. A smaller buffer only means that a large request body, such as an update
     package, takes more reads. The buffer's size is a class attribute, so this sets it for the
     whole process."""
