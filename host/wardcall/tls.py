@@ -439,13 +439,19 @@ def prepare_console(settings: TlsSettings, owner: str) -> HostTls:
 
 class CertificateWatch:
     """Every check(): renew the host certificate when due (and the CA key is here) and load a
-    changed certificate into the running context, so `wardcall ca renew` needs no restart."""
+    changed certificate into the running context, so `wardcall ca renew` needs no restart.
+
+    Whether the files can be served together (host_files_problem) is looked at again only when
+    they changed since it last found them fine, or a renewal is due: reading the RSA key checks
+    it, about 100 ms of the loop with the GIL held, which every minute was the host's longest
+    stall in steady state (BENCHMARKS.md, "The certificate check")."""
 
     def __init__(self, settings: TlsSettings, owner: str, host: HostTls) -> None:
         self.settings = settings
         self.owner = owner
         self.host = host
-        self._stamp = self._files()
+        self._stamp = self._files()         # the files the running context was loaded from
+        self._fine = self._stamp            # the files last found servable (by prepare_host)
 
     def _files(self) -> tuple[float, float, float]:
         s = self.settings
@@ -457,14 +463,16 @@ class CertificateWatch:
     def check(self) -> tuple[list[str], str | None]:
         """(lines to log, the certificate alarm's text or None once it is fine)."""
         notes = []
+        s = self.settings
         try:
-            notes += keep_host_certificate(self.settings, self.owner)
+            if self._fine != self._files() or (renewal_due(s) and s.ca_key.exists()):
+                notes += keep_host_certificate(s, self.owner)
+                self._fine = self._files()
         except TlsError as exc:
             notes.append(str(exc))
         stamp = self._files()
         if stamp != self._stamp:
             try:
-                s = self.settings
                 if self.host.terminals is not None:
                     self.host.terminals.load_cert_chain(s.cert, s.key)
                 if self.host.console is not None:
