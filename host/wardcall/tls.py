@@ -444,7 +444,10 @@ class CertificateWatch:
     Whether the files can be served together (host_files_problem) is looked at again only when
     they changed since it last found them fine, or a renewal is due: reading the RSA key checks
     it, about 100 ms of the loop with the GIL held, which every minute was the host's longest
-    stall in steady state (BENCHMARKS.md, "The certificate check")."""
+    stall in steady state (BENCHMARKS.md, "The certificate check"). In `run` that file work
+    (mend) goes to a thread: a renewal's RSA-3072 key takes 0.1-2 s to find, with the GIL
+    released, and the calls go on meanwhile; the running contexts are changed on the loop only,
+    where the terminals' sessions are made from them."""
 
     def __init__(self, settings: TlsSettings, owner: str, host: HostTls) -> None:
         self.settings = settings
@@ -461,39 +464,58 @@ class CertificateWatch:
             return 0.0, 0.0, 0.0
 
     def check(self) -> tuple[list[str], str | None]:
-        """(lines to log, the certificate alarm's text or None once it is fine)."""
-        notes = []
+        """(lines to log, the certificate alarm's text or None once it is fine), all in this thread."""
+        notes = self.mend()
+        return notes + self.load_changed(), self.alarm()
+
+    async def check_beside_loop(self) -> tuple[list[str], str | None]:
+        """check(), its file work (mend) in a thread while the loop goes on."""
+        notes = await asyncio.to_thread(self.mend)
+        return notes + self.load_changed(), self.alarm()
+
+    def mend(self) -> list[str]:
+        """The files issued again if they cannot be served, renewed if due; touches no running
+        context, so it may run in any one thread at a time."""
         s = self.settings
         try:
             if self._fine != self._files() or (renewal_due(s) and s.ca_key.exists()):
-                notes += keep_host_certificate(s, self.owner)
+                notes = keep_host_certificate(s, self.owner)
                 self._fine = self._files()
+                return notes
         except TlsError as exc:
-            notes.append(str(exc))
+            return [str(exc)]
+        return []
+
+    def load_changed(self) -> list[str]:
+        """Changed files loaded into the running contexts (on the loop's thread)."""
+        s = self.settings
         stamp = self._files()
-        if stamp != self._stamp:
-            try:
-                if self.host.terminals is not None:
-                    self.host.terminals.load_cert_chain(s.cert, s.key)
-                if self.host.console is not None:
-                    self.host.console.load_cert_chain(chain_path(s), s.key)
-                self._stamp = stamp
-                notes.append(f"host certificate loaded again: {info(host_certificate(s)).text()}")
-            except (OSError, ssl.SSLError, TlsError) as exc:
-                notes.append(f"the changed host certificate is unusable, the previous one stays: {exc}")
+        if stamp == self._stamp:
+            return []
         try:
-            return notes, _certificate_alarm(self.settings, _now())
+            if self.host.terminals is not None:
+                self.host.terminals.load_cert_chain(s.cert, s.key)
+            if self.host.console is not None:
+                self.host.console.load_cert_chain(chain_path(s), s.key)
+            self._stamp = stamp
+            return [f"host certificate loaded again: {info(host_certificate(s)).text()}"]
+        except (OSError, ssl.SSLError, TlsError) as exc:
+            return [f"the changed host certificate is unusable, the previous one stays: {exc}"]
+
+    def alarm(self) -> str | None:
+        try:
+            return _certificate_alarm(self.settings, _now())
         except TlsError as exc:
-            return notes, str(exc)
+            return str(exc)
 
     async def run(self, every_s: float, report: Callable[[str | None], Awaitable[None]], log: logging.Logger) -> None:
-        """check() every `every_s` for ever: its lines logged, its alarm (or None once the
-        certificate is fine) given to `report`; a failed check is logged and the running
-        certificate stays."""
+        """check_beside_loop() every `every_s` for ever: its lines logged, its alarm (or None
+        once the certificate is fine) given to `report`; a failed check is logged and the
+        running certificate stays."""
         while True:
             await asyncio.sleep(every_s)
             try:
-                notes, alarm = self.check()
+                notes, alarm = await self.check_beside_loop()
                 for line in notes:
                     log.warning("%s", line)
                 await report(alarm)

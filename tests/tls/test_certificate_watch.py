@@ -1,8 +1,11 @@
 """The running host's certificate watch (tls.CertificateWatch, every minute in `wardcall serve`):
 a renewed certificate is served without a restart, a key damaged on disk while the host runs is
-issued again at the next check, and files that did not change are left as they are."""
+issued again at the next check, files that did not change are left as they are, and the loop
+(every terminal's calls) goes on while a renewal makes its new key."""
 from __future__ import annotations
 
+import asyncio
+import datetime
 import socket
 import ssl
 import threading
@@ -75,3 +78,34 @@ def test_a_host_key_damaged_while_the_host_runs_is_issued_again_at_the_next_chec
     assert tls.host_files_problem(ward.tls) is None
     served_serial(host.terminals, ward.tls.ca_cert)     # and the context serves it
     assert watch.check() == ([], None)
+
+
+async def test_the_loop_goes_on_while_a_renewal_makes_its_key(ward):
+    host = tls.prepare_host(ward)
+    first = tls.host_certificate(ward.tls).serial_number
+    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+    tls.issue_host_certificate(ward, not_after=soon)       # ends within renew_days: due
+    assert tls.renewal_due(ward.tls)
+    watch = tls.CertificateWatch(ward.tls, ward.ward, host)
+    turns = 0
+
+    async def other_work() -> None:             # what the terminals' sessions do meanwhile
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    worker = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    before = turns
+    notes, alarm = await watch.check_beside_loop()
+    during = turns - before
+    worker.cancel()
+    assert alarm is None
+    assert any("renewed" in line for line in notes), notes
+    assert any("loaded again" in line for line in notes), notes
+    # a check on the loop's thread gives other work no turn until it returns
+    assert during > 0, "the loop did nothing else while the renewal made its RSA key"
+    renewed = tls.host_certificate(ward.tls).serial_number
+    assert not tls.renewal_due(ward.tls)
+    assert served_serial(host.terminals, ward.tls.ca_cert) == renewed != first
